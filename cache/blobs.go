@@ -1,0 +1,253 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// splitDigest checks a digest's form and returns its hash and hex part.
+func splitDigest(digest string) (hash.Hash, string, error) {
+	alg, hx, ok := strings.Cut(digest, ":")
+	if !ok {
+		return nil, "", fmt.Errorf("digest %q: no algorithm", digest)
+	}
+	var h hash.Hash
+	switch alg {
+	case "sha256":
+		h = sha256.New()
+	case "sha512":
+		h = sha512.New()
+	default:
+		return nil, "", fmt.Errorf("digest %q: unsupported algorithm", digest)
+	}
+	if len(hx) != h.Size()*2 {
+		return nil, "", fmt.Errorf("digest %q: wrong length", digest)
+	}
+	if _, err := hex.DecodeString(hx); err != nil || strings.ToLower(hx) != hx {
+		return nil, "", fmt.Errorf("digest %q: not lower-case hex", digest)
+	}
+	return h, hx, nil
+}
+
+func verifyBytes(digest string, b []byte) error {
+	h, hx, err := splitDigest(digest)
+	if err != nil {
+		return err
+	}
+	h.Write(b)
+	if got := hex.EncodeToString(h.Sum(nil)); got != hx {
+		return fmt.Errorf("%w: content hashes to %s, not %s", ErrDigestMismatch, got, digest)
+	}
+	return nil
+}
+
+// blobPath is where a committed blob's bytes live.
+func (s *Store) blobPath(digest string) string {
+	alg, hx, _ := strings.Cut(digest, ":")
+	return filepath.Join(s.dir, "blobs", alg, hx[:2], hx)
+}
+
+// BlobInfo describes a committed blob.
+type BlobInfo struct {
+	Size int64
+}
+
+// StatBlob returns the size of a committed blob, or ErrNotFound.
+func (s *Store) StatBlob(ctx context.Context, digest string) (BlobInfo, error) {
+	if _, _, err := splitDigest(digest); err != nil {
+		return BlobInfo{}, err
+	}
+	v, err := s.get(blobKey(digest))
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	if len(v) < 8 {
+		return BlobInfo{}, fmt.Errorf("blob %s: corrupt record", digest)
+	}
+	return BlobInfo{Size: int64(binary.BigEndian.Uint64(v))}, nil
+}
+
+// OpenBlob opens a committed blob for reading. An index entry whose file is
+// gone (removed by hand) is dropped and reported as ErrNotFound.
+func (s *Store) OpenBlob(ctx context.Context, digest string) (*os.File, BlobInfo, error) {
+	info, err := s.StatBlob(ctx, digest)
+	if err != nil {
+		return nil, BlobInfo{}, err
+	}
+	f, err := os.Open(s.blobPath(digest))
+	if errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("blob indexed but its file is missing; dropping the index entry", zap.String("digest", digest))
+		_ = s.db.Delete(blobKey(digest), pebble.Sync)
+		return nil, BlobInfo{}, ErrNotFound
+	}
+	if err != nil {
+		return nil, BlobInfo{}, err
+	}
+	return f, info, nil
+}
+
+// BlobWriter writes one blob to a temporary file while hashing it. Nothing
+// is visible until Commit has verified digest and size.
+type BlobWriter struct {
+	s      *Store
+	digest string
+	size   int64 // expected size, -1 if unknown
+	f      *os.File
+	h      hash.Hash
+	hex    string
+	n      int64
+	done   bool
+}
+
+// NewBlobWriter starts writing the blob digest. size is the expected length
+// or -1 when unknown.
+func (s *Store) NewBlobWriter(ctx context.Context, digest string, size int64) (*BlobWriter, error) {
+	h, hx, err := splitDigest(digest)
+	if err != nil {
+		return nil, err
+	}
+	n := atomic.AddUint64(&s.tmpN, 1)
+	name := filepath.Join(s.dir, "tmp", hx[:16]+"-"+strconv.FormatInt(int64(os.Getpid()), 10)+"-"+strconv.FormatUint(n, 10))
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("create temp blob: %w", err)
+	}
+	return &BlobWriter{s: s, digest: digest, size: size, f: f, h: h, hex: hx}, nil
+}
+
+// Path is the temporary file; readers may open it to follow the write.
+func (w *BlobWriter) Path() string { return w.f.Name() }
+
+// Written is how many bytes were written so far.
+func (w *BlobWriter) Written() int64 { return w.n }
+
+// Write appends p, hashing as it goes.
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	if w.size >= 0 && w.n+int64(len(p)) > w.size {
+		return 0, fmt.Errorf("blob %s: more than the expected %d bytes", w.digest, w.size)
+	}
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// Commit verifies the digest and size, makes the file durable, moves it into
+// place and indexes it. On any error the blob is discarded.
+func (w *BlobWriter) Commit(ctx context.Context) error {
+	if w.done {
+		return errors.New("blob writer already finished")
+	}
+	w.done = true
+	err := w.commit()
+	if err != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+	}
+	return err
+}
+
+func (w *BlobWriter) commit() error {
+	if w.size >= 0 && w.n != w.size {
+		return fmt.Errorf("%w: blob %s is %d bytes, expected %d", ErrDigestMismatch, w.digest, w.n, w.size)
+	}
+	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.hex {
+		return fmt.Errorf("%w: content hashes to %s:%s, not %s", ErrDigestMismatch, w.digest[:strings.IndexByte(w.digest, ':')], got, w.digest)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sync blob: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	final := w.s.blobPath(w.digest)
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if err := os.Rename(w.f.Name(), final); err != nil {
+		return fmt.Errorf("move blob into place: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(w.n))
+	v = putTime(v, w.s.now())
+	return w.s.db.Set(blobKey(w.digest), v, pebble.Sync)
+}
+
+// Abort discards the blob.
+func (w *BlobWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// recover removes what a crash can leave behind: temporary files of fills
+// that never committed, and blob files renamed into place whose index entry
+// was never written.
+func (s *Store) recover(ctx context.Context) error {
+	tmp := filepath.Join(s.dir, "tmp")
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
+			return fmt.Errorf("remove partial fill: %w", err)
+		}
+	}
+	if len(entries) > 0 {
+		s.log.Info("removed partial fills left by an earlier run", zap.Int("count", len(entries)))
+	}
+	orphans := 0
+	err = filepath.WalkDir(filepath.Join(s.dir, "blobs"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(filepath.Join(s.dir, "blobs"), path)
+		parts := strings.Split(rel, string(filepath.Separator))
+		if len(parts) != 3 {
+			return nil
+		}
+		digest := parts[0] + ":" + parts[2]
+		if _, err := s.get(blobKey(digest)); errors.Is(err, ErrNotFound) {
+			orphans++
+			return os.Remove(path)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+	if orphans > 0 {
+		s.log.Info("removed blob files that were never indexed", zap.Int("count", orphans))
+	}
+	return err
+}

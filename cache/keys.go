@@ -1,0 +1,77 @@
+package cache
+
+// Key layout of the pebble database. Every key starts with a short prefix
+// naming its kind; integers are big-endian so that keys and values sort and
+// compare as bytes. Strings inside keys are separated by 0x00, which cannot
+// occur in repository names, tags or digests.
+//
+//	tag/<namespace>\x00<repo>\x00<tag>   -> fetchedAt (8, unix ns) | digest
+//	    A tag of a repository. namespace is the upstream rule's name for
+//	    cached repositories. fetchedAt is when the upstream last confirmed
+//	    the mapping (the TTL counts from it).
+//	man/<digest>                        -> len(mediaType) (2) | mediaType | body
+//	    A verified manifest, stored whole (manifests are at most a few MiB).
+//	blb/<digest>                        -> size (8) | createdAt (8, unix ns)
+//	    A committed blob. Its bytes live in blobs/<alg>/<2 hex>/<hex> under
+//	    the data directory; the key is written only after the file is
+//	    renamed into place (see docs/design.md).
+//	acc/<digest>                        -> lastAccess (8, unix ns)
+//	    When a blob or manifest was last served; written without sync, as
+//	    losing the newest access times in a crash is harmless.
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+var (
+	prefixTag      = []byte("tag/")
+	prefixManifest = []byte("man/")
+	prefixBlob     = []byte("blb/")
+	prefixAccess   = []byte("acc/")
+)
+
+func join(prefix []byte, parts ...string) []byte {
+	n := len(prefix)
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	k := make([]byte, 0, n)
+	k = append(k, prefix...)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+func tagKey(ns, repo, tag string) []byte { return join(prefixTag, ns, repo, tag) }
+
+// tagPrefix is the prefix of all tag keys of one repository.
+func tagPrefix(ns, repo string) []byte { return append(join(prefixTag, ns, repo), 0) }
+
+func manifestKey(digest string) []byte { return join(prefixManifest, digest) }
+func blobKey(digest string) []byte     { return join(prefixBlob, digest) }
+func accessKey(digest string) []byte   { return join(prefixAccess, digest) }
+
+// upperBound returns the smallest key greater than every key with prefix p.
+func upperBound(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func putTime(b []byte, t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(b, uint64(t.UnixNano()))
+}
+
+func getTime(b []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+}

@@ -1,0 +1,210 @@
+// Package cache is a node's store: tags, manifests and the blob index in
+// pebble, blob bytes in content-addressed files, hot manifests in ristretto.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/dgraph-io/ristretto/v2"
+	"go.uber.org/zap"
+)
+
+// ErrNotFound is returned when a key is not in the store.
+var ErrNotFound = errors.New("not found")
+
+// ErrDigestMismatch is returned when content does not hash to its digest.
+var ErrDigestMismatch = errors.New("digest mismatch")
+
+// Options configure a Store.
+type Options struct {
+	// HotManifestBytes bounds the in-memory manifest cache.
+	HotManifestBytes int64
+	Logger           *zap.Logger
+}
+
+// Store is one node's content store.
+type Store struct {
+	dir  string
+	db   *pebble.DB
+	hot  *ristretto.Cache[string, *Manifest]
+	log  *zap.Logger
+	now  func() time.Time
+	tmpN uint64
+}
+
+// Open opens (or creates) the store under dir and removes what a crash may
+// have left: partial fills in tmp/ and blob files that were never indexed.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.HotManifestBytes <= 0 {
+		opts.HotManifestBytes = 64 << 20
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "blobs")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	db, err := pebble.Open(filepath.Join(dir, "db"), &pebble.Options{Logger: pebbleLogger{opts.Logger.Sugar()}})
+	if err != nil {
+		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
+	}
+	hot, err := ristretto.NewCache(&ristretto.Config[string, *Manifest]{
+		NumCounters: 100_000,
+		MaxCost:     opts.HotManifestBytes,
+		BufferItems: 64,
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("hot cache: %w", err)
+	}
+	s := &Store{dir: dir, db: db, hot: hot, log: opts.Logger, now: time.Now}
+	if err := s.recover(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	s.hot.Close()
+	return s.db.Close()
+}
+
+// Dir is the store's data directory.
+func (s *Store) Dir() string { return s.dir }
+
+type pebbleLogger struct{ l *zap.SugaredLogger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debugf(format, args...) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
+func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Fatalf(format, args...) }
+
+// get returns a copy of the value at key, or ErrNotFound.
+func (s *Store) get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, nil
+}
+
+// Tag is a tag's mapping to a manifest digest.
+type Tag struct {
+	Digest    string
+	FetchedAt time.Time
+}
+
+// GetTag returns the tag of repo in namespace ns.
+func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
+	v, err := s.get(tagKey(ns, repo, tag))
+	if err != nil {
+		return Tag{}, err
+	}
+	if len(v) < 8 {
+		return Tag{}, fmt.Errorf("tag %s:%s: corrupt record", repo, tag)
+	}
+	return Tag{FetchedAt: getTime(v), Digest: string(v[8:])}, nil
+}
+
+// PutTag records a tag mapping. It is synced: a tag must never point at a
+// manifest a crash lost, so callers store the manifest first.
+func (s *Store) PutTag(ctx context.Context, ns, repo, tag string, t Tag) error {
+	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
+	v = append(v, t.Digest...)
+	return s.db.Set(tagKey(ns, repo, tag), v, pebble.Sync)
+}
+
+// DeleteTag removes a tag mapping.
+func (s *Store) DeleteTag(ctx context.Context, ns, repo, tag string) error {
+	return s.db.Delete(tagKey(ns, repo, tag), pebble.Sync)
+}
+
+// ListTags returns the tags of repo in namespace ns, sorted.
+func (s *Store) ListTags(ctx context.Context, ns, repo string) ([]string, error) {
+	p := tagPrefix(ns, repo)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: p, UpperBound: upperBound(p)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var tags []string
+	for it.First(); it.Valid(); it.Next() {
+		tags = append(tags, string(it.Key()[len(p):]))
+	}
+	return tags, it.Error()
+}
+
+// Manifest is a stored manifest.
+type Manifest struct {
+	MediaType string
+	Body      []byte
+}
+
+// GetManifest returns the manifest with the given digest, from memory when
+// it is hot.
+func (s *Store) GetManifest(ctx context.Context, digest string) (*Manifest, error) {
+	if m, ok := s.hot.Get(digest); ok {
+		return m, nil
+	}
+	v, err := s.get(manifestKey(digest))
+	if err != nil {
+		return nil, err
+	}
+	if len(v) < 2 {
+		return nil, fmt.Errorf("manifest %s: corrupt record", digest)
+	}
+	n := int(v[0])<<8 | int(v[1])
+	if len(v) < 2+n {
+		return nil, fmt.Errorf("manifest %s: corrupt record", digest)
+	}
+	m := &Manifest{MediaType: string(v[2 : 2+n]), Body: v[2+n:]}
+	s.hot.Set(digest, m, int64(len(m.Body)))
+	return m, nil
+}
+
+// PutManifest stores a manifest after checking that body hashes to digest.
+func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) error {
+	if err := verifyBytes(digest, m.Body); err != nil {
+		return err
+	}
+	if len(m.MediaType) > 0xffff {
+		return fmt.Errorf("media type too long")
+	}
+	v := make([]byte, 0, 2+len(m.MediaType)+len(m.Body))
+	v = append(v, byte(len(m.MediaType)>>8), byte(len(m.MediaType)))
+	v = append(v, m.MediaType...)
+	v = append(v, m.Body...)
+	if err := s.db.Set(manifestKey(digest), v, pebble.Sync); err != nil {
+		return err
+	}
+	s.hot.Set(digest, m, int64(len(m.Body)))
+	return nil
+}
+
+// Touch records an access to a digest. Not synced.
+func (s *Store) Touch(ctx context.Context, digest string) error {
+	return s.db.Set(accessKey(digest), putTime(nil, s.now()), pebble.NoSync)
+}
+
+// LastAccess returns when a digest was last touched.
+func (s *Store) LastAccess(ctx context.Context, digest string) (time.Time, error) {
+	v, err := s.get(accessKey(digest))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return getTime(v), nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"berth/upstream"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of a node. Every key is documented in
+// config.example.yaml.
+type Config struct {
+	Listen          string          `yaml:"listen"`
+	DataDir         string          `yaml:"dataDir"`
+	ShutdownTimeout time.Duration   `yaml:"shutdownTimeout"`
+	Upstreams       []upstream.Rule `yaml:"upstreams"`
+	RateLimit       RateLimitConfig `yaml:"rateLimit"`
+	Cache           CacheConfig     `yaml:"cache"`
+	Log             LogConfig       `yaml:"log"`
+}
+
+// RateLimitConfig is the per-client token bucket.
+type RateLimitConfig struct {
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	Burst             int     `yaml:"burst"`
+	// Disabled turns rate limiting off.
+	Disabled bool `yaml:"disabled"`
+}
+
+// CacheConfig tunes the store.
+type CacheConfig struct {
+	HotManifestBytes int64         `yaml:"hotManifestBytes"`
+	FillTimeout      time.Duration `yaml:"fillTimeout"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `yaml:"format"`
+	Level  string `yaml:"level"`
+}
+
+// DefaultConfig is what Berth runs on without a config file: Docker Hub
+// mirrored on :5000 with data under ./berth-data.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          ":5000",
+		DataDir:         "./berth-data",
+		ShutdownTimeout: 30 * time.Second,
+		Upstreams: []upstream.Rule{{
+			Name:     "docker-hub",
+			Prefix:   "docker-hub",
+			Registry: "docker.io",
+			URL:      "https://registry-1.docker.io",
+			Default:  true,
+		}},
+		RateLimit: RateLimitConfig{RequestsPerSecond: 200, Burst: 400},
+		Cache:     CacheConfig{HotManifestBytes: 64 << 20, FillTimeout: time.Hour},
+		Log:       LogConfig{Format: "json", Level: "info"},
+	}
+}
+
+// LoadConfig reads a YAML file over the defaults. Unknown keys are errors.
+// A file that lists upstreams replaces the default upstream list.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	cfg.Upstreams = nil
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("parse %s: %w", path, err)
+	}
+	for i := range cfg.Upstreams {
+		cfg.Upstreams[i] = cfg.Upstreams[i].WithDefaults()
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("invalid config %s:\n%w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %q is not host:port (%v)", c.Listen, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("dataDir: required"))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("shutdownTimeout: must not be negative"))
+	}
+	if err := upstream.Validate(c.Upstreams); err != nil {
+		errs = append(errs, err)
+	}
+	if !c.RateLimit.Disabled {
+		if c.RateLimit.RequestsPerSecond <= 0 {
+			errs = append(errs, errors.New("rateLimit.requestsPerSecond: must be positive (or set rateLimit.disabled)"))
+		}
+		if c.RateLimit.Burst < 1 {
+			errs = append(errs, errors.New("rateLimit.burst: must be at least 1"))
+		}
+	}
+	if c.Cache.HotManifestBytes < 0 {
+		errs = append(errs, errors.New("cache.hotManifestBytes: must not be negative"))
+	}
+	if c.Cache.FillTimeout < 0 {
+		errs = append(errs, errors.New("cache.fillTimeout: must not be negative"))
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	return errors.Join(errs...)
+}

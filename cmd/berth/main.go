@@ -1,0 +1,64 @@
+// Command berth is the Berth daemon and its command-line tool.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "berth:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `Usage: berth <command> [flags]
+
+Commands:
+  serve         run the mirror (berth serve --config FILE)
+  check-config  load and validate a config file
+  version       print the version
+`
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(out, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:])
+	case "check-config":
+		fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+		path := fs.String("config", "", "config file")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if _, err := LoadConfig(*path); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "config is valid")
+		return nil
+	case "version":
+		fmt.Fprintln(out, "berth", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(out, usage)
+		return nil
+	}
+	fmt.Fprint(out, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

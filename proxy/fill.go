@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"berth/cache"
+	"berth/registry"
+	"berth/upstream"
+
+	"go.uber.org/zap"
+)
+
+// fill is one download of a blob from an upstream into the store, shared by
+// every request for that digest while it runs. Readers follow the bytes as
+// they are written; the last byte is released only once the blob verified,
+// so a fill that fails verification cuts every reader's stream.
+type fill struct {
+	digest string
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change
+	started bool          // size and file are known
+	size    int64
+	file    *os.File // read side of the temporary file
+	written int64
+	done    bool
+	err     error
+	refs    int // open readers
+}
+
+func newFill(digest string) *fill {
+	return &fill{digest: digest, changed: make(chan struct{}), size: -1}
+}
+
+// notify wakes waiters. Callers hold f.mu.
+func (f *fill) notify() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// waitStarted waits until the upstream answered (size known) or failed.
+func (f *fill) waitStarted(ctx context.Context) (int64, error) {
+	for {
+		f.mu.Lock()
+		started, done, size, err, ch := f.started, f.done, f.size, f.err, f.changed
+		f.mu.Unlock()
+		switch {
+		case started:
+			return size, nil
+		case done && err != nil:
+			return -1, err
+		case done:
+			return -1, errors.New("fill ended before it started")
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		}
+	}
+}
+
+// fillGroup holds the fills in flight on this node.
+type fillGroup struct {
+	mu    sync.Mutex
+	fills map[string]*fill
+}
+
+// join returns the fill for digest, starting one with start when none runs.
+func (g *fillGroup) join(digest string, start func(*fill)) *fill {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.fills[digest]; ok {
+		return f
+	}
+	f := newFill(digest)
+	g.fills[digest] = f
+	go start(f)
+	return f
+}
+
+func (g *fillGroup) remove(f *fill) {
+	g.mu.Lock()
+	if g.fills[f.digest] == f {
+		delete(g.fills, f.digest)
+	}
+	g.mu.Unlock()
+}
+
+// inFlight returns the running fill for digest, if any.
+func (g *fillGroup) inFlight(digest string) *fill {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fills[digest]
+}
+
+// Count is how many fills are in flight.
+func (g *fillGroup) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.fills)
+}
+
+// maxResumes is how often a broken upstream stream is resumed with Range.
+const maxResumes = 2
+
+// runFill downloads the blob into the store. It runs detached from any
+// client: its context is the proxy's, bounded by the fill timeout.
+func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string) {
+	ctx, cancel := context.WithTimeout(p.baseCtx, p.opts.FillTimeout)
+	defer cancel()
+	start := time.Now()
+	err := p.doFill(ctx, f, up, repo)
+	if err != nil {
+		p.log.Warn("blob fill failed", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
+			zap.String("repo", repo), zap.Error(err))
+	} else {
+		p.log.Info("blob filled", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
+			zap.String("repo", repo), zap.Int64("bytes", f.size), zap.Duration("duration", time.Since(start)))
+	}
+	// The index is written (or the fill failed) before the fill leaves the
+	// map, so a request that finds no fill finds the blob in the store.
+	p.fills.remove(f)
+	f.mu.Lock()
+	f.done, f.err = true, err
+	f.releaseLocked()
+	f.notify()
+	f.mu.Unlock()
+}
+
+func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo string) error {
+	body, size, err := up.GetBlob(ctx, repo, f.digest, 0)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		body.Close()
+		return fmt.Errorf("upstream %s sent blob %s without its size: %w", up.Rule.Name, f.digest, upstream.ErrUnavailable)
+	}
+	w, err := p.store.NewBlobWriter(ctx, f.digest, size)
+	if err != nil {
+		body.Close()
+		return err
+	}
+	rf, err := os.Open(w.Path())
+	if err != nil {
+		body.Close()
+		w.Abort()
+		return err
+	}
+	f.mu.Lock()
+	f.started, f.size, f.file = true, size, rf
+	f.refs++ // the fill's own reference, dropped in runFill
+	f.notify()
+	f.mu.Unlock()
+
+	buf := make([]byte, 256<<10)
+	resumes := 0
+	for w.Written() < size {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				body.Close()
+				w.Abort()
+				return werr
+			}
+			f.mu.Lock()
+			f.written = w.Written()
+			f.notify()
+			f.mu.Unlock()
+		}
+		if rerr == nil {
+			continue
+		}
+		body.Close()
+		if rerr == io.EOF && w.Written() == size {
+			break
+		}
+		if rerr == io.EOF {
+			rerr = io.ErrUnexpectedEOF
+		}
+		if resumes >= maxResumes || ctx.Err() != nil || errors.Is(rerr, upstream.ErrTimeout) && resumes > 0 {
+			w.Abort()
+			return fmt.Errorf("blob %s from %s: stream broke at %d of %d bytes: %w", f.digest, up.Rule.Name, w.Written(), size, rerr)
+		}
+		resumes++
+		p.log.Info("resuming broken blob stream", zap.String("digest", f.digest), zap.Int64("offset", w.Written()), zap.Error(rerr))
+		body, _, err = up.GetBlob(ctx, repo, f.digest, w.Written())
+		if err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	body.Close()
+	if err := w.Commit(ctx); err != nil {
+		if errors.Is(err, cache.ErrDigestMismatch) {
+			return fmt.Errorf("upstream %s sent bytes that do not match %s: %w", up.Rule.Name, f.digest, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// releaseLocked drops one reference and closes the file with the last.
+func (f *fill) releaseLocked() {
+	if f.file == nil {
+		return
+	}
+	f.refs--
+	if f.refs <= 0 && f.done {
+		f.file.Close()
+		f.file = nil
+	}
+}
+
+// fillBlob serves a blob that is being filled.
+type fillBlob struct {
+	p *Proxy
+	f *fill
+}
+
+func (b *fillBlob) Size() int64             { return b.f.size }
+func (b *fillBlob) Source() registry.Source { return registry.SourceUpstream }
+
+func (b *fillBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
+	f := b.f
+	f.mu.Lock()
+	if f.file == nil {
+		// The fill finished and every reader left: read the stored blob.
+		err := f.err
+		f.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return b.p.openStored(ctx, f.digest, off)
+	}
+	f.refs++
+	f.mu.Unlock()
+	return &fillReader{f: f, off: off, ctx: ctx}, nil
+}
+
+// fillReader reads a fill from off, waiting for bytes as they arrive.
+type fillReader struct {
+	f      *fill
+	off    int64
+	ctx    context.Context
+	closed bool
+}
+
+func (r *fillReader) Read(p []byte) (int, error) {
+	f := r.f
+	for {
+		f.mu.Lock()
+		avail := f.written
+		if !(f.done && f.err == nil) && avail > 0 {
+			avail-- // the last byte waits for verification
+		}
+		if f.done && f.err != nil {
+			err := f.err
+			f.mu.Unlock()
+			return 0, fmt.Errorf("fill of %s failed: %w", f.digest, err)
+		}
+		if r.off >= f.size && f.done {
+			f.mu.Unlock()
+			return 0, io.EOF
+		}
+		if r.off < avail {
+			file := f.file
+			f.mu.Unlock()
+			if int64(len(p)) > avail-r.off {
+				p = p[:avail-r.off]
+			}
+			n, err := file.ReadAt(p, r.off)
+			r.off += int64(n)
+			if err == io.EOF && n > 0 {
+				err = nil
+			}
+			return n, err
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		}
+	}
+}
+
+func (r *fillReader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.f.mu.Lock()
+	r.f.releaseLocked()
+	r.f.mu.Unlock()
+	return nil
+}

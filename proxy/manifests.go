@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+
+	"berth/cache"
+	"berth/registry"
+	"berth/upstream"
+
+	"go.uber.org/zap"
+)
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// GetManifest serves a manifest by digest from the store (filling it on a
+// miss) and by tag from the store while the tag is younger than its TTL,
+// revalidating older tags with a HEAD and serving stale when the upstream
+// cannot answer.
+func (p *Proxy) GetManifest(ctx context.Context, req registry.ManifestRequest) (*registry.Manifest, error) {
+	t, err := p.route(req.Repo)
+	if err != nil {
+		return nil, err
+	}
+	var m *registry.Manifest
+	if req.Digest != "" {
+		m, err = p.manifestByDigest(ctx, t, req.Digest.String())
+	} else {
+		m, err = p.manifestByTag(ctx, t, req.Reference)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.negotiate(ctx, t, req, m)
+}
+
+func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d string) (*registry.Manifest, error) {
+	if sm, err := p.store.GetManifest(ctx, d); err == nil {
+		p.Stats.StoreHits.Add(1)
+		_ = p.store.Touch(ctx, d)
+		return toManifest(d, sm, registry.SourceStore), nil
+	} else if !errors.Is(err, cache.ErrNotFound) {
+		return nil, err
+	}
+	v, err := p.shared(ctx, "digest\x00"+t.Upstream.Rule.Name+"\x00"+d, func(ctx context.Context) (*registry.Manifest, error) {
+		desc, body, err := t.Upstream.GetManifest(ctx, t.Repo, d)
+		if err != nil {
+			return nil, err
+		}
+		sm := &cache.Manifest{MediaType: desc.MediaType, Body: body}
+		if err := p.store.PutManifest(ctx, d, sm); err != nil {
+			return nil, err
+		}
+		return toManifest(d, sm, registry.SourceUpstream), nil
+	})
+	if err != nil {
+		return nil, p.upstreamError(t, "manifest "+d, registry.ErrManifestUnknown(d), err)
+	}
+	return v, nil
+}
+
+func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string) (*registry.Manifest, error) {
+	ns := t.Upstream.Rule.Name
+	cachedTag, err := p.store.GetTag(ctx, ns, t.Repo, tag)
+	var cached *cache.Manifest
+	if err == nil {
+		cached, err = p.store.GetManifest(ctx, cachedTag.Digest)
+		if errors.Is(err, cache.ErrNotFound) {
+			p.log.Warn("tag points at a manifest that is not stored; fetching again",
+				zap.String("repo", t.Repo), zap.String("tag", tag), zap.String("digest", cachedTag.Digest))
+			err = cache.ErrNotFound
+		}
+	}
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return nil, err
+	}
+	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
+		p.Stats.StoreHits.Add(1)
+		return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
+	}
+	key := "tag\x00" + ns + "\x00" + t.Repo + "\x00" + tag
+	m, err := p.shared(ctx, key, func(ctx context.Context) (*registry.Manifest, error) {
+		if cached != nil {
+			p.Stats.Revalidations.Add(1)
+			desc, err := t.Upstream.HeadManifest(ctx, t.Repo, tag)
+			if err != nil {
+				return nil, err
+			}
+			if desc.Digest == cachedTag.Digest {
+				if err := p.store.PutTag(ctx, ns, t.Repo, tag, cache.Tag{Digest: cachedTag.Digest, FetchedAt: p.now()}); err != nil {
+					return nil, err
+				}
+				return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
+			}
+		}
+		desc, body, err := t.Upstream.GetManifest(ctx, t.Repo, tag)
+		if err != nil {
+			return nil, err
+		}
+		sm := &cache.Manifest{MediaType: desc.MediaType, Body: body}
+		// The manifest is stored before the tag, so a tag never points at
+		// a manifest the store does not hold.
+		if err := p.store.PutManifest(ctx, desc.Digest, sm); err != nil {
+			return nil, err
+		}
+		if err := p.store.PutTag(ctx, ns, t.Repo, tag, cache.Tag{Digest: desc.Digest, FetchedAt: p.now()}); err != nil {
+			return nil, err
+		}
+		return toManifest(desc.Digest, sm, registry.SourceUpstream), nil
+	})
+	if err == nil {
+		return m, nil
+	}
+	if errors.Is(err, upstream.ErrNotFound) {
+		if cached != nil {
+			p.log.Info("tag is gone upstream; forgetting it", zap.String("repo", t.Repo), zap.String("tag", tag))
+			if derr := p.store.DeleteTag(ctx, ns, t.Repo, tag); derr != nil {
+				p.log.Warn("delete tag", zap.Error(derr))
+			}
+		}
+		return nil, registry.ErrManifestUnknown(tag)
+	}
+	if cached != nil && !errors.Is(err, context.Canceled) {
+		p.Stats.StaleServed.Add(1)
+		p.log.Warn("upstream failed; serving the cached tag", zap.String("upstream", ns),
+			zap.String("repo", t.Repo), zap.String("tag", tag), zap.Error(err))
+		return toManifest(cachedTag.Digest, cached, registry.SourceStale), nil
+	}
+	return nil, p.upstreamError(t, "tag "+tag+" of "+t.Repo, registry.ErrManifestUnknown(tag), err)
+}
+
+// shared runs fn once for every concurrent caller with the same key. fn
+// runs detached from the callers' contexts, so one client leaving does not
+// fail the others; each caller stops waiting when its own context ends.
+func (p *Proxy) shared(ctx context.Context, key string, fn func(context.Context) (*registry.Manifest, error)) (*registry.Manifest, error) {
+	ch := p.manifests.DoChan(key, func() (any, error) {
+		return fn(context.WithoutCancel(ctx))
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		m := *r.Val.(*registry.Manifest) // a copy: callers may differ in Source
+		return &m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func toManifest(d string, sm *cache.Manifest, src registry.Source) *registry.Manifest {
+	return &registry.Manifest{MediaType: sm.MediaType, Digest: registry.Digest(d), Body: sm.Body, Source: src}
+}
+
+// Index media types, which a client that does not accept them gets the
+// linux/amd64 entry of.
+var indexTypes = []string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+}
+
+// negotiate honours Accept: a client that does not accept the stored type
+// of an index gets the linux/amd64 manifest, as registries do for old
+// clients; other mismatches are MANIFEST_UNKNOWN.
+func (p *Proxy) negotiate(ctx context.Context, t upstream.Target, req registry.ManifestRequest, m *registry.Manifest) (*registry.Manifest, error) {
+	if accepts(req.Accept, m.MediaType) {
+		return m, nil
+	}
+	if req.Digest != "" {
+		// A digest names exactly one manifest; serve it as it is.
+		return m, nil
+	}
+	if !slices.Contains(indexTypes, m.MediaType) {
+		return nil, registry.Errorf(http.StatusNotFound, registry.CodeManifestUnknown,
+			"manifest %s is a %s, which the client does not accept", req.Reference, m.MediaType)
+	}
+	var idx struct {
+		Manifests []struct {
+			MediaType string `json:"mediaType"`
+			Digest    string `json:"digest"`
+			Platform  struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(m.Body, &idx); err != nil {
+		return nil, fmt.Errorf("parse index %s: %w", m.Digest, err)
+	}
+	for _, e := range idx.Manifests {
+		if e.Platform.OS == "linux" && e.Platform.Architecture == "amd64" && accepts(req.Accept, e.MediaType) {
+			d, err := registry.ParseDigest(e.Digest)
+			if err != nil {
+				return nil, err
+			}
+			return p.manifestByDigest(ctx, t, d.String())
+		}
+	}
+	return nil, registry.Errorf(http.StatusNotFound, registry.CodeManifestUnknown,
+		"manifest %s is an index and the client accepts none of its entries", req.Reference)
+}
+
+func accepts(accept []string, mt string) bool {
+	if len(accept) == 0 {
+		return true
+	}
+	for _, a := range accept {
+		if a == mt || a == "*/*" || a == "application/*" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,216 @@
+// Package proxy is Berth's pull-through logic: it serves the registry API
+// from the store and fills misses from upstreams through itself.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"berth/cache"
+	"berth/registry"
+	"berth/upstream"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// FillTimeout bounds one blob fill, detached from the client that
+	// started it.
+	FillTimeout time.Duration
+	Logger      *zap.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Stats counts what the proxy did, for logs, metrics and tests.
+type Stats struct {
+	StoreHits      atomic.Int64
+	UpstreamFills  atomic.Int64
+	StaleServed    atomic.Int64
+	Revalidations  atomic.Int64
+	UpstreamErrors atomic.Int64
+}
+
+// Proxy implements the registry's backend abilities over a store and a set
+// of upstreams.
+type Proxy struct {
+	store  *cache.Store
+	router *upstream.Router
+	log    *zap.Logger
+	opts   Options
+	now    func() time.Time
+	// baseCtx is the parent of detached fills; cancelled by Close.
+	baseCtx context.Context
+	stop    context.CancelFunc
+
+	fills     fillGroup
+	manifests singleflight.Group
+	Stats     Stats
+}
+
+// New returns a Proxy. Close it to stop fills still running.
+func New(store *cache.Store, router *upstream.Router, opts Options) *Proxy {
+	if opts.FillTimeout <= 0 {
+		opts.FillTimeout = time.Hour
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Proxy{
+		store: store, router: router, log: opts.Logger, opts: opts, now: opts.Now,
+		baseCtx: ctx, stop: stop, fills: fillGroup{fills: map[string]*fill{}},
+	}
+}
+
+// Close cancels fills in flight; their partial data is discarded.
+func (p *Proxy) Close() { p.stop() }
+
+// InFlight is the number of blob fills running.
+func (p *Proxy) InFlight() int { return p.fills.count() }
+
+func (p *Proxy) route(repo registry.Repo) (upstream.Target, error) {
+	t, err := p.router.Route(repo.NS, repo.Name)
+	switch {
+	case errors.Is(err, upstream.ErrUnknownNamespace):
+		return t, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
+			"registry %q is not mirrored here", repo.NS)
+	case errors.Is(err, upstream.ErrNoRoute):
+		return t, registry.ErrNameUnknown(repo.Name)
+	}
+	return t, err
+}
+
+// upstreamError turns an upstream failure into the error the client sees.
+func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry.Error, err error) error {
+	switch {
+	case errors.Is(err, upstream.ErrNotFound):
+		return notFound
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	p.Stats.UpstreamErrors.Add(1)
+	name := t.Upstream.Rule.Name
+	if errors.Is(err, upstream.ErrTimeout) {
+		return &registry.Error{Status: http.StatusGatewayTimeout, Code: registry.CodeUpstreamTimeout,
+			Message: fmt.Sprintf("upstream %s did not answer for %s in time and it is not cached here", name, what), Err: err}
+	}
+	msg := fmt.Sprintf("upstream %s failed for %s and it is not cached here", name, what)
+	var se *upstream.StatusError
+	if errors.As(err, &se) {
+		msg = fmt.Sprintf("upstream %s answered %d for %s and it is not cached here", name, se.Status, what)
+	}
+	if errors.Is(err, cache.ErrDigestMismatch) {
+		msg = fmt.Sprintf("upstream %s sent content for %s that does not match its digest; nothing was cached", name, what)
+	}
+	return &registry.Error{Status: http.StatusBadGateway, Code: registry.CodeUpstreamUnavailable, Message: msg, Err: err}
+}
+
+// ListTags lists the upstream's tags, or the cached ones when the upstream
+// cannot be asked.
+func (p *Proxy) ListTags(ctx context.Context, repo registry.Repo) ([]string, error) {
+	t, err := p.route(repo)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := t.Upstream.ListTags(ctx, t.Repo)
+	if err == nil {
+		sortStrings(tags)
+		return tags, nil
+	}
+	cached, cerr := p.store.ListTags(ctx, t.Upstream.Rule.Name, t.Repo)
+	if cerr == nil && len(cached) > 0 && !errors.Is(err, upstream.ErrNotFound) {
+		p.log.Warn("serving cached tag list", zap.String("repo", t.Repo), zap.Error(err))
+		return cached, nil
+	}
+	return nil, p.upstreamError(t, "the tag list of "+t.Repo, registry.ErrNameUnknown(repo.Name), err)
+}
+
+// GetBlob serves a blob from the store, or starts (or joins) its fill.
+func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry.Blob, error) {
+	t, err := p.route(req.Repo)
+	if err != nil {
+		return nil, err
+	}
+	d := req.Digest.String()
+	if info, err := p.store.StatBlob(ctx, d); err == nil {
+		p.Stats.StoreHits.Add(1)
+		_ = p.store.Touch(ctx, d)
+		return &storedBlob{p: p, digest: d, size: info.Size}, nil
+	} else if !errors.Is(err, cache.ErrNotFound) {
+		return nil, err
+	}
+	if req.Head {
+		if f := p.fills.inFlight(d); f != nil {
+			if size, err := f.waitStarted(ctx); err == nil {
+				return &headBlob{size: size}, nil
+			}
+		}
+		size, err := t.Upstream.HeadBlob(ctx, t.Repo, d)
+		if err != nil || size < 0 {
+			return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), err)
+		}
+		return &headBlob{size: size}, nil
+	}
+	f := p.fills.join(d, func(f *fill) {
+		p.Stats.UpstreamFills.Add(1)
+		p.runFill(f, t.Upstream, t.Repo)
+	})
+	size, err := f.waitStarted(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), err)
+	}
+	if size < 0 {
+		return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), upstream.ErrUnavailable)
+	}
+	return &fillBlob{p: p, f: f}, nil
+}
+
+func (p *Proxy) openStored(ctx context.Context, digest string, off int64) (io.ReadCloser, error) {
+	f, _, err := p.store.OpenBlob(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	if off > 0 {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// storedBlob is a committed blob.
+type storedBlob struct {
+	p      *Proxy
+	digest string
+	size   int64
+}
+
+func (b *storedBlob) Size() int64             { return b.size }
+func (b *storedBlob) Source() registry.Source { return registry.SourceStore }
+func (b *storedBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
+	return b.p.openStored(ctx, b.digest, off)
+}
+
+// headBlob answers a HEAD for a blob not stored here.
+type headBlob struct{ size int64 }
+
+func (b *headBlob) Size() int64             { return b.size }
+func (b *headBlob) Source() registry.Source { return registry.SourceUpstream }
+func (b *headBlob) Open(context.Context, int64) (io.ReadCloser, error) {
+	return nil, errors.New("a HEAD answer has no body")
+}

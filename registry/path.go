@@ -1,0 +1,157 @@
+package registry
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Kind says which endpoint of the API a request addresses.
+type Kind int
+
+const (
+	KindBase       Kind = iota // /v2/
+	KindCatalog                // /v2/_catalog
+	KindManifest               // /v2/<name>/manifests/<reference>
+	KindBlob                   // /v2/<name>/blobs/<digest>
+	KindBlobUpload             // /v2/<name>/blobs/uploads/[<id>]
+	KindTags                   // /v2/<name>/tags/list
+	KindReferrers              // /v2/<name>/referrers/<digest>
+)
+
+var kindNames = [...]string{"base", "catalog", "manifest", "blob", "upload", "tags", "referrers"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Repo names a repository the way the client addressed it.
+type Repo struct {
+	// Name is the repository name from the path, validated.
+	Name string
+	// NS is containerd's ?ns= registry host, empty when absent.
+	NS string
+}
+
+func (r Repo) String() string {
+	if r.NS != "" {
+		return r.NS + "/" + r.Name
+	}
+	return r.Name
+}
+
+// Route is a parsed request path.
+type Route struct {
+	Kind      Kind
+	Repo      Repo
+	Reference string // manifests: tag or digest as sent
+	Digest    Digest // blobs, referrers, and manifests by digest
+	UploadID  string // uploads with an id
+}
+
+// MaxNameLength bounds a repository name, as distribution does.
+const MaxNameLength = 255
+
+var (
+	nameComponent = `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`
+	nameRE        = regexp.MustCompile(`^` + nameComponent + `(?:/` + nameComponent + `)*$`)
+	tagRE         = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	hostRE        = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?$`)
+	uploadIDRE    = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+)
+
+// ValidName reports whether name matches the spec's repository name grammar.
+func ValidName(name string) bool { return len(name) <= MaxNameLength && nameRE.MatchString(name) }
+
+// ValidTag reports whether tag matches the spec's tag grammar.
+func ValidTag(tag string) bool { return tagRE.MatchString(tag) }
+
+// ParsePath parses a request URL into a Route. It is the one place where
+// names, references, digests and the ns parameter are validated.
+func ParsePath(u *url.URL) (Route, error) {
+	p := u.Path
+	if p == "/v2" || p == "/v2/" {
+		return Route{Kind: KindBase}, nil
+	}
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return Route{}, Errorf(404, CodeNameUnknown, "path %s is not part of the registry API", quoteTrunc(p))
+	}
+	if rest == "_catalog" {
+		return Route{Kind: KindCatalog}, nil
+	}
+	ns, err := parseNS(u)
+	if err != nil {
+		return Route{}, err
+	}
+	parts := strings.Split(rest, "/")
+	n := len(parts)
+	var rt Route
+	var nameParts []string
+	switch {
+	case n >= 3 && parts[n-2] == "tags" && parts[n-1] == "list":
+		rt.Kind, nameParts = KindTags, parts[:n-2]
+	case n >= 4 && parts[n-3] == "blobs" && parts[n-2] == "uploads":
+		rt.Kind, nameParts = KindBlobUpload, parts[:n-3]
+		if id := parts[n-1]; id != "" {
+			if !uploadIDRE.MatchString(id) {
+				return Route{}, Errorf(404, CodeBlobUploadUnknown, "upload %s is unknown", quoteTrunc(id))
+			}
+			rt.UploadID = id
+		}
+	case n >= 3 && parts[n-2] == "blobs" && parts[n-1] == "uploads":
+		rt.Kind, nameParts = KindBlobUpload, parts[:n-2]
+	case n >= 3 && parts[n-2] == "manifests":
+		rt.Kind, nameParts = KindManifest, parts[:n-2]
+		rt.Reference = parts[n-1]
+	case n >= 3 && parts[n-2] == "blobs":
+		rt.Kind, nameParts = KindBlob, parts[:n-2]
+		rt.Reference = parts[n-1]
+	case n >= 3 && parts[n-2] == "referrers":
+		rt.Kind, nameParts = KindReferrers, parts[:n-2]
+		rt.Reference = parts[n-1]
+	default:
+		return Route{}, Errorf(404, CodeNameUnknown, "path %s is not part of the registry API", quoteTrunc(p))
+	}
+	name := strings.Join(nameParts, "/")
+	if !ValidName(name) {
+		return Route{}, ErrNameInvalid("invalid repository name " + quoteTrunc(name))
+	}
+	rt.Repo = Repo{Name: name, NS: ns}
+	switch rt.Kind {
+	case KindManifest:
+		if IsDigest(rt.Reference) {
+			d, err := ParseDigest(rt.Reference)
+			if err != nil {
+				return Route{}, err
+			}
+			rt.Digest = d
+		} else if !ValidTag(rt.Reference) {
+			return Route{}, Errorf(400, CodeManifestInvalid, "invalid tag %s", quoteTrunc(rt.Reference))
+		}
+	case KindBlob, KindReferrers:
+		d, err := ParseDigest(rt.Reference)
+		if err != nil {
+			return Route{}, err
+		}
+		rt.Digest = d
+	}
+	return rt, nil
+}
+
+func parseNS(u *url.URL) (string, error) {
+	if u.RawQuery == "" {
+		return "", nil
+	}
+	ns := u.Query().Get("ns")
+	if ns == "" {
+		return "", nil
+	}
+	if len(ns) > 255 || !hostRE.MatchString(ns) {
+		return "", ErrNameInvalid("invalid ns parameter " + quoteTrunc(ns))
+	}
+	return strings.ToLower(ns), nil
+}

@@ -1,0 +1,304 @@
+package registry
+
+import (
+	"io"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Server is the HTTP front of the registry API: it parses paths, enforces
+// rate limits, dispatches to the backend's abilities, writes errors and logs
+// one line per request.
+type Server struct {
+	manifests ManifestHandler
+	blobs     BlobHandler
+	tags      TagLister
+	log       *zap.Logger
+	limiter   *Limiter
+	observe   func(RequestInfo)
+}
+
+// RequestInfo describes a finished request, for metrics.
+type RequestInfo struct {
+	Method   string
+	Kind     Kind
+	Status   int
+	Code     string
+	Bytes    int64
+	Duration time.Duration
+	Source   Source
+	Client   string
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger for request lines.
+func WithLogger(l *zap.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithLimiter sets the per-client rate limiter.
+func WithLimiter(l *Limiter) Option { return func(s *Server) { s.limiter = l } }
+
+// WithObserver sets a function called once per finished request.
+func WithObserver(f func(RequestInfo)) Option { return func(s *Server) { s.observe = f } }
+
+// New returns a Server for backend. backend must serve manifests; blobs and
+// tag lists are found by type assertion.
+func New(backend ManifestHandler, opts ...Option) *Server {
+	s := &Server{manifests: backend, log: zap.NewNop()}
+	s.blobs, _ = backend.(BlobHandler)
+	s.tags, _ = backend.(TagLister)
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// errAbort cuts the response: headers were sent and the body cannot be
+// completed, so the client must see a broken stream, not a short blob.
+var errAbort = errors.New("stream aborted")
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	client := ClientIP(r)
+	route, err := ParsePath(r.URL)
+	if err == nil {
+		rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		if route.Repo.NS != "" {
+			rec.Header().Set("OCI-Namespace", route.Repo.NS)
+		}
+		if s.limiter != nil {
+			err = s.limiter.Admit(client, route, time.Now())
+		}
+	}
+	if err == nil {
+		err = s.dispatch(rec, r, route)
+	}
+	var code string
+	aborted := errors.Is(err, errAbort)
+	if err != nil && !aborted {
+		re := WriteError(rec, r, err)
+		code = re.Code
+		if re.Status >= 500 {
+			s.log.Warn("request failed", zap.String("path", r.URL.Path), zap.Error(err))
+		}
+	}
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	dur := time.Since(start)
+	s.log.Info("request",
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path),
+		zap.Int("status", status),
+		zap.String("code", code),
+		zap.Int64("bytes", rec.bytes),
+		zap.Duration("duration", dur),
+		zap.String("source", string(rec.source)),
+		zap.String("client", client),
+		zap.Bool("aborted", aborted),
+	)
+	if s.observe != nil {
+		s.observe(RequestInfo{Method: r.Method, Kind: route.Kind, Status: status, Code: code,
+			Bytes: rec.bytes, Duration: dur, Source: rec.source, Client: client})
+	}
+	if aborted {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) dispatch(w *recorder, r *http.Request, rt Route) error {
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch rt.Kind {
+	case KindBase:
+		if !read {
+			return methodErr(r)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = w.Write([]byte("{}"))
+		}
+		return nil
+	case KindManifest:
+		if !read {
+			return methodErr(r)
+		}
+		return s.serveManifest(w, r, rt)
+	case KindBlob:
+		if !read {
+			return methodErr(r)
+		}
+		if s.blobs == nil {
+			return ErrBlobUnknown(rt.Digest.String())
+		}
+		return s.serveBlob(w, r, rt)
+	case KindTags:
+		if !read {
+			return methodErr(r)
+		}
+		return s.serveTags(w, r, rt)
+	}
+	return ErrUnsupported(r.Method + " " + rt.Kind.String() + " is not supported by this registry")
+}
+
+func methodErr(r *http.Request) error {
+	return ErrUnsupported("method " + r.Method + " is not allowed on " + r.URL.Path)
+}
+
+func (s *Server) serveManifest(w *recorder, r *http.Request, rt Route) error {
+	m, err := s.manifests.GetManifest(r.Context(), ManifestRequest{
+		Repo: rt.Repo, Reference: rt.Reference, Digest: rt.Digest,
+		Head: r.Method == http.MethodHead, Accept: ParseAccept(r.Header),
+	})
+	if err != nil {
+		return err
+	}
+	w.source = m.Source
+	h := w.Header()
+	h.Set("Content-Type", m.MediaType)
+	h.Set("Docker-Content-Digest", m.Digest.String())
+	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	h.Set("Content-Length", strconv.Itoa(len(m.Body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(m.Body)
+	}
+	return nil
+}
+
+// ParseAccept returns the media types listed in the Accept headers.
+func ParseAccept(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if mt = strings.TrimSpace(mt); mt != "" {
+				out = append(out, mt)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) serveTags(w *recorder, r *http.Request, rt Route) error {
+	if s.tags == nil {
+		return ErrNameUnknown(rt.Repo.Name)
+	}
+	q := r.URL.Query()
+	n := -1
+	if v := q.Get("n"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return Errorf(http.StatusBadRequest, CodeUnsupported, "invalid n %s", quoteTrunc(v))
+		}
+	}
+	last := q.Get("last")
+	tags, err := s.tags.ListTags(r.Context(), rt.Repo)
+	if err != nil {
+		return err
+	}
+	page, more := Paginate(tags, n, last)
+	if more {
+		next := "/v2/" + rt.Repo.Name + "/tags/list?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]
+		if rt.Repo.NS != "" {
+			next += "&ns=" + rt.Repo.NS
+		}
+		w.Header().Set("Link", "<"+next+`>; rel="next"`)
+	}
+	body, _ := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{rt.Repo.Name, page})
+	w.source = SourceNone
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
+	return nil
+}
+
+// Paginate applies the spec's n and last to a sorted list. n < 0 means no
+// limit. more reports whether entries remain after the page.
+func Paginate(all []string, n int, last string) (page []string, more bool) {
+	i := 0
+	if last != "" {
+		i = sort.SearchStrings(all, last)
+		if i < len(all) && all[i] == last {
+			i++
+		}
+	}
+	page = all[i:]
+	if n >= 0 && len(page) > n {
+		return page[:n], true
+	}
+	if page == nil {
+		page = []string{}
+	}
+	return page, false
+}
+
+// ClientIP is the address part of the request's remote address.
+func ClientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// recorder remembers what was written, for the request log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	source Source
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Flush passes flushes through, so streamed bytes reach the client early.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// ReadFrom lets io.Copy reach the connection's ReadFrom, so files are sent
+// with sendfile.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := io.Copy(r.ResponseWriter, src)
+	r.bytes += n
+	return n, err
+}

@@ -1,0 +1,378 @@
+package upstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"go.uber.org/zap"
+)
+
+// MaxManifestBytes bounds a manifest read from an upstream.
+const MaxManifestBytes = 4 << 20
+
+// ManifestMediaTypes are the manifest types Berth asks upstreams for.
+var ManifestMediaTypes = []string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+}
+
+var acceptHeader = strings.Join(ManifestMediaTypes, ", ")
+
+// ErrNotFound means the upstream answered 404 for the object.
+var ErrNotFound = errors.New("not found upstream")
+
+// ErrUnavailable means the upstream could not be asked: unreachable, timed
+// out, a 5xx or a 429. Cached content may be served instead.
+var ErrUnavailable = errors.New("upstream unavailable")
+
+// ErrTimeout marks an ErrUnavailable that was a timeout.
+var ErrTimeout = errors.New("upstream timed out")
+
+// StatusError is an unexpected HTTP answer from an upstream.
+type StatusError struct {
+	Upstream string
+	Status   int
+	Body     string
+	// RetryAfter is the upstream's Retry-After, if any.
+	RetryAfter time.Duration
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("upstream %s answered %d: %s", e.Upstream, e.Status, e.Body)
+}
+
+// Is lets errors.Is classify status errors.
+func (e *StatusError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrUnavailable:
+		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
+	}
+	return false
+}
+
+// Upstream is a client of one upstream registry.
+type Upstream struct {
+	Rule Rule
+	reg  name.Registry
+	base http.RoundTripper
+	auth authn.Authenticator
+	log  *zap.Logger
+
+	mu         sync.Mutex
+	transports map[string]http.RoundTripper // by repository
+}
+
+// New returns a client for rule. base is the transport to the network
+// (nil: a clone of http.DefaultTransport, which honours HTTPS_PROXY).
+func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) {
+	rule = rule.WithDefaults()
+	u, err := url.Parse(rule.URL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
+	}
+	var opts []name.Option
+	if u.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(u.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
+	}
+	if base == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = http.ProxyFromEnvironment
+		t.ResponseHeaderTimeout = rule.Timeout
+		t.MaxIdleConnsPerHost = 32
+		base = t
+	}
+	auth, err := loadAuth(rule, u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Upstream{
+		Rule: rule, reg: reg, auth: auth, log: log.With(zap.String("upstream", rule.Name)),
+		base:       &schemeForcer{host: u.Host, scheme: u.Scheme, inner: base},
+		transports: map[string]http.RoundTripper{},
+	}, nil
+}
+
+// schemeForcer sends every request for the upstream's host with the
+// configured scheme, so the client library never probes the other one.
+type schemeForcer struct {
+	host, scheme string
+	inner        http.RoundTripper
+}
+
+func (s *schemeForcer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == s.host && r.URL.Scheme != s.scheme {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = s.scheme
+	}
+	return s.inner.RoundTrip(r)
+}
+
+// maxTransports bounds the per-repository transports kept for reuse.
+const maxTransports = 1024
+
+// client returns an HTTP client authorised to pull repo, doing the token
+// dance on first use.
+func (u *Upstream) client(ctx context.Context, repo string) (*http.Client, error) {
+	u.mu.Lock()
+	t, ok := u.transports[repo]
+	u.mu.Unlock()
+	if !ok {
+		var err error
+		t, err = transport.NewWithContext(ctx, u.reg, u.auth, u.base, []string{"repository:" + repo + ":pull"})
+		if err != nil {
+			return nil, u.classify(err)
+		}
+		u.mu.Lock()
+		if len(u.transports) >= maxTransports {
+			clear(u.transports)
+		}
+		u.transports[repo] = t
+		u.mu.Unlock()
+	}
+	return &http.Client{Transport: t}, nil
+}
+
+// classify wraps transport failures so callers can test them with errors.Is.
+func (u *Upstream) classify(err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		se := &StatusError{Upstream: u.Rule.Name, Status: te.StatusCode, Body: te.Error()}
+		return se
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("upstream %s: %w: %w: %v", u.Rule.Name, ErrUnavailable, ErrTimeout, err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("upstream %s: %w: %v", u.Rule.Name, ErrUnavailable, err)
+}
+
+func (u *Upstream) url(repo, kind, ref string) string {
+	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, kind, ref)
+}
+
+func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http.Header) (*http.Response, error) {
+	c, err := u.client(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, u.classify(err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		se := &StatusError{Upstream: u.Rule.Name, Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}
+		if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			se.RetryAfter = time.Duration(ra) * time.Second
+		}
+		return nil, se
+	}
+	return resp, nil
+}
+
+// Descriptor describes a manifest at the upstream.
+type Descriptor struct {
+	MediaType string
+	Digest    string
+	Size      int64
+}
+
+// HeadManifest asks for a manifest's digest without downloading it. On
+// Docker Hub a HEAD does not count against the pull quota.
+func (u *Upstream) HeadManifest(ctx context.Context, repo, ref string) (Descriptor, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
+	defer cancel()
+	resp, err := u.do(ctx, repo, http.MethodHead, u.url(repo, "manifests", ref), http.Header{"Accept": {acceptHeader}})
+	if err != nil {
+		return Descriptor{}, err
+	}
+	resp.Body.Close()
+	d := Descriptor{MediaType: mediaType(resp.Header), Digest: resp.Header.Get("Docker-Content-Digest"), Size: resp.ContentLength}
+	if d.Digest == "" {
+		return Descriptor{}, fmt.Errorf("upstream %s: %w: HEAD %s:%s gave no Docker-Content-Digest", u.Rule.Name, ErrUnavailable, repo, ref)
+	}
+	return d, nil
+}
+
+// GetManifest downloads a manifest. When ref is a digest the body is checked
+// against it; for a tag the digest is the sha256 of the body.
+func (u *Upstream) GetManifest(ctx context.Context, repo, ref string) (Descriptor, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
+	defer cancel()
+	resp, err := u.do(ctx, repo, http.MethodGet, u.url(repo, "manifests", ref), http.Header{"Accept": {acceptHeader}})
+	if err != nil {
+		return Descriptor{}, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBytes+1))
+	if err != nil {
+		return Descriptor{}, nil, u.classify(err)
+	}
+	if len(body) > MaxManifestBytes {
+		return Descriptor{}, nil, fmt.Errorf("upstream %s: manifest %s:%s is larger than %d bytes", u.Rule.Name, repo, ref, MaxManifestBytes)
+	}
+	sum := sha256.Sum256(body)
+	d := Descriptor{MediaType: mediaType(resp.Header), Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(body))}
+	if strings.Contains(ref, ":") {
+		d.Digest = ref
+	}
+	if d.MediaType == "" {
+		d.MediaType = sniffMediaType(body)
+	}
+	return d, body, nil
+}
+
+// GetBlob starts downloading a blob at offset off. The body is cut if no
+// byte arrives for the rule's idle timeout; there is no total deadline.
+// size is the whole blob's size when known, else -1.
+func (u *Upstream) GetBlob(ctx context.Context, repo, digest string, off int64) (io.ReadCloser, int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	wd := newWatchdog(u.Rule.Timeout, cancel)
+	hdr := http.Header{}
+	if off > 0 {
+		hdr.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	}
+	resp, err := u.do(ctx, repo, http.MethodGet, u.url(repo, "blobs", digest), hdr)
+	if err != nil {
+		wd.stop()
+		cancel()
+		if wd.fired() {
+			return nil, -1, fmt.Errorf("upstream %s: %w: %w: no answer for blob %s within %s", u.Rule.Name, ErrUnavailable, ErrTimeout, digest, u.Rule.Timeout)
+		}
+		return nil, -1, err
+	}
+	size := resp.ContentLength
+	switch {
+	case off > 0 && resp.StatusCode == http.StatusPartialContent:
+		size = -1
+		if _, total, ok := strings.Cut(resp.Header.Get("Content-Range"), "/"); ok {
+			if n, err := strconv.ParseInt(total, 10, 64); err == nil {
+				size = n
+			}
+		}
+	case off > 0:
+		resp.Body.Close()
+		wd.stop()
+		cancel()
+		return nil, -1, fmt.Errorf("upstream %s: %w: range request for blob %s answered %d", u.Rule.Name, ErrUnavailable, digest, resp.StatusCode)
+	}
+	wd.reset(u.Rule.IdleTimeout)
+	return &watchedBody{ReadCloser: resp.Body, wd: wd, cancel: cancel, u: u}, size, nil
+}
+
+// HeadBlob returns a blob's size at the upstream.
+func (u *Upstream) HeadBlob(ctx context.Context, repo, digest string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
+	defer cancel()
+	resp, err := u.do(ctx, repo, http.MethodHead, u.url(repo, "blobs", digest), nil)
+	if err != nil {
+		return -1, err
+	}
+	resp.Body.Close()
+	return resp.ContentLength, nil
+}
+
+// ListTags returns every tag of repo at the upstream, following pagination.
+func (u *Upstream) ListTags(ctx context.Context, repo string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*u.Rule.Timeout)
+	defer cancel()
+	var all []string
+	next := fmt.Sprintf("%s://%s/v2/%s/tags/list", u.reg.Scheme(), u.reg.RegistryStr(), repo)
+	for page := 0; next != "" && page < 100; page++ {
+		resp, err := u.do(ctx, repo, http.MethodGet, next, nil)
+		if err != nil {
+			return nil, err
+		}
+		var body struct {
+			Tags []string `json:"tags"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, u.classify(err)
+		}
+		all = append(all, body.Tags...)
+		next = nextLink(resp, next)
+	}
+	return all, nil
+}
+
+func nextLink(resp *http.Response, cur string) string {
+	link := resp.Header.Get("Link")
+	start, end := strings.Index(link, "<"), strings.Index(link, ">")
+	if start < 0 || end <= start || !strings.Contains(link, `rel="next"`) {
+		return ""
+	}
+	base, err := url.Parse(cur)
+	if err != nil {
+		return ""
+	}
+	ref, err := url.Parse(link[start+1 : end])
+	if err != nil {
+		return ""
+	}
+	return base.ResolveReference(ref).String()
+}
+
+func mediaType(h http.Header) string {
+	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	mt = strings.TrimSpace(mt)
+	if mt == "application/json" || mt == "text/plain" {
+		return ""
+	}
+	return mt
+}
+
+// sniffMediaType reads the mediaType field of a manifest body.
+func sniffMediaType(body []byte) string {
+	var m struct {
+		MediaType string          `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(body, &m) == nil && m.MediaType != "" {
+		return m.MediaType
+	}
+	if m.Manifests != nil {
+		return "application/vnd.oci.image.index.v1+json"
+	}
+	return "application/vnd.oci.image.manifest.v1+json"
+}

@@ -1,0 +1,89 @@
+package upstream
+
+import (
+	"errors"
+	"strings"
+)
+
+// ErrNoRoute means no rule claims the name: it is not a cached repository.
+var ErrNoRoute = errors.New("no upstream rule matches")
+
+// ErrUnknownNamespace means ?ns= named a registry no rule mirrors.
+var ErrUnknownNamespace = errors.New("registry is not mirrored here")
+
+// Target is where a request goes upstream.
+type Target struct {
+	Upstream *Upstream
+	// Repo is the repository name at the upstream.
+	Repo string
+}
+
+// Router picks the upstream for a request. Precedence:
+//  1. ?ns=<registry> picks the rule with that registry, name unchanged; an
+//     ns that no rule has is ErrUnknownNamespace (404, so containerd falls
+//     back to its next host).
+//  2. A first path component equal to a rule's prefix picks that rule, with
+//     the prefix stripped.
+//  3. The default rule takes every other name.
+//
+// On Docker Hub, single-component names get library/.
+type Router struct {
+	byRegistry map[string]*Upstream
+	byPrefix   map[string]*Upstream
+	def        *Upstream
+	all        []*Upstream
+}
+
+// NewRouter builds a router over upstreams.
+func NewRouter(ups []*Upstream) *Router {
+	r := &Router{byRegistry: map[string]*Upstream{}, byPrefix: map[string]*Upstream{}, all: ups}
+	for _, u := range ups {
+		if u.Rule.Registry != "" {
+			r.byRegistry[strings.ToLower(u.Rule.Registry)] = u
+			if u.Rule.IsDockerHub() {
+				for _, alias := range []string{"docker.io", "registry-1.docker.io", "index.docker.io"} {
+					if _, taken := r.byRegistry[alias]; !taken {
+						r.byRegistry[alias] = u
+					}
+				}
+			}
+		}
+		if u.Rule.Prefix != "" {
+			r.byPrefix[u.Rule.Prefix] = u
+		}
+		if u.Rule.Default {
+			r.def = u
+		}
+	}
+	return r
+}
+
+// Upstreams returns every upstream, in configuration order.
+func (r *Router) Upstreams() []*Upstream { return r.all }
+
+// Route resolves a repository name and optional ns to an upstream target.
+func (r *Router) Route(ns, name string) (Target, error) {
+	if ns != "" {
+		u, ok := r.byRegistry[strings.ToLower(ns)]
+		if !ok {
+			return Target{}, ErrUnknownNamespace
+		}
+		return Target{Upstream: u, Repo: u.normalize(name)}, nil
+	}
+	if first, rest, ok := strings.Cut(name, "/"); ok {
+		if u, ok := r.byPrefix[first]; ok {
+			return Target{Upstream: u, Repo: u.normalize(rest)}, nil
+		}
+	}
+	if r.def != nil {
+		return Target{Upstream: r.def, Repo: r.def.normalize(name)}, nil
+	}
+	return Target{}, ErrNoRoute
+}
+
+func (u *Upstream) normalize(name string) string {
+	if u.Rule.IsDockerHub() && !strings.Contains(name, "/") {
+		return "library/" + name
+	}
+	return name
+}
