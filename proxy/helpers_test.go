@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,7 +18,13 @@ import (
 	"berth/registry"
 	"berth/upstream"
 
+	"github.com/google/go-containerregistry/pkg/crane"
 	ggcr "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -127,3 +136,95 @@ func newEnv(t *testing.T, o envOpts) *env {
 }
 
 func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// pushImage pushes img to the upstream as repo:tag.
+func (e *env) pushImage(t *testing.T, repo, tag string, img v1.Image) v1.Hash {
+	t.Helper()
+	if err := crane.Push(img, hostOf(e.upSrv)+"/"+repo+":"+tag); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// bigImage is an image with one layer of n deterministic bytes.
+func bigImage(t *testing.T, n int, seed uint64) (v1.Image, []byte, v1.Hash) {
+	t.Helper()
+	data := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	for i := 0; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], r.Uint64())
+	}
+	layer := static.NewLayer(data, types.DockerLayer)
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := layer.Digest()
+	return img, data, d
+}
+
+// get does a request against Berth and returns status, headers and body.
+func (e *env) do(t *testing.T, method, path string, hdr http.Header) (*http.Response, []byte, error) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.berth.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+// wantError checks an OCI error response.
+func wantError(t *testing.T, resp *http.Response, body []byte, status int, code string) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, status, body)
+	}
+	var eb struct {
+		Errors []struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(body, &eb); err != nil || len(eb.Errors) != 1 {
+		t.Fatalf("body %q is not an OCI error: %v", body, err)
+	}
+	if eb.Errors[0].Code != code || eb.Errors[0].Message == "" {
+		t.Fatalf("error %+v, want code %s with a message", eb.Errors[0], code)
+	}
+}
+
+// throttle slows blob responses of the upstream down, and records when the
+// last one finished.
+type throttle struct {
+	http.ResponseWriter
+	chunk int
+	delay time.Duration
+}
+
+func (w *throttle) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), w.chunk)
+		m, err := w.ResponseWriter.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if f, ok := w.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		time.Sleep(w.delay)
+		p = p[k:]
+	}
+	return n, nil
+}

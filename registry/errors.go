@@ -59,7 +59,9 @@ func Errorf(status int, code, format string, args ...any) *Error {
 }
 
 // Helpers for the errors every handler needs.
-func ErrNameInvalid(msg string) *Error { return Errorf(http.StatusBadRequest, CodeNameInvalid, "%s", msg) }
+func ErrNameInvalid(msg string) *Error {
+	return Errorf(http.StatusBadRequest, CodeNameInvalid, "%s", msg)
+}
 func ErrNameUnknown(name string) *Error {
 	return Errorf(http.StatusNotFound, CodeNameUnknown, "repository %q is not known to this registry", name)
 }

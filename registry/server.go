@@ -1,9 +1,9 @@
 package registry
 
 import (
-	"io"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -211,7 +211,7 @@ func (s *Server) serveTags(w *recorder, r *http.Request, rt Route) error {
 		return err
 	}
 	page, more := Paginate(tags, n, last)
-	if more {
+	if more && len(page) > 0 {
 		next := "/v2/" + rt.Repo.Name + "/tags/list?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]
 		if rt.Repo.NS != "" {
 			next += "&ns=" + rt.Repo.NS
