@@ -49,7 +49,7 @@ type LogConfig struct {
 // DefaultConfig is what Berth runs on without a config file: Docker Hub
 // mirrored on :5000 with data under ./berth-data.
 func DefaultConfig() Config {
-	return Config{
+	cfg := Config{
 		Listen:          ":5000",
 		DataDir:         "./berth-data",
 		ShutdownTimeout: 30 * time.Second,
@@ -64,6 +64,8 @@ func DefaultConfig() Config {
 		Cache:     CacheConfig{HotManifestBytes: 64 << 20, FillTimeout: time.Hour},
 		Log:       LogConfig{Format: "json", Level: "info"},
 	}
+	cfg.Upstreams[0] = cfg.Upstreams[0].WithDefaults()
+	return cfg
 }
 
 // LoadConfig reads a YAML file over the defaults. Unknown keys are errors.
@@ -73,11 +75,12 @@ func LoadConfig(path string) (Config, error) {
 	if path == "" {
 		return cfg, cfg.Validate()
 	}
+	// A file without an upstreams key keeps the default upstream; a file
+	// that lists upstreams replaces it (the decoder replaces slices).
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return cfg, fmt.Errorf("read config: %w", err)
 	}
-	cfg.Upstreams = nil
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
@@ -101,8 +104,8 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir: required"))
 	}
-	if c.ShutdownTimeout < 0 {
-		errs = append(errs, errors.New("shutdownTimeout: must not be negative"))
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdownTimeout: must be positive"))
 	}
 	if err := upstream.Validate(c.Upstreams); err != nil {
 		errs = append(errs, err)

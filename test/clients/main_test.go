@@ -1,0 +1,5 @@
+package clients
+
+import "testing"
+
+func TestMain(m *testing.M) { MainInNetns(m) }

@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	berthBin  string
+	buildErr  error
+)
+
+// binary builds cmd/berth once per test run.
+func binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "berth-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		berthBin = filepath.Join(dir, "berth")
+		cmd := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return berthBin
+}
+
+// Berth is a berth process under test.
+type Berth struct {
+	t       testing.TB
+	Addr    string // host:port
+	URL     string
+	DataDir string
+	Config  string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	logMu   *sync.Mutex
+	done    chan struct{}
+}
+
+// freePort returns a free TCP port on 127.0.0.1.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartBerth writes a config (listen and dataDir are filled in) and starts
+// berth serve with it, waiting until /v2/ answers.
+func StartBerth(t testing.TB, dataDir, configBody string) *Berth {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	body := fmt.Sprintf("listen: %q\ndataDir: %q\nlog:\n  format: json\n  level: info\n", addr, dataDir) + configBody
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &Berth{t: t, Addr: addr, URL: "http://" + addr, DataDir: dataDir, Config: cfg}
+	b.start()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (b *Berth) start() {
+	b.t.Helper()
+	b.log, b.logMu = &bytes.Buffer{}, &sync.Mutex{}
+	b.cmd = exec.Command(binary(b.t), "serve", "--config", b.Config)
+	w := lockedWriter{b.logMu, b.log}
+	b.cmd.Stdout, b.cmd.Stderr = w, w
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := b.cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	b.done = make(chan struct{})
+	go func() { b.cmd.Wait(); close(b.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(b.URL + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case <-b.done:
+			b.t.Fatalf("berth exited during start:\n%s", b.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("berth did not answer within 20s:\n%s", b.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Log returns what berth wrote so far.
+func (b *Berth) Log() string {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	return b.log.String()
+}
+
+// Kill sends SIGKILL and waits for the process to die.
+func (b *Berth) Kill() {
+	if b.cmd.Process != nil {
+		b.cmd.Process.Kill()
+		<-b.done
+	}
+}
+
+// Restart starts berth again on the same address, config and data.
+func (b *Berth) Restart() {
+	b.Stop()
+	b.start()
+}
+
+// Stop sends SIGTERM and waits (then kills after 15 s).
+func (b *Berth) Stop() {
+	select {
+	case <-b.done:
+		return
+	default:
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.done:
+	case <-time.After(15 * time.Second):
+		b.Kill()
+	}
+	if b.t.Failed() {
+		b.t.Logf("berth log:\n%s", lastLines(b.Log(), 60))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Get does a GET with optional headers against berth.
+func (b *Berth) Do(ctx context.Context, method, path string, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, b.URL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// upstreamConfig is a config fragment with one upstream rule.
+func upstreamConfig(name, prefix, registry, url string, def bool, extra string) string {
+	return fmt.Sprintf("  - name: %s\n    prefix: %s\n    registry: %s\n    url: %s\n    default: %v\n%s", name, prefix, registry, url, def, extra)
+}
