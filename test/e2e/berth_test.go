@@ -54,6 +54,7 @@ type Berth struct {
 	URL     string
 	DataDir string
 	Config  string
+	Env     []string // extra environment for the process
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	logMu   *sync.Mutex
@@ -73,7 +74,7 @@ func freePort(t testing.TB) int {
 
 // StartBerth writes a config (listen and dataDir are filled in) and starts
 // berth serve with it, waiting until /v2/ answers.
-func StartBerth(t testing.TB, dataDir, configBody string) *Berth {
+func StartBerth(t testing.TB, dataDir, configBody string, opts ...func(*Berth)) *Berth {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -85,6 +86,9 @@ func StartBerth(t testing.TB, dataDir, configBody string) *Berth {
 		t.Fatal(err)
 	}
 	b := &Berth{t: t, Addr: addr, URL: "http://" + addr, DataDir: dataDir, Config: cfg}
+	for _, o := range opts {
+		o(b)
+	}
 	b.start()
 	t.Cleanup(b.Stop)
 	return b
@@ -107,6 +111,7 @@ func (b *Berth) start() {
 	b.cmd = exec.Command(binary(b.t), "serve", "--config", b.Config)
 	w := lockedWriter{b.logMu, b.log}
 	b.cmd.Stdout, b.cmd.Stderr = w, w
+	b.cmd.Env = append(os.Environ(), b.Env...)
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := b.cmd.Start(); err != nil {
 		b.t.Fatal(err)
@@ -196,4 +201,11 @@ func (b *Berth) Do(ctx context.Context, method, path string, hdr http.Header) (*
 // upstreamConfig is a config fragment with one upstream rule.
 func upstreamConfig(name, prefix, registry, url string, def bool, extra string) string {
 	return fmt.Sprintf("  - name: %s\n    prefix: %s\n    registry: %s\n    url: %s\n    default: %v\n%s", name, prefix, registry, url, def, extra)
+}
+
+func writeFile(t testing.TB, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
