@@ -169,26 +169,10 @@ func (w *BlobWriter) commit() error {
 	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.hex {
 		return fmt.Errorf("%w: content hashes to %s:%s, not %s", ErrDigestMismatch, w.digest[:strings.IndexByte(w.digest, ':')], got, w.digest)
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("sync blob: %w", err)
-	}
 	if err := w.f.Close(); err != nil {
 		return err
 	}
-	final := w.s.blobPath(w.digest)
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	if err := os.Rename(w.f.Name(), final); err != nil {
-		return fmt.Errorf("move blob into place: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
-		return err
-	}
-	v := binary.BigEndian.AppendUint64(nil, uint64(w.n))
-	v = putTime(v, w.s.now())
-	return w.s.db.Set(blobKey(w.digest), v, pebble.Sync)
+	return w.s.moveIntoPlace(w.f.Name(), w.digest, w.n) // fsyncs before the rename
 }
 
 // Abort discards the blob.

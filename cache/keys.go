@@ -18,6 +18,19 @@ package cache
 //	acc/<digest>                        -> lastAccess (8, unix ns)
 //	    When a blob or manifest was last served; written without sync, as
 //	    losing the newest access times in a crash is harmless.
+//	rep/<repo>                          -> JSON Repository
+//	    A local (pushed-to) repository: created-at, tag mutability.
+//	img/<repo>\x00<digest>               -> pushedAt (8) | lastPulledAt (8)
+//	    A manifest that belongs to a repository. Local repositories use their
+//	    name; cached ones use CachedRepo(upstream, name), which starts with
+//	    0x01 so the two never collide.
+//	lnk/<repo>\x00<digest>               -> state (1: 1 linked, 0 deleted) | at (8)
+//	    A blob of a repository: uploaded, mounted or referenced by one of its
+//	    manifests. A deleted link hides a blob that other repositories keep.
+//	ref/<repo>\x00<subject>\x00<digest>  -> JSON descriptor
+//	    A manifest of repo whose subject is <subject> (the referrers API).
+//	upl/<id>                            -> JSON Upload
+//	    An open upload session; its bytes are in uploads/<id>.
 
 import (
 	"encoding/binary"
@@ -29,6 +42,11 @@ var (
 	prefixManifest = []byte("man/")
 	prefixBlob     = []byte("blb/")
 	prefixAccess   = []byte("acc/")
+	prefixRepo     = []byte("rep/")
+	prefixImage    = []byte("img/")
+	prefixLink     = []byte("lnk/")
+	prefixReferrer = []byte("ref/")
+	prefixUpload   = []byte("upl/")
 )
 
 func join(prefix []byte, parts ...string) []byte {
@@ -55,6 +73,18 @@ func tagPrefix(ns, repo string) []byte { return append(join(prefixTag, ns, repo)
 func manifestKey(digest string) []byte { return join(prefixManifest, digest) }
 func blobKey(digest string) []byte     { return join(prefixBlob, digest) }
 func accessKey(digest string) []byte   { return join(prefixAccess, digest) }
+func repoKey(name string) []byte       { return join(prefixRepo, name) }
+func imageKey(repo, digest string) []byte {
+	return join(prefixImage, repo, digest)
+}
+func linkKey(repo, digest string) []byte { return join(prefixLink, repo, digest) }
+func referrerKey(repo, subject, digest string) []byte {
+	return join(prefixReferrer, repo, subject, digest)
+}
+func uploadKey(id string) []byte { return join(prefixUpload, id) }
+
+// CachedRepo is the repository key of a cached repository of an upstream.
+func CachedRepo(upstream, name string) string { return "\x01" + upstream + "/" + name }
 
 // upperBound returns the smallest key greater than every key with prefix p.
 func upperBound(p []byte) []byte {

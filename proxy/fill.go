@@ -204,7 +204,14 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo
 		}
 		return err
 	}
-	return nil
+	// Linked to the cached repository: garbage collection leaves cached
+	// blobs to eviction.
+	b := p.store.NewBatch()
+	if err := b.Link(cache.CachedRepo(up.Rule.Name, repo), f.digest); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit()
 }
 
 // releaseLocked drops one reference and closes the file with the last.

@@ -53,7 +53,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 			return nil, err
 		}
 		sm := &cache.Manifest{MediaType: desc.MediaType, Body: body}
-		if err := p.store.PutManifest(ctx, d, sm); err != nil {
+		if err := p.storeManifest(ctx, t, d, sm, ""); err != nil {
 			return nil, err
 		}
 		return toManifest(d, sm, registry.SourceUpstream), nil
@@ -103,12 +103,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 			return nil, err
 		}
 		sm := &cache.Manifest{MediaType: desc.MediaType, Body: body}
-		// The manifest is stored before the tag, so a tag never points at
-		// a manifest the store does not hold.
-		if err := p.store.PutManifest(ctx, desc.Digest, sm); err != nil {
-			return nil, err
-		}
-		if err := p.store.PutTag(ctx, ns, t.Repo, tag, cache.Tag{Digest: desc.Digest, FetchedAt: p.now()}); err != nil {
+		if err := p.storeManifest(ctx, t, desc.Digest, sm, tag); err != nil {
 			return nil, err
 		}
 		return toManifest(desc.Digest, sm, registry.SourceUpstream), nil
@@ -151,6 +146,27 @@ func (p *Proxy) shared(ctx context.Context, key string, fn func(context.Context)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// storeManifest keeps a verified manifest from an upstream with its image
+// record in the cached repository (and its tag, when fetched by tag) in one
+// batch, so a tag never points at a manifest the store does not hold.
+func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, sm *cache.Manifest, tag string) error {
+	b := p.store.NewBatch()
+	defer b.Close()
+	if err := b.PutManifest(d, sm); err != nil {
+		return err
+	}
+	repo := cache.CachedRepo(t.Upstream.Rule.Name, t.Repo)
+	if err := b.PutImage(repo, d, cache.Image{PushedAt: p.now().UTC()}); err != nil {
+		return err
+	}
+	if tag != "" {
+		if err := b.PutTag(t.Upstream.Rule.Name, t.Repo, tag, cache.Tag{Digest: d, FetchedAt: p.now()}); err != nil {
+			return err
+		}
+	}
+	return b.Commit()
 }
 
 func toManifest(d string, sm *cache.Manifest, src registry.Source) *registry.Manifest {

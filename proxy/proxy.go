@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -129,6 +130,7 @@ func (p *Proxy) ListTags(ctx context.Context, repo registry.Repo) ([]string, err
 		return tags, nil
 	}
 	cached, cerr := p.store.ListTags(ctx, t.Upstream.Rule.Name, t.Repo)
+	cached = slices.DeleteFunc(cached, hiddenTag)
 	if cerr == nil && len(cached) > 0 && !errors.Is(err, upstream.ErrNotFound) {
 		p.log.Warn("serving cached tag list", zap.String("repo", t.Repo), zap.Error(err))
 		return cached, nil

@@ -376,3 +376,36 @@ func sniffMediaType(body []byte) string {
 	}
 	return "application/vnd.oci.image.manifest.v1+json"
 }
+
+// GetReferrers fetches the referrers index of digest from the upstream's
+// referrers API, falling back to the sha256-<hex> tag scheme when the
+// upstream has no such API. An upstream that has neither gives an empty
+// index.
+func (u *Upstream) GetReferrers(ctx context.Context, repo, digest string) ([]byte, error) {
+	tctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
+	defer cancel()
+	resp, err := u.do(tctx, repo, http.MethodGet, u.url(repo, "referrers", digest), http.Header{"Accept": {"application/vnd.oci.image.index.v1+json"}})
+	if err == nil {
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBytes+1))
+		if err != nil {
+			return nil, u.classify(err)
+		}
+		if len(body) > MaxManifestBytes {
+			return nil, fmt.Errorf("upstream %s: referrers index of %s is too large", u.Rule.Name, digest)
+		}
+		return body, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		var se *StatusError
+		if !errors.As(err, &se) || se.Status >= 500 || se.Status == http.StatusTooManyRequests {
+			return nil, err
+		}
+	}
+	alg, hx, _ := strings.Cut(digest, ":")
+	_, body, err := u.GetManifest(ctx, repo, alg+"-"+hx)
+	if errors.Is(err, ErrNotFound) {
+		return []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`), nil
+	}
+	return body, err
+}

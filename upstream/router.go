@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// ErrNoRoute means no rule claims the name: it is not a cached repository.
+// ErrNoRoute means no rule claims the name: it is a local repository.
 var ErrNoRoute = errors.New("no upstream rule matches")
 
 // ErrUnknownNamespace means ?ns= named a registry no rule mirrors.
@@ -24,7 +24,10 @@ type Target struct {
 //     back to its next host).
 //  2. A first path component equal to a rule's prefix picks that rule, with
 //     the prefix stripped.
-//  3. The default rule takes every other name.
+//  3. A first path component equal to a local prefix makes the name a local
+//     repository (ErrNoRoute).
+//  4. The default rule takes every other name.
+//  5. Without a default rule, every other name is a local repository.
 //
 // On Docker Hub, single-component names get library/.
 type Router struct {
@@ -32,11 +35,16 @@ type Router struct {
 	byPrefix   map[string]*Upstream
 	def        *Upstream
 	all        []*Upstream
+	local      map[string]bool
 }
 
-// NewRouter builds a router over upstreams.
-func NewRouter(ups []*Upstream) *Router {
-	r := &Router{byRegistry: map[string]*Upstream{}, byPrefix: map[string]*Upstream{}, all: ups}
+// NewRouter builds a router over upstreams. Names under localPrefixes are
+// local repositories even when a default rule exists.
+func NewRouter(ups []*Upstream, localPrefixes ...string) *Router {
+	r := &Router{byRegistry: map[string]*Upstream{}, byPrefix: map[string]*Upstream{}, all: ups, local: map[string]bool{}}
+	for _, p := range localPrefixes {
+		r.local[p] = true
+	}
 	for _, u := range ups {
 		if u.Rule.Registry != "" {
 			r.byRegistry[strings.ToLower(u.Rule.Registry)] = u
@@ -73,6 +81,9 @@ func (r *Router) Route(ns, name string) (Target, error) {
 	if first, rest, ok := strings.Cut(name, "/"); ok {
 		if u, ok := r.byPrefix[first]; ok {
 			return Target{Upstream: u, Repo: u.normalize(rest)}, nil
+		}
+		if r.local[first] {
+			return Target{}, ErrNoRoute
 		}
 	}
 	if r.def != nil {

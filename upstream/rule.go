@@ -69,7 +69,8 @@ func (r Rule) Host() string {
 // IsDockerHub reports whether the rule mirrors Docker Hub, whose official
 // images live under library/.
 func (r Rule) IsDockerHub() bool {
-	return r.Registry == "docker.io" || r.Host() == "registry-1.docker.io" || r.Host() == "index.docker.io"
+	host := strings.ToLower(r.Host())
+	return strings.EqualFold(r.Registry, "docker.io") || host == "registry-1.docker.io" || host == "index.docker.io"
 }
 
 // Validate reports every problem with the rule set at once.

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 
+	"berth/registry"
 	"berth/upstream"
 
 	"gopkg.in/yaml.v3"
@@ -23,6 +25,7 @@ type Config struct {
 	Upstreams       []upstream.Rule `yaml:"upstreams"`
 	RateLimit       RateLimitConfig `yaml:"rateLimit"`
 	Cache           CacheConfig     `yaml:"cache"`
+	Local           LocalConfig     `yaml:"local"`
 	Log             LogConfig       `yaml:"log"`
 }
 
@@ -38,6 +41,24 @@ type RateLimitConfig struct {
 type CacheConfig struct {
 	HotManifestBytes int64         `yaml:"hotManifestBytes"`
 	FillTimeout      time.Duration `yaml:"fillTimeout"`
+}
+
+// LocalConfig configures the local (pushed-to) repositories.
+type LocalConfig struct {
+	// Prefixes are first path components that make a name local even when
+	// a default upstream takes unprefixed names.
+	Prefixes []string `yaml:"prefixes"`
+	// AutoCreate creates a repository on its first push.
+	AutoCreate bool `yaml:"autoCreate"`
+	// DefaultMutability is the tag mutability of auto-created repositories.
+	DefaultMutability string `yaml:"defaultMutability"`
+	// UploadTimeout ends upload sessions idle for longer and reclaims
+	// their bytes.
+	UploadTimeout time.Duration `yaml:"uploadTimeout"`
+	// GCInterval is how often garbage collection runs (0: never).
+	GCInterval time.Duration `yaml:"gcInterval"`
+	// GCGrace keeps unreferenced blobs this long after their upload.
+	GCGrace time.Duration `yaml:"gcGrace"`
 }
 
 // LogConfig selects the log format and level.
@@ -62,6 +83,10 @@ func DefaultConfig() Config {
 		}},
 		RateLimit: RateLimitConfig{RequestsPerSecond: 200, Burst: 400},
 		Cache:     CacheConfig{HotManifestBytes: 64 << 20, FillTimeout: time.Hour},
+		Local: LocalConfig{
+			Prefixes: []string{"private"}, AutoCreate: true, DefaultMutability: "MUTABLE",
+			UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour,
+		},
 		Log:       LogConfig{Format: "json", Level: "info"},
 	}
 	cfg.Upstreams[0] = cfg.Upstreams[0].WithDefaults()
@@ -123,6 +148,28 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.FillTimeout < 0 {
 		errs = append(errs, errors.New("cache.fillTimeout: must not be negative"))
+	}
+	for i, p := range c.Local.Prefixes {
+		if p == "" || strings.Contains(p, "/") || !registry.ValidName(p) {
+			errs = append(errs, fmt.Errorf("local.prefixes[%d]: %q is not a single repository name component", i, p))
+		}
+		for _, u := range c.Upstreams {
+			if u.Prefix == p {
+				errs = append(errs, fmt.Errorf("local.prefixes[%d]: %q is also the prefix of upstream %s", i, p, u.Name))
+			}
+		}
+	}
+	if m := c.Local.DefaultMutability; m != "MUTABLE" && m != "IMMUTABLE" {
+		errs = append(errs, fmt.Errorf("local.defaultMutability: %q is not MUTABLE or IMMUTABLE", c.Local.DefaultMutability))
+	}
+	if c.Local.UploadTimeout <= 0 {
+		errs = append(errs, errors.New("local.uploadTimeout: must be positive"))
+	}
+	if c.Local.GCInterval < 0 {
+		errs = append(errs, errors.New("local.gcInterval: must not be negative"))
+	}
+	if c.Local.GCGrace < 0 {
+		errs = append(errs, errors.New("local.gcGrace: must not be negative"))
 	}
 	switch c.Log.Format {
 	case "json", "console":

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"berth/cache"
+	"berth/local"
 	"berth/proxy"
 	"berth/registry"
 	"berth/upstream"
@@ -74,15 +75,22 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		}
 		ups = append(ups, u)
 	}
-	px := proxy.New(store, upstream.NewRouter(ups), proxy.Options{FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy")})
+	px := proxy.New(store, upstream.NewRouter(ups, cfg.Local.Prefixes...), proxy.Options{FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy")})
 	defer px.Close()
+	repos := local.New(store, local.Options{
+		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
+	})
+	mirror := proxy.NewMirror(px, repos)
+	jctx, stopJanitor := context.WithCancel(ctx)
+	defer stopJanitor()
+	go janitor(jctx, repos, cfg.Local, log.Named("janitor"))
 
 	opts := []registry.Option{registry.WithLogger(log.Named("http"))}
 	if !cfg.RateLimit.Disabled {
 		opts = append(opts, registry.WithLimiter(registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)))
 	}
 	srv := &http.Server{
-		Handler:           registry.New(px, opts...),
+		Handler:           registry.New(mirror, opts...),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
@@ -117,4 +125,29 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// janitor expires abandoned upload sessions and runs garbage collection on
+// the configured schedule.
+func janitor(ctx context.Context, repos *local.Repos, cfg LocalConfig, log *zap.Logger) {
+	uploads := time.NewTicker(min(cfg.UploadTimeout, time.Hour))
+	defer uploads.Stop()
+	var gc <-chan time.Time
+	if cfg.GCInterval > 0 {
+		t := time.NewTicker(cfg.GCInterval)
+		defer t.Stop()
+		gc = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-uploads.C:
+			_, _ = repos.ExpireUploads(ctx, cfg.UploadTimeout)
+		case <-gc:
+			if _, err := repos.GC(ctx, cfg.GCGrace); err != nil && ctx.Err() == nil {
+				log.Warn("garbage collection failed", zap.Error(err))
+			}
+		}
+	}
 }

@@ -1,0 +1,328 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Repository is a local repository's record.
+type Repository struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Mutability is MUTABLE, IMMUTABLE or IMMUTABLE_WITH_EXCLUSION.
+	Mutability string `json:"imageTagMutability"`
+	// Exclusions are tag patterns (with * wildcards) that stay mutable
+	// under IMMUTABLE_WITH_EXCLUSION.
+	Exclusions []string `json:"imageTagMutabilityExclusionFilters,omitempty"`
+}
+
+// GetRepository returns a local repository's record or ErrNotFound.
+func (s *Store) GetRepository(ctx context.Context, name string) (*Repository, error) {
+	v, err := s.get(repoKey(name))
+	if err != nil {
+		return nil, err
+	}
+	var r Repository
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("repository %s: corrupt record: %w", name, err)
+	}
+	return &r, nil
+}
+
+// PutRepository writes a repository record.
+func (s *Store) PutRepository(ctx context.Context, r *Repository) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.db.Set(repoKey(r.Name), v, pebble.Sync)
+}
+
+// ListRepositories returns the names of local repositories, sorted.
+func (s *Store) ListRepositories(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.scan(ctx, prefixRepo, func(k, _ []byte) error {
+		out = append(out, string(k))
+		return nil
+	})
+	return out, err
+}
+
+// scan calls fn for every key with prefix p (fn gets the key without the
+// prefix, and the value; both valid only during the call).
+func (s *Store) scan(ctx context.Context, p []byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: p, UpperBound: upperBound(p)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Key()[len(p):], v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Image is a manifest's membership of a repository.
+type Image struct {
+	PushedAt     time.Time
+	LastPulledAt time.Time
+}
+
+func encodeImage(im Image) []byte {
+	v := putTime(make([]byte, 0, 16), im.PushedAt)
+	return putTime(v, im.LastPulledAt)
+}
+
+// GetImage returns the image record of digest in repo, or ErrNotFound.
+func (s *Store) GetImage(ctx context.Context, repo, digest string) (Image, error) {
+	v, err := s.get(imageKey(repo, digest))
+	if err != nil {
+		return Image{}, err
+	}
+	if len(v) < 16 {
+		return Image{}, fmt.Errorf("image %s@%s: corrupt record", repo, digest)
+	}
+	return Image{PushedAt: getTime(v), LastPulledAt: getTime(v[8:])}, nil
+}
+
+// TouchImage records a pull of an image. Not synced.
+func (s *Store) TouchImage(ctx context.Context, repo, digest string) error {
+	im, err := s.GetImage(ctx, repo, digest)
+	if err != nil {
+		return err
+	}
+	im.LastPulledAt = s.now()
+	return s.db.Set(imageKey(repo, digest), encodeImage(im), pebble.NoSync)
+}
+
+// ListImages returns the manifest digests of repo with their records.
+func (s *Store) ListImages(ctx context.Context, repo string) (map[string]Image, error) {
+	p := append(join(prefixImage, repo), 0)
+	out := map[string]Image{}
+	err := s.scan(ctx, p, func(k, v []byte) error {
+		if len(v) >= 16 {
+			out[string(k)] = Image{PushedAt: getTime(v), LastPulledAt: getTime(v[8:])}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LinkState says whether a blob is linked to repo: linked, deleted from
+// it, or never seen there (neither).
+func (s *Store) LinkState(ctx context.Context, repo, digest string) (linked, deleted bool, err error) {
+	v, err := s.get(linkKey(repo, digest))
+	if err == ErrNotFound {
+		return false, false, nil
+	}
+	if err != nil || len(v) < 1 {
+		return false, false, err
+	}
+	return v[0] == 1, v[0] == 0, nil
+}
+
+// ListReferrers returns the descriptors (JSON) of manifests in repo whose
+// subject is subject.
+func (s *Store) ListReferrers(ctx context.Context, repo, subject string) ([][]byte, error) {
+	p := append(join(prefixReferrer, repo, subject), 0)
+	var out [][]byte
+	err := s.scan(ctx, p, func(_, v []byte) error {
+		out = append(out, bytes.Clone(v))
+		return nil
+	})
+	return out, err
+}
+
+// Batch groups writes that must land together: a manifest with its tag,
+// image record, links and referrer entry. Nothing is visible until Commit,
+// and a crash leaves either all or none of it.
+type Batch struct {
+	s *Store
+	b *pebble.Batch
+	m []manifestEntry
+}
+
+type manifestEntry struct {
+	digest string
+	m      *Manifest
+}
+
+// NewBatch starts a batch.
+func (s *Store) NewBatch() *Batch { return &Batch{s: s, b: s.db.NewBatch()} }
+
+// PutManifest adds a manifest after checking its digest.
+func (b *Batch) PutManifest(digest string, m *Manifest) error {
+	if err := verifyBytes(digest, m.Body); err != nil {
+		return err
+	}
+	v := make([]byte, 0, 2+len(m.MediaType)+len(m.Body))
+	v = append(v, byte(len(m.MediaType)>>8), byte(len(m.MediaType)))
+	v = append(v, m.MediaType...)
+	v = append(v, m.Body...)
+	b.m = append(b.m, manifestEntry{digest, m})
+	return b.b.Set(manifestKey(digest), v, nil)
+}
+
+// DeleteManifest removes a manifest body.
+func (b *Batch) DeleteManifest(digest string) error {
+	b.s.hot.Del(digest)
+	return b.b.Delete(manifestKey(digest), nil)
+}
+
+// PutTag maps a tag.
+func (b *Batch) PutTag(ns, repo, tag string, t Tag) error {
+	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
+	return b.b.Set(tagKey(ns, repo, tag), append(v, t.Digest...), nil)
+}
+
+// DeleteTag removes a tag.
+func (b *Batch) DeleteTag(ns, repo, tag string) error { return b.b.Delete(tagKey(ns, repo, tag), nil) }
+
+// PutImage records that digest belongs to repo.
+func (b *Batch) PutImage(repo, digest string, im Image) error {
+	return b.b.Set(imageKey(repo, digest), encodeImage(im), nil)
+}
+
+// DeleteImage removes digest from repo.
+func (b *Batch) DeleteImage(repo, digest string) error {
+	return b.b.Delete(imageKey(repo, digest), nil)
+}
+
+// Link links blobs to repo.
+func (b *Batch) Link(repo string, digests ...string) error {
+	v := putTime([]byte{1}, b.s.now())
+	for _, d := range digests {
+		if err := b.b.Set(linkKey(repo, d), v, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Unlink marks a blob deleted from repo.
+func (b *Batch) Unlink(repo, digest string) error {
+	return b.b.Set(linkKey(repo, digest), putTime([]byte{0}, b.s.now()), nil)
+}
+
+// PutReferrer records that digest (described by desc) refers to subject.
+func (b *Batch) PutReferrer(repo, subject, digest string, desc []byte) error {
+	return b.b.Set(referrerKey(repo, subject, digest), desc, nil)
+}
+
+// DeleteReferrer removes a referrer entry.
+func (b *Batch) DeleteReferrer(repo, subject, digest string) error {
+	return b.b.Delete(referrerKey(repo, subject, digest), nil)
+}
+
+// Commit applies the batch durably.
+func (b *Batch) Commit() error {
+	defer b.b.Close()
+	if err := b.b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	for _, e := range b.m {
+		b.s.hot.Set(e.digest, e.m, int64(len(e.m.Body)))
+	}
+	return nil
+}
+
+// Close discards an uncommitted batch.
+func (b *Batch) Close() { _ = b.b.Close() }
+
+// RefreshBlob restarts a blob's grace period (it was uploaded or linked
+// again), so garbage collection does not take it from under a push.
+func (s *Store) RefreshBlob(ctx context.Context, digest string) error {
+	info, err := s.StatBlob(ctx, digest)
+	if err != nil {
+		return err
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(info.Size))
+	return s.db.Set(blobKey(digest), putTime(v, s.now()), pebble.Sync)
+}
+
+// DeleteBlob removes a committed blob's bytes, index entry and access time.
+// Callers (garbage collection) make sure nothing references it.
+func (s *Store) DeleteBlob(ctx context.Context, digest string) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Delete(blobKey(digest), nil)
+	_ = b.Delete(accessKey(digest), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if err := os.Remove(s.blobPath(digest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Sweep is the store's view for garbage collection: every key of a kind.
+type Sweep struct{ s *Store }
+
+// Sweep returns the iteration helpers garbage collection uses.
+func (s *Store) Sweep() Sweep { return Sweep{s} }
+
+// Images calls fn for every image record (repo, digest).
+func (w Sweep) Images(ctx context.Context, fn func(repo, digest string) error) error {
+	return w.s.scan(ctx, prefixImage, func(k, _ []byte) error {
+		repo, digest, _ := bytes.Cut(k, []byte{0})
+		return fn(string(repo), string(digest))
+	})
+}
+
+// Links calls fn for every blob link.
+func (w Sweep) Links(ctx context.Context, fn func(repo, digest string, linked bool) error) error {
+	return w.s.scan(ctx, prefixLink, func(k, v []byte) error {
+		repo, digest, _ := bytes.Cut(k, []byte{0})
+		return fn(string(repo), string(digest), len(v) > 0 && v[0] == 1)
+	})
+}
+
+// Blobs calls fn for every committed blob with its size and creation time.
+func (w Sweep) Blobs(ctx context.Context, fn func(digest string, size int64, created time.Time) error) error {
+	return w.s.scan(ctx, prefixBlob, func(k, v []byte) error {
+		if len(v) < 16 {
+			return nil
+		}
+		return fn(string(k), int64(binary.BigEndian.Uint64(v)), getTime(v[8:]))
+	})
+}
+
+// Manifests calls fn for every stored manifest digest.
+func (w Sweep) Manifests(ctx context.Context, fn func(digest string) error) error {
+	return w.s.scan(ctx, prefixManifest, func(k, _ []byte) error { return fn(string(k)) })
+}
+
+// DeleteLinks removes the given link keys of a digest.
+func (w Sweep) DeleteLinks(ctx context.Context, digest string, repos []string) error {
+	b := w.s.db.NewBatch()
+	defer b.Close()
+	for _, r := range repos {
+		_ = b.Delete(linkKey(r, digest), nil)
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// DeleteManifest removes a manifest body no image references.
+func (w Sweep) DeleteManifest(ctx context.Context, digest string) error {
+	w.s.hot.Del(digest)
+	return w.s.db.Delete(manifestKey(digest), pebble.Sync)
+}

@@ -1,0 +1,296 @@
+// Package local holds Berth's private repositories: images users push to
+// the node, beside the cache, in the same content-addressed store. It
+// follows ECR's model: repositories with a tag mutability setting, image
+// records with pushedAt and lastPulledAt, and garbage collection of blobs
+// no manifest references.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"sync"
+	"time"
+
+	"berth/cache"
+	"berth/registry"
+
+	"go.uber.org/zap"
+)
+
+// NS is the tag namespace of local repositories in the store (cached ones
+// use their upstream's name, which is never empty).
+const NS = ""
+
+// Tag mutability settings, as in ECR.
+const (
+	Mutable                = "MUTABLE"
+	Immutable              = "IMMUTABLE"
+	ImmutableWithExclusion = "IMMUTABLE_WITH_EXCLUSION"
+)
+
+// Options configure the local repositories.
+type Options struct {
+	// AutoCreate creates a repository on its first push.
+	AutoCreate bool
+	// DefaultMutability applies to auto-created repositories.
+	DefaultMutability string
+	Logger            *zap.Logger
+	Now               func() time.Time
+}
+
+// Repos serves local repositories.
+type Repos struct {
+	store *cache.Store
+	opts  Options
+	log   *zap.Logger
+
+	// gc is held shared by writes that make blobs referenced (manifest
+	// PUT, upload commit, mount) and exclusively by garbage collection,
+	// so a sweep never takes a blob a concurrent push is about to use.
+	gc sync.RWMutex
+	// uploads serialises writes to one upload session.
+	uploadsMu sync.Mutex
+	uploads   map[string]*sync.Mutex
+}
+
+// New returns the local repositories over store.
+func New(store *cache.Store, opts Options) *Repos {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.DefaultMutability == "" {
+		opts.DefaultMutability = Mutable
+	}
+	return &Repos{store: store, opts: opts, log: opts.Logger, uploads: map[string]*sync.Mutex{}}
+}
+
+// Repository returns a repository's record, or NAME_UNKNOWN.
+func (r *Repos) Repository(ctx context.Context, name string) (*cache.Repository, error) {
+	rec, err := r.store.GetRepository(ctx, name)
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil, registry.ErrNameUnknown(name)
+	}
+	return rec, err
+}
+
+// CreateRepository creates a repository; it is an error if it exists.
+func (r *Repos) CreateRepository(ctx context.Context, name, mutability string, exclusions []string) (*cache.Repository, error) {
+	if !registry.ValidName(name) {
+		return nil, registry.ErrNameInvalid("invalid repository name " + name)
+	}
+	if err := ValidateMutability(mutability, exclusions); err != nil {
+		return nil, err
+	}
+	if _, err := r.store.GetRepository(ctx, name); err == nil {
+		return nil, registry.Errorf(http.StatusConflict, registry.CodeDenied, "repository %s already exists", name)
+	}
+	rec := &cache.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: mutability, Exclusions: exclusions}
+	return rec, r.store.PutRepository(ctx, rec)
+}
+
+// SetMutability changes a repository's tag mutability.
+func (r *Repos) SetMutability(ctx context.Context, name, mutability string, exclusions []string) error {
+	if err := ValidateMutability(mutability, exclusions); err != nil {
+		return err
+	}
+	rec, err := r.Repository(ctx, name)
+	if err != nil {
+		return err
+	}
+	rec.Mutability, rec.Exclusions = mutability, exclusions
+	return r.store.PutRepository(ctx, rec)
+}
+
+// ValidateMutability checks a mutability setting and its exclusion filters.
+func ValidateMutability(m string, exclusions []string) error {
+	switch m {
+	case Mutable, Immutable:
+		if len(exclusions) > 0 {
+			return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported,
+				"imageTagMutabilityExclusionFilters need %s, not %s", ImmutableWithExclusion, m)
+		}
+	case ImmutableWithExclusion:
+		if len(exclusions) == 0 {
+			return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported,
+				"%s needs at least one exclusion filter", ImmutableWithExclusion)
+		}
+		for _, p := range exclusions {
+			if _, err := path.Match(p, "x"); err != nil || p == "" {
+				return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported, "invalid exclusion filter %q", p)
+			}
+		}
+	default:
+		return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported,
+			"imageTagMutability %q is not %s, %s or %s", m, Mutable, Immutable, ImmutableWithExclusion)
+	}
+	return nil
+}
+
+// tagImmutable reports whether tag may not move in a repository.
+func tagImmutable(rec *cache.Repository, tag string) bool {
+	switch rec.Mutability {
+	case Immutable:
+		return true
+	case ImmutableWithExclusion:
+		for _, p := range rec.Exclusions {
+			if ok, _ := path.Match(p, tag); ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// ensureRepository returns the repository's record, creating it when
+// auto-create is on.
+func (r *Repos) ensureRepository(ctx context.Context, name string) (*cache.Repository, error) {
+	rec, err := r.store.GetRepository(ctx, name)
+	if err == nil {
+		return rec, nil
+	}
+	if !errors.Is(err, cache.ErrNotFound) {
+		return nil, err
+	}
+	if !r.opts.AutoCreate {
+		return nil, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
+			"repository %s does not exist and auto-create is off; create it first (berth create-repository)", name)
+	}
+	rec = &cache.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: r.opts.DefaultMutability}
+	if err := r.store.PutRepository(ctx, rec); err != nil {
+		return nil, err
+	}
+	r.log.Info("created repository on first push", zap.String("repo", name))
+	return rec, nil
+}
+
+// visible reports whether repo may read blob d: it is linked to repo, or it
+// is in the store and was not deleted from repo. Blobs are stored once
+// whichever repository brought them, so a layer already pulled through
+// the cache is not uploaded again.
+func (r *Repos) visible(ctx context.Context, repo, d string) (int64, bool, error) {
+	linked, deleted, err := r.store.LinkState(ctx, repo, d)
+	if err != nil || deleted {
+		return 0, false, err
+	}
+	info, err := r.store.StatBlob(ctx, d)
+	if errors.Is(err, cache.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	_ = linked // linked or never seen here: both may read a stored blob
+	return info.Size, true, nil
+}
+
+// GetBlob serves a blob of a local repository.
+func (r *Repos) GetBlob(ctx context.Context, req registry.BlobRequest) (registry.Blob, error) {
+	if _, err := r.Repository(ctx, req.Repo.Name); err != nil {
+		return nil, err
+	}
+	size, ok, err := r.visible(ctx, req.Repo.Name, req.Digest.String())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, registry.ErrBlobUnknown(req.Digest.String())
+	}
+	_ = r.store.Touch(ctx, req.Digest.String())
+	return &StoredBlob{Store: r.store, Digest: req.Digest.String(), Len: size, From: registry.SourceLocal}, nil
+}
+
+// DeleteBlob removes a blob from a repository. Its bytes stay while any
+// other repository or manifest references them; garbage collection takes
+// them after.
+func (r *Repos) DeleteBlob(ctx context.Context, repo registry.Repo, d registry.Digest) error {
+	_, ok, err := r.visible(ctx, repo.Name, d.String())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return registry.ErrBlobUnknown(d.String())
+	}
+	b := r.store.NewBatch()
+	if err := b.Unlink(repo.Name, d.String()); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit()
+}
+
+// MountBlob links a stored blob into repo. The caller has checked that the
+// client may read the source.
+func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest) error {
+	r.gc.RLock()
+	defer r.gc.RUnlock()
+	if _, err := r.store.StatBlob(ctx, d.String()); err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			return registry.ErrBlobUnknown(d.String())
+		}
+		return err
+	}
+	if _, err := r.ensureRepository(ctx, repo); err != nil {
+		return err
+	}
+	if err := r.store.RefreshBlob(ctx, d.String()); err != nil {
+		return err
+	}
+	b := r.store.NewBatch()
+	if err := b.Link(repo, d.String()); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit()
+}
+
+// Visible is the exported form of visible, for mounts from local sources.
+func (r *Repos) Visible(ctx context.Context, repo string, d registry.Digest) (bool, error) {
+	_, ok, err := r.visible(ctx, repo, d.String())
+	return ok, err
+}
+
+// ListTags lists a local repository's tags.
+func (r *Repos) ListTags(ctx context.Context, repo registry.Repo) ([]string, error) {
+	if _, err := r.Repository(ctx, repo.Name); err != nil {
+		return nil, err
+	}
+	return r.store.ListTags(ctx, NS, repo.Name)
+}
+
+// StoredBlob is a committed blob served from the store's file.
+type StoredBlob struct {
+	Store  *cache.Store
+	Digest string
+	Len    int64
+	From   registry.Source
+}
+
+func (b *StoredBlob) Size() int64             { return b.Len }
+func (b *StoredBlob) Source() registry.Source { return b.From }
+
+// Open returns the blob's file positioned at off; the registry sends files
+// with sendfile.
+func (b *StoredBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
+	f, _, err := b.Store.OpenBlob(ctx, b.Digest)
+	if err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			return nil, registry.ErrBlobUnknown(b.Digest)
+		}
+		return nil, err
+	}
+	if off > 0 {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("seek blob: %w", err)
+		}
+	}
+	return f, nil
+}

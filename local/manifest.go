@@ -1,0 +1,365 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"berth/cache"
+	"berth/registry"
+
+	"go.uber.org/zap"
+)
+
+// Manifest media types accepted on push.
+const (
+	MediaOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
+	MediaOCIIndex       = "application/vnd.oci.image.index.v1+json"
+	MediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+var manifestTypes = []string{MediaOCIManifest, MediaOCIIndex, MediaDockerManifest, MediaDockerList}
+
+func isIndex(mt string) bool { return mt == MediaOCIIndex || mt == MediaDockerList }
+
+// descriptor is the part of an OCI descriptor Berth reads.
+type descriptor struct {
+	MediaType    string            `json:"mediaType"`
+	Digest       string            `json:"digest"`
+	Size         int64             `json:"size"`
+	URLs         []string          `json:"urls,omitempty"`
+	Data         string            `json:"data,omitempty"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// manifestDoc is the part of an image manifest or index Berth reads.
+type manifestDoc struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	ArtifactType  string            `json:"artifactType"`
+	Config        *descriptor       `json:"config"`
+	Layers        []descriptor      `json:"layers"`
+	Manifests     []descriptor      `json:"manifests"`
+	Subject       *descriptor       `json:"subject"`
+	Annotations   map[string]string `json:"annotations"`
+}
+
+// nonDistributable layers are not pushed to registries; a manifest may name
+// them without the blob being present.
+func nonDistributable(mt string) bool {
+	return strings.Contains(mt, ".nondistributable.") || strings.Contains(mt, ".foreign.")
+}
+
+func invalid(format string, args ...any) error {
+	return registry.Errorf(http.StatusBadRequest, registry.CodeManifestInvalid, format, args...)
+}
+
+// parseManifest validates a pushed manifest's JSON and media type.
+func parseManifest(contentType string, body []byte) (*manifestDoc, string, error) {
+	var doc manifestDoc
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, "", invalid("manifest is not valid JSON: %v", err)
+	}
+	mt := doc.MediaType
+	if contentType != "" {
+		ct, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			return nil, "", invalid("invalid Content-Type %q", contentType)
+		}
+		if mt != "" && mt != ct {
+			return nil, "", invalid("Content-Type %s does not match the manifest's mediaType %s", ct, mt)
+		}
+		mt = ct
+	}
+	if !slices.Contains(manifestTypes, mt) {
+		return nil, "", invalid("manifest media type %q is not supported (OCI image manifest or index, Docker schema 2 manifest or list)", mt)
+	}
+	if doc.SchemaVersion != 2 {
+		return nil, "", invalid("schemaVersion must be 2, not %d", doc.SchemaVersion)
+	}
+	if isIndex(mt) {
+		if doc.Config != nil || doc.Layers != nil {
+			return nil, "", invalid("an index has no config or layers")
+		}
+	} else if doc.Config == nil {
+		return nil, "", invalid("an image manifest needs a config descriptor")
+	}
+	for _, d := range doc.refs() {
+		if _, err := registry.ParseDigest(d.Digest); err != nil {
+			return nil, "", invalid("descriptor digest %q is invalid", d.Digest)
+		}
+		if d.Size < 0 {
+			return nil, "", invalid("descriptor %s has a negative size", d.Digest)
+		}
+	}
+	if doc.Subject != nil {
+		if _, err := registry.ParseDigest(doc.Subject.Digest); err != nil {
+			return nil, "", invalid("subject digest %q is invalid", doc.Subject.Digest)
+		}
+	}
+	return &doc, mt, nil
+}
+
+// refs returns the descriptors that must exist: config, layers, children.
+func (m *manifestDoc) refs() []descriptor {
+	var out []descriptor
+	if m.Config != nil {
+		out = append(out, *m.Config)
+	}
+	out = append(out, m.Layers...)
+	return append(out, m.Manifests...)
+}
+
+// inlineData reports whether a descriptor carries its content in data.
+func inlineData(d descriptor) bool {
+	if d.Data == "" {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(d.Data)
+	if err != nil {
+		return false
+	}
+	dg, err := registry.ParseDigest(d.Digest)
+	return err == nil && dg.Verify(b)
+}
+
+// PutManifest stores a pushed manifest: it checks JSON, media type and
+// digest, that every referenced blob and child manifest exists, and tag
+// immutability; then the manifest, its image record, tags, blob links and
+// referrer entry land in one batch.
+func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (registry.PutResult, error) {
+	doc, mt, err := parseManifest(req.MediaType, req.Body)
+	if err != nil {
+		return registry.PutResult{}, err
+	}
+	var dg registry.Digest
+	if req.Digest != "" {
+		if !req.Digest.Verify(req.Body) {
+			return registry.PutResult{}, registry.ErrDigestInvalid("manifest body does not match digest " + req.Digest.String())
+		}
+		dg = req.Digest
+	} else {
+		dg = registry.FromBytes(req.Body)
+	}
+	tags := slices.Clone(req.Tags)
+	if req.Digest == "" {
+		tags = append(tags, req.Reference)
+	}
+	repo := req.Repo.Name
+
+	r.gc.RLock()
+	defer r.gc.RUnlock()
+	rec, err := r.ensureRepository(ctx, repo)
+	if err != nil {
+		return registry.PutResult{}, err
+	}
+	var links []string
+	for _, d := range doc.refs() {
+		if nonDistributable(d.MediaType) || inlineData(d) {
+			continue
+		}
+		if slices.Contains(manifestTypes, d.MediaType) {
+			if err := r.requireManifest(ctx, repo, d.Digest); err != nil {
+				return registry.PutResult{}, err
+			}
+			continue
+		}
+		if _, ok, err := r.visible(ctx, repo, d.Digest); err != nil {
+			return registry.PutResult{}, err
+		} else if !ok {
+			return registry.PutResult{}, registry.Errorf(http.StatusBadRequest, registry.CodeManifestBlobUnknown,
+				"manifest references blob %s, which is not in repository %s", d.Digest, repo)
+		}
+		links = append(links, d.Digest)
+	}
+	for _, tag := range tags {
+		if !tagImmutable(rec, tag) {
+			continue
+		}
+		old, err := r.store.GetTag(ctx, NS, repo, tag)
+		if err == nil && old.Digest != dg.String() {
+			return registry.PutResult{}, registry.Errorf(http.StatusForbidden, registry.CodeDenied,
+				"tag %s of %s is immutable and points at %s; push under a new tag", tag, repo, old.Digest)
+		}
+	}
+
+	now := r.opts.Now().UTC()
+	b := r.store.NewBatch()
+	defer b.Close()
+	if err := b.PutManifest(dg.String(), &cache.Manifest{MediaType: mt, Body: req.Body}); err != nil {
+		return registry.PutResult{}, err
+	}
+	im := cache.Image{PushedAt: now}
+	if old, err := r.store.GetImage(ctx, repo, dg.String()); err == nil {
+		im = old // a re-push keeps the first push time
+	}
+	if err := b.PutImage(repo, dg.String(), im); err != nil {
+		return registry.PutResult{}, err
+	}
+	if err := b.Link(repo, links...); err != nil {
+		return registry.PutResult{}, err
+	}
+	for _, tag := range tags {
+		if err := b.PutTag(NS, repo, tag, cache.Tag{Digest: dg.String(), FetchedAt: now}); err != nil {
+			return registry.PutResult{}, err
+		}
+	}
+	var res registry.PutResult
+	res.Digest = dg
+	if doc.Subject != nil {
+		desc, _ := json.Marshal(registry.Descriptor{
+			MediaType: mt, Digest: dg, Size: int64(len(req.Body)),
+			ArtifactType: doc.artifactType(), Annotations: doc.Annotations,
+		})
+		if err := b.PutReferrer(repo, doc.Subject.Digest, dg.String(), desc); err != nil {
+			return registry.PutResult{}, err
+		}
+		res.Subject = registry.Digest(doc.Subject.Digest)
+	}
+	if err := b.Commit(); err != nil {
+		return registry.PutResult{}, err
+	}
+	r.log.Info("manifest pushed", zap.String("repo", repo), zap.String("digest", dg.String()), zap.Strings("tags", tags))
+	return res, nil
+}
+
+// artifactType is the manifest's artifactType, or for an image manifest
+// without one its config's media type (the spec's rule for referrers).
+func (m *manifestDoc) artifactType() string {
+	if m.ArtifactType != "" {
+		return m.ArtifactType
+	}
+	if m.Config != nil {
+		return m.Config.MediaType
+	}
+	return ""
+}
+
+// requireManifest checks that a child manifest of an index exists.
+func (r *Repos) requireManifest(ctx context.Context, repo, d string) error {
+	if _, err := r.store.GetImage(ctx, repo, d); err == nil {
+		return nil
+	}
+	if _, err := r.store.GetManifest(ctx, d); err == nil {
+		return nil
+	} else if !errors.Is(err, cache.ErrNotFound) {
+		return err
+	}
+	return registry.Errorf(http.StatusBadRequest, registry.CodeManifestBlobUnknown,
+		"index references manifest %s, which is not in repository %s", d, repo)
+}
+
+// GetManifest serves a manifest of a local repository.
+func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (*registry.Manifest, error) {
+	repo := req.Repo.Name
+	if _, err := r.Repository(ctx, repo); err != nil {
+		return nil, err
+	}
+	d := req.Digest.String()
+	if req.Digest == "" {
+		t, err := r.store.GetTag(ctx, NS, repo, req.Reference)
+		if errors.Is(err, cache.ErrNotFound) {
+			return nil, registry.ErrManifestUnknown(req.Reference)
+		}
+		if err != nil {
+			return nil, err
+		}
+		d = t.Digest
+	}
+	if _, err := r.store.GetImage(ctx, repo, d); errors.Is(err, cache.ErrNotFound) {
+		return nil, registry.ErrManifestUnknown(req.Reference)
+	} else if err != nil {
+		return nil, err
+	}
+	m, err := r.store.GetManifest(ctx, d)
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil, registry.ErrManifestUnknown(req.Reference)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !req.Head {
+		if err := r.store.TouchImage(ctx, repo, d); err != nil {
+			r.log.Debug("touch image", zap.Error(err))
+		}
+	}
+	return &registry.Manifest{MediaType: m.MediaType, Digest: registry.Digest(d), Body: m.Body, Source: registry.SourceLocal}, nil
+}
+
+// DeleteManifest deletes an image by digest (with every tag pointing at
+// it), or only a tag.
+func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref string) error {
+	name := repo.Name
+	b := r.store.NewBatch()
+	defer b.Close()
+	if !registry.IsDigest(ref) {
+		if _, err := r.store.GetTag(ctx, NS, name, ref); errors.Is(err, cache.ErrNotFound) {
+			return registry.ErrManifestUnknown(ref)
+		} else if err != nil {
+			return err
+		}
+		if err := b.DeleteTag(NS, name, ref); err != nil {
+			return err
+		}
+		return b.Commit()
+	}
+	if _, err := r.store.GetImage(ctx, name, ref); errors.Is(err, cache.ErrNotFound) {
+		return registry.ErrManifestUnknown(ref)
+	} else if err != nil {
+		return err
+	}
+	if err := b.DeleteImage(name, ref); err != nil {
+		return err
+	}
+	tags, err := r.store.ListTags(ctx, NS, name)
+	if err != nil {
+		return err
+	}
+	for _, tag := range tags {
+		if t, err := r.store.GetTag(ctx, NS, name, tag); err == nil && t.Digest == ref {
+			if err := b.DeleteTag(NS, name, tag); err != nil {
+				return err
+			}
+		}
+	}
+	if m, err := r.store.GetManifest(ctx, ref); err == nil {
+		var doc manifestDoc
+		if json.Unmarshal(m.Body, &doc) == nil && doc.Subject != nil {
+			if err := b.DeleteReferrer(name, doc.Subject.Digest, ref); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("delete manifest: %w", err)
+	}
+	r.log.Info("manifest deleted", zap.String("repo", name), zap.String("digest", ref))
+	return nil
+}
+
+// Referrers lists the manifests of repo whose subject is d.
+func (r *Repos) Referrers(ctx context.Context, repo registry.Repo, d registry.Digest) ([]registry.Descriptor, error) {
+	raw, err := r.store.ListReferrers(ctx, repo.Name, d.String())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]registry.Descriptor, 0, len(raw))
+	for _, b := range raw {
+		var desc registry.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			return nil, fmt.Errorf("corrupt referrer entry: %w", err)
+		}
+		out = append(out, desc)
+	}
+	return out, nil
+}
