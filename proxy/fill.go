@@ -191,7 +191,7 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo
 		}
 		resumes++
 		p.log.Info("resuming broken blob stream", zap.String("digest", f.digest), zap.Int64("offset", w.Written()), zap.Error(rerr))
-		body, _, err = up.GetBlob(ctx, repo, f.digest, w.Written())
+		body, _, err = up.GetBlobRange(ctx, repo, f.digest, w.Written(), size-1)
 		if err != nil {
 			w.Abort()
 			return err

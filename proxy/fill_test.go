@@ -232,3 +232,48 @@ func TestWrongBytesFromUpstreamAreNotKept(t *testing.T) {
 		t.Fatalf("healthy pull failed: %v %v", err, resp)
 	}
 }
+
+// TestBrokenUpstreamStreamIsResumed cuts the upstream's blob stream half
+// way once: the fill resumes with a Range request at the byte it reached
+// and the client receives the whole blob.
+func TestBrokenUpstreamStreamIsResumed(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	img, data, layer := bigImage(t, 8<<20, 5)
+	e.pushImage(t, "big/app", "v1", img)
+	var once sync.Once
+	var ranges []string
+	var mu sync.Mutex
+	e.up.mu.Lock()
+	e.up.mutate = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, layer.String()) {
+			return false
+		}
+		mu.Lock()
+		ranges = append(ranges, r.Header.Get("Range"))
+		mu.Unlock()
+		cut := false
+		once.Do(func() { cut = true })
+		if !cut {
+			return false
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data[:3<<20])
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return true
+	}
+	e.up.mu.Unlock()
+	resp, body, err := e.do(t, http.MethodGet, "/v2/up/big/app/blobs/"+layer.String(), nil)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("resumed pull: err %v, %d bytes", err, len(body))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ranges) != 2 || ranges[0] != "" || ranges[1] != fmt.Sprintf("bytes=%d-%d", 3<<20, len(data)-1) {
+		t.Fatalf("upstream saw ranges %q, want a full GET then a resume at %d", ranges, 3<<20)
+	}
+}
