@@ -132,11 +132,20 @@ func (s *Server) dispatch(w *recorder, r *http.Request, rt Route) error {
 		}
 		return nil
 	case KindManifest:
+		switch r.Method {
+		case http.MethodPut:
+			return s.putManifest(w, r, rt)
+		case http.MethodDelete:
+			return s.deleteManifest(w, r, rt)
+		}
 		if !read {
 			return methodErr(r)
 		}
 		return s.serveManifest(w, r, rt)
 	case KindBlob:
+		if r.Method == http.MethodDelete {
+			return s.deleteBlob(w, r, rt)
+		}
 		if !read {
 			return methodErr(r)
 		}
@@ -144,11 +153,23 @@ func (s *Server) dispatch(w *recorder, r *http.Request, rt Route) error {
 			return ErrBlobUnknown(rt.Digest.String())
 		}
 		return s.serveBlob(w, r, rt)
+	case KindBlobUpload:
+		return s.serveUpload(w, r, rt)
 	case KindTags:
 		if !read {
 			return methodErr(r)
 		}
 		return s.serveTags(w, r, rt)
+	case KindCatalog:
+		if !read {
+			return methodErr(r)
+		}
+		return s.serveCatalog(w, r)
+	case KindReferrers:
+		if !read {
+			return methodErr(r)
+		}
+		return s.serveReferrers(w, r, rt)
 	}
 	return ErrUnsupported(r.Method + " " + rt.Kind.String() + " is not supported by this registry")
 }

@@ -1,0 +1,91 @@
+package registry
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// mediaTypeImageIndex is the media type of a referrers response.
+const mediaTypeImageIndex = "application/vnd.oci.image.index.v1+json"
+
+// serveCatalog serves GET /v2/_catalog[?n=…&last=…]. The catalog is not
+// part of the OCI spec; a backend without a Cataloger answers 405
+// UNSUPPORTED, like every other missing ability.
+func (s *Server) serveCatalog(w *recorder, r *http.Request) error {
+	c, ok := s.manifests.(Cataloger)
+	if !ok {
+		return ErrUnsupported("this registry does not list its repositories")
+	}
+	q := r.URL.Query()
+	n := -1
+	if v := q.Get("n"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return Errorf(http.StatusBadRequest, CodeUnsupported, "invalid n %s", quoteTrunc(v))
+		}
+	}
+	repos, err := c.Catalog(r.Context())
+	if err != nil {
+		return err
+	}
+	page, more := Paginate(repos, n, q.Get("last"))
+	if more && len(page) > 0 {
+		next := "/v2/_catalog?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]
+		w.Header().Set("Link", "<"+next+`>; rel="next"`)
+	}
+	body, _ := json.Marshal(struct {
+		Repositories []string `json:"repositories"`
+	}{page})
+	return writeJSON(w, r, "application/json", body)
+}
+
+// serveReferrers serves GET /v2/<name>/referrers/<digest>[?artifactType=…].
+// A backend without a ReferrersLister answers 405 UNSUPPORTED.
+func (s *Server) serveReferrers(w *recorder, r *http.Request, rt Route) error {
+	l, ok := s.manifests.(ReferrersLister)
+	if !ok {
+		return ErrUnsupported("this registry does not serve the referrers API")
+	}
+	descs, err := l.Referrers(r.Context(), rt.Repo, rt.Digest)
+	if err != nil {
+		// A registry with the referrers API must not answer 404 (clients
+		// read it as "no referrers API" and fall back to tag schema): an
+		// unknown repository or subject has no referrers.
+		if re := asError(err); re.Status != http.StatusNotFound {
+			return err
+		}
+		descs = nil
+	}
+	list := make([]Descriptor, 0, len(descs))
+	if at := r.URL.Query().Get("artifactType"); at != "" {
+		for _, d := range descs {
+			if d.ArtifactType == at {
+				list = append(list, d)
+			}
+		}
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	} else {
+		list = append(list, descs...)
+	}
+	body, _ := json.Marshal(struct {
+		SchemaVersion int          `json:"schemaVersion"`
+		MediaType     string       `json:"mediaType"`
+		Manifests     []Descriptor `json:"manifests"`
+	}{2, mediaTypeImageIndex, list})
+	return writeJSON(w, r, mediaTypeImageIndex, body)
+}
+
+// writeJSON answers 200 with body; HEAD gets the headers only.
+func writeJSON(w *recorder, r *http.Request, contentType string, body []byte) error {
+	w.source = SourceNone
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+	return nil
+}
