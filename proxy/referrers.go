@@ -83,4 +83,3 @@ func parseReferrers(body []byte) ([]registry.Descriptor, error) {
 	}
 	return idx.Manifests, nil
 }
-

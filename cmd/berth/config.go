@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 			Prefixes: []string{"private"}, AutoCreate: true, DefaultMutability: "MUTABLE",
 			UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour,
 		},
-		Log:       LogConfig{Format: "json", Level: "info"},
+		Log: LogConfig{Format: "json", Level: "info"},
 	}
 	cfg.Upstreams[0] = cfg.Upstreams[0].WithDefaults()
 	return cfg

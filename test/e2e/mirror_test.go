@@ -220,7 +220,9 @@ func TestBadInput(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			var eb struct{ Errors []struct{ Code, Message string } }
+			var eb struct {
+				Errors []struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(body, &eb); err != nil || resp.StatusCode != tt.status || len(eb.Errors) != 1 || eb.Errors[0].Code != tt.code {
 				t.Fatalf("got %d %s, want %d %s", resp.StatusCode, body, tt.status, tt.code)
 			}
