@@ -10,8 +10,9 @@ import (
 )
 
 // Limiter is a per-client token bucket. Idle buckets are dropped. Blob
-// requests of a pull whose manifest was admitted are let through even when
-// the bucket is empty, so a pull that started is not starved half way.
+// requests of a pull whose manifest was admitted, and the chunks of an
+// upload whose session was admitted, are let through even when the bucket
+// is empty, so a pull or push that started is not starved half way.
 type Limiter struct {
 	rps   rate.Limit
 	burst int
@@ -52,7 +53,9 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 		l.clients[client] = c
 	}
 	c.lastSeen = now
-	if rt.Kind == KindBlob {
+	// Blob bytes and the chunks of an open upload belong to a pull or push
+	// that was admitted when it asked for its manifest or opened its upload.
+	if rt.Kind == KindBlob || rt.Kind == KindBlobUpload && rt.UploadID != "" {
 		if t, ok := c.pulls[rt.Repo]; ok && now.Sub(t) < l.grace {
 			// Part of an admitted pull: take a token if there is one,
 			// never refuse.
@@ -68,7 +71,7 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 		r.CancelAt(now)
 		return tooMany(d)
 	}
-	if rt.Kind == KindManifest {
+	if rt.Kind == KindManifest || rt.Kind == KindBlobUpload {
 		if c.pulls == nil {
 			c.pulls = map[Repo]time.Time{}
 		}

@@ -295,3 +295,22 @@ func TestServerRateLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestLimiterPushGrace: the chunks of an upload whose session was admitted
+// pass with an empty bucket; a new session does not.
+func TestLimiterPushGrace(t *testing.T) {
+	l := NewLimiter(1.0/86400, 1)
+	start := Route{Kind: KindBlobUpload, Repo: Repo{Name: "private/app"}}
+	chunk := Route{Kind: KindBlobUpload, Repo: Repo{Name: "private/app"}, UploadID: "abc"}
+	other := Route{Kind: KindBlobUpload, Repo: Repo{Name: "private/other"}, UploadID: "def"}
+	if err := l.Admit("c", start, limiterEpoch); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := l.Admit("c", chunk, limiterEpoch); err != nil {
+			t.Fatalf("chunk %d of an admitted upload refused: %v", i, err)
+		}
+	}
+	checkTooMany(t, l.Admit("c", start, limiterEpoch))
+	checkTooMany(t, l.Admit("c", other, limiterEpoch))
+}

@@ -100,6 +100,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("request",
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
+		zap.String("ns", route.Repo.NS),
 		zap.Int("status", status),
 		zap.String("code", code),
 		zap.Int64("bytes", rec.bytes),
