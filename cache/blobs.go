@@ -92,7 +92,10 @@ func (s *Store) OpenBlob(ctx context.Context, digest string) (*os.File, BlobInfo
 	f, err := os.Open(s.blobPath(digest))
 	if errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("blob indexed but its file is missing; dropping the index entry", zap.String("digest", digest))
-		_ = s.db.Delete(blobKey(digest), pebble.Sync)
+		if s.db.Delete(blobKey(digest), pebble.Sync) == nil {
+			s.blobBytes.Add(-info.Size)
+			s.blobCount.Add(-1)
+		}
 		return nil, BlobInfo{}, ErrNotFound
 	}
 	if err != nil {
@@ -222,11 +225,16 @@ func (s *Store) recover(ctx context.Context) error {
 			return nil
 		}
 		digest := parts[0] + ":" + parts[2]
-		if _, err := s.get(blobKey(digest)); errors.Is(err, ErrNotFound) {
+		v, err := s.get(blobKey(digest))
+		if errors.Is(err, ErrNotFound) {
 			orphans++
 			return os.Remove(path)
 		} else if err != nil {
 			return err
+		}
+		if len(v) >= 8 {
+			s.blobBytes.Add(int64(binary.BigEndian.Uint64(v)))
+			s.blobCount.Add(1)
 		}
 		return nil
 	})

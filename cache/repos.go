@@ -261,12 +261,17 @@ func (s *Store) RefreshBlob(ctx context.Context, digest string) error {
 // DeleteBlob removes a committed blob's bytes, index entry and access time.
 // Callers (garbage collection) make sure nothing references it.
 func (s *Store) DeleteBlob(ctx context.Context, digest string) error {
+	info, statErr := s.StatBlob(ctx, digest)
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(blobKey(digest), nil)
 	_ = b.Delete(accessKey(digest), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
+	}
+	if statErr == nil {
+		s.blobBytes.Add(-info.Size)
+		s.blobCount.Add(-1)
 	}
 	if err := os.Remove(s.blobPath(digest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -36,6 +37,22 @@ type Store struct {
 	log  *zap.Logger
 	now  func() time.Time
 	tmpN uint64
+
+	// blobBytes and blobCount are the committed blobs' totals, counted at
+	// start and kept up to date by commits and deletes.
+	blobBytes atomic.Int64
+	blobCount atomic.Int64
+}
+
+// Stats are the store's totals.
+type Stats struct {
+	BlobBytes int64
+	Blobs     int64
+}
+
+// Stats returns the committed blobs' totals.
+func (s *Store) Stats() Stats {
+	return Stats{BlobBytes: s.blobBytes.Load(), Blobs: s.blobCount.Load()}
 }
 
 // Open opens (or creates) the store under dir and removes what a crash may

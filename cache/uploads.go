@@ -167,8 +167,16 @@ func (s *Store) moveIntoPlace(path, digest string, size int64) error {
 			return err
 		}
 	}
+	_, existed := s.get(blobKey(digest))
 	v := binary.BigEndian.AppendUint64(nil, uint64(size))
-	return s.db.Set(blobKey(digest), putTime(v, s.now()), pebble.Sync)
+	if err := s.db.Set(blobKey(digest), putTime(v, s.now()), pebble.Sync); err != nil {
+		return err
+	}
+	if existed != nil {
+		s.blobBytes.Add(size)
+		s.blobCount.Add(1)
+	}
+	return nil
 }
 
 // ExpireUploads removes sessions older than maxAge, and files in uploads/

@@ -117,6 +117,7 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string) {
 	defer cancel()
 	start := time.Now()
 	err := p.doFill(ctx, f, up, repo)
+	p.opts.Metrics.Fill(up.Rule.Name, time.Since(start), err)
 	if err != nil {
 		p.log.Warn("blob fill failed", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
 			zap.String("repo", repo), zap.Error(err))

@@ -42,11 +42,13 @@ func (p *Proxy) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d string) (*registry.Manifest, error) {
 	if sm, err := p.store.GetManifest(ctx, d); err == nil {
 		p.Stats.StoreHits.Add(1)
+		p.opts.Metrics.CacheResult("manifest", "hit")
 		_ = p.store.Touch(ctx, d)
 		return toManifest(d, sm, registry.SourceStore), nil
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, err
 	}
+	p.opts.Metrics.CacheResult("manifest", "miss")
 	v, err := p.shared(ctx, "digest\x00"+t.Upstream.Rule.Name+"\x00"+d, func(ctx context.Context) (*registry.Manifest, error) {
 		desc, body, err := t.Upstream.GetManifest(ctx, t.Repo, d)
 		if err != nil {
@@ -81,6 +83,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 	}
 	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
 		p.Stats.StoreHits.Add(1)
+		p.opts.Metrics.CacheResult("tag", "hit")
 		return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
 	}
 	key := "tag\x00" + ns + "\x00" + t.Repo + "\x00" + tag
@@ -109,6 +112,11 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 		return toManifest(desc.Digest, sm, registry.SourceUpstream), nil
 	})
 	if err == nil {
+		result := "miss"
+		if m.Source == registry.SourceStore {
+			result = "revalidated"
+		}
+		p.opts.Metrics.CacheResult("tag", result)
 		return m, nil
 	}
 	if errors.Is(err, upstream.ErrNotFound) {
@@ -122,6 +130,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 	}
 	if cached != nil && !errors.Is(err, context.Canceled) {
 		p.Stats.StaleServed.Add(1)
+		p.opts.Metrics.CacheResult("tag", "stale")
 		p.log.Warn("upstream failed; serving the cached tag", zap.String("upstream", ns),
 			zap.String("repo", t.Repo), zap.String("tag", tag), zap.Error(err))
 		return toManifest(cachedTag.Digest, cached, registry.SourceStale), nil

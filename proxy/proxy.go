@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"berth/cache"
+	"berth/metrics"
 	"berth/registry"
 	"berth/upstream"
 
@@ -28,6 +29,8 @@ type Options struct {
 	Logger      *zap.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
+	// Metrics, when set, counts hits, misses and fills.
+	Metrics *metrics.Metrics
 }
 
 // Stats counts what the proxy did, for logs, metrics and tests.
@@ -147,6 +150,7 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 	d := req.Digest.String()
 	if info, err := p.store.StatBlob(ctx, d); err == nil {
 		p.Stats.StoreHits.Add(1)
+		p.opts.Metrics.CacheResult("blob", "hit")
 		_ = p.store.Touch(ctx, d)
 		return &storedBlob{p: p, digest: d, size: info.Size}, nil
 	} else if !errors.Is(err, cache.ErrNotFound) {
@@ -164,6 +168,7 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 		}
 		return &headBlob{size: size}, nil
 	}
+	p.opts.Metrics.CacheResult("blob", "miss")
 	f := p.fills.join(d, func(f *fill) {
 		p.Stats.UpstreamFills.Add(1)
 		p.runFill(f, t.Upstream, t.Repo)

@@ -97,11 +97,7 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) 
 		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
 	}
 	if base == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.Proxy = http.ProxyFromEnvironment
-		t.ResponseHeaderTimeout = rule.Timeout
-		t.MaxIdleConnsPerHost = 32
-		base = t
+		base = DefaultTransport(rule)
 	}
 	auth, err := loadAuth(rule, u.Host)
 	if err != nil {
@@ -115,6 +111,18 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) 
 		base:       &schemeForcer{host: u.Host, scheme: u.Scheme, inner: base},
 		transports: map[string]http.RoundTripper{},
 	}, nil
+}
+
+// DefaultTransport is the network transport of an upstream: a clone of
+// http.DefaultTransport (which honours HTTPS_PROXY) that waits at most the
+// rule's timeout for response headers.
+func DefaultTransport(rule Rule) http.RoundTripper {
+	rule = rule.WithDefaults()
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = http.ProxyFromEnvironment
+	t.ResponseHeaderTimeout = rule.Timeout
+	t.MaxIdleConnsPerHost = 32
+	return t
 }
 
 // schemeForcer sends every request for the upstream's host with the

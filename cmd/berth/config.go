@@ -26,6 +26,7 @@ type Config struct {
 	RateLimit       RateLimitConfig `yaml:"rateLimit"`
 	Cache           CacheConfig     `yaml:"cache"`
 	Local           LocalConfig     `yaml:"local"`
+	Admin           AdminConfig     `yaml:"admin"`
 	Log             LogConfig       `yaml:"log"`
 }
 
@@ -125,6 +126,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen: %q is not host:port (%v)", c.Listen, err))
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("admin.listen: %q is not host:port (%v)", c.Admin.Listen, err))
+		}
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir: required"))

@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"berth/cache"
 	"berth/local"
+	"berth/metrics"
 	"berth/proxy"
 	"berth/registry"
 	"berth/upstream"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -60,49 +64,93 @@ func newLogger(c LogConfig) (*zap.Logger, error) {
 	return zc.Build()
 }
 
-func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
+// node is one running Berth: its store, upstreams, backends and metrics.
+type node struct {
+	cfg     Config
+	log     *zap.Logger
+	store   *cache.Store
+	proxy   *proxy.Proxy
+	repos   *local.Repos
+	mirror  *proxy.Mirror
+	prom    *prometheus.Registry
+	metrics *metrics.Metrics
+	ready   atomic.Bool
+}
+
+func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
+	n := &node{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
+	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics = metrics.New(n.prom)
 	store, err := cache.Open(ctx, cfg.DataDir, cache.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("cache")})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer store.Close()
-
+	n.store = store
 	var ups []*upstream.Upstream
 	for _, r := range cfg.Upstreams {
-		u, err := upstream.New(r, nil, log.Named("upstream"))
+		u, err := upstream.New(r, n.metrics.Transport(r.Name, upstream.DefaultTransport(r)), log.Named("upstream"))
 		if err != nil {
-			return err
+			store.Close()
+			return nil, err
 		}
 		ups = append(ups, u)
 	}
-	px := proxy.New(store, upstream.NewRouter(ups, cfg.Local.Prefixes...), proxy.Options{FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy")})
-	defer px.Close()
-	repos := local.New(store, local.Options{
+	n.proxy = proxy.New(store, upstream.NewRouter(ups, cfg.Local.Prefixes...), proxy.Options{
+		FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy"), Metrics: n.metrics,
+	})
+	n.repos = local.New(store, local.Options{
 		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
 	})
-	mirror := proxy.NewMirror(px, repos)
+	n.mirror = proxy.NewMirror(n.proxy, n.repos)
+	n.metrics.Gauge("berth_store_bytes", "Bytes of committed blobs in the store.", func() float64 { return float64(store.Stats().BlobBytes) })
+	n.metrics.Gauge("berth_store_blobs", "Committed blobs in the store.", func() float64 { return float64(store.Stats().Blobs) })
+	n.metrics.Gauge("berth_fills_in_flight", "Blob fills from upstreams running now.", func() float64 { return float64(n.proxy.InFlight()) })
+	return n, nil
+}
+
+func (n *node) close() {
+	n.proxy.Close()
+	n.store.Close()
+}
+
+// registryHandler is the registry API with its limiter, logger and metrics.
+func (n *node) registryHandler() http.Handler {
+	opts := []registry.Option{registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.metrics.ObserveRequest)}
+	if !n.cfg.RateLimit.Disabled {
+		opts = append(opts, registry.WithLimiter(registry.NewLimiter(n.cfg.RateLimit.RequestsPerSecond, n.cfg.RateLimit.Burst)))
+	}
+	return registry.New(n.mirror, opts...)
+}
+
+func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
+	n, err := newNode(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer n.close()
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
-	go janitor(jctx, repos, cfg.Local, log.Named("janitor"))
+	go janitor(jctx, n.repos, cfg.Local, log.Named("janitor"))
 
-	opts := []registry.Option{registry.WithLogger(log.Named("http"))}
-	if !cfg.RateLimit.Disabled {
-		opts = append(opts, registry.WithLimiter(registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)))
+	servers := []*namedServer{{name: "registry", addr: cfg.Listen, srv: &http.Server{Handler: n.registryHandler()}}}
+	if cfg.Admin.Listen != "" {
+		servers = append(servers, &namedServer{name: "admin", addr: cfg.Admin.Listen,
+			srv: &http.Server{Handler: adminMux(cfg.Admin, n.prom, &n.ready, nil)}})
 	}
-	srv := &http.Server{
-		Handler:           registry.New(mirror, opts...),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		s.srv.ReadHeaderTimeout = 10 * time.Second
+		s.srv.IdleTimeout = 2 * time.Minute
+		s.srv.ErrorLog = zap.NewStdLog(log.Named(s.name))
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", s.name, err)
+		}
+		go func() { errc <- s.srv.Serve(ln) }()
+		log.Info("listening", zap.String("listener", s.name), zap.String("addr", ln.Addr().String()))
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("berth is serving", zap.String("addr", ln.Addr().String()), zap.String("dataDir", cfg.DataDir),
-		zap.Int("upstreams", len(ups)), zap.String("version", version))
+	n.ready.Store(true)
+	log.Info("berth is serving", zap.String("dataDir", cfg.DataDir), zap.Int("upstreams", len(cfg.Upstreams)), zap.String("version", version))
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY failed", zap.Error(err))
 	}
@@ -112,19 +160,29 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	n.ready.Store(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Info("shutting down; letting requests in flight finish", zap.Duration("timeout", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("requests still running at the shutdown timeout were cut", zap.Error(err))
-		srv.Close()
+	for _, s := range servers {
+		if err := s.srv.Shutdown(sctx); err != nil {
+			log.Warn("requests still running at the shutdown timeout were cut", zap.String("listener", s.name), zap.Error(err))
+			s.srv.Close()
+		}
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for range servers {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	log.Info("stopped")
 	return nil
+}
+
+type namedServer struct {
+	name, addr string
+	srv        *http.Server
 }
 
 // janitor expires abandoned upload sessions and runs garbage collection on

@@ -49,16 +49,18 @@ func binary(t testing.TB) string {
 
 // Berth is a berth process under test.
 type Berth struct {
-	t       testing.TB
-	Addr    string // host:port
-	URL     string
-	DataDir string
-	Config  string
-	Env     []string // extra environment for the process
-	cmd     *exec.Cmd
-	log     *bytes.Buffer
-	logMu   *sync.Mutex
-	done    chan struct{}
+	t    testing.TB
+	Addr string // host:port
+	URL  string
+	// AdminURL is the admin listener (metrics, health, admin API).
+	AdminURL string
+	DataDir  string
+	Config   string
+	Env      []string // extra environment for the process
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	logMu    *sync.Mutex
+	done     chan struct{}
 }
 
 // freePort returns a free TCP port on 127.0.0.1.
@@ -80,12 +82,16 @@ func StartBerth(t testing.TB, dataDir, configBody string, opts ...func(*Berth)) 
 		dataDir = t.TempDir()
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	body := fmt.Sprintf("listen: %q\ndataDir: %q\nlog:\n  format: json\n  level: info\n", addr, dataDir) + configBody
+	if !strings.Contains(configBody, "admin:") {
+		body += fmt.Sprintf("admin:\n  listen: %q\n", admin)
+	}
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := &Berth{t: t, Addr: addr, URL: "http://" + addr, DataDir: dataDir, Config: cfg}
+	b := &Berth{t: t, Addr: addr, URL: "http://" + addr, AdminURL: "http://" + admin, DataDir: dataDir, Config: cfg}
 	for _, o := range opts {
 		o(b)
 	}

@@ -1,0 +1,121 @@
+// Package metrics defines Berth's Prometheus metrics. The registry they are
+// registered with is passed in; nothing is global.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"berth/registry"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds every collector Berth updates.
+type Metrics struct {
+	Requests        *prometheus.CounterVec
+	RequestDuration *prometheus.HistogramVec
+	BytesServed     *prometheus.CounterVec
+	RateLimited     prometheus.Counter
+	Cache           *prometheus.CounterVec
+	FillDuration    *prometheus.HistogramVec
+	UpstreamReqs    *prometheus.CounterVec
+	UpstreamErrors  *prometheus.CounterVec
+	Evictions       prometheus.Counter
+	reg             prometheus.Registerer
+}
+
+// New registers Berth's collectors with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reg: reg,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_http_requests_total", Help: "Registry API requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "berth_http_request_duration_seconds", Help: "Time to serve a registry API request, body included.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route", "method"}),
+		BytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_bytes_served_total", Help: "Response body bytes by where they came from (store, upstream, stale, peer, local).",
+		}, []string{"source"}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_rate_limited_total", Help: "Requests refused with 429 by the per-client rate limit.",
+		}),
+		Cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_cache_requests_total", Help: "Cached-namespace lookups by kind (manifest, tag, blob) and result (hit, miss, revalidated, stale).",
+		}, []string{"kind", "result"}),
+		FillDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "berth_fill_duration_seconds", Help: "Duration of blob fills from upstreams, by upstream and result.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
+		}, []string{"upstream", "result"}),
+		UpstreamReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_upstream_requests_total", Help: "Requests Berth sent to upstreams, by upstream, method and status.",
+		}, []string{"upstream", "method", "status"}),
+		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_upstream_errors_total", Help: "Upstream requests that failed without an HTTP answer, by upstream.",
+		}, []string{"upstream"}),
+		Evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_evictions_total", Help: "Blobs evicted from the cache to stay under its capacity.",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.RateLimited, m.Cache,
+		m.FillDuration, m.UpstreamReqs, m.UpstreamErrors, m.Evictions)
+	return m
+}
+
+// Gauge registers a gauge whose value is read at scrape time.
+func (m *Metrics) Gauge(name, help string, f func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+// ObserveRequest records a finished registry request; it is the registry
+// server's observer.
+func (m *Metrics) ObserveRequest(info registry.RequestInfo) {
+	route := info.Kind.String()
+	m.Requests.WithLabelValues(route, info.Method, strconv.Itoa(info.Status)).Inc()
+	m.RequestDuration.WithLabelValues(route, info.Method).Observe(info.Duration.Seconds())
+	if info.Bytes > 0 && info.Source != registry.SourceNone {
+		m.BytesServed.WithLabelValues(string(info.Source)).Add(float64(info.Bytes))
+	}
+	if info.Status == http.StatusTooManyRequests {
+		m.RateLimited.Inc()
+	}
+}
+
+// CacheResult counts a cached-namespace lookup.
+func (m *Metrics) CacheResult(kind, result string) {
+	if m != nil {
+		m.Cache.WithLabelValues(kind, result).Inc()
+	}
+}
+
+// Fill records a finished blob fill.
+func (m *Metrics) Fill(upstream string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.FillDuration.WithLabelValues(upstream, result).Observe(d.Seconds())
+}
+
+// Transport counts the requests an upstream client sends through next.
+func (m *Metrics) Transport(upstream string, next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		if err != nil {
+			m.UpstreamErrors.WithLabelValues(upstream).Inc()
+			return nil, err
+		}
+		m.UpstreamReqs.WithLabelValues(upstream, r.Method, strconv.Itoa(resp.StatusCode)).Inc()
+		return resp, nil
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
