@@ -28,14 +28,19 @@ type Server struct {
 
 // RequestInfo describes a finished request, for metrics.
 type RequestInfo struct {
-	Method   string
-	Kind     Kind
-	Status   int
-	Code     string
-	Bytes    int64
-	Duration time.Duration
-	Source   Source
-	Client   string
+	Method    string
+	Kind      Kind
+	Repo      Repo
+	Reference string // tag or digest of a manifest, digest of a blob
+	UploadID  string
+	Status    int
+	Code      string
+	Bytes     int64
+	Duration  time.Duration
+	Source    Source
+	Client    string
+	// Principal is the authenticated user, empty for anonymous requests.
+	Principal string
 }
 
 // Option configures a Server.
@@ -110,7 +115,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		zap.Bool("aborted", aborted),
 	)
 	if s.observe != nil {
-		s.observe(RequestInfo{Method: r.Method, Kind: route.Kind, Status: status, Code: code,
+		s.observe(RequestInfo{Method: r.Method, Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
+			UploadID: route.UploadID, Status: status, Code: code,
 			Bytes: rec.bytes, Duration: dur, Source: rec.source, Client: client})
 	}
 	if aborted {

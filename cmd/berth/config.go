@@ -27,6 +27,7 @@ type Config struct {
 	Cache           CacheConfig     `yaml:"cache"`
 	Local           LocalConfig     `yaml:"local"`
 	Admin           AdminConfig     `yaml:"admin"`
+	Audit           AuditConfig     `yaml:"audit"`
 	Log             LogConfig       `yaml:"log"`
 }
 
@@ -131,6 +132,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("admin.listen: %q is not host:port (%v)", c.Admin.Listen, err))
 		}
+	}
+	if c.Audit.MaxBytes < 0 || c.Audit.Keep < 0 {
+		errs = append(errs, errors.New("audit.maxBytes and audit.keep: must not be negative"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir: required"))

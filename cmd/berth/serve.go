@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"berth/audit"
 	"berth/cache"
 	"berth/local"
 	"berth/metrics"
@@ -74,6 +75,7 @@ type node struct {
 	mirror  *proxy.Mirror
 	prom    *prometheus.Registry
 	metrics *metrics.Metrics
+	audit   *audit.Log
 	ready   atomic.Bool
 }
 
@@ -102,6 +104,15 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
 	})
 	n.mirror = proxy.NewMirror(n.proxy, n.repos)
+	if !cfg.Audit.Disabled {
+		n.audit, err = audit.Open(cfg.Audit.path(cfg.DataDir), audit.Options{MaxBytes: cfg.Audit.MaxBytes, Keep: cfg.Audit.Keep, Logger: log.Named("audit")})
+		if err != nil {
+			n.proxy.Close()
+			store.Close()
+			return nil, err
+		}
+		n.metrics.Gauge("berth_audit_dropped_events", "Audit events dropped because the writer was behind.", func() float64 { return float64(n.audit.Dropped()) })
+	}
 	n.metrics.Gauge("berth_store_bytes", "Bytes of committed blobs in the store.", func() float64 { return float64(store.Stats().BlobBytes) })
 	n.metrics.Gauge("berth_store_blobs", "Committed blobs in the store.", func() float64 { return float64(store.Stats().Blobs) })
 	n.metrics.Gauge("berth_fills_in_flight", "Blob fills from upstreams running now.", func() float64 { return float64(n.proxy.InFlight()) })
@@ -110,12 +121,27 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 
 func (n *node) close() {
 	n.proxy.Close()
+	if n.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = n.audit.Close(ctx)
+	}
 	n.store.Close()
+}
+
+// observe is the registry's per-request hook: metrics and the audit log.
+func (n *node) observe(info registry.RequestInfo) {
+	n.metrics.ObserveRequest(info)
+	if n.audit != nil {
+		if e, ok := auditEvent(info, time.Now()); ok {
+			n.audit.Log(e)
+		}
+	}
 }
 
 // registryHandler is the registry API with its limiter, logger and metrics.
 func (n *node) registryHandler() http.Handler {
-	opts := []registry.Option{registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.metrics.ObserveRequest)}
+	opts := []registry.Option{registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe)}
 	if !n.cfg.RateLimit.Disabled {
 		opts = append(opts, registry.WithLimiter(registry.NewLimiter(n.cfg.RateLimit.RequestsPerSecond, n.cfg.RateLimit.Burst)))
 	}
