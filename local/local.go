@@ -52,6 +52,8 @@ type Repos struct {
 	// PUT, upload commit, mount) and exclusively by garbage collection,
 	// so a sweep never takes a blob a concurrent push is about to use.
 	gc sync.RWMutex
+	// tagMu serialises pushes that set immutable tags.
+	tagMu sync.Mutex
 	// uploads serialises writes to one upload session.
 	uploadsMu sync.Mutex
 	uploads   map[string]*sync.Mutex
@@ -193,7 +195,10 @@ func (r *Repos) visible(ctx context.Context, repo, d string) (int64, bool, error
 
 // GetBlob serves a blob of a local repository.
 func (r *Repos) GetBlob(ctx context.Context, req registry.BlobRequest) (registry.Blob, error) {
-	if _, err := r.Repository(ctx, req.Repo.Name); err != nil {
+	// A repository that does not exist yet is about to be created by a
+	// push (auto-create): its client HEADs the layers first, and a layer
+	// the store already holds must answer 200 so it is not sent again.
+	if _, err := r.Repository(ctx, req.Repo.Name); err != nil && !(r.opts.AutoCreate && isNameUnknown(err)) {
 		return nil, err
 	}
 	size, ok, err := r.visible(ctx, req.Repo.Name, req.Digest.String())
@@ -293,4 +298,9 @@ func (b *StoredBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error)
 		}
 	}
 	return f, nil
+}
+
+func isNameUnknown(err error) bool {
+	var re *registry.Error
+	return errors.As(err, &re) && re.Code == registry.CodeNameUnknown
 }

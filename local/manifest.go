@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -66,8 +65,8 @@ func invalid(format string, args ...any) error {
 // parseManifest validates a pushed manifest's JSON and media type.
 func parseManifest(contentType string, body []byte) (*manifestDoc, string, error) {
 	var doc manifestDoc
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&doc); err != nil {
+	// Unmarshal, not a Decoder: data after the top-level value is invalid.
+	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, "", invalid("manifest is not valid JSON: %v", err)
 	}
 	mt := doc.MediaType
@@ -181,6 +180,12 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 				"manifest references blob %s, which is not in repository %s", d.Digest, repo)
 		}
 		links = append(links, d.Digest)
+	}
+	// Immutable tags are checked and written under tagMu, so that two
+	// concurrent pushes cannot both find a tag free and both set it.
+	if slices.ContainsFunc(tags, func(tag string) bool { return tagImmutable(rec, tag) }) {
+		r.tagMu.Lock()
+		defer r.tagMu.Unlock()
 	}
 	for _, tag := range tags {
 		if !tagImmutable(rec, tag) {
