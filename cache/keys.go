@@ -98,10 +98,19 @@ func upperBound(p []byte) []byte {
 	return nil
 }
 
+// putTime appends t as big-endian unix nanoseconds; the zero time is 0.
 func putTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return binary.BigEndian.AppendUint64(b, 0)
+	}
 	return binary.BigEndian.AppendUint64(b, uint64(t.UnixNano()))
 }
 
+// getTime reads what putTime wrote; 0 is the zero time.
 func getTime(b []byte) time.Time {
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+	v := int64(binary.BigEndian.Uint64(b))
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v)
 }

@@ -144,6 +144,12 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo
 		body.Close()
 		return fmt.Errorf("upstream %s sent blob %s without its size: %w", up.Rule.Name, f.digest, upstream.ErrUnavailable)
 	}
+	if p.opts.Reserve != nil {
+		if err := p.opts.Reserve(ctx, size); err != nil {
+			body.Close()
+			return err
+		}
+	}
 	w, err := p.store.NewBlobWriter(ctx, f.digest, size)
 	if err != nil {
 		body.Close()

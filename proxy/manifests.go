@@ -43,7 +43,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 	if sm, err := p.store.GetManifest(ctx, d); err == nil {
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("manifest", "hit")
-		_ = p.store.Touch(ctx, d)
+		_ = p.store.TouchImage(ctx, cache.CachedRepo(t.Upstream.Rule.Name, t.Repo), d)
 		return toManifest(d, sm, registry.SourceStore), nil
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, err
@@ -84,6 +84,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("tag", "hit")
+		_ = p.store.TouchImage(ctx, cache.CachedRepo(ns, t.Repo), cachedTag.Digest)
 		return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
 	}
 	key := "tag\x00" + ns + "\x00" + t.Repo + "\x00" + tag

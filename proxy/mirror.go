@@ -96,6 +96,11 @@ func (m *Mirror) StartUpload(ctx context.Context, repo registry.Repo) (registry.
 	if err := m.writable(repo); err != nil {
 		return nil, err
 	}
+	if m.Proxy.opts.Reserve != nil {
+		if err := m.Proxy.opts.Reserve(ctx, 0); err != nil {
+			return nil, err
+		}
+	}
 	return m.Local.StartUpload(ctx, repo)
 }
 

@@ -31,6 +31,10 @@ type Options struct {
 	Now func() time.Time
 	// Metrics, when set, counts hits, misses and fills.
 	Metrics *metrics.Metrics
+	// Reserve, when set, is asked for room before a fill of size bytes
+	// writes anything; it may evict, or refuse with an error for the
+	// client (507 when the store is full).
+	Reserve func(ctx context.Context, size int64) error
 }
 
 // Stats counts what the proxy did, for logs, metrics and tests.
@@ -175,7 +179,8 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 	})
 	size, err := f.waitStarted(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
+		var re *registry.Error
+		if ctx.Err() != nil || errors.As(err, &re) {
 			return nil, err
 		}
 		return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), err)

@@ -43,6 +43,21 @@ type RateLimitConfig struct {
 type CacheConfig struct {
 	HotManifestBytes int64         `yaml:"hotManifestBytes"`
 	FillTimeout      time.Duration `yaml:"fillTimeout"`
+	// MaxBytes caps the blob bytes of the store (0: no cap). Past
+	// HighWatermark×MaxBytes cached content is evicted, least recently
+	// pulled first, down to LowWatermark×MaxBytes.
+	MaxBytes      int64   `yaml:"maxBytes"`
+	HighWatermark float64 `yaml:"highWatermark"`
+	LowWatermark  float64 `yaml:"lowWatermark"`
+	// MinFreeBytes also evicts when the data directory's file system has
+	// less free space than this (0: no floor).
+	MinFreeBytes int64 `yaml:"minFreeBytes"`
+	// Pinned are cached images never evicted, named as clients pull them
+	// through Berth: "docker-hub/library/alpine:3.20", or without a tag for
+	// every image of the repository.
+	Pinned []string `yaml:"pinned"`
+	// EvictInterval is how often capacity is checked.
+	EvictInterval time.Duration `yaml:"evictInterval"`
 }
 
 // LocalConfig configures the local (pushed-to) repositories.
@@ -84,7 +99,8 @@ func DefaultConfig() Config {
 			Default:  true,
 		}},
 		RateLimit: RateLimitConfig{RequestsPerSecond: 200, Burst: 400},
-		Cache:     CacheConfig{HotManifestBytes: 64 << 20, FillTimeout: time.Hour},
+		Cache: CacheConfig{HotManifestBytes: 64 << 20, FillTimeout: time.Hour,
+			HighWatermark: 0.9, LowWatermark: 0.8, EvictInterval: 10 * time.Second},
 		Local: LocalConfig{
 			Prefixes: []string{"private"}, AutoCreate: true, DefaultMutability: "MUTABLE",
 			UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour,
@@ -155,6 +171,24 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.HotManifestBytes < 0 {
 		errs = append(errs, errors.New("cache.hotManifestBytes: must not be negative"))
+	}
+	if c.Cache.MaxBytes < 0 || c.Cache.MinFreeBytes < 0 {
+		errs = append(errs, errors.New("cache.maxBytes and cache.minFreeBytes: must not be negative"))
+	}
+	if !(c.Cache.LowWatermark > 0 && c.Cache.LowWatermark < c.Cache.HighWatermark && c.Cache.HighWatermark <= 1) {
+		errs = append(errs, fmt.Errorf("cache.lowWatermark (%v) and cache.highWatermark (%v): need 0 < low < high <= 1", c.Cache.LowWatermark, c.Cache.HighWatermark))
+	}
+	if c.Cache.EvictInterval <= 0 {
+		errs = append(errs, errors.New("cache.evictInterval: must be positive"))
+	}
+	for i, p := range c.Cache.Pinned {
+		name, _, _ := strings.Cut(p, "@")
+		if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+			name = name[:i]
+		}
+		if !registry.ValidName(name) {
+			errs = append(errs, fmt.Errorf("cache.pinned[%d]: %q is not an image name", i, p))
+		}
 	}
 	if c.Cache.FillTimeout < 0 {
 		errs = append(errs, errors.New("cache.fillTimeout: must not be negative"))

@@ -76,6 +76,7 @@ type node struct {
 	prom    *prometheus.Registry
 	metrics *metrics.Metrics
 	audit   *audit.Log
+	cap     *capacity
 	ready   atomic.Bool
 }
 
@@ -97,12 +98,17 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 		}
 		ups = append(ups, u)
 	}
-	n.proxy = proxy.New(store, upstream.NewRouter(ups, cfg.Local.Prefixes...), proxy.Options{
-		FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy"), Metrics: n.metrics,
-	})
+	router := upstream.NewRouter(ups, cfg.Local.Prefixes...)
 	n.repos = local.New(store, local.Options{
 		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
 	})
+	n.cap = &capacity{cfg: cfg.Cache, dir: cfg.DataDir, store: store, repos: n.repos, router: router,
+		log: log.Named("capacity"), onEvict: func(k int) { n.metrics.Evictions.Add(float64(k)) }}
+	popts := proxy.Options{FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy"), Metrics: n.metrics}
+	if cfg.Cache.MaxBytes > 0 || cfg.Cache.MinFreeBytes > 0 {
+		popts.Reserve = n.cap.reserve
+	}
+	n.proxy = proxy.New(store, router, popts)
 	n.mirror = proxy.NewMirror(n.proxy, n.repos)
 	if !cfg.Audit.Disabled {
 		n.audit, err = audit.Open(cfg.Audit.path(cfg.DataDir), audit.Options{MaxBytes: cfg.Audit.MaxBytes, Keep: cfg.Audit.Keep, Logger: log.Named("audit")})
@@ -157,6 +163,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
 	go janitor(jctx, n.repos, cfg.Local, log.Named("janitor"))
+	go n.cap.run(jctx)
 
 	servers := []*namedServer{{name: "registry", addr: cfg.Listen, srv: &http.Server{Handler: n.registryHandler()}}}
 	if cfg.Admin.Listen != "" {

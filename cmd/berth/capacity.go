@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"berth/cache"
+	"berth/local"
+	"berth/registry"
+	"berth/upstream"
+
+	"go.uber.org/zap"
+)
+
+// capacity keeps the store within cache.maxBytes and the disk above
+// cache.minFreeBytes by evicting cached content.
+type capacity struct {
+	cfg     CacheConfig
+	dir     string
+	store   *cache.Store
+	repos   *local.Repos
+	router  *upstream.Router
+	log     *zap.Logger
+	onEvict func(n int)
+
+	mu sync.Mutex // one eviction at a time
+}
+
+// freeBytes is the free space of the data directory's file system.
+func (c *capacity) freeBytes() int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(c.dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// target is the store size eviction should reach to leave room for extra
+// more bytes, and whether eviction is due at all.
+func (c *capacity) target(extra int64, periodic bool) (int64, bool) {
+	used := c.store.Stats().BlobBytes
+	target, due := used, false
+	if c.cfg.MaxBytes > 0 {
+		high := int64(float64(c.cfg.MaxBytes) * c.cfg.HighWatermark)
+		low := int64(float64(c.cfg.MaxBytes) * c.cfg.LowWatermark)
+		if used+extra > high || !periodic && used+extra > c.cfg.MaxBytes {
+			target, due = min(target, low-extra), true
+		}
+	}
+	if c.cfg.MinFreeBytes > 0 {
+		if free := c.freeBytes(); free >= 0 && free-extra < c.cfg.MinFreeBytes {
+			target, due = min(target, used-(c.cfg.MinFreeBytes-(free-extra))), true
+		}
+	}
+	return max(target, 0), due
+}
+
+// check evicts when the store is past its high watermark or the disk below
+// its floor; it runs on a timer.
+func (c *capacity) check(ctx context.Context) {
+	if t, due := c.target(0, true); due {
+		c.evict(ctx, t)
+	}
+}
+
+func (c *capacity) evict(ctx context.Context, target int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rep, err := c.repos.Evict(ctx, target, c.pinned)
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("eviction failed", zap.Error(err))
+	}
+	if c.onEvict != nil && rep.BlobsEvicted > 0 {
+		c.onEvict(rep.BlobsEvicted)
+	}
+}
+
+// reserve makes room for a fill or upload of size bytes, or refuses it
+// with 507 when nothing more can be evicted.
+func (c *capacity) reserve(ctx context.Context, size int64) error {
+	t, due := c.target(size, false)
+	if !due {
+		return nil
+	}
+	c.evict(ctx, t)
+	used := c.store.Stats().BlobBytes
+	full := c.cfg.MaxBytes > 0 && used+size > c.cfg.MaxBytes
+	lowDisk := false
+	if c.cfg.MinFreeBytes > 0 {
+		if free := c.freeBytes(); free >= 0 && free-size < c.cfg.MinFreeBytes {
+			lowDisk = true
+		}
+	}
+	if !full && !lowDisk {
+		return nil
+	}
+	msg := fmt.Sprintf("the store is full (%d of %d bytes used, %d more needed) and nothing more can be evicted", used, c.cfg.MaxBytes, size)
+	if lowDisk {
+		msg = fmt.Sprintf("the disk holding the store has less than %d bytes free and nothing more can be evicted", c.cfg.MinFreeBytes)
+	}
+	c.log.Warn("refusing a fill: no room", zap.Int64("size", size), zap.Int64("used", used))
+	return &registry.Error{Status: http.StatusInsufficientStorage, Code: "INSUFFICIENT_STORAGE", Message: msg}
+}
+
+// pinned reports whether a cached image is pinned by cache.pinned.
+func (c *capacity) pinned(up, repo, digest string) bool {
+	for _, p := range c.cfg.Pinned {
+		name, ref := splitRef(p)
+		t, err := c.router.Route("", name)
+		if err != nil || t.Upstream.Rule.Name != up || t.Repo != repo {
+			continue
+		}
+		switch {
+		case ref == "":
+			return true
+		case registry.IsDigest(ref):
+			if ref == digest {
+				return true
+			}
+		default:
+			if tag, err := c.store.GetTag(context.Background(), up, repo, ref); err == nil && tag.Digest == digest {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// splitRef splits "name:tag" or "name@digest".
+func splitRef(s string) (name, ref string) {
+	if n, d, ok := strings.Cut(s, "@"); ok {
+		return n, d
+	}
+	if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// run checks capacity every interval until ctx ends.
+func (c *capacity) run(ctx context.Context) {
+	if c.cfg.MaxBytes == 0 && c.cfg.MinFreeBytes == 0 {
+		return
+	}
+	t := time.NewTicker(c.cfg.EvictInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.check(ctx)
+		}
+	}
+}
