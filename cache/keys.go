@@ -34,6 +34,7 @@ package cache
 
 import (
 	"encoding/binary"
+	"math"
 	"time"
 )
 
@@ -98,18 +99,23 @@ func upperBound(p []byte) []byte {
 	return nil
 }
 
-// putTime appends t as big-endian unix nanoseconds; the zero time is 0.
+// zeroTime stands for the zero time.Time, whose UnixNano overflows; it is
+// the earliest representable instant, which no real record carries.
+const zeroTime = math.MinInt64
+
+// putTime appends t as big-endian unix nanoseconds.
 func putTime(b []byte, t time.Time) []byte {
-	if t.IsZero() {
-		return binary.BigEndian.AppendUint64(b, 0)
+	v := int64(zeroTime)
+	if !t.IsZero() {
+		v = t.UnixNano()
 	}
-	return binary.BigEndian.AppendUint64(b, uint64(t.UnixNano()))
+	return binary.BigEndian.AppendUint64(b, uint64(v))
 }
 
-// getTime reads what putTime wrote; 0 is the zero time.
+// getTime reads what putTime wrote.
 func getTime(b []byte) time.Time {
 	v := int64(binary.BigEndian.Uint64(b))
-	if v == 0 {
+	if v == zeroTime {
 		return time.Time{}
 	}
 	return time.Unix(0, v)
