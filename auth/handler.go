@@ -1,0 +1,211 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Authorizer says which of the requested actions p may perform. *Evaluator
+// implements it.
+type Authorizer interface {
+	Grant(ctx context.Context, p Principal, ip netip.Addr, requested Access) ([]string, error)
+}
+
+// TokenHandlerConfig configures a TokenHandler.
+type TokenHandlerConfig struct {
+	// Issuer signs the tokens. Required.
+	Issuer *Issuer
+	// Authorizer trims the requested scopes. Required.
+	Authorizer Authorizer
+	// Users checks Basic credentials; nil refuses every credential and
+	// serves anonymous tokens only.
+	Users Authenticator
+	// TTL of the tokens; zero means the issuer's.
+	TTL time.Duration
+	// ClientIP is the address policies see; default: the host of
+	// r.RemoteAddr (a front that trusts a proxy header sets its own).
+	ClientIP func(r *http.Request) netip.Addr
+	// Realm of the Basic challenge sent with a 401; default the service.
+	Realm string
+}
+
+// TokenHandler serves Docker's token endpoint:
+//
+//	GET /token?service=berth&scope=repository:private/app:pull,push
+//
+// with Basic credentials, or none for an anonymous token. It answers
+//
+//	{"token":"…","access_token":"…","expires_in":43200,"issued_at":"2006-01-02T15:04:05Z"}
+//
+// whose access claim holds the requested actions the Authorizer grants
+// (requests nobody may perform just get a token without them, as Docker
+// expects). Bad credentials get a 401 with the OCI error body UNAUTHORIZED.
+// The account, client_id and offline_token parameters are ignored.
+type TokenHandler struct {
+	issuer   *Issuer
+	authz    Authorizer
+	users    Authenticator
+	ttl      time.Duration
+	clientIP func(*http.Request) netip.Addr
+	realm    string
+	log      *zap.Logger
+}
+
+// NewTokenHandler checks cfg and builds the handler.
+func NewTokenHandler(cfg TokenHandlerConfig, log *zap.Logger) (*TokenHandler, error) {
+	if cfg.Issuer == nil || cfg.Authorizer == nil {
+		return nil, errors.New("token handler: issuer and authorizer are required")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &TokenHandler{
+		issuer: cfg.Issuer, authz: cfg.Authorizer, users: cfg.Users,
+		ttl: cfg.TTL, clientIP: cfg.ClientIP, realm: cfg.Realm, log: log,
+	}
+	if h.ttl <= 0 {
+		h.ttl = cfg.Issuer.TTL()
+	}
+	if h.clientIP == nil {
+		h.clientIP = remoteIP
+	}
+	if h.realm == "" {
+		h.realm = cfg.Issuer.Service()
+	}
+	return h, nil
+}
+
+func remoteIP(r *http.Request) netip.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	a, _ := netip.ParseAddr(r.RemoteAddr)
+	return a.Unmap()
+}
+
+// tokenResponse is the body of a successful token request.
+type tokenResponse struct {
+	Token       string `json:"token"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
+	IssuedAt    string `json:"issued_at"`
+}
+
+func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, r, http.StatusMethodNotAllowed, codeUnsupported, "use GET for tokens")
+		return
+	}
+	q := r.URL.Query()
+	if svc := q.Get("service"); svc != "" && svc != h.issuer.Service() {
+		writeError(w, r, http.StatusBadRequest, codeUnsupported, "unknown service "+strconv.Quote(svc))
+		return
+	}
+	want, err := ParseScope(strings.Join(q["scope"], " "))
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, codeUnsupported, err.Error())
+		return
+	}
+	ip := h.clientIP(r)
+	p, ok := h.authenticate(r)
+	if !ok {
+		h.log.Warn("token request with bad credentials", zap.String("user", p.Name), zap.Stringer("ip", ip))
+		w.Header().Set("WWW-Authenticate", `Basic realm=`+quote(h.realm))
+		writeError(w, r, http.StatusUnauthorized, codeUnauthorized, "authentication required: invalid username or password")
+		return
+	}
+	granted := []Access{}
+	for _, a := range want {
+		acts, err := h.authz.Grant(r.Context(), p, ip, a)
+		if err != nil {
+			h.log.Error("authorizer failed", zap.String("scope", a.String()), zap.Error(err))
+			writeError(w, r, http.StatusInternalServerError, codeUnknown, "authorization failed")
+			return
+		}
+		// Never hand out more than was asked for ("*" asks for everything).
+		var keep []string
+		for _, x := range acts {
+			if slices.Contains(a.Actions, x) || slices.Contains(a.Actions, "*") {
+				keep = appendUnique(keep, x)
+			}
+		}
+		if len(keep) > 0 {
+			granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: keep})
+		}
+	}
+	tok, exp, err := h.issuer.Issue(p.Name, granted, h.ttl)
+	if err != nil {
+		h.log.Error("issuing token failed", zap.Error(err))
+		writeError(w, r, http.StatusInternalServerError, codeUnknown, "could not issue a token")
+		return
+	}
+	h.log.Debug("issued token", zap.String("user", p.Name), zap.Stringer("ip", ip),
+		zap.Any("requested", want), zap.Any("granted", granted))
+	body, _ := json.Marshal(tokenResponse{
+		Token: tok, AccessToken: tok,
+		ExpiresIn: int(h.ttl / time.Second),
+		IssuedAt:  exp.Add(-h.ttl).UTC().Format(time.RFC3339),
+	})
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Pragma", "no-cache")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// authenticate returns the principal of r: anonymous without an
+// Authorization header, the user for good Basic credentials, and false for
+// anything else.
+func (h *TokenHandler) authenticate(r *http.Request) (Principal, bool) {
+	if r.Header.Get("Authorization") == "" {
+		return Principal{Anonymous: true}, true
+	}
+	user, pass, ok := r.BasicAuth()
+	if !ok || user == "" {
+		return Principal{}, false
+	}
+	if h.users == nil || !h.users.Authenticate(user, pass) {
+		return Principal{Name: user}, false
+	}
+	return Principal{Name: user, Groups: slices.Clone(h.users.Groups(user))}, true
+}
+
+// OCI distribution error codes the handler sends.
+const (
+	codeUnauthorized = "UNAUTHORIZED"
+	codeUnsupported  = "UNSUPPORTED"
+	codeUnknown      = "UNKNOWN"
+)
+
+// writeError writes the OCI error body {"errors":[{"code":…,"message":…}]}.
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	type entry struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	body, _ := json.Marshal(struct {
+		Errors []entry `json:"errors"`
+	}{[]entry{{code, msg}}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
