@@ -158,6 +158,10 @@ type Batch struct {
 	s *Store
 	b *pebble.Batch
 	m []manifestEntry
+	// done is set by Commit and Close: the pebble batch goes back to its
+	// pool on the first, and must not be closed again (another goroutine
+	// may already be using it).
+	done bool
 }
 
 type manifestEntry struct {
@@ -234,6 +238,7 @@ func (b *Batch) DeleteReferrer(repo, subject, digest string) error {
 
 // Commit applies the batch durably.
 func (b *Batch) Commit() error {
+	b.done = true
 	defer b.b.Close()
 	if err := b.b.Commit(pebble.Sync); err != nil {
 		return err
@@ -244,8 +249,14 @@ func (b *Batch) Commit() error {
 	return nil
 }
 
-// Close discards an uncommitted batch.
-func (b *Batch) Close() { _ = b.b.Close() }
+// Close discards an uncommitted batch; after Commit it does nothing.
+func (b *Batch) Close() {
+	if b.done {
+		return
+	}
+	b.done = true
+	_ = b.b.Close()
+}
 
 // RefreshBlob restarts a blob's grace period (it was uploaded or linked
 // again), so garbage collection does not take it from under a push.

@@ -1,0 +1,258 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+func statsPtr(bytes, blobs int64) *atomic.Pointer[NodeStats] {
+	p := &atomic.Pointer[NodeStats]{}
+	p.Store(&NodeStats{StoredBytes: bytes, Blobs: blobs})
+	return p
+}
+
+// TestJoinRetry: node-3 and node-2 start before their seed node-1; the
+// background join succeeds once node-1 is up, and every node then sees
+// the others' metadata, including refreshed stats.
+func TestJoinRetry(t *testing.T) {
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	specs := []testNode{
+		{name: "node-1", port: p1, stats: statsPtr(100, 1)},
+		{name: "node-2", port: p2, join: []string{addr(p1)}, stats: statsPtr(200, 2)},
+		{name: "node-3", port: p3, join: []string{addr(p1)}, stats: statsPtr(300, 3)},
+	}
+	n3 := start(t, specs[2], WithVersion("v-test"))
+	n2 := start(t, specs[1], WithVersion("v-test"))
+	time.Sleep(400 * time.Millisecond) // a few join attempts fail
+	select {
+	case <-n3.Joined():
+		t.Fatal("node-3 joined before its seed started")
+	default:
+	}
+	n1 := start(t, specs[0], WithVersion("v-test"))
+	nodes := []*Cluster{n1, n2, n3}
+
+	took := eventually(t, "three alive members everywhere", func() error {
+		return converged(nodes, "node-1", "node-2", "node-3")
+	})
+	t.Logf("converged %s after node-1 started", took)
+	select {
+	case <-n3.Joined():
+	default:
+		t.Fatal("node-3 Joined not closed")
+	}
+
+	metaOK := func() error {
+		for _, c := range nodes {
+			for i, m := range c.Members() {
+				spec := specs[i]
+				want := *spec.stats.Load()
+				if m.Name != spec.name || m.PeerAddr != spec.peerAddr() || m.GossipAddr != addr(spec.port) ||
+					m.Version != "v-test" || m.Stats != want || m.Self != (c == nodes[i]) {
+					return fmt.Errorf("%s sees %+v, want %s peer %s stats %+v", c.set.name, m, spec.name, spec.peerAddr(), want)
+				}
+			}
+		}
+		return nil
+	}
+	eventually(t, "metadata", metaOK)
+
+	specs[1].stats.Store(&NodeStats{StoredBytes: 1 << 40, Blobs: 12345})
+	eventually(t, "refreshed stats", metaOK)
+	if got := n2.Self().Stats; got.Blobs != 12345 {
+		t.Errorf("Self().Stats = %+v", got)
+	}
+
+	// node-1 was told about both joins.
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case ev := <-n1.Events():
+			if ev.Type == EventJoin && !ev.Member.Self {
+				seen[ev.Member.Name] = true
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("join events on node-1: got %v", seen)
+		}
+	}
+}
+
+// TestSecretRequired: nodes without the cluster secret cannot join.
+func TestSecretRequired(t *testing.T) {
+	p1 := freePort(t)
+	n1 := start(t, testNode{name: "node-1", port: p1})
+	alone := func() error {
+		if got := states(n1); len(got) != 1 {
+			return fmt.Errorf("node-1 sees %v", got)
+		}
+		return nil
+	}
+
+	t.Run("other secret", func(t *testing.T) {
+		other := start(t, testNode{name: "other", port: freePort(t), join: []string{addr(p1)}, secret: secret(2)})
+		consistently(t, "node with another secret stays out", time.Second, func() error {
+			if got := states(other); len(got) != 1 {
+				return fmt.Errorf("other sees %v", got)
+			}
+			return alone()
+		})
+		select {
+		case <-other.Joined():
+			t.Fatal("other joined")
+		default:
+		}
+	})
+
+	tests := []struct {
+		name string
+		key  []byte
+	}{
+		{name: "no encryption", key: nil},
+		{name: "wrong key", key: secret(2)},
+		{name: "secret used as the key directly", key: secret(1)},
+	}
+	for _, tt := range tests {
+		t.Run("memberlist "+tt.name, func(t *testing.T) {
+			mc := memberlist.DefaultLocalConfig()
+			mc.Name = "intruder"
+			mc.BindAddr, mc.BindPort = "127.0.0.1", freePort(t)
+			mc.SecretKey = tt.key
+			mc.Logger = log.New(io.Discard, "", 0)
+			ml, err := memberlist.Create(mc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ml.Shutdown()
+			if n, err := ml.Join([]string{addr(p1)}); err == nil || n != 0 {
+				t.Errorf("Join = %d, %v; want an error", n, err)
+			}
+			consistently(t, "intruder stays out", 300*time.Millisecond, alone)
+		})
+	}
+}
+
+// TestFailure: a node that leaves or dies is seen as such, loses its
+// keys, and comes back when it restarts with the same name and address.
+func TestFailure(t *testing.T) {
+	tests := []struct {
+		name     string
+		graceful bool
+		want     string
+	}{
+		{name: "graceful shutdown", graceful: true, want: StateLeft},
+		{name: "crash", graceful: false, want: StateDead},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p1 := freePort(t)
+			specs := []testNode{
+				{name: "node-1", port: p1},
+				{name: "node-2", port: freePort(t), join: []string{addr(p1)}},
+				{name: "node-3", port: freePort(t), join: []string{addr(p1)}},
+			}
+			n1, n2 := start(t, specs[0]), start(t, specs[1])
+			n3 := start(t, specs[2])
+			eventually(t, "formed", func() error { return converged([]*Cluster{n1, n2, n3}, "node-1", "node-2", "node-3") })
+
+			stop(t, n3, tt.graceful)
+			took := eventually(t, "node-3 "+tt.want, func() error {
+				for _, c := range []*Cluster{n1, n2} {
+					if got := states(c)["node-3"]; got != tt.want {
+						return fmt.Errorf("%s sees node-3 %q", c.set.name, got)
+					}
+				}
+				return nil
+			})
+			t.Logf("node-3 seen %s after %s", tt.want, took)
+			if got := n3.Self().State; got != tt.want {
+				t.Errorf("stopped node's Self().State = %q, want %q", got, tt.want)
+			}
+			for i := range 1000 {
+				key := fmt.Sprintf("sha256:%064d", i)
+				o1, o2 := ownerNames(n1.Owners(key)), ownerNames(n2.Owners(key))
+				if slices.Contains(o1, "node-3") || !slices.Equal(o1, o2) || len(o1) != 2 {
+					t.Fatalf("Owners(%s) = %v on node-1, %v on node-2", key, o1, o2)
+				}
+			}
+
+			n3 = start(t, specs[2])
+			nodes := []*Cluster{n1, n2, n3}
+			took = eventually(t, "node-3 back", func() error { return converged(nodes, "node-1", "node-2", "node-3") })
+			t.Logf("node-3 rejoined after %s", took)
+			for i := range 200 {
+				key := fmt.Sprintf("k%d", i)
+				want := ownerNames(n1.Owners(key))
+				for _, c := range nodes[1:] {
+					if got := ownerNames(c.Owners(key)); !slices.Equal(got, want) {
+						t.Fatalf("Owners(%s) on %s = %v, node-1 says %v", key, c.set.name, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestOwnersAgree: on a live four-node cluster every node computes the
+// same owners, with Replicas owners each, and IsOwner matches.
+func TestOwnersAgree(t *testing.T) {
+	p1 := freePort(t)
+	var nodes []*Cluster
+	var names []string
+	for i := range 4 {
+		spec := testNode{name: fmt.Sprintf("node-%d", i+1), port: p1}
+		if i > 0 {
+			spec.port, spec.join = freePort(t), []string{addr(p1)}
+		}
+		nodes = append(nodes, start(t, spec))
+		names = append(names, spec.name)
+	}
+	eventually(t, "formed", func() error { return converged(nodes, names...) })
+
+	firsts := map[string]int{}
+	for i := range 2000 {
+		key := fmt.Sprintf("sha256:%x", i*7919)
+		want := ownerNames(nodes[0].Owners(key))
+		if len(want) != 2 || want[0] == want[1] {
+			t.Fatalf("Owners(%s) = %v", key, want)
+		}
+		if !slices.Equal(want, rank(names, key, 2)) {
+			t.Fatalf("Owners(%s) = %v, rank says %v", key, want, rank(names, key, 2))
+		}
+		firsts[want[0]]++
+		for _, c := range nodes {
+			if got := ownerNames(c.Owners(key)); !slices.Equal(got, want) {
+				t.Fatalf("Owners(%s) on %s = %v, want %v", key, c.set.name, got, want)
+			}
+			if got := c.IsOwner(key); got != slices.Contains(want, c.set.name) {
+				t.Fatalf("%s.IsOwner(%s) = %v, owners %v", c.set.name, key, got, want)
+			}
+		}
+	}
+	if len(firsts) != 4 {
+		t.Errorf("first owners: %v", firsts)
+	}
+}
+
+func TestShutdownTwice(t *testing.T) {
+	c := start(t, testNode{name: "solo", port: freePort(t)})
+	stop(t, c, true)
+	stop(t, c, true)
+	timeout := time.After(time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-c.Events():
+		case <-timeout:
+			t.Fatal("Events not closed by Shutdown")
+		}
+	}
+	if err := c.Shutdown(t.Context()); err != nil {
+		t.Errorf("third Shutdown: %v", err)
+	}
+}
