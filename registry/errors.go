@@ -17,6 +17,8 @@ type Error struct {
 	Message string
 	// RetryAfter, when set, is sent as a Retry-After header (seconds).
 	RetryAfter time.Duration
+	// Header holds extra response headers, e.g. WWW-Authenticate.
+	Header http.Header
 	// Err is the cause, kept for logs and errors.Is; it is never sent.
 	Err error
 }
@@ -107,6 +109,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) *Error {
 	h.Del("Docker-Content-Digest")
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	for k, v := range re.Header {
+		h[k] = v
+	}
 	if re.RetryAfter > 0 {
 		secs := int((re.RetryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.Itoa(secs))

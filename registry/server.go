@@ -23,6 +23,7 @@ type Server struct {
 	tags      TagLister
 	log       *zap.Logger
 	limiter   *Limiter
+	guard     Guard
 	observe   func(RequestInfo)
 }
 
@@ -75,15 +76,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
 	client := ClientIP(r)
+	var principal string
 	route, err := ParsePath(r.URL)
 	if err == nil {
 		rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		if route.Repo.NS != "" {
 			rec.Header().Set("OCI-Namespace", route.Repo.NS)
 		}
-		if s.limiter != nil {
-			err = s.limiter.Admit(client, route, time.Now())
+		if s.guard != nil {
+			principal, err = s.guard.Check(r, Access(r, route))
 		}
+	}
+	if err == nil && s.limiter != nil {
+		// Buckets are per principal; anonymous clients by address.
+		key := "ip:" + client
+		if principal != "" {
+			key = "user:" + principal
+		}
+		err = s.limiter.Admit(key, route, time.Now())
 	}
 	if err == nil {
 		err = s.dispatch(rec, r, route)
@@ -112,11 +122,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		zap.Duration("duration", dur),
 		zap.String("source", string(rec.source)),
 		zap.String("client", client),
+		zap.String("principal", principal),
 		zap.Bool("aborted", aborted),
 	)
 	if s.observe != nil {
 		s.observe(RequestInfo{Method: r.Method, Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
-			UploadID: route.UploadID, Status: status, Code: code,
+			UploadID: route.UploadID, Status: status, Code: code, Principal: principal,
 			Bytes: rec.bytes, Duration: dur, Source: rec.source, Client: client})
 	}
 	if aborted {

@@ -28,6 +28,8 @@ type Config struct {
 	Local           LocalConfig     `yaml:"local"`
 	Admin           AdminConfig     `yaml:"admin"`
 	Audit           AuditConfig     `yaml:"audit"`
+	Auth            AuthConfig      `yaml:"auth"`
+	TLS             TLSConfig       `yaml:"tls"`
 	Log             LogConfig       `yaml:"log"`
 }
 
@@ -152,6 +154,8 @@ func (c Config) Validate() error {
 	if c.Audit.MaxBytes < 0 || c.Audit.Keep < 0 {
 		errs = append(errs, errors.New("audit.maxBytes and audit.keep: must not be negative"))
 	}
+	errs = append(errs, c.Auth.validate()...)
+	errs = append(errs, c.TLS.validate()...)
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir: required"))
 	}

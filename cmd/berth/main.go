@@ -30,6 +30,9 @@ const usage = `Usage: berth <command> [flags]
 Commands:
   serve         run the mirror (berth serve --config FILE)
   check-config  load and validate a config file
+  login, get-login-password
+                print a registry token for the user (password on stdin or
+                BERTH_PASSWORD), for docker login --password-stdin
   version       print the version
 `
 
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintln(out, "config is valid")
 		return nil
+	case "login", "get-login-password":
+		return loginCmd(ctx, args[0], args[1:], os.Stdin, out)
 	case "version":
 		fmt.Fprintln(out, "berth", version)
 		return nil

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"berth/audit"
@@ -77,6 +81,8 @@ type node struct {
 	metrics *metrics.Metrics
 	audit   *audit.Log
 	cap     *capacity
+	sec     *security // nil when auth is off
+	cert    *certificate
 	ready   atomic.Bool
 }
 
@@ -110,6 +116,20 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 	}
 	n.proxy = proxy.New(store, router, popts)
 	n.mirror = proxy.NewMirror(n.proxy, n.repos)
+	if cfg.Auth.Enabled {
+		if n.sec, err = newSecurity(cfg.Auth, cfg.DataDir, router, log.Named("auth")); err != nil {
+			n.proxy.Close()
+			store.Close()
+			return nil, err
+		}
+	}
+	if cfg.TLS.Listen != "" {
+		if n.cert, err = newCertificate(cfg.TLS); err != nil {
+			n.proxy.Close()
+			store.Close()
+			return nil, err
+		}
+	}
 	if !cfg.Audit.Disabled {
 		n.audit, err = audit.Open(cfg.Audit.path(cfg.DataDir), audit.Options{MaxBytes: cfg.Audit.MaxBytes, Keep: cfg.Audit.Keep, Logger: log.Named("audit")})
 		if err != nil {
@@ -145,13 +165,42 @@ func (n *node) observe(info registry.RequestInfo) {
 	}
 }
 
-// registryHandler is the registry API with its limiter, logger and metrics.
+// registryHandler is the registry API with its guard, limiter, logger and
+// metrics, and the token endpoint when auth is on.
 func (n *node) registryHandler() http.Handler {
 	opts := []registry.Option{registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe)}
 	if !n.cfg.RateLimit.Disabled {
 		opts = append(opts, registry.WithLimiter(registry.NewLimiter(n.cfg.RateLimit.RequestsPerSecond, n.cfg.RateLimit.Burst)))
 	}
-	return registry.New(n.mirror, opts...)
+	if n.sec != nil {
+		opts = append(opts, registry.WithGuard(n.sec.guard))
+	}
+	reg := registry.New(n.mirror, opts...)
+	if n.sec == nil {
+		return reg
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/token", n.sec.token)
+	mux.Handle("/", reg)
+	return mux
+}
+
+// reload re-reads what SIGHUP reloads: users and the TLS certificate.
+func (n *node) reload() {
+	if n.sec != nil {
+		if err := n.sec.users.Reload(); err != nil {
+			n.log.Error("users not reloaded; keeping the previous set", zap.Error(err))
+		} else {
+			n.log.Info("users reloaded")
+		}
+	}
+	if n.cert != nil {
+		if err := n.cert.reload(); err != nil {
+			n.log.Error("TLS certificate not reloaded; keeping the previous one", zap.Error(err))
+		} else {
+			n.log.Info("TLS certificate reloaded")
+		}
+	}
 }
 
 func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
@@ -165,7 +214,12 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	go janitor(jctx, n.repos, cfg.Local, log.Named("janitor"))
 	go n.cap.run(jctx)
 
-	servers := []*namedServer{{name: "registry", addr: cfg.Listen, srv: &http.Server{Handler: n.registryHandler()}}}
+	handler := n.registryHandler()
+	servers := []*namedServer{{name: "registry", addr: cfg.Listen, srv: &http.Server{Handler: handler}}}
+	if n.cert != nil {
+		servers = append(servers, &namedServer{name: "registry-tls", addr: cfg.TLS.Listen,
+			srv: &http.Server{Handler: handler, TLSConfig: n.cert.tlsConfig()}})
+	}
 	if cfg.Admin.Listen != "" {
 		servers = append(servers, &namedServer{name: "admin", addr: cfg.Admin.Listen,
 			srv: &http.Server{Handler: adminMux(cfg.Admin, n.prom, &n.ready, nil)}})
@@ -179,6 +233,9 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", s.name, err)
 		}
+		if s.srv.TLSConfig != nil {
+			ln = tls.NewListener(ln, s.srv.TLSConfig)
+		}
 		go func() { errc <- s.srv.Serve(ln) }()
 		log.Info("listening", zap.String("listener", s.name), zap.String("addr", ln.Addr().String()))
 	}
@@ -188,10 +245,19 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		log.Warn("sd_notify READY failed", zap.Error(err))
 	}
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-hup:
+			n.reload()
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	n.ready.Store(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)

@@ -1,0 +1,209 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"berth/registry"
+
+	"go.uber.org/zap"
+)
+
+// Canonical names a repository for policies: the name it has whichever way
+// a client reached it, and whether it is local.
+type Canonical func(repo registry.Repo) (name string, local bool)
+
+// Guard is the registry's registry.Guard: it authenticates a request by
+// bearer token, Basic credentials (a password or a token Berth issued) or
+// as anonymous, and authorizes its action with the Evaluator.
+type Guard struct {
+	Users     Authenticator
+	Issuer    *Issuer
+	Evaluator *Evaluator
+	Canonical Canonical
+	// Realm is the token endpoint's URL; empty derives it from the
+	// request's host and scheme.
+	Realm string
+	Log   *zap.Logger
+
+	mu    sync.Mutex
+	basic map[[32]byte]basicEntry // recent good Basic credentials
+}
+
+type basicEntry struct {
+	p       Principal
+	expires time.Time
+}
+
+// basicTTL is how long good Basic credentials skip bcrypt.
+const basicTTL = time.Minute
+
+// Check implements registry.Guard.
+func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, error) {
+	ip := remoteIP(r)
+	p, claims, err := g.authenticate(r)
+	if err != nil {
+		return "", err
+	}
+	if req.Action == "" { // GET /v2/: only says whether the client is logged in
+		if p.Anonymous {
+			return "", g.challenge(r, nil, "authentication required")
+		}
+		return p.Name, nil
+	}
+	name := req.Route.Repo.Name
+	var allowed bool
+	switch {
+	case claims != nil && req.Action == registry.ActionList:
+		allowed = claims.Allows(TypeRegistry, "catalog", "*")
+	case claims != nil:
+		allowed = claims.Allows(TypeRepository, name, req.Action) &&
+			(req.MountFrom == "" || claims.Allows(TypeRepository, req.MountFrom, ActionPull))
+	case req.Action == registry.ActionList:
+		allowed = g.Evaluator.AuthorizeCatalog(r.Context(), p, ip).Allowed
+	default:
+		canon, local := g.canonical(req.Route.Repo)
+		d := g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: canon, Action: req.Action, RepoIsLocal: local})
+		allowed = d.Allowed
+		if allowed && req.MountFrom != "" {
+			src, srcLocal := g.canonical(registry.Repo{Name: req.MountFrom})
+			allowed = g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: src, Action: ActionPull, RepoIsLocal: srcLocal}).Allowed
+		}
+	}
+	if allowed {
+		return p.Name, nil
+	}
+	scope := []Access{{Type: TypeRepository, Name: name, Actions: []string{req.Action}}}
+	if req.Action == registry.ActionList {
+		scope = []Access{{Type: TypeRegistry, Name: "catalog", Actions: []string{"*"}}}
+	}
+	if p.Anonymous {
+		return "", g.challenge(r, scope, "authentication required to "+req.Action+" "+name)
+	}
+	return p.Name, &registry.Error{Status: http.StatusForbidden, Code: registry.CodeDenied,
+		Message: "user " + p.Name + " may not " + req.Action + " " + name}
+}
+
+func (g *Guard) canonical(repo registry.Repo) (string, bool) {
+	if g.Canonical == nil {
+		return repo.Name, true
+	}
+	return g.Canonical(repo)
+}
+
+// authenticate reads the request's credentials. No credentials is the
+// anonymous principal; bad ones are a 401.
+func (g *Guard) authenticate(r *http.Request) (Principal, *Claims, error) {
+	h := r.Header.Get("Authorization")
+	switch {
+	case h == "":
+		return Principal{Anonymous: true}, nil, nil
+	case strings.HasPrefix(h, "Bearer "):
+		c, err := g.Issuer.Verify(strings.TrimPrefix(h, "Bearer "))
+		if err != nil {
+			return Principal{}, nil, g.challenge(r, nil, "invalid or expired token; log in again")
+		}
+		return c.Principal(), c, nil
+	}
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return Principal{}, nil, g.challenge(r, nil, "unsupported Authorization scheme")
+	}
+	if p, ok := g.checkBasic(user, pass); ok {
+		return p, nil, nil
+	}
+	return Principal{}, nil, g.challenge(r, nil, "invalid username or password")
+}
+
+// checkBasic accepts a user's password, or a token Berth issued to that
+// user (what `berth get-login-password | docker login --password-stdin`
+// stores). Good credentials are remembered briefly so bcrypt runs once per
+// client per minute, not once per request.
+func (g *Guard) checkBasic(user, pass string) (Principal, bool) {
+	key := sha256.Sum256([]byte(user + "\x00" + pass))
+	now := time.Now()
+	g.mu.Lock()
+	if e, ok := g.basic[key]; ok && now.Before(e.expires) {
+		g.mu.Unlock()
+		return e.p, true
+	}
+	g.mu.Unlock()
+	var p Principal
+	switch {
+	case g.Users != nil && g.Users.Authenticate(user, pass):
+		p = Principal{Name: user, Groups: g.Users.Groups(user)}
+	default:
+		c, err := g.Issuer.Verify(pass)
+		if err != nil || c.Subject != user || user == "" {
+			return Principal{}, false
+		}
+		p = Principal{Name: user}
+		if g.Users != nil {
+			p.Groups = g.Users.Groups(user)
+		}
+	}
+	g.mu.Lock()
+	if g.basic == nil || len(g.basic) > 10000 {
+		g.basic = map[[32]byte]basicEntry{}
+	}
+	g.basic[key] = basicEntry{p: p, expires: now.Add(basicTTL)}
+	g.mu.Unlock()
+	return p, true
+}
+
+// challenge is a 401 telling the client where to get a token.
+func (g *Guard) challenge(r *http.Request, scope []Access, msg string) error {
+	realm := g.Realm
+	if realm == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		realm = scheme + "://" + r.Host + "/token"
+	}
+	e := &registry.Error{Status: http.StatusUnauthorized, Code: registry.CodeUnauthorized, Message: msg,
+		Header: http.Header{"Www-Authenticate": {Challenge(realm, g.Issuer.Service(), scope)}}}
+	return e
+}
+
+// TokenAuthenticator accepts a user's password or a token Berth issued to
+// the user, for the token endpoint's Basic credentials.
+type TokenAuthenticator struct {
+	Users  Authenticator
+	Issuer *Issuer
+}
+
+func (t TokenAuthenticator) Authenticate(user, pass string) bool {
+	if t.Users != nil && t.Users.Authenticate(user, pass) {
+		return true
+	}
+	c, err := t.Issuer.Verify(pass)
+	return err == nil && user != "" && c.Subject == user
+}
+
+func (t TokenAuthenticator) Groups(user string) []string {
+	if t.Users == nil {
+		return nil
+	}
+	return t.Users.Groups(user)
+}
+
+// CanonicalAuthorizer grants token scopes by the canonical repository name
+// while the token keeps the name the client asked for.
+type CanonicalAuthorizer struct {
+	Evaluator *Evaluator
+	Canonical Canonical
+}
+
+func (c CanonicalAuthorizer) Grant(ctx context.Context, p Principal, ip netip.Addr, want Access) ([]string, error) {
+	if want.Type == TypeRepository && c.Canonical != nil {
+		name, _ := c.Canonical(registry.Repo{Name: want.Name})
+		want.Name = name
+	}
+	return c.Evaluator.Grant(ctx, p, ip, want)
+}

@@ -1,0 +1,52 @@
+package registry
+
+import (
+	"net/http"
+)
+
+// Actions a request needs on its repository.
+const (
+	ActionPull   = "pull"
+	ActionPush   = "push"
+	ActionDelete = "delete"
+	ActionList   = "list" // the catalog
+)
+
+// AccessRequest is what a request asks to do.
+type AccessRequest struct {
+	Route  Route
+	Action string
+	// MountFrom is the source repository of a cross-repository mount,
+	// which needs pull on it besides push on the target.
+	MountFrom string
+}
+
+// Guard authenticates requests and authorizes their action. It returns
+// the principal's name ("" for anonymous), or an *Error: 401 UNAUTHORIZED
+// with a challenge header for a client that should log in, 403 DENIED for
+// one that may not. Optional: without a Guard every request is allowed.
+type Guard interface {
+	Check(r *http.Request, req AccessRequest) (principal string, err error)
+}
+
+// WithGuard sets the Guard.
+func WithGuard(g Guard) Option { return func(s *Server) { s.guard = g } }
+
+// Access says which action a request needs.
+func Access(r *http.Request, rt Route) AccessRequest {
+	req := AccessRequest{Route: rt, Action: ActionPull}
+	switch {
+	case rt.Kind == KindBase:
+		req.Action = ""
+	case rt.Kind == KindCatalog:
+		req.Action = ActionList
+	case r.Method == http.MethodDelete && rt.Kind != KindBlobUpload:
+		req.Action = ActionDelete
+	case rt.Kind == KindBlobUpload, r.Method == http.MethodPut, r.Method == http.MethodPost, r.Method == http.MethodPatch:
+		req.Action = ActionPush
+		if rt.Kind == KindBlobUpload && r.Method == http.MethodPost {
+			req.MountFrom = r.URL.Query().Get("from")
+		}
+	}
+	return req
+}
