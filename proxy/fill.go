@@ -29,6 +29,7 @@ type fill struct {
 	size    int64
 	file    *os.File // read side of the temporary file
 	written int64
+	src     source // where the bytes come from
 	done    bool
 	err     error
 	refs    int // open readers
@@ -112,18 +113,26 @@ const maxResumes = 2
 
 // runFill downloads the blob into the store. It runs detached from any
 // client: its context is the proxy's, bounded by the fill timeout.
-func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string) {
+func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string, srcs []source) {
 	ctx, cancel := context.WithTimeout(p.baseCtx, p.opts.FillTimeout)
 	defer cancel()
 	start := time.Now()
-	err := p.doFill(ctx, f, up, repo)
+	err := p.doFill(ctx, f, srcs)
 	p.opts.Metrics.Fill(up.Rule.Name, time.Since(start), err)
 	if err != nil {
 		p.log.Warn("blob fill failed", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
 			zap.String("repo", repo), zap.Error(err))
 	} else {
 		p.log.Info("blob filled", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
-			zap.String("repo", repo), zap.Int64("bytes", f.size), zap.Duration("duration", time.Since(start)))
+			zap.String("repo", repo), zap.Stringer("from", f.src), zap.Int64("bytes", f.size), zap.Duration("duration", time.Since(start)))
+		// Linked to the cached repository: garbage collection leaves
+		// cached blobs to eviction.
+		b := p.store.NewBatch()
+		if lerr := b.Link(cache.CachedRepo(up.Rule.Name, repo), f.digest); lerr != nil {
+			b.Close()
+		} else if lerr := b.Commit(); lerr != nil {
+			p.log.Warn("link cached blob", zap.Error(lerr))
+		}
 	}
 	// The index is written (or the fill failed) before the fill leaves the
 	// map, so a request that finds no fill finds the blob in the store.
@@ -135,14 +144,37 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string) {
 	f.mu.Unlock()
 }
 
-func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo string) error {
-	body, size, err := up.GetBlob(ctx, repo, f.digest, 0)
+// openFirst opens the first source that answers, from index i on.
+func openFirst(ctx context.Context, srcs []source, i int, off, last int64) (io.ReadCloser, int64, int, error) {
+	var errs []error
+	for ; i < len(srcs); i++ {
+		body, size, err := srcs[i].open(ctx, off, last)
+		if err == nil {
+			return body, size, i, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", srcs[i], err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return nil, -1, i, errors.Unwrap(errs[0])
+	}
+	return nil, -1, i, errors.Join(errs...)
+}
+
+// doFill reads the blob from its sources into the store. A stream that
+// breaks is resumed with a Range request at the byte reached: from the next
+// source when the broken one is a peer (it may have died), else from the
+// upstream again, at most maxResumes times.
+func (p *Proxy) doFill(ctx context.Context, f *fill, srcs []source) error {
+	body, size, cur, err := openFirst(ctx, srcs, 0, 0, -1)
 	if err != nil {
 		return err
 	}
 	if size < 0 {
 		body.Close()
-		return fmt.Errorf("upstream %s sent blob %s without its size: %w", up.Rule.Name, f.digest, upstream.ErrUnavailable)
+		return fmt.Errorf("%s sent blob %s without its size: %w", srcs[cur], f.digest, upstream.ErrUnavailable)
 	}
 	if p.opts.Reserve != nil {
 		if err := p.opts.Reserve(ctx, size); err != nil {
@@ -162,7 +194,7 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo
 		return err
 	}
 	f.mu.Lock()
-	f.started, f.size, f.file = true, size, rf
+	f.started, f.size, f.file, f.src = true, size, rf, srcs[cur]
 	f.refs++ // the fill's own reference, dropped in runFill
 	f.notify()
 	f.mu.Unlock()
@@ -192,13 +224,24 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo
 		if rerr == io.EOF {
 			rerr = io.ErrUnexpectedEOF
 		}
-		if resumes >= maxResumes || ctx.Err() != nil || errors.Is(rerr, upstream.ErrTimeout) && resumes > 0 {
-			w.Abort()
-			return fmt.Errorf("blob %s from %s: stream broke at %d of %d bytes: %w", f.digest, up.Rule.Name, w.Written(), size, rerr)
+		next := cur
+		if srcs[cur].isPeer() {
+			next++
+		} else {
+			resumes++
 		}
-		resumes++
-		p.log.Info("resuming broken blob stream", zap.String("digest", f.digest), zap.Int64("offset", w.Written()), zap.Error(rerr))
-		body, _, err = up.GetBlobRange(ctx, repo, f.digest, w.Written(), size-1)
+		if next >= len(srcs) || resumes > maxResumes || ctx.Err() != nil || errors.Is(rerr, upstream.ErrTimeout) && resumes > 1 {
+			w.Abort()
+			return fmt.Errorf("blob %s from %s: stream broke at %d of %d bytes: %w", f.digest, srcs[cur], w.Written(), size, rerr)
+		}
+		p.log.Info("resuming broken blob stream", zap.String("digest", f.digest), zap.Stringer("from", srcs[cur]),
+			zap.Int64("offset", w.Written()), zap.Error(rerr))
+		var total int64
+		body, total, cur, err = openFirst(ctx, srcs, next, w.Written(), size-1)
+		if err == nil && total >= 0 && total != size {
+			body.Close()
+			err = fmt.Errorf("%s reports blob %s as %d bytes, not %d", srcs[cur], f.digest, total, size)
+		}
 		if err != nil {
 			w.Abort()
 			return err
@@ -207,18 +250,11 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, up *upstream.Upstream, repo
 	body.Close()
 	if err := w.Commit(ctx); err != nil {
 		if errors.Is(err, cache.ErrDigestMismatch) {
-			return fmt.Errorf("upstream %s sent bytes that do not match %s: %w", up.Rule.Name, f.digest, err)
+			return fmt.Errorf("%s sent bytes that do not match %s: %w", srcs[cur], f.digest, err)
 		}
 		return err
 	}
-	// Linked to the cached repository: garbage collection leaves cached
-	// blobs to eviction.
-	b := p.store.NewBatch()
-	if err := b.Link(cache.CachedRepo(up.Rule.Name, repo), f.digest); err != nil {
-		b.Close()
-		return err
-	}
-	return b.Commit()
+	return nil
 }
 
 // releaseLocked drops one reference and closes the file with the last.
@@ -239,8 +275,13 @@ type fillBlob struct {
 	f *fill
 }
 
-func (b *fillBlob) Size() int64             { return b.f.size }
-func (b *fillBlob) Source() registry.Source { return registry.SourceUpstream }
+func (b *fillBlob) Size() int64 { return b.f.size }
+func (b *fillBlob) Source() registry.Source {
+	if b.f.src != nil && b.f.src.isPeer() {
+		return registry.SourcePeer
+	}
+	return registry.SourceUpstream
+}
 
 func (b *fillBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
 	f := b.f

@@ -18,30 +18,36 @@ import (
 )
 
 // slowBlobs makes the upstream send blobs in 1 MiB pieces with a pause
-// after each, and records when each blob response ended.
-func (e *env) slowBlobs(delay time.Duration) *time.Time {
-	var mu sync.Mutex
-	ended := new(time.Time)
+// after each. The returned function waits (bounded) for the first blob
+// response to end and says when it did.
+func (e *env) slowBlobs(delay time.Duration) func() time.Time {
+	var once sync.Once
+	done := make(chan struct{})
+	var ended time.Time
 	e.up.mu.Lock()
 	e.up.mutate = func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || kindOf(r.URL.Path) != "blobs" {
 			return false
 		}
 		e.up.h.ServeHTTP(&throttle{ResponseWriter: w, chunk: 1 << 20, delay: delay}, r)
-		mu.Lock()
-		*ended = time.Now()
-		mu.Unlock()
+		once.Do(func() { ended = time.Now(); close(done) })
 		return true
 	}
 	e.up.mu.Unlock()
-	return ended
+	return func() time.Time {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+		return ended
+	}
 }
 
 func TestConcurrentColdPullsShareOneFill(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	img, data, layer := bigImage(t, 100<<20, 1)
 	e.pushImage(t, "big/app", "v1", img)
-	ended := e.slowBlobs(10 * time.Millisecond)
+	fillEnded := e.slowBlobs(10 * time.Millisecond)
 	e.up.reset()
 
 	const clients = 20
@@ -84,6 +90,7 @@ func TestConcurrentColdPullsShareOneFill(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	ended := fillEnded()
 	for i, r := range results {
 		if r.err != nil {
 			t.Fatalf("client %d: %v", i, r.err)
@@ -91,8 +98,8 @@ func TestConcurrentColdPullsShareOneFill(t *testing.T) {
 		if r.sum != layer.String() || r.n != len(data) {
 			t.Fatalf("client %d got %d bytes hashing to %s, want %d bytes of %s", i, r.n, r.sum, len(data), layer)
 		}
-		if !r.first.Before(*ended) {
-			t.Errorf("client %d got its first byte at %v, after the fill ended at %v", i, r.first, *ended)
+		if !r.first.Before(ended) {
+			t.Errorf("client %d got its first byte at %v, after the fill ended at %v", i, r.first, ended)
 		}
 	}
 	if n := e.up.get("GET blobs"); n != 1 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"berth/cache"
+	"berth/cluster"
 	"berth/metrics"
 	"berth/registry"
 	"berth/upstream"
@@ -35,6 +36,9 @@ type Options struct {
 	// writes anything; it may evict, or refuse with an error for the
 	// client (507 when the store is full).
 	Reserve func(ctx context.Context, size int64) error
+	// Cluster, when set, makes misses go to the digest's or tag's owner
+	// nodes before the upstream.
+	Cluster *cluster.Cluster
 }
 
 // Stats counts what the proxy did, for logs, metrics and tests.
@@ -160,13 +164,19 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, err
 	}
+	srcs := p.sources(ctx, t, d)
 	if req.Head {
 		if f := p.fills.inFlight(d); f != nil {
 			if size, err := f.waitStarted(ctx); err == nil {
 				return &headBlob{size: size}, nil
 			}
 		}
-		size, err := t.Upstream.HeadBlob(ctx, t.Repo, d)
+		var size int64 = -1
+		for _, src := range srcs {
+			if size, err = src.head(ctx); err == nil && size >= 0 {
+				break
+			}
+		}
 		if err != nil || size < 0 {
 			return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), err)
 		}
@@ -175,7 +185,7 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 	p.opts.Metrics.CacheResult("blob", "miss")
 	f := p.fills.join(d, func(f *fill) {
 		p.Stats.UpstreamFills.Add(1)
-		p.runFill(f, t.Upstream, t.Repo)
+		p.runFill(f, t.Upstream, t.Repo, srcs)
 	})
 	size, err := f.waitStarted(ctx)
 	if err != nil {

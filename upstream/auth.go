@@ -10,21 +10,47 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 )
 
-// loadAuth reads the rule's credentials: a username with a password file,
-// or the entry for host in a Docker config.json. No credentials is
+// loadCredentials reads the rule's credentials: the pool of credentials,
+// a username with a password file, or the entry for host in a Docker
+// config.json. No credentials is a pool of one anonymous credential.
+func loadCredentials(r Rule, host string) ([]*credential, error) {
+	if len(r.Credentials) > 0 {
+		creds := make([]*credential, 0, len(r.Credentials))
+		for i, c := range r.Credentials {
+			a, err := basicAuth(c.Username, c.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("credentials[%d] (%s): %w", i, c.Username, err)
+			}
+			creds = append(creds, &credential{user: c.Username, auth: a})
+		}
+		return creds, nil
+	}
+	a, err := loadAuth(r, host)
+	if err != nil {
+		return nil, err
+	}
+	return []*credential{{user: r.Username, auth: a}}, nil
+}
+
+// loadAuth reads the rule's single credential: a username with a password
+// file, or the entry for host in a Docker config.json. No credentials is
 // anonymous access.
 func loadAuth(r Rule, host string) (authn.Authenticator, error) {
 	switch {
 	case r.PasswordFile != "":
-		b, err := os.ReadFile(r.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("read password file: %w", err)
-		}
-		return &authn.Basic{Username: r.Username, Password: strings.TrimRight(string(b), "\r\n")}, nil
+		return basicAuth(r.Username, r.PasswordFile)
 	case r.DockerConfig != "":
 		return dockerConfigAuth(r.DockerConfig, host, r.IsDockerHub())
 	}
 	return authn.Anonymous, nil
+}
+
+func basicAuth(user, passwordFile string) (authn.Authenticator, error) {
+	b, err := os.ReadFile(passwordFile)
+	if err != nil {
+		return nil, fmt.Errorf("read password file: %w", err)
+	}
+	return &authn.Basic{Username: user, Password: strings.TrimRight(string(b), "\r\n")}, nil
 }
 
 func dockerConfigAuth(path, host string, hub bool) (authn.Authenticator, error) {

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"go.uber.org/zap"
@@ -68,16 +67,26 @@ func (e *StatusError) Is(target error) bool {
 	return false
 }
 
-// Upstream is a client of one upstream registry.
+// Upstream is a client of one upstream registry. It spares the upstream's
+// quota: requests take a token from the rule's bucket, and while the
+// upstream backs off (see pool) they fail at once with ErrBackoff.
 type Upstream struct {
-	Rule Rule
-	reg  name.Registry
-	base http.RoundTripper
-	auth authn.Authenticator
-	log  *zap.Logger
+	Rule  Rule
+	reg   name.Registry
+	base  http.RoundTripper
+	pool  *pool
+	quota *quota
+	log   *zap.Logger
 
 	mu         sync.Mutex
-	transports map[string]http.RoundTripper // by repository
+	transports map[string]repoTransport // by repository
+}
+
+// repoTransport is the authorised transport of a repository and the
+// credential it was authorised with.
+type repoTransport struct {
+	rt   http.RoundTripper
+	cred *credential
 }
 
 // New returns a client for rule. base is the transport to the network
@@ -99,7 +108,7 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) 
 	if base == nil {
 		base = DefaultTransport(rule)
 	}
-	auth, err := loadAuth(rule, u.Host)
+	creds, err := loadCredentials(rule, u.Host)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
 	}
@@ -107,9 +116,11 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) 
 		log = zap.NewNop()
 	}
 	return &Upstream{
-		Rule: rule, reg: reg, auth: auth, log: log.With(zap.String("upstream", rule.Name)),
+		Rule: rule, reg: reg, log: log.With(zap.String("upstream", rule.Name)),
 		base:       &schemeForcer{host: u.Host, scheme: u.Scheme, inner: base},
-		transports: map[string]http.RoundTripper{},
+		pool:       newPool(creds),
+		quota:      newQuota(rule),
+		transports: map[string]repoTransport{},
 	}, nil
 }
 
@@ -143,26 +154,33 @@ func (s *schemeForcer) RoundTrip(r *http.Request) (*http.Response, error) {
 // maxTransports bounds the per-repository transports kept for reuse.
 const maxTransports = 1024
 
-// client returns an HTTP client authorised to pull repo, doing the token
-// dance on first use.
-func (u *Upstream) client(ctx context.Context, repo string) (*http.Client, error) {
+// client returns an HTTP client authorised to send method for repo, doing
+// the token dance on first use, or again with the next free credential
+// when the repository's credential backs off.
+func (u *Upstream) client(ctx context.Context, repo, method string) (*http.Client, error) {
+	now := time.Now()
 	u.mu.Lock()
 	t, ok := u.transports[repo]
 	u.mu.Unlock()
-	if !ok {
-		var err error
-		t, err = transport.NewWithContext(ctx, u.reg, u.auth, u.base, []string{"repository:" + repo + ":pull"})
-		if err != nil {
-			return nil, u.classify(err)
-		}
-		u.mu.Lock()
-		if len(u.transports) >= maxTransports {
-			clear(u.transports)
-		}
-		u.transports[repo] = t
-		u.mu.Unlock()
+	if ok && u.pool.usable(t.cred, method, now) {
+		return &http.Client{Transport: t.rt}, nil
 	}
-	return &http.Client{Transport: t}, nil
+	cred := u.pool.pick(method, now)
+	if cred == nil {
+		until, _ := u.pool.backoff(method, now)
+		return nil, u.throttle(until)
+	}
+	rt, err := transport.NewWithContext(ctx, u.reg, cred.auth, &meter{u: u, cred: cred, inner: u.base}, []string{"repository:" + repo + ":pull"})
+	if err != nil {
+		return nil, u.classify(err)
+	}
+	u.mu.Lock()
+	if len(u.transports) >= maxTransports {
+		clear(u.transports)
+	}
+	u.transports[repo] = repoTransport{rt: rt, cred: cred}
+	u.mu.Unlock()
+	return &http.Client{Transport: rt}, nil
 }
 
 // classify wraps transport failures so callers can test them with errors.Is.
@@ -189,8 +207,20 @@ func (u *Upstream) url(repo, kind, ref string) string {
 	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, kind, ref)
 }
 
+// do sends a request for repo once the quota allows it: not while the
+// upstream backs off, and after a token from the rule's bucket, waited for
+// no later than ctx's deadline.
 func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http.Header) (*http.Response, error) {
-	c, err := u.client(ctx, repo)
+	if until, off := u.pool.backoff(method, time.Now()); off {
+		return nil, u.throttle(until)
+	}
+	if err := u.quota.wait(ctx); errors.Is(err, errWouldExceed) {
+		u.quota.throttled.Add(1)
+		return nil, fmt.Errorf("upstream %s: %w: %w: %w", u.Rule.Name, ErrUnavailable, ErrTimeout, err)
+	} else if err != nil {
+		return nil, u.classify(err)
+	}
+	c, err := u.client(ctx, repo, method)
 	if err != nil {
 		return nil, err
 	}
@@ -209,8 +239,8 @@ func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		se := &StatusError{Upstream: u.Rule.Name, Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}
-		if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			se.RetryAfter = time.Duration(ra) * time.Second
+		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			se.RetryAfter = ra
 		}
 		return nil, se
 	}

@@ -5,6 +5,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -34,6 +35,20 @@ type Rule struct {
 	// DockerConfig is a Docker config.json whose "auths" entry for the
 	// upstream's host gives the credentials.
 	DockerConfig string `yaml:"dockerConfig"`
+	// Credentials is a pool of accounts to spread pulls over, instead of
+	// the single username/passwordFile or dockerConfig (see pool).
+	Credentials []Credential `yaml:"credentials"`
+	// RequestsPerSecond caps the requests Berth sends to the upstream with
+	// a token bucket of Burst tokens (0: no cap). Burst defaults to
+	// RequestsPerSecond rounded up.
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	Burst             int     `yaml:"burst"`
+}
+
+// Credential is one account of a rule's credential pool.
+type Credential struct {
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"passwordFile"`
 }
 
 // Defaults used when a rule leaves a field empty.
@@ -53,6 +68,9 @@ func (r Rule) WithDefaults() Rule {
 	}
 	if r.IdleTimeout == 0 {
 		r.IdleTimeout = DefaultIdleTimeout
+	}
+	if r.RequestsPerSecond > 0 && r.Burst == 0 {
+		r.Burst = max(1, int(math.Ceil(r.RequestsPerSecond)))
 	}
 	return r
 }
@@ -137,11 +155,49 @@ func Validate(rules []Rule) error {
 		if r.PasswordFile != "" && r.DockerConfig != "" {
 			errs = append(errs, fmt.Errorf("%s: give passwordFile or dockerConfig, not both", at))
 		}
+		errs = append(errs, validateQuota(at, r)...)
 	}
 	if defaults > 1 {
 		errs = append(errs, fmt.Errorf("upstreams: %d rules are marked default; at most one may be", defaults))
 	}
 	return errors.Join(errs...)
+}
+
+// validateQuota checks the rate limit and the credential pool of r.
+func validateQuota(at string, r Rule) []error {
+	var errs []error
+	if r.RequestsPerSecond < 0 || math.IsNaN(r.RequestsPerSecond) || math.IsInf(r.RequestsPerSecond, 0) {
+		errs = append(errs, fmt.Errorf("%s.requestsPerSecond: must be a finite number, 0 or more", at))
+	}
+	if r.Burst < 0 {
+		errs = append(errs, fmt.Errorf("%s.burst: must not be negative", at))
+	} else if r.Burst > 0 && r.RequestsPerSecond == 0 {
+		errs = append(errs, fmt.Errorf("%s.burst: needs requestsPerSecond", at))
+	}
+	if len(r.Credentials) == 0 {
+		return errs
+	}
+	if r.Username != "" || r.PasswordFile != "" {
+		errs = append(errs, fmt.Errorf("%s: give credentials or username/passwordFile, not both", at))
+	}
+	if r.DockerConfig != "" {
+		errs = append(errs, fmt.Errorf("%s: give credentials or dockerConfig, not both", at))
+	}
+	users := map[string]bool{}
+	for j, c := range r.Credentials {
+		cat := fmt.Sprintf("%s.credentials[%d]", at, j)
+		switch {
+		case c.Username == "":
+			errs = append(errs, fmt.Errorf("%s.username: required", cat))
+		case users[c.Username]:
+			errs = append(errs, fmt.Errorf("%s.username: %q is used twice", cat, c.Username))
+		}
+		users[c.Username] = true
+		if c.PasswordFile == "" {
+			errs = append(errs, fmt.Errorf("%s.passwordFile: required", cat))
+		}
+	}
+	return errs
 }
 
 func validComponent(s string) bool {
