@@ -50,6 +50,9 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 	}
 	p.opts.Metrics.CacheResult("manifest", "miss")
 	v, err := p.shared(ctx, "digest\x00"+t.Upstream.Rule.Name+"\x00"+d, func(ctx context.Context) (*registry.Manifest, error) {
+		if m, ok, err := p.manifestFromOwners(ctx, t, d, d); ok {
+			return m, err
+		}
 		desc, body, err := t.Upstream.GetManifest(ctx, t.Repo, d)
 		if err != nil {
 			return nil, err
@@ -89,6 +92,11 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 	}
 	key := "tag\x00" + ns + "\x00" + t.Repo + "\x00" + tag
 	m, err := p.shared(ctx, key, func(ctx context.Context) (*registry.Manifest, error) {
+		// In a cluster the tag's owner revalidates it, once per TTL for
+		// the whole cluster; the others ask it.
+		if m, ok, err := p.manifestFromOwners(ctx, t, tagKey(t, tag), tag); ok {
+			return m, err
+		}
 		if cached != nil {
 			p.Stats.Revalidations.Add(1)
 			desc, err := t.Upstream.HeadManifest(ctx, t.Repo, tag)

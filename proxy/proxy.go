@@ -155,6 +155,11 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 	if err != nil {
 		return nil, err
 	}
+	return p.blob(ctx, t, req)
+}
+
+func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRequest) (registry.Blob, error) {
+	var err error
 	d := req.Digest.String()
 	if info, err := p.store.StatBlob(ctx, d); err == nil {
 		p.Stats.StoreHits.Add(1)
