@@ -208,11 +208,15 @@ func (s *Store) ExpireUploads(ctx context.Context, maxAge time.Duration) (int, e
 		return n, err
 	}
 	for _, e := range entries {
-		if !live[e.Name()] {
-			if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) || !containsID(old, e.Name()) && !live[e.Name()] {
-				os.Remove(filepath.Join(s.dir, "uploads", e.Name()))
-				n++
-			}
+		// A file without a session is left by a crash between creating the
+		// file and its record; one younger than the cutoff may belong to a
+		// session being created right now.
+		if live[e.Name()] || containsID(old, e.Name()) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(s.dir, "uploads", e.Name()))
+			n++
 		}
 	}
 	if n > 0 {
