@@ -62,8 +62,10 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 	case claims != nil && req.Action == registry.ActionList:
 		allowed = claims.Allows(TypeRegistry, "catalog", "*")
 	case claims != nil:
-		allowed = claims.Allows(TypeRepository, name, req.Action) &&
-			(req.MountFrom == "" || claims.Allows(TypeRepository, req.MountFrom, ActionPull))
+		allowed = claims.Allows(TypeRepository, name, req.Action)
+		if allowed && req.MountFrom != "" && !claims.Allows(TypeRepository, req.MountFrom, ActionPull) {
+			dropMount(r)
+		}
 	case req.Action == registry.ActionList:
 		allowed = g.Evaluator.AuthorizeCatalog(r.Context(), p, ip).Allowed
 	default:
@@ -72,7 +74,9 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 		allowed = d.Allowed
 		if allowed && req.MountFrom != "" {
 			src, srcLocal := g.canonical(registry.Repo{Name: req.MountFrom})
-			allowed = g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: src, Action: ActionPull, RepoIsLocal: srcLocal}).Allowed
+			if !g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: src, Action: ActionPull, RepoIsLocal: srcLocal}).Allowed {
+				dropMount(r)
+			}
 		}
 	}
 	if allowed {
@@ -87,6 +91,18 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 	}
 	return p.Name, &registry.Error{Status: http.StatusForbidden, Code: registry.CodeDenied,
 		Message: "user " + p.Name + " may not " + req.Action + " " + name}
+}
+
+// dropMount turns a cross-repository mount from a source the client may
+// not pull into an ordinary upload: the push itself is allowed, and the
+// distribution spec has a registry that does not mount answer 202 with an
+// upload session, after which clients send the blob. The registry reads
+// the query of this same request after the guard.
+func dropMount(r *http.Request) {
+	q := r.URL.Query()
+	q.Del("mount")
+	q.Del("from")
+	r.URL.RawQuery = q.Encode()
 }
 
 func (g *Guard) canonical(repo registry.Repo) (string, bool) {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
@@ -65,6 +66,35 @@ func (s *Store) blobPath(digest string) string {
 // BlobInfo describes a committed blob.
 type BlobInfo struct {
 	Size int64
+	// Public is set for blobs that came from an upstream (a fill): any
+	// repository may see them. A blob only ever pushed is visible only to
+	// the repositories it is linked to.
+	Public bool
+}
+
+// flagPublic marks a blob record as pulled through from an upstream.
+const flagPublic = 1
+
+// decodeBlob reads a blob record: size (8) | createdAt (8) | flags (1).
+func decodeBlob(v []byte) (BlobInfo, time.Time, bool) {
+	if len(v) < 16 {
+		return BlobInfo{}, time.Time{}, false
+	}
+	info := BlobInfo{Size: int64(binary.BigEndian.Uint64(v))}
+	if len(v) > 16 {
+		info.Public = v[16]&flagPublic != 0
+	}
+	return info, getTime(v[8:]), true
+}
+
+func encodeBlob(info BlobInfo, created time.Time) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 17), uint64(info.Size))
+	v = putTime(v, created)
+	var flags byte
+	if info.Public {
+		flags |= flagPublic
+	}
+	return append(v, flags)
 }
 
 // StatBlob returns the size of a committed blob, or ErrNotFound.
@@ -76,10 +106,11 @@ func (s *Store) StatBlob(ctx context.Context, digest string) (BlobInfo, error) {
 	if err != nil {
 		return BlobInfo{}, err
 	}
-	if len(v) < 8 {
+	info, _, ok := decodeBlob(v)
+	if !ok {
 		return BlobInfo{}, fmt.Errorf("blob %s: corrupt record", digest)
 	}
-	return BlobInfo{Size: int64(binary.BigEndian.Uint64(v))}, nil
+	return info, nil
 }
 
 // OpenBlob opens a committed blob for reading. An index entry whose file is
@@ -175,7 +206,8 @@ func (w *BlobWriter) commit() error {
 	if err := w.f.Close(); err != nil {
 		return err
 	}
-	return w.s.moveIntoPlace(w.f.Name(), w.digest, w.n) // fsyncs before the rename
+	// Blob writers fill from upstreams and peers: the blob is public.
+	return w.s.moveIntoPlace(w.f.Name(), w.digest, w.n, true) // fsyncs before the rename
 }
 
 // Abort discards the blob.

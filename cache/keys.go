@@ -11,8 +11,10 @@ package cache
 //	    the mapping (the TTL counts from it).
 //	man/<digest>                        -> len(mediaType) (2) | mediaType | body
 //	    A verified manifest, stored whole (manifests are at most a few MiB).
-//	blb/<digest>                        -> size (8) | createdAt (8, unix ns)
-//	    A committed blob. Its bytes live in blobs/<alg>/<2 hex>/<hex> under
+//	blb/<digest>                        -> size (8) | createdAt (8, unix ns) | flags (1)
+//	    A committed blob; flag 1 marks one pulled through from an upstream,
+//	    which any repository may read (a pushed-only blob is visible only
+//	    where it is linked). Its bytes live in blobs/<alg>/<2 hex>/<hex> under
 //	    the data directory; the key is written only after the file is
 //	    renamed into place (see docs/design.md).
 //	acc/<digest>                        -> lastAccess (8, unix ns)
@@ -31,6 +33,10 @@ package cache
 //	    A manifest of repo whose subject is <subject> (the referrers API).
 //	upl/<id>                            -> JSON Upload
 //	    An open upload session; its bytes are in uploads/<id>.
+//	pol/<kind>\x00<name>                -> the caller's record (JSON)
+//	    An operator setting made through the admin API (policies.go): kind
+//	    "lifecycle" is a lifecycle policy named by the repository or pattern
+//	    it applies to; "cacheRule" a pull-through cache rule by its name.
 
 import (
 	"encoding/binary"
@@ -48,6 +54,7 @@ var (
 	prefixLink     = []byte("lnk/")
 	prefixReferrer = []byte("ref/")
 	prefixUpload   = []byte("upl/")
+	prefixPolicy   = []byte("pol/")
 )
 
 func join(prefix []byte, parts ...string) []byte {

@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,8 +264,7 @@ func (s *Store) RefreshBlob(ctx context.Context, digest string) error {
 	if err != nil {
 		return err
 	}
-	v := binary.BigEndian.AppendUint64(nil, uint64(info.Size))
-	return s.db.Set(blobKey(digest), putTime(v, s.now()), pebble.Sync)
+	return s.db.Set(blobKey(digest), encodeBlob(info, s.now()), pebble.Sync)
 }
 
 // DeleteBlob removes a committed blob's bytes, index entry and access time.
@@ -315,10 +313,11 @@ func (w Sweep) Links(ctx context.Context, fn func(repo, digest string, linked bo
 // Blobs calls fn for every committed blob with its size and creation time.
 func (w Sweep) Blobs(ctx context.Context, fn func(digest string, size int64, created time.Time) error) error {
 	return w.s.scan(ctx, prefixBlob, func(k, v []byte) error {
-		if len(v) < 16 {
+		info, created, ok := decodeBlob(v)
+		if !ok {
 			return nil
 		}
-		return fn(string(k), int64(binary.BigEndian.Uint64(v)), getTime(v[8:]))
+		return fn(string(k), info.Size, created)
 	})
 }
 

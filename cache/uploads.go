@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -131,7 +130,7 @@ func (s *Store) CommitUpload(ctx context.Context, id, digest string) (int64, err
 		}
 		return n, s.DeleteUpload(ctx, id)
 	}
-	if err := s.moveIntoPlace(path, digest, n); err != nil {
+	if err := s.moveIntoPlace(path, digest, n, false); err != nil {
 		return 0, err
 	}
 	return n, s.db.Delete(uploadKey(id), pebble.Sync)
@@ -139,7 +138,7 @@ func (s *Store) CommitUpload(ctx context.Context, id, digest string) (int64, err
 
 // moveIntoPlace makes a verified file a committed blob: fsync the file,
 // rename it into place, fsync the directory, then index it (synced).
-func (s *Store) moveIntoPlace(path, digest string, size int64) error {
+func (s *Store) moveIntoPlace(path, digest string, size int64, public bool) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -167,9 +166,11 @@ func (s *Store) moveIntoPlace(path, digest string, size int64) error {
 			return err
 		}
 	}
-	_, existed := s.get(blobKey(digest))
-	v := binary.BigEndian.AppendUint64(nil, uint64(size))
-	if err := s.db.Set(blobKey(digest), putTime(v, s.now()), pebble.Sync); err != nil {
+	old, existed := s.get(blobKey(digest))
+	if prev, _, ok := decodeBlob(old); existed == nil && ok && prev.Public {
+		public = true // once pulled through, always public
+	}
+	if err := s.db.Set(blobKey(digest), encodeBlob(BlobInfo{Size: size, Public: public}, s.now()), pebble.Sync); err != nil {
 		return err
 	}
 	if existed != nil {

@@ -179,13 +179,19 @@ func TestDeleteBlob(t *testing.T) {
 		t.Fatalf("%d files for the blob, want 1", n)
 	}
 
-	// So does mounting it, from a repository or anonymously.
-	for _, from := range []string{"blob/two", ""} {
-		resp, body = e.do(http.MethodDelete, "/v2/blob/one/blobs/"+d, nil)
-		wantStatus(t, resp, body, http.StatusAccepted)
-		if got := e.headBlob("blob/one", d); got != http.StatusNotFound {
-			t.Fatalf("HEAD after delete: %d", got)
-		}
+	// A blob only ever pushed is not mounted anonymously (that would let any
+	// digest open another repository's layer): the client gets an upload
+	// session instead.
+	resp, body = e.do(http.MethodDelete, "/v2/blob/one/blobs/"+d, nil)
+	wantStatus(t, resp, body, http.StatusAccepted)
+	resp, body = e.do(http.MethodPost, "/v2/blob/one/blobs/uploads/?mount="+d, nil)
+	wantStatus(t, resp, body, http.StatusAccepted)
+	if got := e.headBlob("blob/one", d); got != http.StatusNotFound {
+		t.Fatalf("HEAD after a refused anonymous mount: %d, want 404", got)
+	}
+
+	// Mounting it from a repository that holds it makes it visible again.
+	for _, from := range []string{"blob/two"} {
 		q := "?mount=" + d
 		if from != "" {
 			q += "&from=" + from

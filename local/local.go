@@ -189,7 +189,12 @@ func (r *Repos) visible(ctx context.Context, repo, d string) (int64, bool, error
 	if err != nil {
 		return 0, false, err
 	}
-	_ = linked // linked or never seen here: both may read a stored blob
+	// Linked here, or pulled through from an upstream (public): a layer
+	// the cache holds is not uploaded again. A blob only pushed elsewhere
+	// stays invisible; a mount naming its repository links it.
+	if !linked && !info.Public {
+		return 0, false, nil
+	}
 	return info.Size, true, nil
 }
 
@@ -232,14 +237,16 @@ func (r *Repos) DeleteBlob(ctx context.Context, repo registry.Repo, d registry.D
 }
 
 // MountBlob links a stored blob into repo. The caller has checked that the
-// client may read the source.
-func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest) error {
+// client may read the source; publicOnly (a mount without a source, or
+// from a cached repository) refuses blobs that were only ever pushed.
+func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, publicOnly bool) error {
 	r.gc.RLock()
 	defer r.gc.RUnlock()
-	if _, err := r.store.StatBlob(ctx, d.String()); err != nil {
-		if errors.Is(err, cache.ErrNotFound) {
-			return registry.ErrBlobUnknown(d.String())
-		}
+	info, err := r.store.StatBlob(ctx, d.String())
+	if errors.Is(err, cache.ErrNotFound) || err == nil && publicOnly && !info.Public {
+		return registry.ErrBlobUnknown(d.String())
+	}
+	if err != nil {
 		return err
 	}
 	if _, err := r.ensureRepository(ctx, repo); err != nil {

@@ -118,6 +118,7 @@ func (m *Mirror) MountBlob(ctx context.Context, repo registry.Repo, from string,
 	if err := m.writable(repo); err != nil {
 		return err
 	}
+	publicOnly := true
 	if from != "" {
 		src := registry.Repo{Name: from}
 		isLocal, err := m.isLocal(src)
@@ -132,9 +133,10 @@ func (m *Mirror) MountBlob(ctx context.Context, repo registry.Repo, from string,
 			if !ok {
 				return registry.ErrBlobUnknown(d.String())
 			}
+			publicOnly = false
 		}
 	}
-	return m.Local.MountBlob(ctx, repo.Name, d)
+	return m.Local.MountBlob(ctx, repo.Name, d, publicOnly)
 }
 
 func (m *Mirror) PutManifest(ctx context.Context, req registry.ManifestPut) (registry.PutResult, error) {

@@ -161,7 +161,10 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRequest) (registry.Blob, error) {
 	var err error
 	d := req.Digest.String()
-	if info, err := p.store.StatBlob(ctx, d); err == nil {
+	// Only blobs pulled through from an upstream are served on cached
+	// paths: a blob pushed to a local repository is no upstream's, and a
+	// digest must not open it here.
+	if info, err := p.store.StatBlob(ctx, d); err == nil && info.Public {
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("blob", "hit")
 		_ = p.store.Touch(ctx, d)

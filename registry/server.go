@@ -85,6 +85,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if s.guard != nil {
 			principal, err = s.guard.Check(r, Access(r, route))
+			var re *Error
+			if errors.As(err, &re) && re.Status == http.StatusUnauthorized && s.limiter != nil {
+				// Failed logins spend the address's tokens, so guessing
+				// passwords is rate limited like any other request.
+				if lerr := s.limiter.Admit("ip:"+client, route, time.Now()); lerr != nil {
+					err = lerr
+				}
+			}
 		}
 	}
 	if err == nil && s.limiter != nil {

@@ -1,0 +1,274 @@
+package local_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"berth/cache"
+	"berth/lifecycle"
+	"berth/local"
+	"berth/registry"
+)
+
+const lcDay = 24 * time.Hour
+
+func mustPolicy(t *testing.T, text string) *lifecycle.Policy {
+	t.Helper()
+	p, err := lifecycle.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type planned struct {
+	digest string
+	rule   int
+}
+
+func plannedOf(rs []lifecycle.Result) []planned {
+	var out []planned
+	for _, r := range rs {
+		out = append(out, planned{r.Digest, r.RulePriority})
+	}
+	return out
+}
+
+func TestPlanDependents(t *testing.T) {
+	now := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
+	ago := func(d int) time.Time { return now.Add(-time.Duration(d) * lcDay) }
+	images := []local.ImageInfo{
+		// A tagged multi-arch image whose platforms are untagged, and
+		// the signature of one platform.
+		{Digest: "sha256:i1", Tags: []string{"v1"}, PushedAt: ago(40), Children: []string{"sha256:c1", "sha256:c2"}},
+		{Digest: "sha256:c1", PushedAt: ago(40)},
+		{Digest: "sha256:c2", PushedAt: ago(40)},
+		{Digest: "sha256:s1", PushedAt: ago(39), Subject: "sha256:c1"},
+		// An untagged index listing c2 too, and its own child.
+		{Digest: "sha256:i2", PushedAt: ago(60), Children: []string{"sha256:c2", "sha256:c3"}},
+		{Digest: "sha256:c3", PushedAt: ago(60)},
+		// A plain untagged image, old, and a listed child that is not
+		// stored (ignored).
+		{Digest: "sha256:u1", PushedAt: ago(90), Children: []string{"sha256:missing"}},
+	}
+	untagged := mustPolicy(t, `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}`)
+	// The untagged rule takes i2 and u1 only: the platforms and the
+	// signature are held. c3 goes with i2; c2 stays, i1 still lists it.
+	got := plannedOf(local.Plan(untagged, images, now))
+	want := []planned{{"sha256:c3", 1}, {"sha256:i2", 1}, {"sha256:u1", 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("untagged rule\n got %v\nwant %v", got, want)
+	}
+	// Expiring everything takes the dependents with their holders.
+	all := mustPolicy(t, `{"rules":[{"rulePriority":7,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":1},"action":{"type":"expire"}}]}`)
+	got = plannedOf(local.Plan(all, images, now))
+	if len(got) != len(images) {
+		t.Fatalf("expire all: %v", got)
+	}
+	for _, p := range got {
+		if p.rule != 7 {
+			t.Fatalf("expire all: %v", got)
+		}
+	}
+	// Keeping the newest tagged index keeps everything it holds.
+	keepTagged := mustPolicy(t, `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},
+		{"rulePriority":2,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":50},"action":{"type":"expire"}}]}`)
+	got = plannedOf(local.Plan(keepTagged, images, now))
+	want = []planned{{"sha256:c3", 2}, {"sha256:i2", 2}, {"sha256:u1", 2}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("keep tagged\n got %v\nwant %v", got, want)
+	}
+	if local.Plan(nil, images, now) != nil || local.Plan(all, nil, now) != nil {
+		t.Fatal("nothing to plan should plan nothing")
+	}
+}
+
+// cacheImage stores an image as the pull-through cache of upstream hub
+// would, cached at time at.
+func (e *env) cacheImage(name, tag string, im image, at time.Time) {
+	e.t.Helper()
+	for _, b := range im.blobs() {
+		e.cacheBlob(name, b.data)
+	}
+	bt := e.store.NewBatch()
+	defer bt.Close()
+	if err := bt.PutManifest(im.digest, &cache.Manifest{MediaType: ociManifest, Body: im.body}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := bt.PutImage(cache.CachedRepo("hub", name), im.digest, cache.Image{PushedAt: at}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := bt.PutTag("hub", name, tag, cache.Tag{Digest: im.digest, FetchedAt: at}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := bt.Commit(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func TestImagesAndExpire(t *testing.T) {
+	e := newEnv(t, envOptions{cachedPrefix: true})
+	ctx := context.Background()
+	a := newImage("a", 2)
+	b := newImage("b", 1)
+	e.push("lc/app", "v1", a)
+	e.pushManifest("lc/app", "latest", a)
+	e.clock.Advance(time.Minute)
+	e.push("lc/app", b.digest, b)
+	sig := imageOf(newBlob(ociEmpty, []byte("{}")), newBlob("application/octet-stream", []byte("sig of a"))).withManifest(func(m *manifest) {
+		m.ArtifactType = "application/vnd.example.sig"
+		s := a.desc()
+		m.Subject = &s
+	})
+	e.push("lc/app", sig.digest, sig)
+
+	ir := local.LocalRepo("lc/app")
+	imgs, err := e.repos.Images(ctx, ir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 3 {
+		t.Fatalf("images %+v", imgs)
+	}
+	byDigest := map[string]local.ImageInfo{}
+	for _, im := range imgs {
+		byDigest[im.Digest] = im
+	}
+	ia := byDigest[a.digest]
+	if !slices.Equal(ia.Tags, []string{"latest", "v1"}) || ia.Size != int64(len(a.config.data)+len(a.layers[0].data)+len(a.layers[1].data)) ||
+		ia.MediaType != ociManifest || ia.ArtifactType != ociConfig {
+		t.Fatalf("image a %+v", ia)
+	}
+	if is := byDigest[sig.digest]; is.Subject != a.digest || is.ArtifactType != "application/vnd.example.sig" || len(is.Tags) != 0 {
+		t.Fatalf("signature %+v", is)
+	}
+	if imgs[0].Digest != sig.digest && imgs[0].Digest != b.digest {
+		t.Fatalf("not newest first: %+v", imgs)
+	}
+
+	// A cached image sharing a layer with the local a, and one sharing a
+	// layer with another cached image.
+	shared := a.layers[0]
+	c1 := imageOf(newBlob(ociConfig, []byte(`{"c":1}`)), shared, newBlob(ociLayer, []byte("c1 only")), newBlob(ociLayer, []byte("c1 and c2")))
+	c2 := imageOf(newBlob(ociConfig, []byte(`{"c":2}`)), newBlob(ociLayer, []byte("c1 and c2")))
+	e.cacheImage("lib/x", "1", c1, e.clock.Now())
+	e.cacheImage("lib/x", "2", c2, e.clock.Now())
+	cached := local.ImageRepo{Name: "hub/lib/x", Upstream: "hub", Repo: "lib/x"}
+	if imgs, err := e.repos.Images(ctx, cached); err != nil || len(imgs) != 2 {
+		t.Fatalf("cached images %+v, %v", imgs, err)
+	}
+	repos, err := e.repos.StoreRepositories(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(repos) != 2 || repos[0].Repo != "lc/app" || repos[0].Images != 3 || repos[1].Upstream != "hub" || repos[1].Repo != "lib/x" || repos[1].Images != 2 {
+		t.Fatalf("store repositories %+v", repos)
+	}
+
+	rep, err := e.repos.ExpireImages(ctx, []local.ImageRef{
+		{Repo: ir, Digest: a.digest}, {Repo: cached, Digest: c1.digest},
+		{Repo: ir, Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// c1's own config and layer go at once; the layer a holds (linked to
+	// lc/app) and the one c2 uses stay.
+	if rep.ImagesExpired != 2 || rep.LocalImagesExpired != 1 || rep.BlobsDeleted != 2 || rep.ManifestsDeleted != 1 {
+		t.Fatalf("expire report %+v", rep)
+	}
+	if !e.inStore(shared.desc.Digest) || !e.inStore(c2.layers[0].desc.Digest) || e.inStore(c1.config.desc.Digest) || e.inStore(c1.layers[1].desc.Digest) {
+		t.Fatal("wrong cached blobs reclaimed")
+	}
+	resp, body := e.do(http.MethodGet, "/v2/lc/app/manifests/v1", nil)
+	wantError(t, resp, body, http.StatusNotFound, registry.CodeManifestUnknown)
+	if got := e.tags("lc/app"); len(got) != 0 {
+		t.Fatalf("tags of lc/app after expiring a: %v", got)
+	}
+	if _, err := e.store.GetTag(ctx, "hub", "lib/x", "1"); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("cached tag of c1: %v", err)
+	}
+	// Garbage collection then takes the local image's blobs.
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.repos.GC(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if e.inStore(a.layers[1].desc.Digest) || e.inStore(a.config.desc.Digest) {
+		t.Fatal("garbage collection left the expired image's blobs")
+	}
+	// Expiring what is gone does nothing.
+	if rep, err := e.repos.ExpireImages(ctx, []local.ImageRef{{Repo: ir, Digest: a.digest}, {Repo: cached, Digest: c1.digest}}); err != nil || rep.ImagesExpired != 0 {
+		t.Fatalf("again: %+v, %v", rep, err)
+	}
+}
+
+func TestDeleteRepository(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	a := newImage("a", 1)
+	e.push("del/repo", "v1", a)
+	sig := imageOf(newBlob(ociEmpty, []byte("{}")), newBlob("application/octet-stream", []byte("sig"))).withManifest(func(m *manifest) {
+		s := a.desc()
+		m.Subject = &s
+	})
+	e.push("del/repo", sig.digest, sig)
+	e.push("del/repo/sub", "v1", a) // a name extending del/repo
+	e.push("del/repox", "v1", a)
+	e.createRepo("del/empty", local.Mutable)
+
+	if _, err := e.repos.DeleteRepository(ctx, "del/repo", false); !errors.Is(err, local.ErrRepositoryNotEmpty) {
+		t.Fatalf("deleting a non-empty repository: %v", err)
+	}
+	if _, err := e.repos.DeleteRepository(ctx, "del/nope", true); !hasCode(err, registry.CodeNameUnknown) {
+		t.Fatalf("deleting an unknown repository: %v", err)
+	}
+	if rec, err := e.repos.DeleteRepository(ctx, "del/empty", false); err != nil || rec.Name != "del/empty" {
+		t.Fatalf("deleting an empty repository: %+v, %v", rec, err)
+	}
+	rec, err := e.repos.DeleteRepository(ctx, "del/repo", true)
+	if err != nil || rec.Name != "del/repo" {
+		t.Fatalf("forced delete: %+v, %v", rec, err)
+	}
+	if _, err := e.repos.Repository(ctx, "del/repo"); !hasCode(err, registry.CodeNameUnknown) {
+		t.Fatalf("deleted repository: %v", err)
+	}
+	if imgs, _ := e.store.ListImages(ctx, "del/repo"); len(imgs) != 0 {
+		t.Fatalf("images left: %v", imgs)
+	}
+	if tags, _ := e.store.ListTags(ctx, local.NS, "del/repo"); len(tags) != 0 {
+		t.Fatalf("tags left: %v", tags)
+	}
+	if refs, _ := e.store.ListReferrers(ctx, "del/repo", a.digest); len(refs) != 0 {
+		t.Fatalf("referrers left: %d", len(refs))
+	}
+	if linked, _, _ := e.store.LinkState(ctx, "del/repo", a.config.desc.Digest); linked {
+		t.Fatal("links left")
+	}
+	for _, other := range []string{"del/repo/sub", "del/repox"} {
+		if d, _ := e.getManifest(other, "v1"); d != a.digest {
+			t.Fatalf("%s lost its image", other)
+		}
+	}
+	names, _ := e.store.ListRepositories(ctx)
+	if !slices.Equal(names, []string{"del/repo/sub", "del/repox"}) {
+		t.Fatalf("repositories %v", names)
+	}
+	// The signature's blobs go with garbage collection; a's stay, used
+	// by the other repositories.
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.repos.GC(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if e.inStore(sig.layers[0].desc.Digest) || !e.inStore(a.layers[0].desc.Digest) {
+		t.Fatal("garbage collection after the delete")
+	}
+}
+
+func hasCode(err error, code string) bool {
+	var re *registry.Error
+	return errors.As(err, &re) && re.Code == code
+}
