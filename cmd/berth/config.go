@@ -30,6 +30,7 @@ type Config struct {
 	Audit           AuditConfig     `yaml:"audit"`
 	Auth            AuthConfig      `yaml:"auth"`
 	TLS             TLSConfig       `yaml:"tls"`
+	Cluster         ClusterConfig   `yaml:"cluster"`
 	Log             LogConfig       `yaml:"log"`
 }
 
@@ -78,6 +79,9 @@ type LocalConfig struct {
 	GCInterval time.Duration `yaml:"gcInterval"`
 	// GCGrace keeps unreferenced blobs this long after their upload.
 	GCGrace time.Duration `yaml:"gcGrace"`
+	// LifecycleInterval is how often lifecycle policies expire images
+	// (0: never; ECR evaluates daily).
+	LifecycleInterval time.Duration `yaml:"lifecycleInterval"`
 }
 
 // LogConfig selects the log format and level.
@@ -105,9 +109,12 @@ func DefaultConfig() Config {
 			HighWatermark: 0.9, LowWatermark: 0.8, EvictInterval: 10 * time.Second},
 		Local: LocalConfig{
 			Prefixes: []string{"private"}, AutoCreate: true, DefaultMutability: "MUTABLE",
-			UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour,
+			UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour, LifecycleInterval: 24 * time.Hour,
 		},
-		Log: LogConfig{Format: "json", Level: "info"},
+		Log:   LogConfig{Format: "json", Level: "info"},
+		Admin: AdminConfig{Listen: "127.0.0.1:5001"},
+		Audit: AuditConfig{MaxBytes: 100 << 20, Keep: 5},
+		Auth:  defaultAuthConfig(),
 	}
 	cfg.Upstreams[0] = cfg.Upstreams[0].WithDefaults()
 	return cfg
@@ -156,6 +163,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.TLS.validate()...)
+	errs = append(errs, c.Cluster.validate()...)
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir: required"))
 	}
@@ -215,6 +223,9 @@ func (c Config) Validate() error {
 	}
 	if c.Local.GCInterval < 0 {
 		errs = append(errs, errors.New("local.gcInterval: must not be negative"))
+	}
+	if c.Local.LifecycleInterval < 0 {
+		errs = append(errs, errors.New("local.lifecycleInterval: must not be negative"))
 	}
 	if c.Local.GCGrace < 0 {
 		errs = append(errs, errors.New("local.gcGrace: must not be negative"))

@@ -250,3 +250,23 @@ log:
 		})
 	}
 }
+
+// TestDefaultsOfOptionalSections: sections a file leaves out keep working
+// defaults (the admin listener on loopback, audit rotation, auth's token
+// lifetime and grants).
+func TestDefaultsOfOptionalSections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("listen: \":5000\"\nauth:\n  enabled: true\n  htpasswd: /dev/null\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin.Listen != "127.0.0.1:5001" || cfg.Audit.MaxBytes != 100<<20 || cfg.Audit.Keep != 5 {
+		t.Fatalf("admin %+v audit %+v", cfg.Admin, cfg.Audit)
+	}
+	if cfg.Auth.TokenTTL != 12*time.Hour || len(cfg.Auth.Anonymous.Cached) == 0 || len(cfg.Auth.Authenticated.Local) == 0 {
+		t.Fatalf("auth defaults lost: %+v", cfg.Auth)
+	}
+}

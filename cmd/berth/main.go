@@ -33,6 +33,8 @@ Commands:
   login, get-login-password
                 print a registry token for the user (password on stdin or
                 BERTH_PASSWORD), for docker login --password-stdin
+  cluster members
+                show the cluster's members (from the admin listener)
   version       print the version
 `
 
@@ -57,13 +59,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	case "login", "get-login-password":
 		return loginCmd(ctx, args[0], args[1:], os.Stdin, out)
+	case "cluster":
+		if len(args) < 2 || args[1] != "members" {
+			return errors.New("usage: berth cluster members [--admin URL]")
+		}
+		return membersCmd(ctx, args[2:], out)
 	case "version":
 		fmt.Fprintln(out, "berth", version)
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
+	default:
+		return runCLI(ctx, args, out)
 	}
-	fmt.Fprint(out, usage)
-	return fmt.Errorf("unknown command %q", args[0])
 }

@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"berth/admin"
 	"berth/audit"
 	"berth/cache"
+	"berth/cluster"
 	"berth/local"
 	"berth/metrics"
 	"berth/proxy"
@@ -83,6 +85,9 @@ type node struct {
 	cap     *capacity
 	sec     *security // nil when auth is off
 	cert    *certificate
+	cluster *cluster.Cluster // nil for a single node
+	router  *upstream.Router
+	admin   *admin.Service
 	ready   atomic.Bool
 }
 
@@ -95,8 +100,14 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 		return nil, err
 	}
 	n.store = store
+	// Pull-through rules created through the admin API are merged with the
+	// config's.
+	rules, err := admin.MergeRules(ctx, store, cfg.Upstreams, cfg.Local.Prefixes)
+	if err != nil {
+		log.Warn("stored pull-through cache rules not loaded", zap.Error(err))
+	}
 	var ups []*upstream.Upstream
-	for _, r := range cfg.Upstreams {
+	for _, r := range rules {
 		u, err := upstream.New(r, n.metrics.Transport(r.Name, upstream.DefaultTransport(r)), log.Named("upstream"))
 		if err != nil {
 			store.Close()
@@ -105,17 +116,39 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 		ups = append(ups, u)
 	}
 	router := upstream.NewRouter(ups, cfg.Local.Prefixes...)
+	n.router = router
 	n.repos = local.New(store, local.Options{
 		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
 	})
 	n.cap = &capacity{cfg: cfg.Cache, dir: cfg.DataDir, store: store, repos: n.repos, router: router,
 		log: log.Named("capacity"), onEvict: func(k int) { n.metrics.Evictions.Add(float64(k)) }}
-	popts := proxy.Options{FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy"), Metrics: n.metrics}
+	if cfg.Cluster.enabled() {
+		stats := func() cluster.NodeStats {
+			st := store.Stats()
+			return cluster.NodeStats{StoredBytes: st.BlobBytes, Blobs: st.Blobs}
+		}
+		if n.cluster, err = startCluster(ctx, cfg.Cluster, stats, log.Named("cluster")); err != nil {
+			store.Close()
+			return nil, err
+		}
+		n.metrics.Gauge("berth_cluster_members", "Alive members of the cluster, this node included.", func() float64 {
+			alive := 0
+			for _, m := range n.cluster.Members() {
+				if m.State == cluster.StateAlive {
+					alive++
+				}
+			}
+			return float64(alive)
+		})
+	}
+	popts := proxy.Options{FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster}
 	if cfg.Cache.MaxBytes > 0 || cfg.Cache.MinFreeBytes > 0 {
 		popts.Reserve = n.cap.reserve
 	}
 	n.proxy = proxy.New(store, router, popts)
 	n.mirror = proxy.NewMirror(n.proxy, n.repos)
+	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Router: router, Stats: admin.PromStats(n.prom),
+		ConfigRules: cfg.Upstreams, LocalPrefixes: cfg.Local.Prefixes, GCGrace: cfg.Local.GCGrace, Logger: log.Named("admin")})
 	if cfg.Auth.Enabled {
 		if n.sec, err = newSecurity(cfg.Auth, cfg.DataDir, router, log.Named("auth")); err != nil {
 			n.proxy.Close()
@@ -146,6 +179,7 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 }
 
 func (n *node) close() {
+	n.admin.Close()
 	n.proxy.Close()
 	if n.audit != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -204,6 +238,11 @@ func (n *node) reload() {
 }
 
 func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
+	// SIGHUP reloads; registered before anything listens, so an early
+	// SIGHUP never kills the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	n, err := newNode(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -211,7 +250,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	defer n.close()
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
-	go janitor(jctx, n.repos, cfg.Local, log.Named("janitor"))
+	go janitor(jctx, n.repos, n.admin, cfg.Local, log.Named("janitor"))
 	go n.cap.run(jctx)
 
 	handler := n.registryHandler()
@@ -220,9 +259,16 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		servers = append(servers, &namedServer{name: "registry-tls", addr: cfg.TLS.Listen,
 			srv: &http.Server{Handler: handler, TLSConfig: n.cert.tlsConfig()}})
 	}
+	extra := map[string]http.Handler{}
+	if n.cluster != nil {
+		extra["GET /cluster/members"] = n.cluster.MembersHandler()
+		servers = append(servers, &namedServer{name: "peer", addr: cfg.Cluster.PeerAddr,
+			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(log.Named("peer")))}})
+	}
 	if cfg.Admin.Listen != "" {
+		extra[admin.Prefix] = n.admin.Handler()
 		servers = append(servers, &namedServer{name: "admin", addr: cfg.Admin.Listen,
-			srv: &http.Server{Handler: adminMux(cfg.Admin, n.prom, &n.ready, nil)}})
+			srv: &http.Server{Handler: adminMux(cfg.Admin, n.prom, &n.ready, extra)}})
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -245,9 +291,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		log.Warn("sd_notify READY failed", zap.Error(err))
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 wait:
 	for {
 		select {
@@ -261,6 +304,14 @@ wait:
 	}
 	n.ready.Store(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	if n.cluster != nil {
+		// Leave first, so peers stop choosing this node as an owner.
+		lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.cluster.Shutdown(lctx); err != nil {
+			log.Warn("leaving the cluster", zap.Error(err))
+		}
+		lcancel()
+	}
 	log.Info("shutting down; letting requests in flight finish", zap.Duration("timeout", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -286,7 +337,13 @@ type namedServer struct {
 
 // janitor expires abandoned upload sessions and runs garbage collection on
 // the configured schedule.
-func janitor(ctx context.Context, repos *local.Repos, cfg LocalConfig, log *zap.Logger) {
+func janitor(ctx context.Context, repos *local.Repos, api *admin.Service, cfg LocalConfig, log *zap.Logger) {
+	var lifecycle <-chan time.Time
+	if cfg.LifecycleInterval > 0 {
+		t := time.NewTicker(cfg.LifecycleInterval)
+		defer t.Stop()
+		lifecycle = t.C
+	}
 	uploads := time.NewTicker(min(cfg.UploadTimeout, time.Hour))
 	defer uploads.Stop()
 	var gc <-chan time.Time
@@ -301,6 +358,10 @@ func janitor(ctx context.Context, repos *local.Repos, cfg LocalConfig, log *zap.
 			return
 		case <-uploads.C:
 			_, _ = repos.ExpireUploads(ctx, cfg.UploadTimeout)
+		case <-lifecycle:
+			if _, err := api.RunLifecycle(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("lifecycle policies failed", zap.Error(err))
+			}
 		case <-gc:
 			if _, err := repos.GC(ctx, cfg.GCGrace); err != nil && ctx.Err() == nil {
 				log.Warn("garbage collection failed", zap.Error(err))

@@ -1,0 +1,114 @@
+package admin
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func (s *Service) describeCache(ctx context.Context, _ *DescribeCacheRequest) (*DescribeCacheResponse, error) {
+	st := s.o.Store.Stats()
+	out := &DescribeCacheResponse{Store: StoreStats{Bytes: st.BlobBytes, Blobs: st.Blobs}, Upstreams: []UpstreamStats{}}
+	if s.o.Stats != nil {
+		c := s.o.Stats.CacheCounters()
+		rs := &RequestStats{Hits: c.Hits, Misses: c.Misses, Revalidated: c.Revalidated, Stale: c.Stale}
+		if total := c.Hits + c.Misses + c.Revalidated + c.Stale; total > 0 {
+			rs.HitRatio = float64(c.Hits+c.Revalidated+c.Stale) / float64(total)
+		}
+		out.Requests = rs
+		out.Evictions = &EvictionStats{Blobs: c.EvictedBlobs}
+	}
+	names, err := s.o.Store.ListRepositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out.Local.Repositories = len(names)
+	stored, err := s.o.Repos.StoreRepositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byUp := map[string]*UpstreamStats{}
+	var order []string
+	for _, r := range s.rules() {
+		byUp[r.Name] = &UpstreamStats{Name: r.Name, Prefix: r.Prefix}
+		order = append(order, r.Name)
+	}
+	for _, r := range stored {
+		if !r.Cached() {
+			out.Local.Images += r.Images
+			continue
+		}
+		u, ok := byUp[r.Upstream]
+		if !ok { // cached under a rule no longer configured
+			u = &UpstreamStats{Name: r.Upstream}
+			byUp[r.Upstream] = u
+			order = append(order, r.Upstream)
+		}
+		u.Repositories++
+		u.Images += r.Images
+	}
+	for _, name := range order {
+		out.Upstreams = append(out.Upstreams, *byUp[name])
+	}
+	return out, nil
+}
+
+func (s *Service) startGC(ctx context.Context, req *StartGCRequest) (*StartGCResponse, error) {
+	grace := s.o.GCGrace
+	if req.GracePeriod != "" {
+		d, err := time.ParseDuration(req.GracePeriod)
+		if err != nil || d < 0 {
+			return nil, invalidf("gracePeriod", "%q is not a duration such as 1h", req.GracePeriod)
+		}
+		grace = d
+	}
+	start := time.Now()
+	rep, err := s.o.Repos.GC(ctx, grace)
+	if err != nil {
+		return nil, err
+	}
+	return &StartGCResponse{GCReport: rep, DurationSeconds: time.Since(start).Seconds()}, nil
+}
+
+// PromStats reads the cache counters from a node's Prometheus registry:
+// berth_cache_requests_total by result, and berth_evictions_total.
+func PromStats(g prometheus.Gatherer) StatsSource { return promStats{g} }
+
+type promStats struct{ g prometheus.Gatherer }
+
+func (p promStats) CacheCounters() CacheCounters {
+	var c CacheCounters
+	mfs, err := p.g.Gather()
+	if err != nil && len(mfs) == 0 {
+		return c
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "berth_cache_requests_total":
+			for _, m := range mf.GetMetric() {
+				v := int64(m.GetCounter().GetValue())
+				for _, l := range m.GetLabel() {
+					if l.GetName() != "result" {
+						continue
+					}
+					switch l.GetValue() {
+					case "hit":
+						c.Hits += v
+					case "miss":
+						c.Misses += v
+					case "revalidated":
+						c.Revalidated += v
+					case "stale":
+						c.Stale += v
+					}
+				}
+			}
+		case "berth_evictions_total":
+			for _, m := range mf.GetMetric() {
+				c.EvictedBlobs += int64(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return c
+}

@@ -1,0 +1,225 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"berth/cache"
+	"berth/local"
+	"berth/registry"
+	"berth/upstream"
+)
+
+// requireName checks a repository name field.
+func requireName(field, name string) *Error {
+	switch {
+	case name == "":
+		return invalidf(field, "required")
+	case !registry.ValidName(name):
+		return invalidf(field, "%q is not a repository name (lower-case components separated by /)", name)
+	}
+	return nil
+}
+
+// target resolves a repository name as clients use it: local, or cached
+// through an upstream, and then named as clients pull it by prefix.
+func (s *Service) target(field, name string) (local.ImageRepo, error) {
+	if err := requireName(field, name); err != nil {
+		return local.ImageRepo{}, err
+	}
+	if s.o.Router == nil {
+		return local.LocalRepo(name), nil
+	}
+	t, err := s.o.Router.Route("", name)
+	switch {
+	case errors.Is(err, upstream.ErrNoRoute):
+		return local.LocalRepo(name), nil
+	case err != nil:
+		return local.ImageRepo{}, invalidf(field, "%q: %v", name, err)
+	}
+	up := t.Upstream.Rule.Name
+	return local.ImageRepo{Name: s.cachedName(up, t.Repo), Upstream: up, Repo: t.Repo}, nil
+}
+
+// cachedName is the name clients pull a cached repository by: its
+// upstream's prefix and its name there.
+func (s *Service) cachedName(up, repo string) string {
+	prefix := up // an upstream no longer configured: its name
+	for _, r := range s.rules() {
+		if r.Name == up {
+			prefix = r.Prefix
+		}
+	}
+	if prefix == "" {
+		return repo
+	}
+	return prefix + "/" + repo
+}
+
+// rules are the live router's rules.
+func (s *Service) rules() []upstream.Rule {
+	if s.o.Router == nil {
+		return nil
+	}
+	var out []upstream.Rule
+	for _, u := range s.o.Router.Upstreams() {
+		out = append(out, u.Rule)
+	}
+	return out
+}
+
+// localRepository resolves a name that must be an existing local
+// repository.
+func (s *Service) localRepository(ctx context.Context, field, name string) (*cache.Repository, error) {
+	ir, err := s.target(field, name)
+	if err != nil {
+		return nil, err
+	}
+	if ir.Cached() {
+		return nil, notFound(CodeRepositoryNotFound, "%s is a pull-through cache of upstream %s, not a local repository", name, ir.Upstream)
+	}
+	rec, err := s.o.Repos.Repository(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+func toRepository(rec *cache.Repository) Repository {
+	out := Repository{RepositoryName: rec.Name, CreatedAt: rec.CreatedAt, ImageTagMutability: rec.Mutability}
+	for _, f := range rec.Exclusions {
+		out.ImageTagMutabilityExclusionFilters = append(out.ImageTagMutabilityExclusionFilters, ExclusionFilter{FilterType: FilterWildcard, Filter: f})
+	}
+	return out
+}
+
+// exclusions checks the exclusion filters of a request.
+func exclusions(filters []ExclusionFilter) ([]string, error) {
+	var out []string
+	for i, f := range filters {
+		if f.FilterType != "" && f.FilterType != FilterWildcard {
+			return nil, invalidf(fmt.Sprintf("imageTagMutabilityExclusionFilters[%d].filterType", i), "must be %s, got %q", FilterWildcard, f.FilterType)
+		}
+		if f.Filter == "" {
+			return nil, invalidf(fmt.Sprintf("imageTagMutabilityExclusionFilters[%d].filter", i), "required")
+		}
+		out = append(out, f.Filter)
+	}
+	return out, nil
+}
+
+func mutabilityError(err error) error {
+	var re *registry.Error
+	if errors.As(err, &re) && re.Status == 400 {
+		field := "imageTagMutability"
+		if strings.Contains(re.Message, "filter") {
+			field = "imageTagMutabilityExclusionFilters"
+		}
+		return invalidf(field, "%s", re.Message)
+	}
+	return err
+}
+
+func (s *Service) createRepository(ctx context.Context, req *CreateRepositoryRequest) (*RepositoryResponse, error) {
+	ir, err := s.target("repositoryName", req.RepositoryName)
+	if err != nil {
+		return nil, err
+	}
+	if ir.Cached() {
+		return nil, invalidf("repositoryName", "%s is routed to upstream %s as a pull-through cache; local repositories are names no upstream rule takes (see local.prefixes)", req.RepositoryName, ir.Upstream)
+	}
+	if _, err := s.o.Repos.Repository(ctx, req.RepositoryName); err == nil {
+		return nil, conflict(CodeRepositoryAlreadyExists, "repository %s already exists", req.RepositoryName)
+	}
+	m := req.ImageTagMutability
+	if m == "" {
+		m = local.Mutable
+	}
+	ex, err := exclusions(req.ImageTagMutabilityExclusionFilters)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.o.Repos.CreateRepository(ctx, req.RepositoryName, m, ex)
+	if err != nil {
+		var re *registry.Error
+		if errors.As(err, &re) && re.Code == registry.CodeDenied {
+			return nil, conflict(CodeRepositoryAlreadyExists, "repository %s already exists", req.RepositoryName)
+		}
+		return nil, mutabilityError(err)
+	}
+	return &RepositoryResponse{Repository: toRepository(rec)}, nil
+}
+
+func (s *Service) describeRepositories(ctx context.Context, req *DescribeRepositoriesRequest) (*DescribeRepositoriesResponse, error) {
+	names := req.RepositoryNames
+	all := len(names) == 0
+	if all {
+		var err error
+		if names, err = s.o.Store.ListRepositories(ctx); err != nil {
+			return nil, err
+		}
+	}
+	out := &DescribeRepositoriesResponse{Repositories: []Repository{}}
+	for i, name := range names {
+		var rec *cache.Repository
+		var err error
+		if all {
+			rec, err = s.o.Repos.Repository(ctx, name)
+			if isNameUnknown(err) {
+				continue // deleted meanwhile
+			}
+		} else {
+			rec, err = s.localRepository(ctx, fmt.Sprintf("repositoryNames[%d]", i), name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out.Repositories = append(out.Repositories, toRepository(rec))
+	}
+	return out, nil
+}
+
+func isNameUnknown(err error) bool {
+	var re *registry.Error
+	return errors.As(err, &re) && re.Code == registry.CodeNameUnknown
+}
+
+func (s *Service) deleteRepository(ctx context.Context, req *DeleteRepositoryRequest) (*RepositoryResponse, error) {
+	if _, err := s.localRepository(ctx, "repositoryName", req.RepositoryName); err != nil {
+		return nil, err
+	}
+	rec, err := s.o.Repos.DeleteRepository(ctx, req.RepositoryName, req.Force)
+	if err != nil {
+		return nil, err
+	}
+	// The repository's own lifecycle policy goes with it, as in ECR.
+	if err := s.o.Store.DeletePolicy(ctx, cache.PolicyLifecycle, req.RepositoryName); err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return nil, err
+	}
+	return &RepositoryResponse{Repository: toRepository(rec)}, nil
+}
+
+func (s *Service) putImageTagMutability(ctx context.Context, req *PutImageTagMutabilityRequest) (*PutImageTagMutabilityRequest, error) {
+	if _, err := s.localRepository(ctx, "repositoryName", req.RepositoryName); err != nil {
+		return nil, err
+	}
+	if req.ImageTagMutability == "" {
+		return nil, invalidf("imageTagMutability", "required")
+	}
+	ex, err := exclusions(req.ImageTagMutabilityExclusionFilters)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.o.Repos.SetMutability(ctx, req.RepositoryName, req.ImageTagMutability, ex); err != nil {
+		return nil, mutabilityError(err)
+	}
+	rec, err := s.o.Repos.Repository(ctx, req.RepositoryName)
+	if err != nil {
+		return nil, err
+	}
+	r := toRepository(rec)
+	return &PutImageTagMutabilityRequest{RepositoryName: r.RepositoryName, ImageTagMutability: r.ImageTagMutability,
+		ImageTagMutabilityExclusionFilters: r.ImageTagMutabilityExclusionFilters}, nil
+}

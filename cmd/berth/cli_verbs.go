@@ -1,0 +1,489 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"berth/admin"
+)
+
+// verb is one admin command.
+type cliVerb struct {
+	summary string
+	// lists are the flags that take several values, as the aws CLI's do:
+	// --image-ids imageTag=a imageTag=b (or the flag repeated).
+	lists []string
+	// flags registers the verb's flags and returns what builds the
+	// request from them.
+	flags func(fs *flag.FlagSet) func() (any, error)
+	// table prints the answer as a table (-o table).
+	table func(w io.Writer, body []byte) error
+	// progress, when set, is shown while the verb runs.
+	progress string
+	// run replaces the single request (previews that wait).
+	run func(ctx context.Context, k *adminCall, req any) ([]byte, error)
+}
+
+var cliVerbs = map[string]cliVerb{
+	"create-repository": {
+		summary: "create a local repository",
+		lists:   []string{"image-tag-mutability-exclusion-filters"},
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			m := fs.String("image-tag-mutability", "", "MUTABLE (default), IMMUTABLE or IMMUTABLE_WITH_EXCLUSION")
+			var ex listFlag
+			fs.Var(&ex, "image-tag-mutability-exclusion-filters", "tag patterns that stay mutable: filterType=WILDCARD,filter=latest* (or just latest*), several allowed")
+			return func() (any, error) {
+				filters, err := parseFilters(ex)
+				if err != nil {
+					return nil, err
+				}
+				return admin.CreateRepositoryRequest{RepositoryName: *name, ImageTagMutability: *m, ImageTagMutabilityExclusionFilters: filters}, requireFlag("repository-name", *name)
+			}
+		},
+		table: tableRepository,
+	},
+	"describe-repositories": {
+		summary: "describe local repositories (all, or --repository-names)",
+		lists:   []string{"repository-names"},
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			var names listFlag
+			fs.Var(&names, "repository-names", "repositories to describe, several allowed")
+			return func() (any, error) {
+				return admin.DescribeRepositoriesRequest{RepositoryNames: splitNames(names)}, nil
+			}
+		},
+		table: tableRepositories,
+	},
+	"delete-repository": {
+		summary: "delete a local repository (--force: with its images)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			force := fs.Bool("force", false, "delete the repository's images too")
+			return func() (any, error) {
+				return admin.DeleteRepositoryRequest{RepositoryName: *name, Force: *force}, requireFlag("repository-name", *name)
+			}
+		},
+		table: tableRepository,
+	},
+	"put-image-tag-mutability": {
+		summary: "set a local repository's tag mutability",
+		lists:   []string{"image-tag-mutability-exclusion-filters"},
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			m := fs.String("image-tag-mutability", "", "MUTABLE, IMMUTABLE or IMMUTABLE_WITH_EXCLUSION")
+			var ex listFlag
+			fs.Var(&ex, "image-tag-mutability-exclusion-filters", "tag patterns that stay mutable: filterType=WILDCARD,filter=latest* (or just latest*), several allowed")
+			return func() (any, error) {
+				filters, err := parseFilters(ex)
+				if err != nil {
+					return nil, err
+				}
+				return admin.PutImageTagMutabilityRequest{RepositoryName: *name, ImageTagMutability: *m, ImageTagMutabilityExclusionFilters: filters},
+					errors.Join(requireFlag("repository-name", *name), requireFlag("image-tag-mutability", *m))
+			}
+		},
+		table: tableMutability,
+	},
+	"list-images": {
+		summary: "list the images of a repository, local or cached (docker-hub/library/alpine)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			filter := fs.String("filter", "", "tagStatus=TAGGED, UNTAGGED or ANY")
+			return func() (any, error) {
+				f, err := parseTagFilter(*filter)
+				return admin.ListImagesRequest{RepositoryName: *name, Filter: f}, errors.Join(err, requireFlag("repository-name", *name))
+			}
+		},
+		table: tableImageIDs,
+	},
+	"describe-images": {
+		summary: "describe the images of a repository, local or cached",
+		lists:   []string{"image-ids"},
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			var ids listFlag
+			fs.Var(&ids, "image-ids", "images to describe: imageDigest=sha256:...,imageTag=v1 (either or both), several allowed")
+			filter := fs.String("filter", "", "tagStatus=TAGGED, UNTAGGED or ANY")
+			return func() (any, error) {
+				f, err := parseTagFilter(*filter)
+				if err != nil {
+					return nil, err
+				}
+				imageIDs, err := parseImageIDs(ids)
+				return admin.DescribeImagesRequest{RepositoryName: *name, ImageIDs: imageIDs, Filter: f}, errors.Join(err, requireFlag("repository-name", *name))
+			}
+		},
+		table: tableImageDetails,
+	},
+	"batch-delete-image": {
+		summary: "delete images by digest, or untag (the last tag deletes the image)",
+		lists:   []string{"image-ids"},
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			var ids listFlag
+			fs.Var(&ids, "image-ids", "images to delete: imageDigest=sha256:... or imageTag=v1, several allowed")
+			return func() (any, error) {
+				imageIDs, err := parseImageIDs(ids)
+				if err == nil && len(imageIDs) == 0 {
+					err = errors.New("--image-ids is required")
+				}
+				return admin.BatchDeleteImageRequest{RepositoryName: *name, ImageIDs: imageIDs}, errors.Join(err, requireFlag("repository-name", *name))
+			}
+		},
+		table: tableBatchDelete,
+	},
+	"put-lifecycle-policy": {
+		summary: "set the lifecycle policy of a repository or a pattern (private/*)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			text := fs.String("lifecycle-policy-text", "", "the policy JSON, or file://policy.json")
+			return func() (any, error) {
+				t, err := policyText(*text)
+				return admin.PutLifecyclePolicyRequest{RepositoryName: *name, LifecyclePolicyText: t},
+					errors.Join(err, requireFlag("repository-name", *name), requireFlag("lifecycle-policy-text", *text))
+			}
+		},
+		table: tablePolicy,
+	},
+	"get-lifecycle-policy": {
+		summary: "show the lifecycle policy that applies to a repository (or is set on a pattern)",
+		flags:   nameOnly,
+		table:   tablePolicy,
+	},
+	"delete-lifecycle-policy": {
+		summary: "delete the lifecycle policy set on a repository or a pattern",
+		flags:   nameOnly,
+		table:   tablePolicy,
+	},
+	"describe-lifecycle-policies": {
+		summary: "list every lifecycle policy and what it is set on",
+		flags:   noFlags(struct{}{}),
+		table:   tablePolicies,
+	},
+	"start-lifecycle-policy-preview": {
+		summary: "preview what a lifecycle policy would expire (--wait for the result)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			text := fs.String("lifecycle-policy-text", "", "preview this policy instead of the stored one (JSON or file://policy.json)")
+			wait := fs.Bool("wait", false, "wait for the preview and print it")
+			return func() (any, error) {
+				t, err := policyText(*text)
+				return previewReq{start: &admin.StartLifecyclePolicyPreviewRequest{RepositoryName: *name, LifecyclePolicyText: t}, name: *name, wait: *wait},
+					errors.Join(err, requireFlag("repository-name", *name))
+			}
+		},
+		run:   runPreview,
+		table: tablePreview,
+	},
+	"get-lifecycle-policy-preview": {
+		summary: "show a lifecycle policy preview (--wait until it completes)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			wait := fs.Bool("wait", false, "wait while the preview is in progress")
+			return func() (any, error) {
+				return previewReq{name: *name, wait: *wait}, requireFlag("repository-name", *name)
+			}
+		},
+		run:   runPreview,
+		table: tablePreview,
+	},
+	"run-lifecycle": {
+		summary: "apply the lifecycle policies now (all, or --repository-name NAME|PATTERN)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := fs.String("repository-name", "", "only the repositories this name or pattern matches")
+			return func() (any, error) { return admin.RunLifecycleRequest{RepositoryName: *name}, nil }
+		},
+		progress: "applying lifecycle policies",
+		table:    tableRun,
+	},
+	"describe-pull-through-cache-rules": {
+		summary: "list the upstream rules: the config's and those created here",
+		lists:   []string{"ecr-repository-prefixes"},
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			var prefixes listFlag
+			fs.Var(&prefixes, "ecr-repository-prefixes", "only these prefixes, several allowed")
+			return func() (any, error) {
+				return admin.DescribePullThroughCacheRulesRequest{EcrRepositoryPrefixes: splitNames(prefixes)}, nil
+			}
+		},
+		table: tableRules,
+	},
+	"create-pull-through-cache-rule": {
+		summary: "store a new upstream rule (applied at the next start)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			var r admin.CreatePullThroughCacheRuleRequest
+			fs.StringVar(&r.EcrRepositoryPrefix, "ecr-repository-prefix", "", "the prefix clients pull by (ghcr for ghcr/OWNER/IMAGE)")
+			fs.StringVar(&r.UpstreamRegistryURL, "upstream-registry-url", "", "the upstream's URL (https://ghcr.io; a bare host means https)")
+			fs.StringVar(&r.UpstreamRegistry, "upstream-registry", "", "the registry host containerd names in ?ns= (default: the URL's host)")
+			fs.StringVar(&r.Name, "name", "", "the rule's name (default: the prefix)")
+			fs.BoolVar(&r.Default, "default", false, "take every name no other rule claims")
+			fs.StringVar(&r.TTL, "ttl", "", "how long tags are served without asking the upstream (24h)")
+			return func() (any, error) {
+				return r, errors.Join(requireFlag("ecr-repository-prefix", r.EcrRepositoryPrefix), requireFlag("upstream-registry-url", r.UpstreamRegistryURL))
+			}
+		},
+		table: tableRule,
+	},
+	"delete-pull-through-cache-rule": {
+		summary: "delete an upstream rule created here (effective at the next start)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			p := fs.String("ecr-repository-prefix", "", "the rule's prefix")
+			return func() (any, error) {
+				return admin.DeletePullThroughCacheRuleRequest{EcrRepositoryPrefix: *p}, requireFlag("ecr-repository-prefix", *p)
+			}
+		},
+		table: tableRule,
+	},
+	"describe-cache": {
+		summary: "show the store, the cache's hit ratio and what is cached per upstream",
+		flags:   noFlags(admin.DescribeCacheRequest{}),
+		table:   tableCache,
+	},
+	"start-gc": {
+		summary: "run garbage collection now",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			grace := fs.String("grace-period", "", "keep unreferenced blobs younger than this (default: the node's local.gcGrace)")
+			return func() (any, error) { return admin.StartGCRequest{GracePeriod: *grace}, nil }
+		},
+		progress: "garbage collection",
+		table:    tableGC,
+	},
+}
+
+func repoFlag(fs *flag.FlagSet) *string {
+	return fs.String("repository-name", "", "the repository: private/app, or a cached one as pulled (docker-hub/library/alpine)")
+}
+
+func nameOnly(fs *flag.FlagSet) func() (any, error) {
+	name := fs.String("repository-name", "", "the repository, or a pattern such as private/*")
+	return func() (any, error) {
+		return admin.RepositoryNameRequest{RepositoryName: *name}, requireFlag("repository-name", *name)
+	}
+}
+
+func noFlags(req any) func(fs *flag.FlagSet) func() (any, error) {
+	return func(*flag.FlagSet) func() (any, error) { return func() (any, error) { return req, nil } }
+}
+
+func requireFlag(flagName, v string) error {
+	if v == "" {
+		return fmt.Errorf("--%s is required", flagName)
+	}
+	return nil
+}
+
+// listFlag is a flag given several times.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// expandLists turns the aws CLI's "--flag v1 v2" into "--flag=v1
+// --flag=v2" for the flags that take several values.
+func expandLists(args, lists []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		name := strings.TrimLeft(a, "-")
+		if !strings.HasPrefix(a, "-") || strings.Contains(name, "=") || !slices.Contains(lists, name) {
+			out = append(out, a)
+			continue
+		}
+		j := i + 1
+		for ; j < len(args) && !strings.HasPrefix(args[j], "-"); j++ {
+			out = append(out, "--"+name+"="+args[j])
+		}
+		if j == i+1 {
+			out = append(out, a) // no value: the flag package says so
+		}
+		i = j - 1
+	}
+	return out
+}
+
+// splitNames splits values on commas and spaces.
+func splitNames(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		out = append(out, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })...)
+	}
+	return out
+}
+
+// shorthand parses "k1=v1,k2=v2" with the given keys.
+func shorthand(s string, keys ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || !slices.Contains(keys, k) {
+			return nil, fmt.Errorf("%q: expected %s", s, strings.Join(keys, "=...,")+"=...")
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("%q: %s given twice", s, k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// isJSON reports whether a flag value is JSON (the aws CLI takes both).
+func looksJSON(s string) bool {
+	s = strings.TrimSpace(s)
+	return strings.HasPrefix(s, "[") || strings.HasPrefix(s, "{")
+}
+
+// decodeJSONList decodes a JSON array or a single object into out.
+func decodeJSONList[T any](s string) ([]T, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "{") {
+		var one T
+		if err := json.Unmarshal([]byte(s), &one); err != nil {
+			return nil, err
+		}
+		return []T{one}, nil
+	}
+	var many []T
+	err := json.Unmarshal([]byte(s), &many)
+	return many, err
+}
+
+func parseImageIDs(vals []string) ([]admin.ImageID, error) {
+	var out []admin.ImageID
+	for _, v := range vals {
+		if looksJSON(v) {
+			ids, err := decodeJSONList[admin.ImageID](v)
+			if err != nil {
+				return nil, fmt.Errorf("--image-ids: %w", err)
+			}
+			out = append(out, ids...)
+			continue
+		}
+		m, err := shorthand(v, "imageDigest", "imageTag")
+		if err != nil {
+			return nil, fmt.Errorf("--image-ids: %w", err)
+		}
+		out = append(out, admin.ImageID{ImageDigest: m["imageDigest"], ImageTag: m["imageTag"]})
+	}
+	return out, nil
+}
+
+func parseFilters(vals []string) ([]admin.ExclusionFilter, error) {
+	var out []admin.ExclusionFilter
+	for _, v := range vals {
+		switch {
+		case looksJSON(v):
+			fs, err := decodeJSONList[admin.ExclusionFilter](v)
+			if err != nil {
+				return nil, fmt.Errorf("--image-tag-mutability-exclusion-filters: %w", err)
+			}
+			out = append(out, fs...)
+		case strings.Contains(v, "="):
+			m, err := shorthand(v, "filterType", "filter")
+			if err != nil {
+				return nil, fmt.Errorf("--image-tag-mutability-exclusion-filters: %w", err)
+			}
+			out = append(out, admin.ExclusionFilter{FilterType: m["filterType"], Filter: m["filter"]})
+		default:
+			out = append(out, admin.ExclusionFilter{FilterType: admin.FilterWildcard, Filter: v})
+		}
+	}
+	return out, nil
+}
+
+func parseTagFilter(s string) (*admin.ListImagesFilter, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if looksJSON(s) {
+		var f admin.ListImagesFilter
+		if err := json.Unmarshal([]byte(s), &f); err != nil {
+			return nil, fmt.Errorf("--filter: %w", err)
+		}
+		return &f, nil
+	}
+	m, err := shorthand(s, "tagStatus")
+	if err != nil {
+		return nil, fmt.Errorf("--filter: %w", err)
+	}
+	return &admin.ListImagesFilter{TagStatus: m["tagStatus"]}, nil
+}
+
+// policyText reads file://PATH values.
+func policyText(s string) (string, error) {
+	path, ok := strings.CutPrefix(s, "file://")
+	if !ok {
+		return s, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--lifecycle-policy-text: %w", err)
+	}
+	return string(b), nil
+}
+
+// previewReq is a preview verb's request.
+type previewReq struct {
+	start *admin.StartLifecyclePolicyPreviewRequest // nil for get
+	name  string
+	wait  bool
+}
+
+// runPreview starts a preview (start-) or reads one (get-), and with
+// --wait polls it until it is no longer in progress, showing progress.
+func runPreview(ctx context.Context, k *adminCall, req any) ([]byte, error) {
+	r := req.(previewReq)
+	name := r.name
+	if r.start != nil {
+		body, err := k.do(ctx, "start-lifecycle-policy-preview", r.start)
+		if err != nil || !r.wait {
+			return body, err
+		}
+		var st admin.LifecyclePolicyPreview
+		if json.Unmarshal(body, &st) == nil && st.RepositoryName != "" {
+			name = st.RepositoryName
+		}
+	}
+	p := &cliProgress{c: k.c}
+	start := time.Now()
+	for {
+		body, err := k.do(ctx, "get-lifecycle-policy-preview", admin.RepositoryNameRequest{RepositoryName: name})
+		if err != nil || !r.wait {
+			return body, err
+		}
+		var pv admin.LifecyclePolicyPreview
+		if err := json.Unmarshal(body, &pv); err != nil {
+			return body, nil
+		}
+		pr := pv.Progress
+		if pr == nil {
+			pr = &admin.PreviewProgress{}
+		}
+		if pv.Status != admin.PreviewInProgress {
+			n := 0
+			if pv.Summary != nil {
+				n = pv.Summary.ExpiringImageTotalCount
+			}
+			p.done(fmt.Sprintf("preview of %s: %s in %s, %d images evaluated in %d repositories, %d would expire",
+				name, pv.Status, time.Since(start).Round(time.Millisecond), pr.ImagesEvaluated, pr.RepositoriesDone, n))
+			return body, nil
+		}
+		p.update(fmt.Sprintf("previewing %s: %d/%d repositories, %d images evaluated", name, pr.RepositoriesDone, pr.RepositoriesTotal, pr.ImagesEvaluated))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(k.c.poll):
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+
+	"berth/cluster"
+
+	"go.uber.org/zap"
+)
+
+// ClusterConfig joins this node to others at the site: they share one
+// content-addressed store, each digest and tag has owner nodes, and a miss
+// costs one upstream fetch per cluster. Empty gossipAddr: a single node.
+type ClusterConfig struct {
+	NodeName      string   `yaml:"nodeName"`
+	GossipAddr    string   `yaml:"gossipAddr"`    // memberlist bind address (TCP and UDP)
+	AdvertiseAddr string   `yaml:"advertiseAddr"` // if different from gossipAddr
+	PeerAddr      string   `yaml:"peerAddr"`      // the peer HTTP API
+	Join          []string `yaml:"join"`
+	SecretFile    string   `yaml:"secretFile"` // 32 bytes (64 hex chars): gossip encryption and peer authentication
+	Replicas      int      `yaml:"replicas"`
+}
+
+func (c ClusterConfig) enabled() bool { return c.GossipAddr != "" }
+
+func (c ClusterConfig) validate() []error {
+	if !c.enabled() {
+		return nil
+	}
+	var errs []error
+	for name, a := range map[string]string{"cluster.gossipAddr": c.GossipAddr, "cluster.peerAddr": c.PeerAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port", name, a))
+		}
+	}
+	if c.SecretFile == "" {
+		errs = append(errs, errors.New("cluster.secretFile: required; nodes without the secret cannot join"))
+	} else if _, err := cluster.LoadSecret(c.SecretFile); err != nil {
+		errs = append(errs, fmt.Errorf("cluster.secretFile: %w", err))
+	}
+	if c.Replicas < 0 {
+		errs = append(errs, errors.New("cluster.replicas: must not be negative"))
+	}
+	return errs
+}
+
+// startCluster joins the gossip cluster; its context must live as long as
+// the node.
+func startCluster(ctx context.Context, c ClusterConfig, stats func() cluster.NodeStats, log *zap.Logger) (*cluster.Cluster, error) {
+	secret, err := cluster.LoadSecret(c.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	name := c.NodeName
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	replicas := c.Replicas
+	if replicas == 0 {
+		replicas = 2
+	}
+	return cluster.Start(ctx, cluster.Config{
+		NodeName: name, GossipAddr: c.GossipAddr, AdvertiseAddr: c.AdvertiseAddr, PeerAddr: c.PeerAddr,
+		Join: c.Join, Secret: secret, Replicas: replicas,
+	}, log, cluster.WithStats(stats, 0), cluster.WithVersion(version))
+}
+
+// membersCmd prints the cluster's members from a node's admin listener.
+func membersCmd(ctx context.Context, args []string, out io.Writer) error {
+	admin := envOr("BERTH_ADMIN", "http://127.0.0.1:5001")
+	if len(args) > 1 && args[0] == "--admin" {
+		admin = args[1]
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/cluster/members", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin answered %s", resp.Status)
+	}
+	_, err = io.Copy(out, resp.Body)
+	return err
+}
