@@ -16,21 +16,20 @@ import (
 // Mirror is the backend the registry serves: it sends each request to the
 // pull-through cache or to the local repositories, by the router's rules.
 type Mirror struct {
-	Proxy  *Proxy
-	Local  *local.Repos
-	router *upstream.Router
-	store  *cache.Store
+	Proxy *Proxy
+	Local *local.Repos
+	store *cache.Store
 }
 
 // NewMirror joins the pull-through proxy and the local repositories.
 func NewMirror(p *Proxy, l *local.Repos) *Mirror {
-	return &Mirror{Proxy: p, Local: l, router: p.router, store: p.store}
+	return &Mirror{Proxy: p, Local: l, store: p.store}
 }
 
 // isLocal routes a repository: false for a cached one, true for a local
 // one, or the error for a name nothing serves.
 func (m *Mirror) isLocal(repo registry.Repo) (bool, error) {
-	_, err := m.router.Route(repo.NS, repo.Name)
+	_, err := m.Proxy.Router().Route(repo.NS, repo.Name)
 	switch {
 	case err == nil:
 		return false, nil
@@ -172,7 +171,7 @@ func (m *Mirror) Catalog(ctx context.Context) ([]string, error) {
 		seen[n] = true
 	}
 	prefixes := map[string]string{}
-	for _, u := range m.router.Upstreams() {
+	for _, u := range m.Proxy.Router().Upstreams() {
 		prefixes[u.Rule.Name] = u.Rule.Prefix
 	}
 	err = m.store.Sweep().Images(ctx, func(repo, _ string) error {

@@ -35,7 +35,7 @@ type peerBackend struct{ p *Proxy }
 func (b peerBackend) target(repo registry.Repo) (upstream.Target, error) {
 	name, rest, ok := strings.Cut(repo.Name, "/")
 	if ok {
-		for _, u := range b.p.router.Upstreams() {
+		for _, u := range b.p.Router().Upstreams() {
 			if u.Rule.Name == name {
 				return upstream.Target{Upstream: u, Repo: rest}, nil
 			}

@@ -53,8 +53,10 @@ type Stats struct {
 // Proxy implements the registry's backend abilities over a store and a set
 // of upstreams.
 type Proxy struct {
-	store  *cache.Store
-	router *upstream.Router
+	store *cache.Store
+	// router is swapped whole by a config reload; requests in flight keep
+	// the one they started with.
+	router atomic.Pointer[upstream.Router]
 	log    *zap.Logger
 	opts   Options
 	now    func() time.Time
@@ -79,11 +81,20 @@ func New(store *cache.Store, router *upstream.Router, opts Options) *Proxy {
 		opts.Now = time.Now
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Proxy{
-		store: store, router: router, log: opts.Logger, opts: opts, now: opts.Now,
+	p := &Proxy{
+		store: store, log: opts.Logger, opts: opts, now: opts.Now,
 		baseCtx: ctx, stop: stop, fills: fillGroup{fills: map[string]*fill{}},
 	}
+	p.router.Store(router)
+	return p
 }
+
+// Router is the current routing rules.
+func (p *Proxy) Router() *upstream.Router { return p.router.Load() }
+
+// SetRouter swaps the routing rules (a config reload). New requests use
+// them; requests and fills in flight finish with the old ones.
+func (p *Proxy) SetRouter(r *upstream.Router) { p.router.Store(r) }
 
 // Close cancels fills in flight; their partial data is discarded.
 func (p *Proxy) Close() { p.stop() }
@@ -92,7 +103,7 @@ func (p *Proxy) Close() { p.stop() }
 func (p *Proxy) InFlight() int { return p.fills.count() }
 
 func (p *Proxy) route(repo registry.Repo) (upstream.Target, error) {
-	t, err := p.router.Route(repo.NS, repo.Name)
+	t, err := p.Router().Route(repo.NS, repo.Name)
 	switch {
 	case errors.Is(err, upstream.ErrUnknownNamespace):
 		return t, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,27 @@ type capacity struct {
 	onEvict func(n int)
 
 	mu sync.Mutex // one eviction at a time
+	// cur holds what a config reload changes; cfg and router seed it.
+	cur atomic.Pointer[capSettings]
+}
+
+type capSettings struct {
+	cfg    CacheConfig
+	router *upstream.Router
+}
+
+func (c *capacity) settings() *capSettings {
+	if s := c.cur.Load(); s != nil {
+		return s
+	}
+	s := &capSettings{cfg: c.cfg, router: c.router}
+	c.cur.CompareAndSwap(nil, s)
+	return c.cur.Load()
+}
+
+// update takes new limits and rules from a config reload.
+func (c *capacity) update(cfg CacheConfig, router *upstream.Router) {
+	c.cur.Store(&capSettings{cfg: cfg, router: router})
 }
 
 // freeBytes is the free space of the data directory's file system.
@@ -44,18 +66,19 @@ func (c *capacity) freeBytes() int64 {
 // target is the store size eviction should reach to leave room for extra
 // more bytes, and whether eviction is due at all.
 func (c *capacity) target(extra int64, periodic bool) (int64, bool) {
+	cfg := c.settings().cfg
 	used := c.store.Stats().BlobBytes
 	target, due := used, false
-	if c.cfg.MaxBytes > 0 {
-		high := int64(float64(c.cfg.MaxBytes) * c.cfg.HighWatermark)
-		low := int64(float64(c.cfg.MaxBytes) * c.cfg.LowWatermark)
-		if used+extra > high || !periodic && used+extra > c.cfg.MaxBytes {
+	if cfg.MaxBytes > 0 {
+		high := int64(float64(cfg.MaxBytes) * cfg.HighWatermark)
+		low := int64(float64(cfg.MaxBytes) * cfg.LowWatermark)
+		if used+extra > high || !periodic && used+extra > cfg.MaxBytes {
 			target, due = min(target, low-extra), true
 		}
 	}
-	if c.cfg.MinFreeBytes > 0 {
-		if free := c.freeBytes(); free >= 0 && free-extra < c.cfg.MinFreeBytes {
-			target, due = min(target, used-(c.cfg.MinFreeBytes-(free-extra))), true
+	if cfg.MinFreeBytes > 0 {
+		if free := c.freeBytes(); free >= 0 && free-extra < cfg.MinFreeBytes {
+			target, due = min(target, used-(cfg.MinFreeBytes-(free-extra))), true
 		}
 	}
 	return max(target, 0), due
@@ -84,25 +107,26 @@ func (c *capacity) evict(ctx context.Context, target int64) {
 // reserve makes room for a fill or upload of size bytes, or refuses it
 // with 507 when nothing more can be evicted.
 func (c *capacity) reserve(ctx context.Context, size int64) error {
+	cfg := c.settings().cfg
 	t, due := c.target(size, false)
 	if !due {
 		return nil
 	}
 	c.evict(ctx, t)
 	used := c.store.Stats().BlobBytes
-	full := c.cfg.MaxBytes > 0 && used+size > c.cfg.MaxBytes
+	full := cfg.MaxBytes > 0 && used+size > cfg.MaxBytes
 	lowDisk := false
-	if c.cfg.MinFreeBytes > 0 {
-		if free := c.freeBytes(); free >= 0 && free-size < c.cfg.MinFreeBytes {
+	if cfg.MinFreeBytes > 0 {
+		if free := c.freeBytes(); free >= 0 && free-size < cfg.MinFreeBytes {
 			lowDisk = true
 		}
 	}
 	if !full && !lowDisk {
 		return nil
 	}
-	msg := fmt.Sprintf("the store is full (%d of %d bytes used, %d more needed) and nothing more can be evicted", used, c.cfg.MaxBytes, size)
+	msg := fmt.Sprintf("the store is full (%d of %d bytes used, %d more needed) and nothing more can be evicted", used, cfg.MaxBytes, size)
 	if lowDisk {
-		msg = fmt.Sprintf("the disk holding the store has less than %d bytes free and nothing more can be evicted", c.cfg.MinFreeBytes)
+		msg = fmt.Sprintf("the disk holding the store has less than %d bytes free and nothing more can be evicted", cfg.MinFreeBytes)
 	}
 	c.log.Warn("refusing a fill: no room", zap.Int64("size", size), zap.Int64("used", used))
 	return &registry.Error{Status: http.StatusInsufficientStorage, Code: "INSUFFICIENT_STORAGE", Message: msg}
@@ -110,9 +134,10 @@ func (c *capacity) reserve(ctx context.Context, size int64) error {
 
 // pinned reports whether a cached image is pinned by cache.pinned.
 func (c *capacity) pinned(up, repo, digest string) bool {
-	for _, p := range c.cfg.Pinned {
+	cur := c.settings()
+	for _, p := range cur.cfg.Pinned {
 		name, ref := splitRef(p)
-		t, err := c.router.Route("", name)
+		t, err := cur.router.Route("", name)
 		if err != nil || t.Upstream.Rule.Name != up || t.Repo != repo {
 			continue
 		}
@@ -145,9 +170,6 @@ func splitRef(s string) (name, ref string) {
 
 // run checks capacity every interval until ctx ends.
 func (c *capacity) run(ctx context.Context) {
-	if c.cfg.MaxBytes == 0 && c.cfg.MinFreeBytes == 0 {
-		return
-	}
 	t := time.NewTicker(c.cfg.EvictInterval)
 	defer t.Stop()
 	for {
@@ -155,7 +177,9 @@ func (c *capacity) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.check(ctx)
+			if cfg := c.settings().cfg; cfg.MaxBytes > 0 || cfg.MinFreeBytes > 0 {
+				c.check(ctx)
+			}
 		}
 	}
 }

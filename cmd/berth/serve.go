@@ -54,7 +54,7 @@ func serveCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync()
-	return serve(ctx, cfg, log)
+	return serve(ctx, *path, cfg, log)
 }
 
 func newLogger(c LogConfig) (*zap.Logger, error) {
@@ -88,6 +88,8 @@ type node struct {
 	cluster *cluster.Cluster // nil for a single node
 	router  *upstream.Router
 	admin   *admin.Service
+	cfgPath string                       // re-read on SIGHUP; "" for built-in defaults
+	handler atomic.Pointer[http.Handler] // the registry API, swapped by a reload
 	ready   atomic.Bool
 }
 
@@ -100,22 +102,11 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 		return nil, err
 	}
 	n.store = store
-	// Pull-through rules created through the admin API are merged with the
-	// config's.
-	rules, err := admin.MergeRules(ctx, store, cfg.Upstreams, cfg.Local.Prefixes)
+	router, err := n.buildRouter(ctx, cfg)
 	if err != nil {
-		log.Warn("stored pull-through cache rules not loaded", zap.Error(err))
+		store.Close()
+		return nil, err
 	}
-	var ups []*upstream.Upstream
-	for _, r := range rules {
-		u, err := upstream.New(r, n.metrics.Transport(r.Name, upstream.DefaultTransport(r)), log.Named("upstream"))
-		if err != nil {
-			store.Close()
-			return nil, err
-		}
-		ups = append(ups, u)
-	}
-	router := upstream.NewRouter(ups, cfg.Local.Prefixes...)
 	n.router = router
 	n.repos = local.New(store, local.Options{
 		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
@@ -219,25 +210,7 @@ func (n *node) registryHandler() http.Handler {
 	return mux
 }
 
-// reload re-reads what SIGHUP reloads: users and the TLS certificate.
-func (n *node) reload() {
-	if n.sec != nil {
-		if err := n.sec.users.Reload(); err != nil {
-			n.log.Error("users not reloaded; keeping the previous set", zap.Error(err))
-		} else {
-			n.log.Info("users reloaded")
-		}
-	}
-	if n.cert != nil {
-		if err := n.cert.reload(); err != nil {
-			n.log.Error("TLS certificate not reloaded; keeping the previous one", zap.Error(err))
-		} else {
-			n.log.Info("TLS certificate reloaded")
-		}
-	}
-}
-
-func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
+func serve(ctx context.Context, cfgPath string, cfg Config, log *zap.Logger) error {
 	// SIGHUP reloads; registered before anything listens, so an early
 	// SIGHUP never kills the process.
 	hup := make(chan os.Signal, 1)
@@ -247,13 +220,15 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	n.cfgPath = cfgPath
 	defer n.close()
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
 	go janitor(jctx, n.repos, n.admin, cfg.Local, log.Named("janitor"))
 	go n.cap.run(jctx)
 
-	handler := n.registryHandler()
+	n.setHandler(n.registryHandler())
+	handler := http.HandlerFunc(n.serveRegistry)
 	servers := []*namedServer{{name: "registry", addr: cfg.Listen, srv: &http.Server{Handler: handler}}}
 	if n.cert != nil {
 		servers = append(servers, &namedServer{name: "registry-tls", addr: cfg.TLS.Listen,
@@ -297,7 +272,7 @@ wait:
 		case err := <-errc:
 			return fmt.Errorf("serve: %w", err)
 		case <-hup:
-			n.reload()
+			n.reload(ctx)
 		case <-ctx.Done():
 			break wait
 		}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"reflect"
+
+	"berth/admin"
+	"berth/upstream"
+
+	"go.uber.org/zap"
+)
+
+// buildRouter makes the upstream clients and the router for cfg, with the
+// pull-through rules created through the admin API merged in.
+func (n *node) buildRouter(ctx context.Context, cfg Config) (*upstream.Router, error) {
+	rules, err := admin.MergeRules(ctx, n.store, cfg.Upstreams, cfg.Local.Prefixes)
+	if err != nil {
+		n.log.Warn("stored pull-through cache rules not loaded", zap.Error(err))
+	}
+	var ups []*upstream.Upstream
+	for _, r := range rules {
+		u, err := upstream.New(r, n.metrics.Transport(r.Name, upstream.DefaultTransport(r)), n.log.Named("upstream"))
+		if err != nil {
+			return nil, err
+		}
+		ups = append(ups, u)
+	}
+	return upstream.NewRouter(ups, cfg.Local.Prefixes...), nil
+}
+
+func (n *node) setHandler(h http.Handler) { n.handler.Store(&h) }
+
+// serveRegistry serves with the current registry handler; a reload swaps
+// it for new requests while requests in flight (long blob streams) finish
+// with the old one.
+func (n *node) serveRegistry(w http.ResponseWriter, r *http.Request) {
+	(*n.handler.Load()).ServeHTTP(w, r)
+}
+
+// reload is SIGHUP: users and the TLS certificate are re-read, and so is
+// the config file: upstream rules, rate limits, auth defaults and
+// policies, capacity. A config that does not load or validate is refused
+// with its reasons and the running one stays. Listen addresses, the data
+// directory and cluster membership need a restart.
+func (n *node) reload(ctx context.Context) {
+	if n.cert != nil {
+		if err := n.cert.reload(); err != nil {
+			n.log.Error("TLS certificate not reloaded; keeping the previous one", zap.Error(err))
+		} else {
+			n.log.Info("TLS certificate reloaded")
+		}
+	}
+	if n.cfgPath == "" {
+		n.reloadUsers()
+		return
+	}
+	cfg, err := LoadConfig(n.cfgPath)
+	if err != nil {
+		n.log.Error("config not reloaded; keeping the running one", zap.Error(err))
+		n.reloadUsers()
+		return
+	}
+	old := n.cfg
+	if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Admin != old.Admin ||
+		cfg.TLS.Listen != old.TLS.Listen || !reflect.DeepEqual(cfg.Cluster, old.Cluster) {
+		n.log.Warn("listen addresses, dataDir, admin, tls.listen and cluster changes take effect at the next restart")
+	}
+	router, err := n.buildRouter(ctx, cfg)
+	if err != nil {
+		n.log.Error("config not reloaded; keeping the running one", zap.Error(err))
+		return
+	}
+	var sec *security
+	if cfg.Auth.Enabled {
+		if sec, err = newSecurity(cfg.Auth, old.DataDir, router, n.log.Named("auth")); err != nil {
+			n.log.Error("config not reloaded; keeping the running one", zap.Error(err))
+			return
+		}
+	}
+	n.proxy.SetRouter(router)
+	n.cap.update(cfg.Cache, router)
+	n.sec = sec
+	n.cfg.Upstreams, n.cfg.RateLimit, n.cfg.Auth, n.cfg.Cache = cfg.Upstreams, cfg.RateLimit, cfg.Auth, cfg.Cache
+	n.setHandler(n.registryHandler())
+	n.log.Info("config reloaded", zap.String("path", n.cfgPath), zap.Int("upstreams", len(router.Upstreams())))
+}
+
+func (n *node) reloadUsers() {
+	if n.sec == nil {
+		return
+	}
+	if err := n.sec.users.Reload(); err != nil {
+		n.log.Error("users not reloaded; keeping the previous set", zap.Error(err))
+	} else {
+		n.log.Info("users reloaded")
+	}
+}
