@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"berth/internal/wildcard"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,27 +50,7 @@ func matchScope(scope, name string) bool {
 	if !isPattern(scope) {
 		return scope == name
 	}
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(name) {
-		switch {
-		case p < len(scope) && scope[p] == '*':
-			star, mark = p, i
-			p++
-		case p < len(scope) && scope[p] == name[i]:
-			p++
-			i++
-		case star >= 0:
-			p, mark = star+1, mark+1
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(scope) && scope[p] == '*' {
-		p++
-	}
-	return p == len(scope)
+	return wildcard.Match(scope, name)
 }
 
 // moreSpecific reports whether pattern a beats pattern b: more literal

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"berth/internal/wildcard"
 	"context"
 	"fmt"
 	"net/netip"
@@ -344,30 +345,7 @@ func (ps *Principals) matches(p Principal) bool {
 
 // matchPattern matches s against a pattern where '*' stands for any run of
 // characters, '/' included, and every other character for itself.
-func matchPattern(pattern, s string) bool {
-	// Greedy wildcard matching with backtracking to the last star.
-	pi, si := 0, 0
-	star, mark := -1, 0
-	for si < len(s) {
-		switch {
-		case pi < len(pattern) && pattern[pi] == '*':
-			star, mark = pi, si
-			pi++
-		case pi < len(pattern) && pattern[pi] == s[si]:
-			pi++
-			si++
-		case star >= 0:
-			mark++
-			pi, si = star+1, mark
-		default:
-			return false
-		}
-	}
-	for pi < len(pattern) && pattern[pi] == '*' {
-		pi++
-	}
-	return pi == len(pattern)
-}
+func matchPattern(pattern, s string) bool { return wildcard.Match(pattern, s) }
 
 // PrincipalKey is the rate-limit key of a client: "user:<name>" for an
 // authenticated user, "ip:<addr>" otherwise. A port on ip is dropped.

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"berth/internal/wildcard"
 	"cmp"
 	"fmt"
 	"slices"
@@ -157,31 +158,8 @@ func allMatch(filters, tags []string, match func(tag, filter string) bool) bool 
 }
 
 // wildcardMatch reports whether s matches pattern in full, where '*' matches
-// any sequence of characters (including none) and every other character
-// matches itself.
-func wildcardMatch(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case p < len(pattern) && pattern[p] == s[i]:
-			p++
-			i++
-		case star >= 0:
-			p, mark = star+1, mark+1
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
+// any sequence of characters (including none).
+func wildcardMatch(pattern, s string) bool { return wildcard.Match(pattern, s) }
 
 // expires applies the count criterion of s to img, the pos-th (from 0) of
 // total images matching s, newest first. It returns the reason when img
