@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"berth/test/testreg"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -24,16 +25,14 @@ func (e *env) slowBlobs(delay time.Duration) func() time.Time {
 	var once sync.Once
 	done := make(chan struct{})
 	var ended time.Time
-	e.up.mu.Lock()
-	e.up.mutate = func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method != http.MethodGet || kindOf(r.URL.Path) != "blobs" {
+	e.up.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || testreg.Kind(r.URL.Path) != "blobs" {
 			return false
 		}
-		e.up.h.ServeHTTP(&throttle{ResponseWriter: w, chunk: 1 << 20, delay: delay}, r)
+		e.up.Serve(&testreg.Throttle{ResponseWriter: w, Chunk: 1 << 20, Delay: delay}, r)
 		once.Do(func() { ended = time.Now(); close(done) })
 		return true
-	}
-	e.up.mu.Unlock()
+	})
 	return func() time.Time {
 		select {
 		case <-done:
@@ -48,7 +47,7 @@ func TestConcurrentColdPullsShareOneFill(t *testing.T) {
 	img, data, layer := bigImage(t, 100<<20, 1)
 	e.pushImage(t, "big/app", "v1", img)
 	fillEnded := e.slowBlobs(10 * time.Millisecond)
-	e.up.reset()
+	e.up.Reset()
 
 	const clients = 20
 	type result struct {
@@ -102,16 +101,16 @@ func TestConcurrentColdPullsShareOneFill(t *testing.T) {
 			t.Errorf("client %d got its first byte at %v, after the fill ended at %v", i, r.first, ended)
 		}
 	}
-	if n := e.up.get("GET blobs"); n != 1 {
+	if n := e.up.Count("GET blobs"); n != 1 {
 		t.Fatalf("upstream saw %d blob GETs, want 1", n)
 	}
 	// Served from the store afterwards, with no upstream request.
-	e.up.reset()
+	e.up.Reset()
 	resp, body, err := e.do(t, http.MethodGet, "/v2/up/big/app/blobs/"+layer.String(), nil)
 	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
 		t.Fatalf("warm read: %v %v", err, resp)
 	}
-	if n := e.up.get("total"); n != 0 {
+	if n := e.up.Count("total"); n != 0 {
 		t.Fatalf("warm read made %d upstream requests", n)
 	}
 }
@@ -121,7 +120,7 @@ func TestRangeOnBlobBeingFilled(t *testing.T) {
 	img, data, layer := bigImage(t, 40<<20, 2)
 	e.pushImage(t, "big/app", "v1", img)
 	e.slowBlobs(20 * time.Millisecond)
-	e.up.reset()
+	e.up.Reset()
 	path := "/v2/up/big/app/blobs/" + layer.String()
 
 	// One client starts the fill; a ranged request joins it part way.
@@ -162,7 +161,7 @@ func TestRangeOnBlobBeingFilled(t *testing.T) {
 			}
 		})
 	}
-	if n := e.up.get("GET blobs"); n != 1 {
+	if n := e.up.Count("GET blobs"); n != 1 {
 		t.Fatalf("upstream saw %d blob GETs, want 1", n)
 	}
 	resp, body, _ := e.do(t, http.MethodGet, path, http.Header{"Range": {fmt.Sprintf("bytes=%d-", len(data))}})
@@ -174,7 +173,7 @@ func TestClientLeavingDoesNotStopFill(t *testing.T) {
 	img, _, layer := bigImage(t, 20<<20, 3)
 	e.pushImage(t, "big/app", "v1", img)
 	e.slowBlobs(10 * time.Millisecond)
-	e.up.reset()
+	e.up.Reset()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.berth.URL+"/v2/up/big/app/blobs/"+layer.String(), nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -198,7 +197,7 @@ func TestClientLeavingDoesNotStopFill(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := e.up.get("GET blobs"); n != 1 {
+	if n := e.up.Count("GET blobs"); n != 1 {
 		t.Fatalf("upstream saw %d blob GETs, want 1", n)
 	}
 }
@@ -207,8 +206,7 @@ func TestWrongBytesFromUpstreamAreNotKept(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	img, data, layer := bigImage(t, 4<<20, 4)
 	e.pushImage(t, "big/app", "v1", img)
-	e.up.mu.Lock()
-	e.up.mutate = func(w http.ResponseWriter, r *http.Request) bool {
+	e.up.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, layer.String()) {
 			return false
 		}
@@ -217,8 +215,7 @@ func TestWrongBytesFromUpstreamAreNotKept(t *testing.T) {
 		w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
 		w.Write(bad)
 		return true
-	}
-	e.up.mu.Unlock()
+	})
 	path := "/v2/up/big/app/blobs/" + layer.String()
 	resp, body, err := e.do(t, http.MethodGet, path, nil)
 	if err == nil {
@@ -231,9 +228,7 @@ func TestWrongBytesFromUpstreamAreNotKept(t *testing.T) {
 		t.Fatalf("corrupt blob was kept: %v", err)
 	}
 	// A healthy upstream: the next pull succeeds.
-	e.up.mu.Lock()
-	e.up.mutate = nil
-	e.up.mu.Unlock()
+	e.up.Mutate(nil)
 	resp, body, err = e.do(t, http.MethodGet, path, nil)
 	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
 		t.Fatalf("healthy pull failed: %v %v", err, resp)
@@ -250,8 +245,7 @@ func TestBrokenUpstreamStreamIsResumed(t *testing.T) {
 	var once sync.Once
 	var ranges []string
 	var mu sync.Mutex
-	e.up.mu.Lock()
-	e.up.mutate = func(w http.ResponseWriter, r *http.Request) bool {
+	e.up.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, layer.String()) {
 			return false
 		}
@@ -272,8 +266,7 @@ func TestBrokenUpstreamStreamIsResumed(t *testing.T) {
 			conn.Close()
 		}
 		return true
-	}
-	e.up.mu.Unlock()
+	})
 	resp, body, err := e.do(t, http.MethodGet, "/v2/up/big/app/blobs/"+layer.String(), nil)
 	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
 		t.Fatalf("resumed pull: err %v, %d bytes", err, len(body))

@@ -1,12 +1,10 @@
 package proxy
 
 import (
+	"berth/test/testreg"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"io"
-	"log"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,8 +16,6 @@ import (
 	"berth/registry"
 	"berth/upstream"
 
-	"github.com/google/go-containerregistry/pkg/crane"
-	ggcr "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -27,58 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"go.uber.org/zap/zaptest"
 )
-
-// counting wraps a real registry and counts the requests it sees.
-type counting struct {
-	h http.Handler
-
-	mu     sync.Mutex
-	counts map[string]int // "METHOD kind" -> n, kind is manifests, blobs, tags, base
-	// mutate, when set, may replace the response for a request.
-	mutate func(w http.ResponseWriter, r *http.Request) bool
-}
-
-func newCounting() *counting {
-	return &counting{h: ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))), counts: map[string]int{}}
-}
-
-func kindOf(path string) string {
-	switch {
-	case strings.Contains(path, "/manifests/"):
-		return "manifests"
-	case strings.Contains(path, "/blobs/uploads"):
-		return "uploads"
-	case strings.Contains(path, "/blobs/"):
-		return "blobs"
-	case strings.HasSuffix(path, "/tags/list"):
-		return "tags"
-	}
-	return "base"
-}
-
-func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	c.counts[r.Method+" "+kindOf(r.URL.Path)]++
-	c.counts["total"]++
-	m := c.mutate
-	c.mu.Unlock()
-	if m != nil && m(w, r) {
-		return
-	}
-	c.h.ServeHTTP(w, r)
-}
-
-func (c *counting) get(key string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.counts[key]
-}
-
-func (c *counting) reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.counts = map[string]int{}
-}
 
 // fakeClock is a settable clock for TTL tests.
 type fakeClock struct {
@@ -94,8 +38,7 @@ func (f *fakeClock) Add(d time.Duration) {
 }
 
 type env struct {
-	up      *counting
-	upSrv   *httptest.Server
+	up      *testreg.Registry
 	store   *cache.Store
 	proxy   *Proxy
 	berth   *httptest.Server
@@ -111,9 +54,7 @@ type envOpts struct {
 // by the prefix "up" and as the default rule.
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	e := &env{up: newCounting(), clock: &fakeClock{t: time.Unix(1_800_000_000, 0)}, dataDir: t.TempDir()}
-	e.upSrv = httptest.NewServer(e.up)
-	t.Cleanup(e.upSrv.Close)
+	e := &env{up: testreg.Start(t), clock: &fakeClock{t: time.Unix(1_800_000_000, 0)}, dataDir: t.TempDir()}
 	ctx := context.Background()
 	zl := zaptest.NewLogger(t)
 	var err error
@@ -122,7 +63,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.store.Close() })
-	rule := upstream.Rule{Name: "up", Prefix: "up", Registry: "up.example", URL: e.upSrv.URL, Default: true,
+	rule := upstream.Rule{Name: "up", Prefix: "up", Registry: "up.example", URL: e.up.URL, Default: true,
 		TTL: o.ttl, Timeout: o.timeout, IdleTimeout: o.idle}
 	u, err := upstream.New(rule, nil, zl)
 	if err != nil {
@@ -140,24 +81,13 @@ func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http:
 // pushImage pushes img to the upstream as repo:tag.
 func (e *env) pushImage(t *testing.T, repo, tag string, img v1.Image) v1.Hash {
 	t.Helper()
-	if err := crane.Push(img, hostOf(e.upSrv)+"/"+repo+":"+tag); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return e.up.Push(t, repo, tag, img)
 }
 
 // bigImage is an image with one layer of n deterministic bytes.
 func bigImage(t *testing.T, n int, seed uint64) (v1.Image, []byte, v1.Hash) {
 	t.Helper()
-	data := make([]byte, n)
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	for i := 0; i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(data[i:], r.Uint64())
-	}
+	data := testreg.Bytes(n, seed)
 	layer := static.NewLayer(data, types.DockerLayer)
 	img, err := mutate.AppendLayers(empty.Image, layer)
 	if err != nil {
@@ -201,30 +131,4 @@ func wantError(t *testing.T, resp *http.Response, body []byte, status int, code 
 	if eb.Errors[0].Code != code || eb.Errors[0].Message == "" {
 		t.Fatalf("error %+v, want code %s with a message", eb.Errors[0], code)
 	}
-}
-
-// throttle slows blob responses of the upstream down, and records when the
-// last one finished.
-type throttle struct {
-	http.ResponseWriter
-	chunk int
-	delay time.Duration
-}
-
-func (w *throttle) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		k := min(len(p), w.chunk)
-		m, err := w.ResponseWriter.Write(p[:k])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		time.Sleep(w.delay)
-		p = p[k:]
-	}
-	return n, nil
 }

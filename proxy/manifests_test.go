@@ -40,23 +40,23 @@ func TestTagTTLAndRevalidation(t *testing.T) {
 	e := newEnv(t, envOpts{ttl: time.Hour})
 	a := e.pushImage(t, "team/app", "latest", randomImage(t))
 	path := "/v2/up/team/app/manifests/latest"
-	e.up.reset()
+	e.up.Reset()
 	if got := e.manifestDigest(t, path); got != a.String() {
 		t.Fatalf("digest %s, want %s", got, a)
 	}
-	if n := e.up.get("GET manifests"); n != 1 {
+	if n := e.up.Count("GET manifests"); n != 1 {
 		t.Fatalf("cold tag: %d manifest GETs, want 1", n)
 	}
 
 	// Retag upstream. Within the TTL the old digest is served and the
 	// upstream is not asked at all.
 	b := e.pushImage(t, "team/app", "latest", randomImage(t))
-	e.up.reset()
+	e.up.Reset()
 	e.clock.Add(59 * time.Minute)
 	if got := e.manifestDigest(t, path); got != a.String() {
 		t.Fatalf("within TTL: digest %s, want the cached %s", got, a)
 	}
-	if n := e.up.get("total"); n != 0 {
+	if n := e.up.Count("total"); n != 0 {
 		t.Fatalf("within TTL: %d upstream requests, want 0", n)
 	}
 
@@ -65,23 +65,23 @@ func TestTagTTLAndRevalidation(t *testing.T) {
 	if got := e.manifestDigest(t, path); got != b.String() {
 		t.Fatalf("after TTL: digest %s, want %s", got, b)
 	}
-	if h, g := e.up.get("HEAD manifests"), e.up.get("GET manifests"); h != 1 || g != 1 {
+	if h, g := e.up.Count("HEAD manifests"), e.up.Count("GET manifests"); h != 1 || g != 1 {
 		t.Fatalf("after TTL: %d HEADs and %d GETs, want 1 and 1", h, g)
 	}
 
 	// Expired again with no change upstream: a HEAD only.
-	e.up.reset()
+	e.up.Reset()
 	e.clock.Add(2 * time.Hour)
 	if got := e.manifestDigest(t, path); got != b.String() {
 		t.Fatalf("unchanged: digest %s, want %s", got, b)
 	}
-	if h, g := e.up.get("HEAD manifests"), e.up.get("GET manifests"); h != 1 || g != 0 {
+	if h, g := e.up.Count("HEAD manifests"), e.up.Count("GET manifests"); h != 1 || g != 0 {
 		t.Fatalf("unchanged: %d HEADs and %d GETs, want 1 and 0", h, g)
 	}
 	// And fresh again: nothing.
-	e.up.reset()
+	e.up.Reset()
 	e.manifestDigest(t, path)
-	if n := e.up.get("total"); n != 0 {
+	if n := e.up.Count("total"); n != 0 {
 		t.Fatalf("fresh after revalidation: %d upstream requests", n)
 	}
 }
@@ -98,7 +98,7 @@ func TestUpstreamDownServesCache(t *testing.T) {
 	if resp, _, err := e.do(t, http.MethodGet, "/v2/up/team/app/blobs/"+ld.String(), nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("warm blob: %v", err)
 	}
-	e.upSrv.Close()
+	e.up.Close()
 	e.clock.Add(time.Hour)
 
 	if got := e.manifestDigest(t, "/v2/up/team/app/manifests/v1"); got != d.String() {
@@ -129,12 +129,10 @@ func TestUpstreamHungServesStaleWithinTimeout(t *testing.T) {
 	e.manifestDigest(t, "/v2/up/team/app/manifests/v1")
 	release := make(chan struct{})
 	defer close(release)
-	e.up.mu.Lock()
-	e.up.mutate = func(w http.ResponseWriter, r *http.Request) bool {
+	e.up.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
 		<-release // accept, never answer
 		return true
-	}
-	e.up.mu.Unlock()
+	})
 	e.clock.Add(time.Hour)
 	start := time.Now()
 	if got := e.manifestDigest(t, "/v2/up/team/app/manifests/v1"); got != d.String() {
@@ -155,7 +153,7 @@ func TestTagGoneUpstreamIsForgotten(t *testing.T) {
 	e := newEnv(t, envOpts{ttl: time.Minute})
 	e.pushImage(t, "team/app", "v1", randomImage(t))
 	e.manifestDigest(t, "/v2/up/team/app/manifests/v1")
-	if err := crane.Delete(hostOf(e.upSrv) + "/team/app:v1"); err != nil {
+	if err := crane.Delete(e.up.Host() + "/team/app:v1"); err != nil {
 		// The in-memory registry deletes by tag too.
 		t.Fatal(err)
 	}
@@ -175,14 +173,14 @@ func TestMultiArchIndex(t *testing.T) {
 		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
 		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
 	)
-	ref, _ := name.ParseReference(hostOf(e.upSrv) + "/team/multi:v1")
+	ref, _ := name.ParseReference(e.up.Host() + "/team/multi:v1")
 	if err := remote.WriteIndex(ref, idx); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := idx.Digest()
 	amdD, _ := amd.Digest()
 	armD, _ := arm.Digest()
-	e.up.reset()
+	e.up.Reset()
 	resp, _, err := e.do(t, http.MethodGet, "/v2/up/team/multi/manifests/v1", nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatal(err, resp)
@@ -190,7 +188,7 @@ func TestMultiArchIndex(t *testing.T) {
 	if resp.Header.Get("Docker-Content-Digest") != want.String() || resp.Header.Get("Content-Type") != "application/vnd.oci.image.index.v1+json" {
 		t.Fatalf("index served as %s %s", resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Content-Type"))
 	}
-	if n := e.up.get("GET manifests"); n != 1 {
+	if n := e.up.Count("GET manifests"); n != 1 {
 		t.Fatalf("%d manifest GETs for the index; children must wait until asked", n)
 	}
 	if got := e.manifestDigest(t, "/v2/up/team/multi/manifests/"+armD.String()); got != armD.String() {
@@ -215,7 +213,7 @@ func TestMultiArchIndex(t *testing.T) {
 func TestRoutingByNamespace(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	d := e.pushImage(t, "library/alpine", "latest", randomImage(t))
-	e.up.reset()
+	e.up.Reset()
 	tests := []struct {
 		name   string
 		path   string
@@ -246,7 +244,7 @@ func TestRoutingByNamespace(t *testing.T) {
 			}
 		})
 	}
-	if n := e.up.get("GET manifests"); n != 1 {
+	if n := e.up.Count("GET manifests"); n != 1 {
 		t.Fatalf("upstream saw %d manifest GETs; the three routes share one cached tag", n)
 	}
 }
@@ -254,16 +252,14 @@ func TestRoutingByNamespace(t *testing.T) {
 func TestManifestWithWrongDigestIsRefused(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	d := e.pushImage(t, "team/app", "v1", randomImage(t))
-	e.up.mu.Lock()
-	e.up.mutate = func(w http.ResponseWriter, r *http.Request) bool {
+	e.up.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/sha256:") {
 			w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 			w.Write([]byte(`{"schemaVersion":2}`))
 			return true
 		}
 		return false
-	}
-	e.up.mu.Unlock()
+	})
 	resp, body, _ := e.do(t, http.MethodGet, "/v2/up/team/app/manifests/"+d.String(), nil)
 	wantError(t, resp, body, http.StatusBadGateway, "UPSTREAM_UNAVAILABLE")
 	if _, err := e.store.GetManifest(t.Context(), d.String()); err == nil {

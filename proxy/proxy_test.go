@@ -14,11 +14,11 @@ func TestPullThroughByPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := crane.Push(img, hostOf(e.upSrv)+"/team/app:v1"); err != nil {
+	if err := crane.Push(img, e.up.Host()+"/team/app:v1"); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := img.Digest()
-	e.up.reset()
+	e.up.Reset()
 	ref := hostOf(e.berth) + "/up/team/app:v1"
 	got, err := crane.Pull(ref)
 	if err != nil {
@@ -39,13 +39,13 @@ func TestPullThroughByPrefix(t *testing.T) {
 		}
 		rc.Close()
 	}
-	t.Logf("first pull: %v", e.up.counts)
-	e.up.reset()
+	t.Logf("first pull: %v", e.up.Requests())
+	e.up.Reset()
 	got, err = crane.Pull(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := e.up.get("total"); n != 0 {
-		t.Fatalf("second pull made %d upstream requests, want 0: %v", n, e.up.counts)
+	if n := e.up.Count("total"); n != 0 {
+		t.Fatalf("second pull made %d upstream requests, want 0: %v", n, e.up.Requests())
 	}
 }
