@@ -70,6 +70,19 @@ func (m *Metrics) Gauge(name, help string, f func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 }
 
+// UpstreamFuncs registers, for one upstream, a counter of the requests
+// Berth refused itself to protect its quota and a gauge of the seconds
+// left in its backoff, both read at scrape time.
+func (m *Metrics) UpstreamFuncs(upstream string, throttled func() float64, backoff func() float64) {
+	labels := prometheus.Labels{"upstream": upstream}
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "berth_upstream_throttled_total",
+			Help: "Requests to an upstream that Berth held back (rate limit or backoff).", ConstLabels: labels}, throttled),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_upstream_backoff_seconds",
+			Help: "Seconds until an upstream that asked Berth to back off may be asked again.", ConstLabels: labels}, backoff),
+	)
+}
+
 // ObserveRequest records a finished registry request; it is the registry
 // server's observer.
 func (m *Metrics) ObserveRequest(info registry.RequestInfo) {

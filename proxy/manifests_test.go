@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"berth/test/testreg"
 	"net/http"
 	"strings"
 	"testing"
@@ -264,5 +265,45 @@ func TestManifestWithWrongDigestIsRefused(t *testing.T) {
 	wantError(t, resp, body, http.StatusBadGateway, "UPSTREAM_UNAVAILABLE")
 	if _, err := e.store.GetManifest(t.Context(), d.String()); err == nil {
 		t.Fatal("a manifest that does not match its digest was stored")
+	}
+}
+
+// TestUpstream429BacksOff: an upstream that answers 429 with Retry-After is
+// not asked again before then; cached tags are served meanwhile, and what
+// is not cached gets 503 with a Retry-After.
+func TestUpstream429BacksOff(t *testing.T) {
+	e := newEnv(t, envOpts{ttl: time.Minute})
+	d := e.pushImage(t, "team/app", "v1", randomImage(t))
+	e.manifestDigest(t, "/v2/up/team/app/manifests/v1")
+	e.up.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
+		if testreg.Kind(r.URL.Path) == "base" {
+			return false
+		}
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return true
+	})
+	e.clock.Add(time.Hour)
+	e.up.Reset()
+	// The revalidation meets the 429: the cached tag is served.
+	if got := e.manifestDigest(t, "/v2/up/team/app/manifests/v1"); got != d.String() {
+		t.Fatalf("stale tag: %s", got)
+	}
+	asked := e.up.Count("total")
+	for range 5 {
+		if got := e.manifestDigest(t, "/v2/up/team/app/manifests/v1"); got != d.String() {
+			t.Fatalf("stale tag during backoff: %s", got)
+		}
+	}
+	resp, body, err := e.do(t, http.MethodGet, "/v2/up/team/other/manifests/v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, resp, body, http.StatusServiceUnavailable, "UPSTREAM_UNAVAILABLE")
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Fatalf("503 without Retry-After: %v", resp.Header)
+	}
+	if n := e.up.Count("total"); n != asked {
+		t.Fatalf("the upstream was asked %d more times during its backoff", n-asked)
 	}
 }

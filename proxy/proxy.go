@@ -124,6 +124,12 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry
 	}
 	p.Stats.UpstreamErrors.Add(1)
 	name := t.Upstream.Rule.Name
+	var be *upstream.BackoffError
+	if errors.As(err, &be) {
+		return &registry.Error{Status: http.StatusServiceUnavailable, Code: registry.CodeUpstreamUnavailable,
+			Message:    fmt.Sprintf("upstream %s asked Berth to wait until %s (quota) and %s is not cached here", name, be.Until.UTC().Format(time.RFC3339), what),
+			RetryAfter: time.Until(be.Until), Err: err}
+	}
 	if errors.Is(err, upstream.ErrTimeout) {
 		return &registry.Error{Status: http.StatusGatewayTimeout, Code: registry.CodeUpstreamTimeout,
 			Message: fmt.Sprintf("upstream %s did not answer for %s in time and it is not cached here", name, what), Err: err}

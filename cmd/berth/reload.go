@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"time"
 
 	"berth/admin"
 	"berth/upstream"
@@ -26,7 +27,9 @@ func (n *node) buildRouter(ctx context.Context, cfg Config) (*upstream.Router, e
 		}
 		ups = append(ups, u)
 	}
-	return upstream.NewRouter(ups, cfg.Local.Prefixes...), nil
+	router := upstream.NewRouter(ups, cfg.Local.Prefixes...)
+	n.upstreamMetrics(router)
+	return router, nil
 }
 
 func (n *node) setHandler(h http.Handler) { n.handler.Store(&h) }
@@ -94,5 +97,32 @@ func (n *node) reloadUsers() {
 		n.log.Error("users not reloaded; keeping the previous set", zap.Error(err))
 	} else {
 		n.log.Info("users reloaded")
+	}
+}
+
+// upstreamMetrics points the per-upstream quota metrics at the current
+// clients; an upstream's series are registered once, at its first sight.
+func (n *node) upstreamMetrics(router *upstream.Router) {
+	for _, u := range router.Upstreams() {
+		name := u.Rule.Name
+		n.upMu.Lock()
+		first := n.ups == nil || n.ups[name] == nil
+		if n.ups == nil {
+			n.ups = map[string]*upstream.Upstream{}
+		}
+		n.ups[name] = u
+		n.upMu.Unlock()
+		if !first {
+			continue
+		}
+		cur := func() *upstream.Upstream { n.upMu.Lock(); defer n.upMu.Unlock(); return n.ups[name] }
+		n.metrics.UpstreamFuncs(name,
+			func() float64 { return float64(cur().Throttled()) },
+			func() float64 {
+				if until, ok := cur().Backoff(); ok {
+					return time.Until(until).Seconds()
+				}
+				return 0
+			})
 	}
 }

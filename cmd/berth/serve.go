@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -90,6 +91,8 @@ type node struct {
 	admin   *admin.Service
 	cfgPath string                       // re-read on SIGHUP; "" for built-in defaults
 	handler atomic.Pointer[http.Handler] // the registry API, swapped by a reload
+	upMu    sync.Mutex
+	ups     map[string]*upstream.Upstream // current client per upstream name, for metrics
 	ready   atomic.Bool
 }
 
