@@ -71,6 +71,7 @@ func (f *fill) waitStarted(ctx context.Context) (int64, error) {
 type fillGroup struct {
 	mu    sync.Mutex
 	fills map[string]*fill
+	wg    sync.WaitGroup // running fill goroutines
 }
 
 // join returns the fill for digest, starting one with start when none runs.
@@ -82,7 +83,11 @@ func (g *fillGroup) join(digest string, start func(*fill)) *fill {
 	}
 	f := newFill(digest)
 	g.fills[digest] = f
-	go start(f)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		start(f)
+	}()
 	return f
 }
 

@@ -96,8 +96,12 @@ func (p *Proxy) Router() *upstream.Router { return p.router.Load() }
 // them; requests and fills in flight finish with the old ones.
 func (p *Proxy) SetRouter(r *upstream.Router) { p.router.Store(r) }
 
-// Close cancels fills in flight; their partial data is discarded.
-func (p *Proxy) Close() { p.stop() }
+// Close cancels fills in flight, discarding their partial data, and waits
+// for them to end, so the store can be closed after it.
+func (p *Proxy) Close() {
+	p.stop()
+	p.fills.wg.Wait()
+}
 
 // InFlight is the number of blob fills running.
 func (p *Proxy) InFlight() int { return p.fills.count() }

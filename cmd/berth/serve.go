@@ -225,10 +225,13 @@ func serve(ctx context.Context, cfgPath string, cfg Config, log *zap.Logger) err
 	}
 	n.cfgPath = cfgPath
 	defer n.close()
+	// Background work ends (and is waited for) before the store closes.
 	jctx, stopJanitor := context.WithCancel(ctx)
-	defer stopJanitor()
-	go janitor(jctx, n.repos, n.admin, cfg.Local, log.Named("janitor"))
-	go n.cap.run(jctx)
+	var background sync.WaitGroup
+	defer func() { stopJanitor(); background.Wait() }()
+	background.Add(2)
+	go func() { defer background.Done(); janitor(jctx, n.repos, n.admin, cfg.Local, log.Named("janitor")) }()
+	go func() { defer background.Done(); n.cap.run(jctx) }()
 
 	n.setHandler(n.registryHandler())
 	handler := http.HandlerFunc(n.serveRegistry)
