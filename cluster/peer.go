@@ -176,6 +176,9 @@ type memberJSON struct {
 	State       string `json:"state"`
 	StoredBytes int64  `json:"storedBytes"`
 	Blobs       int64  `json:"blobs"`
+	// OwnedBytes: of the blobs the answering node holds, the bytes this
+	// member owns.
+	OwnedBytes int64 `json:"ownedBytes"`
 }
 
 type membersJSON struct {
@@ -187,7 +190,10 @@ type membersJSON struct {
 // {"self": name, "members": [{"name", "gossipAddr", "peerAddr", "version",
 // "state", "storedBytes", "blobs"}]}, sorted by name. It does not
 // authenticate: wrap it in RequirePeer or an admin guard as needed.
-func (c *Cluster) MembersHandler() http.Handler {
+//
+// owned, when not nil, gives per member name the bytes of the blobs this
+// node holds that the member owns, reported as ownedBytes.
+func (c *Cluster) MembersHandler(owned func(ctx context.Context) map[string]int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -195,10 +201,14 @@ func (c *Cluster) MembersHandler() http.Handler {
 			return
 		}
 		out := membersJSON{Self: c.set.name, Members: []memberJSON{}}
+		var ownedBytes map[string]int64
+		if owned != nil {
+			ownedBytes = owned(r.Context())
+		}
 		for _, m := range c.Members() {
 			out.Members = append(out.Members, memberJSON{
 				Name: m.Name, GossipAddr: m.GossipAddr, PeerAddr: m.PeerAddr, Version: m.Version,
-				State: m.State, StoredBytes: m.Stats.StoredBytes, Blobs: m.Stats.Blobs,
+				State: m.State, StoredBytes: m.Stats.StoredBytes, Blobs: m.Stats.Blobs, OwnedBytes: ownedBytes[m.Name],
 			})
 		}
 		body, err := json.Marshal(out)

@@ -195,7 +195,7 @@ func TestMembersHandler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			n1.MembersHandler().ServeHTTP(rec, httptest.NewRequest(tt.method, "/cluster/members", nil))
+			n1.MembersHandler(nil).ServeHTTP(rec, httptest.NewRequest(tt.method, "/cluster/members", nil))
 			if rec.Code != tt.wantCode || rec.Body.String() != tt.wantBody {
 				t.Errorf("%d %s\nwant %d %s", rec.Code, rec.Body, tt.wantCode, tt.wantBody)
 			}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"berth/cluster"
 
@@ -91,4 +92,17 @@ func membersCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	_, err = io.Copy(out, resp.Body)
 	return err
+}
+
+// ownedBytes sums, per member, the sizes of the blobs this node holds that
+// the member owns (by the cluster's ownership of each digest).
+func (n *node) ownedBytes(ctx context.Context) map[string]int64 {
+	out := map[string]int64{}
+	_ = n.store.Sweep().Blobs(ctx, func(digest string, size int64, _ time.Time) error {
+		for _, m := range n.cluster.Owners(digest) {
+			out[m.Name] += size
+		}
+		return nil
+	})
+	return out
 }

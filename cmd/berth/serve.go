@@ -242,7 +242,7 @@ func serve(ctx context.Context, cfgPath string, cfg Config, log *zap.Logger) err
 	}
 	extra := map[string]http.Handler{}
 	if n.cluster != nil {
-		extra["GET /cluster/members"] = n.cluster.MembersHandler()
+		extra["GET /cluster/members"] = n.cluster.MembersHandler(n.ownedBytes)
 		servers = append(servers, &namedServer{name: "peer", addr: cfg.Cluster.PeerAddr,
 			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(log.Named("peer")))}})
 	}

@@ -177,6 +177,29 @@ func TestClusterPeersServeEachOther(t *testing.T) {
 	if n := up.Count("total"); n != 0 {
 		t.Fatalf("pulls on B and C reached the upstream %d times: %v", n, up.Requests())
 	}
+	// Each node holds every layer now; ownership splits them, replicas 2.
+	resp, err := http.Get(nodes[0].AdminURL + "/cluster/members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members struct {
+		Members []struct {
+			Name                    string
+			StoredBytes, OwnedBytes int64
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&members)
+	resp.Body.Close()
+	var owned int64
+	for _, m := range members.Members {
+		owned += m.OwnedBytes
+	}
+	// Node A holds the whole image; with two owners per digest the owned
+	// bytes add up to twice what it holds.
+	stored := int64(metric(t, scrape(t, nodes[0].Berth), "berth_store_bytes"))
+	if len(members.Members) != 3 || stored == 0 || owned != 2*stored {
+		t.Fatalf("members %+v: owned %d, node A stores %d", members, owned, stored)
+	}
 	s := scrape(t, nodes[1].Berth) + scrape(t, nodes[2].Berth)
 	if !strings.Contains(s, `berth_bytes_served_total{source="peer"}`) {
 		t.Fatal("no bytes counted as served from peers")
