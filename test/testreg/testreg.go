@@ -158,26 +158,32 @@ func Image(t testing.TB, seed uint64, sizes ...int) v1.Image {
 	return img
 }
 
-// Throttle writes in chunks with a pause after each.
+// Throttle pauses for Delay after every Chunk bytes written, however the
+// handler sizes its writes.
 type Throttle struct {
 	http.ResponseWriter
 	Chunk int
 	Delay time.Duration
+	since int // bytes written since the last pause
 }
 
 func (w *Throttle) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
-		k := min(len(p), w.Chunk)
+		k := min(len(p), w.Chunk-w.since)
 		m, err := w.ResponseWriter.Write(p[:k])
 		n += m
+		w.since += m
 		if err != nil {
 			return n, err
 		}
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
+		if w.since >= w.Chunk {
+			if f, ok := w.ResponseWriter.(http.Flusher); ok {
+				f.Flush()
+			}
+			time.Sleep(w.Delay)
+			w.since = 0
 		}
-		time.Sleep(w.Delay)
 		p = p[k:]
 	}
 	return n, nil

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// buildBerth builds cmd/berth from the module at root into dir.
+func buildBerth(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "berth")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/berth")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/berth: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// adminSupported asks the binary whether its config knows admin.pprof.
+func adminSupported(ctx context.Context, bin, dir string) bool {
+	cfg := filepath.Join(dir, "probe.yaml")
+	body := "listen: \"127.0.0.1:1\"\ndataDir: \"" + dir + "\"\nadmin:\n  listen: \"127.0.0.1:2\"\n  pprof: true\n"
+	if os.WriteFile(cfg, []byte(body), 0o644) != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, bin, "check-config", "--config", cfg).Run() == nil
+}
+
+// berthProc is one berth serve process with a data directory of its own.
+type berthProc struct {
+	URL      string
+	AdminURL string // "" without an admin listener
+	DataDir  string
+	logPath  string
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type berthOpts struct {
+	admin bool // the binary knows the admin key: give it a free port
+	pprof bool
+}
+
+// startBerth writes a config (rate limit off, log level warn, the reference
+// upstream as the default rule) and starts berth serve with it.
+func (h *harness) startBerth(ctx context.Context, o berthOpts) (*berthProc, error) {
+	dir, err := os.MkdirTemp(h.tmp, "berth-")
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	b := &berthProc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: filepath.Join(dir, "data"),
+		logPath: filepath.Join(dir, "berth.log"), done: make(chan struct{})}
+	cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
+dataDir: %q
+log:
+  format: json
+  level: warn
+rateLimit:
+  disabled: true
+upstreams:
+  - name: bench
+    prefix: up
+    registry: bench.invalid
+    url: %s
+    default: true
+`, port, b.DataDir, h.ref.Upstream)
+	if o.admin {
+		ap, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		b.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", ap)
+		cfg += fmt.Sprintf("admin:\n  listen: \"127.0.0.1:%d\"\n  pprof: %v\n", ap, o.pprof)
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(b.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	b.cmd = exec.Command(h.bin, "serve", "--config", cfgPath)
+	b.cmd.Stdout, b.cmd.Stderr = logf, logf
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := b.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { b.cmd.Wait(); close(b.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	c := &http.Client{Timeout: 2 * time.Second}
+	for i := 0; i < 2000; i++ {
+		resp, err := c.Get(b.URL + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return b, nil
+			}
+		}
+		select {
+		case <-b.done:
+			return nil, fmt.Errorf("berth exited during start:\n%s", b.logTail())
+		case <-ctx.Done():
+			b.Stop()
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	b.Stop()
+	return nil, fmt.Errorf("berth did not answer /v2/ within 20s:\n%s", b.logTail())
+}
+
+func (b *berthProc) logTail() string {
+	data, _ := os.ReadFile(b.logPath)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 20 {
+		lines = lines[len(lines)-20:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Stop sends SIGTERM, waits (kills after 15 s) and removes the data.
+func (b *berthProc) Stop() {
+	select {
+	case <-b.done:
+	default:
+		b.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.done:
+		case <-time.After(15 * time.Second):
+			b.cmd.Process.Kill()
+			<-b.done
+		}
+	}
+	os.RemoveAll(b.DataDir)
+}
+
+func (b *berthProc) Pid() int { return b.cmd.Process.Pid }
+
+// procStatusKB reads a "Key: N kB" line of /proc/<pid>/status.
+func procStatusKB(pid int, key string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, key+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", key, pid)
+}
+
+// peakRSS is VmHWM, the process's peak resident set, in bytes.
+func peakRSS(pid int) (int64, error) {
+	kb, err := procStatusKB(pid, "VmHWM")
+	return kb << 10, err
+}
+
+// cpuTime is user+system CPU time of a process so far.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+var errSkipped = errors.New("skipped")

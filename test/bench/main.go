@@ -1,0 +1,204 @@
+// Command bench measures Berth against the physical limit of the machine it
+// runs on: it starts a file-backed upstream registry and a plain sendfile
+// file server (in a child process), builds and starts the real berth
+// binary, runs the scenarios of docs/benchmarks.md against Berth and the
+// references in the same run, and prints a summary; with -out it rewrites
+// that file.
+//
+//	go run ./test/bench -out docs/benchmarks.md   # make bench, < 10 minutes
+//	go run ./test/bench -smoke                    # make bench-smoke, ~10 s
+//
+// All traffic is on 127.0.0.1. Blob bytes come from a deterministic ChaCha8
+// stream written to files; no blob is ever held in memory whole.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// sizeReps is a blob size measured reps times.
+type sizeReps struct {
+	Size int64
+	Reps int
+}
+
+// Config sizes a run.
+type Config struct {
+	Mode    string // "full" or "smoke"
+	Command string // how the run was started, for the report
+	// Budget bounds blob generation and scenarios 1–8; the berth build,
+	// the store benchmarks and profile formatting have bounds of their own.
+	Budget time.Duration
+	// Total, when set, bounds the whole run: the store benchmarks are cut
+	// short or skipped to stay within it.
+	Total time.Duration
+
+	Single     []sizeReps // 1. warm single stream
+	ParStreams int        // 2. warm parallel streams
+	ParSize    int64
+	ParReps    int
+	ColdSize   int64 // 3. cold fill
+	ColdReps   int
+	StormSize  int64 // 4. concurrent cold pulls
+	StormN     []int
+	StormReps  int
+	ManConns   int // 5. warm manifests
+	ManDur     time.Duration
+	ManReps    int
+	ManMax     int64   // request bound per run
+	ImageSizes []int64 // 6. whole image
+	ImagePar   int
+	ImageReps  int
+	MemSize    int64 // 7. memory during a big cold fill
+	MemReps    int
+	StoreBench []string // 9. go test arguments
+	StoreTime  time.Duration
+	StoreEarly bool // run them beside the rest (smoke)
+	ProfSecs   int  // CPU profile length when berth has pprof
+	ProfMax    int  // profiles taken at most
+	// FetchTimeout bounds one request.
+	FetchTimeout time.Duration
+	// Only, when set, names the scenarios to run.
+	Only map[int]bool
+	// ProfDir keeps the raw profiles.
+	ProfDir string
+	// Berth is a prebuilt binary to use instead of building one.
+	Berth string
+}
+
+const (
+	kiB = 1 << 10
+	miB = 1 << 20
+	giB = 1 << 30
+)
+
+func fullConfig() Config {
+	return Config{
+		Mode: "full", Command: "make bench", Budget: 8 * time.Minute, Total: 9*time.Minute + 30*time.Second,
+		Single:     []sizeReps{{200 * miB, 15}, {1 * giB, 9}},
+		ParStreams: 8, ParSize: 128 * miB, ParReps: 11,
+		ColdSize: 200 * miB, ColdReps: 5,
+		StormSize: 100 * miB, StormN: []int{20, 100}, StormReps: 3,
+		ManConns: 32, ManDur: 10 * time.Second, ManReps: 3, ManMax: 5_000_000,
+		ImageSizes: []int64{64 * miB, 48 * miB, 32 * miB, 24 * miB, 16 * miB, 16 * miB, 12 * miB, 8 * miB, 8 * miB, 6 * miB,
+			4 * miB, 4 * miB, 3 * miB, 2 * miB, 2 * miB, 1 * miB, 1 * miB, 512 * kiB, 256 * kiB, 64 * kiB},
+		ImagePar: 4, ImageReps: 3,
+		MemSize: 2 * giB, MemReps: 2,
+		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./cache/"},
+		StoreTime:  3 * time.Minute,
+		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
+	}
+}
+
+func smokeConfig() Config {
+	sizes := make([]int64, 20)
+	for i := range sizes {
+		sizes[i] = int64(64-3*i) * kiB
+	}
+	return Config{
+		Mode: "smoke", Command: "make bench-smoke", Budget: 15 * time.Second,
+		Single:     []sizeReps{{1 * miB, 2}, {4 * miB, 2}},
+		ParStreams: 8, ParSize: 256 * kiB, ParReps: 2,
+		ColdSize: 2 * miB, ColdReps: 2,
+		StormSize: 1 * miB, StormN: []int{20, 100}, StormReps: 1,
+		ManConns: 32, ManDur: 150 * time.Millisecond, ManReps: 1, ManMax: 200_000,
+		ImageSizes: sizes, ImagePar: 4, ImageReps: 1,
+		MemSize: 8 * miB, MemReps: 1,
+		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./cache/"},
+		StoreTime:  2 * time.Minute, StoreEarly: true,
+		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,
+	}
+}
+
+func main() {
+	if childMain() {
+		return
+	}
+	smoke := flag.Bool("smoke", false, "every scenario with tiny sizes (~10 s); does not write the report file")
+	out := flag.String("out", "", "write the markdown report to this file")
+	budget := flag.Duration("budget", 0, "override the time budget of the scenarios")
+	only := flag.String("only", "", "run only these scenarios, e.g. 3,5 (the report says the others were not run)")
+	profiles := flag.String("profiles", "", "keep the raw pprof profiles in this directory")
+	bin := flag.String("berth", "", "use this berth binary instead of building ./cmd/berth")
+	flag.Parse()
+	cfg := fullConfig()
+	if *smoke {
+		cfg = smokeConfig()
+	}
+	if *budget > 0 {
+		cfg.Budget = *budget
+	}
+	cfg.ProfDir, cfg.Berth = *profiles, *bin
+	if *only != "" {
+		cfg.Only = map[int]bool{}
+		for _, f := range strings.Split(*only, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: -only %q: %v\n", *only, err)
+				os.Exit(2)
+			}
+			cfg.Only[n] = true
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := Run(ctx, cfg, os.Stderr)
+	if rep != nil {
+		fmt.Println()
+		rep.text(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if *out != "" {
+		if err := writeReport(rep, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *out)
+	}
+}
+
+func writeReport(rep *Report, path string) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	rep.markdown(f)
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// moduleRoot walks up from the working directory to berth's go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for i := 0; i < 20; i++ {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && len(b) > 0 {
+			if string(b[:min(len(b), 13)]) == "module berth\n" {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", fmt.Errorf("no go.mod of module berth above the working directory")
+}
