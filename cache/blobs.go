@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -146,6 +147,7 @@ type BlobWriter struct {
 	hex    string
 	n      int64
 	done   bool
+	broken bool // a write failed part way; hash and file differ
 }
 
 // NewBlobWriter starts writing the blob digest. size is the expected length
@@ -175,8 +177,18 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	if w.size >= 0 && w.n+int64(len(p)) > w.size {
 		return 0, fmt.Errorf("blob %s: more than the expected %d bytes", w.digest, w.size)
 	}
+	// Hash and write at once: on a fill they are the two costs per byte.
+	done := make(chan struct{})
+	go func() { w.h.Write(p); close(done) }()
 	n, err := w.f.Write(p)
-	w.h.Write(p[:n])
+	<-done
+	if n < len(p) && err == nil {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		// The hash saw bytes the file did not take: the blob cannot commit.
+		w.broken = true
+	}
 	w.n += int64(n)
 	return n, err
 }
@@ -197,6 +209,9 @@ func (w *BlobWriter) Commit(ctx context.Context) error {
 }
 
 func (w *BlobWriter) commit() error {
+	if w.broken {
+		return fmt.Errorf("blob %s: a write failed; not committing", w.digest)
+	}
 	if w.size >= 0 && w.n != w.size {
 		return fmt.Errorf("%w: blob %s is %d bytes, expected %d", ErrDigestMismatch, w.digest, w.n, w.size)
 	}

@@ -99,5 +99,9 @@ func (s *Store) PurgeRepository(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	s.forgetTags(string(tagPrefix("", name)))
+	return nil
 }

@@ -104,6 +104,9 @@ func (s *Store) GetImage(ctx context.Context, repo, digest string) (Image, error
 
 // TouchImage records a pull of an image. Not synced.
 func (s *Store) TouchImage(ctx context.Context, repo, digest string) error {
+	if !s.shouldTouch("img\x00"+repo+"\x00"+digest, s.now()) {
+		return nil
+	}
 	im, err := s.GetImage(ctx, repo, digest)
 	if err != nil {
 		return err
@@ -154,9 +157,10 @@ func (s *Store) ListReferrers(ctx context.Context, repo, subject string) ([][]by
 // image record, links and referrer entry. Nothing is visible until Commit,
 // and a crash leaves either all or none of it.
 type Batch struct {
-	s *Store
-	b *pebble.Batch
-	m []manifestEntry
+	s    *Store
+	b    *pebble.Batch
+	m    []manifestEntry
+	tags []tagEntry
 	// done is set by Commit and Close: the pebble batch goes back to its
 	// pool on the first, and must not be closed again (another goroutine
 	// may already be using it).
@@ -192,12 +196,26 @@ func (b *Batch) DeleteManifest(digest string) error {
 
 // PutTag maps a tag.
 func (b *Batch) PutTag(ns, repo, tag string, t Tag) error {
+	key := tagKey(ns, repo, tag)
+	b.s.cacheTag(string(key), Tag{}, false)
+	b.tags = append(b.tags, tagEntry{string(key), t, true})
 	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
-	return b.b.Set(tagKey(ns, repo, tag), append(v, t.Digest...), nil)
+	return b.b.Set(key, append(v, t.Digest...), nil)
 }
 
 // DeleteTag removes a tag.
-func (b *Batch) DeleteTag(ns, repo, tag string) error { return b.b.Delete(tagKey(ns, repo, tag), nil) }
+func (b *Batch) DeleteTag(ns, repo, tag string) error {
+	key := tagKey(ns, repo, tag)
+	b.s.cacheTag(string(key), Tag{}, false)
+	b.tags = append(b.tags, tagEntry{string(key), Tag{}, false})
+	return b.b.Delete(key, nil)
+}
+
+type tagEntry struct {
+	key string
+	t   Tag
+	set bool
+}
 
 // PutImage records that digest belongs to repo.
 func (b *Batch) PutImage(repo, digest string, im Image) error {
@@ -244,6 +262,9 @@ func (b *Batch) Commit() error {
 	}
 	for _, e := range b.m {
 		b.s.hot.Set(e.digest, e.m, int64(len(e.m.Body)))
+	}
+	for _, e := range b.tags {
+		b.s.cacheTag(e.key, e.t, e.set)
 	}
 	return nil
 }

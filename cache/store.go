@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,78 @@ type Store struct {
 	// start and kept up to date by commits and deletes.
 	blobBytes atomic.Int64
 	blobCount atomic.Int64
+
+	// tags caches tag records in memory (they are read on every pull by
+	// tag); every write of a tag goes through it.
+	tagMu  sync.RWMutex
+	tags   map[string]Tag
+	tagGen uint64 // bumped by every tag write, under tagMu
+
+	// touched remembers when access times were last written, so a hot
+	// manifest or blob costs one store write a minute, not one a pull.
+	touchMu sync.Mutex
+	touched map[string]time.Time
+}
+
+// touchEvery is how stale a recorded access time may get.
+const touchEvery = time.Minute
+
+// maxCached bounds the in-memory tag and touch maps; past it they start
+// over.
+const maxCached = 100_000
+
+// shouldTouch reports whether key's access time is due to be written.
+func (s *Store) shouldTouch(key string, now time.Time) bool {
+	s.touchMu.Lock()
+	defer s.touchMu.Unlock()
+	if t, ok := s.touched[key]; ok && now.Sub(t) < touchEvery {
+		return false
+	}
+	if s.touched == nil || len(s.touched) >= maxCached {
+		s.touched = map[string]time.Time{}
+	}
+	s.touched[key] = now
+	return true
+}
+
+func (s *Store) cacheTag(key string, t Tag, ok bool) {
+	s.tagMu.Lock()
+	defer s.tagMu.Unlock()
+	s.tagGen++
+	s.storeTagLocked(key, t, ok)
+}
+
+// forgetTags drops the cached tags whose keys start with prefix.
+func (s *Store) forgetTags(prefix string) {
+	s.tagMu.Lock()
+	defer s.tagMu.Unlock()
+	s.tagGen++
+	for k := range s.tags {
+		if strings.HasPrefix(k, prefix) {
+			delete(s.tags, k)
+		}
+	}
+}
+
+// cacheReadTag caches a tag read from pebble unless a tag was written
+// since the read began (gen), which could have made it stale.
+func (s *Store) cacheReadTag(key string, t Tag, gen uint64) {
+	s.tagMu.Lock()
+	defer s.tagMu.Unlock()
+	if s.tagGen == gen {
+		s.storeTagLocked(key, t, true)
+	}
+}
+
+func (s *Store) storeTagLocked(key string, t Tag, ok bool) {
+	if !ok {
+		delete(s.tags, key)
+		return
+	}
+	if s.tags == nil || len(s.tags) >= maxCached {
+		s.tags = map[string]Tag{}
+	}
+	s.tags[key] = t
 }
 
 // Stats are the store's totals.
@@ -127,27 +201,45 @@ type Tag struct {
 
 // GetTag returns the tag of repo in namespace ns.
 func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
-	v, err := s.get(tagKey(ns, repo, tag))
+	key := string(tagKey(ns, repo, tag))
+	s.tagMu.RLock()
+	t, ok := s.tags[key]
+	gen := s.tagGen
+	s.tagMu.RUnlock()
+	if ok {
+		return t, nil
+	}
+	v, err := s.get([]byte(key))
 	if err != nil {
 		return Tag{}, err
 	}
 	if len(v) < 8 {
 		return Tag{}, fmt.Errorf("tag %s:%s: corrupt record", repo, tag)
 	}
-	return Tag{FetchedAt: getTime(v), Digest: string(v[8:])}, nil
+	t = Tag{FetchedAt: getTime(v), Digest: string(v[8:])}
+	s.cacheReadTag(key, t, gen)
+	return t, nil
 }
 
 // PutTag records a tag mapping. It is synced: a tag must never point at a
 // manifest a crash lost, so callers store the manifest first.
 func (s *Store) PutTag(ctx context.Context, ns, repo, tag string, t Tag) error {
+	key := tagKey(ns, repo, tag)
 	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
 	v = append(v, t.Digest...)
-	return s.db.Set(tagKey(ns, repo, tag), v, pebble.Sync)
+	s.cacheTag(string(key), Tag{}, false)
+	if err := s.db.Set(key, v, pebble.Sync); err != nil {
+		return err
+	}
+	s.cacheTag(string(key), t, true)
+	return nil
 }
 
 // DeleteTag removes a tag mapping.
 func (s *Store) DeleteTag(ctx context.Context, ns, repo, tag string) error {
-	return s.db.Delete(tagKey(ns, repo, tag), pebble.Sync)
+	key := tagKey(ns, repo, tag)
+	s.cacheTag(string(key), Tag{}, false)
+	return s.db.Delete(key, pebble.Sync)
 }
 
 // ListTags returns the tags of repo in namespace ns, sorted.
@@ -214,7 +306,11 @@ func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) err
 
 // Touch records an access to a digest. Not synced.
 func (s *Store) Touch(ctx context.Context, digest string) error {
-	return s.db.Set(accessKey(digest), putTime(nil, s.now()), pebble.NoSync)
+	now := s.now()
+	if !s.shouldTouch("acc\x00"+digest, now) {
+		return nil
+	}
+	return s.db.Set(accessKey(digest), putTime(nil, now), pebble.NoSync)
 }
 
 // LastAccess returns when a digest was last touched.

@@ -155,7 +155,7 @@ func openFirst(ctx context.Context, srcs []source, i int, off, last int64) (io.R
 	for ; i < len(srcs); i++ {
 		body, size, err := srcs[i].open(ctx, off, last)
 		if err == nil {
-			return body, size, i, nil
+			return newPrefetcher(body), size, i, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", srcs[i], err))
 		if ctx.Err() != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 )
 
 func (s *Server) serveBlob(w *recorder, r *http.Request, rt Route) error {
@@ -59,10 +60,16 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, rt Route) error {
 	return nil
 }
 
+// copyBufs are the buffers of streams that follow a fill: 64 KiB each, so
+// a hundred clients on one cold blob cost a few MiB.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // copyFlushing copies up to n bytes and flushes after each read, so bytes of
 // a blob still being filled reach the client as they arrive.
 func copyFlushing(ctx context.Context, w *recorder, src io.Reader, n int64) (int64, error) {
-	buf := make([]byte, 256<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var done int64
 	for done < n {
 		if err := ctx.Err(); err != nil {

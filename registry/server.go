@@ -120,19 +120,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	dur := time.Since(start)
-	s.log.Info("request",
-		zap.String("method", r.Method),
-		zap.String("path", r.URL.Path),
-		zap.String("ns", route.Repo.NS),
-		zap.Int("status", status),
-		zap.String("code", code),
-		zap.Int64("bytes", rec.bytes),
-		zap.Duration("duration", dur),
-		zap.String("source", string(rec.source)),
-		zap.String("client", client),
-		zap.String("principal", principal),
-		zap.Bool("aborted", aborted),
-	)
+	if ce := s.log.Check(zap.InfoLevel, "request"); ce != nil { // no fields built when not logged
+		ce.Write(
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+			zap.String("ns", route.Repo.NS),
+			zap.Int("status", status),
+			zap.String("code", code),
+			zap.Int64("bytes", rec.bytes),
+			zap.Duration("duration", dur),
+			zap.String("source", string(rec.source)),
+			zap.String("client", client),
+			zap.String("principal", principal),
+			zap.Bool("aborted", aborted),
+		)
+	}
 	if s.observe != nil {
 		s.observe(RequestInfo{Method: r.Method, Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
 			UploadID: route.UploadID, Status: status, Code: code, Principal: principal,
