@@ -19,6 +19,11 @@ type Limiter struct {
 	idle  time.Duration
 	grace time.Duration
 
+	// rates, when set, gives a key its own rate and burst (ok false: the
+	// default).
+	rates   func(key string) (rps float64, burst int, ok bool)
+	onLimit func(key string)
+
 	mu        sync.Mutex
 	clients   map[string]*clientBucket
 	lastSweep time.Time
@@ -27,6 +32,7 @@ type Limiter struct {
 type clientBucket struct {
 	lim      *rate.Limiter
 	lastSeen time.Time
+	limited  bool // refused since it was last admitted
 	// pulls maps a repository to when its last manifest was admitted.
 	pulls map[Repo]time.Time
 }
@@ -41,6 +47,13 @@ func NewLimiter(rps float64, burst int) *Limiter {
 	}
 }
 
+// WithRates gives some keys ("user:<name>", "ip:<addr>") their own rate
+// and burst; the others keep the limiter's.
+func (l *Limiter) WithRates(f func(key string) (rps float64, burst int, ok bool)) *Limiter {
+	l.rates = f
+	return l
+}
+
 // Admit takes a token for client or returns a 429 TOOMANYREQUESTS error with
 // the time after which a retry will succeed.
 func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
@@ -49,7 +62,13 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 	l.sweep(now)
 	c := l.clients[client]
 	if c == nil {
-		c = &clientBucket{lim: rate.NewLimiter(l.rps, l.burst)}
+		rps, burst := l.rps, l.burst
+		if l.rates != nil {
+			if r, b, ok := l.rates(client); ok {
+				rps, burst = rate.Limit(r), b
+			}
+		}
+		c = &clientBucket{lim: rate.NewLimiter(rps, burst)}
 		l.clients[client] = c
 	}
 	c.lastSeen = now
@@ -65,12 +84,13 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 	}
 	r := c.lim.ReserveN(now, 1)
 	if !r.OK() {
-		return tooMany(time.Second)
+		return l.refuse(client, c, time.Second)
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return tooMany(d)
+		return l.refuse(client, c, d)
 	}
+	c.limited = false
 	if rt.Kind == KindManifest || rt.Kind == KindBlobUpload {
 		if c.pulls == nil {
 			c.pulls = map[Repo]time.Time{}
@@ -78,6 +98,25 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 		c.pulls[rt.Repo] = now
 	}
 	return nil
+}
+
+// refuse reports the first refusal of a run to onLimit, then refuses.
+// Callers hold l.mu.
+func (l *Limiter) refuse(client string, c *clientBucket, d time.Duration) error {
+	if !c.limited {
+		c.limited = true
+		if l.onLimit != nil {
+			l.onLimit(client)
+		}
+	}
+	return tooMany(d)
+}
+
+// OnLimit sets a function told when a client starts being refused (once
+// per run of refusals, so logs are not flooded).
+func (l *Limiter) OnLimit(f func(key string)) *Limiter {
+	l.onLimit = f
+	return l
 }
 
 func tooMany(d time.Duration) error {

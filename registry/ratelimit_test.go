@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -313,4 +314,60 @@ func TestLimiterPushGrace(t *testing.T) {
 	}
 	checkTooMany(t, l.Admit("c", start, limiterEpoch))
 	checkTooMany(t, l.Admit("c", other, limiterEpoch))
+}
+
+// rejectAll is a Guard that refuses every request as unauthenticated.
+type rejectAll struct{}
+
+func (rejectAll) Check(r *http.Request, req AccessRequest) (string, error) {
+	return "", Errorf(http.StatusUnauthorized, CodeUnauthorized, "authentication required")
+}
+
+// TestFailedLoginsAreRateLimited: a loop of bad credentials spends the
+// address's tokens and turns into 429s, and the first refusal is reported.
+func TestFailedLoginsAreRateLimited(t *testing.T) {
+	var reported []string
+	lim := NewLimiter(1.0/86400, 5).OnLimit(func(key string) { reported = append(reported, key) })
+	srv := httptest.NewServer(New(newMemBackend(), WithLimiter(lim), WithGuard(rejectAll{})))
+	defer srv.Close()
+	counts := map[int]int{}
+	for range 20 {
+		resp, err := http.Get(srv.URL + "/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		counts[resp.StatusCode]++
+	}
+	if counts[http.StatusUnauthorized] != 5 || counts[http.StatusTooManyRequests] != 15 {
+		t.Fatalf("statuses %v, want 5 401s then 429s", counts)
+	}
+	if len(reported) != 1 || reported[0] != "ip:127.0.0.1" {
+		t.Fatalf("refusals reported %v, want one for ip:127.0.0.1", reported)
+	}
+}
+
+// TestPerKeyRates: a key with its own rate gets its own burst.
+func TestPerKeyRates(t *testing.T) {
+	lim := NewLimiter(1.0/86400, 2).WithRates(func(key string) (float64, int, bool) {
+		if key == "user:ci" {
+			return 1.0 / 86400, 10, true
+		}
+		return 0, 0, false
+	})
+	admitted := func(key string) int {
+		n := 0
+		for range 20 {
+			if lim.Admit(key, Route{Kind: KindBase}, limiterEpoch) == nil {
+				n++
+			}
+		}
+		return n
+	}
+	if got := admitted("user:ci"); got != 10 {
+		t.Fatalf("user:ci admitted %d, want its own burst of 10", got)
+	}
+	if got := admitted("user:alice"); got != 2 {
+		t.Fatalf("user:alice admitted %d, want the default burst of 2", got)
+	}
 }

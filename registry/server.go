@@ -50,7 +50,8 @@ type Option func(*Server)
 // WithLogger sets the logger for request lines.
 func WithLogger(l *zap.Logger) Option { return func(s *Server) { s.log = l } }
 
-// WithLimiter sets the per-client rate limiter.
+// WithLimiter sets the per-client rate limiter. A client that starts being
+// refused is logged (once per run of refusals).
 func WithLimiter(l *Limiter) Option { return func(s *Server) { s.limiter = l } }
 
 // WithObserver sets a function called once per finished request.
@@ -64,6 +65,10 @@ func New(backend ManifestHandler, opts ...Option) *Server {
 	s.tags, _ = backend.(TagLister)
 	for _, o := range opts {
 		o(s)
+	}
+	if s.limiter != nil && s.limiter.onLimit == nil {
+		log := s.log
+		s.limiter.OnLimit(func(key string) { log.Warn("rate limited", zap.String("client", key)) })
 	}
 	return s
 }

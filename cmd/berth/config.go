@@ -40,6 +40,16 @@ type RateLimitConfig struct {
 	Burst             int     `yaml:"burst"`
 	// Disabled turns rate limiting off.
 	Disabled bool `yaml:"disabled"`
+	// Users and Groups give logged-in users their own limits (a user's
+	// own entry first, then the first of their groups that has one).
+	Users  map[string]RateConfig `yaml:"users"`
+	Groups map[string]RateConfig `yaml:"groups"`
+}
+
+// RateConfig is one token bucket.
+type RateConfig struct {
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	Burst             int     `yaml:"burst"`
 }
 
 // CacheConfig tunes the store.
@@ -179,6 +189,13 @@ func (c Config) Validate() error {
 		}
 		if c.RateLimit.Burst < 1 {
 			errs = append(errs, errors.New("rateLimit.burst: must be at least 1"))
+		}
+		for kind, m := range map[string]map[string]RateConfig{"users": c.RateLimit.Users, "groups": c.RateLimit.Groups} {
+			for name, r := range m {
+				if r.RequestsPerSecond <= 0 || r.Burst < 1 {
+					errs = append(errs, fmt.Errorf("rateLimit.%s.%s: requestsPerSecond must be positive and burst at least 1", kind, name))
+				}
+			}
 		}
 	}
 	if c.Cache.HotManifestBytes < 0 {

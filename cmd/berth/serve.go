@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -197,8 +198,29 @@ func (n *node) observe(info registry.RequestInfo) {
 // metrics, and the token endpoint when auth is on.
 func (n *node) registryHandler() http.Handler {
 	opts := []registry.Option{registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe)}
-	if !n.cfg.RateLimit.Disabled {
-		opts = append(opts, registry.WithLimiter(registry.NewLimiter(n.cfg.RateLimit.RequestsPerSecond, n.cfg.RateLimit.Burst)))
+	if rl := n.cfg.RateLimit; !rl.Disabled {
+		lim := registry.NewLimiter(rl.RequestsPerSecond, rl.Burst)
+		if len(rl.Users)+len(rl.Groups) > 0 {
+			sec := n.sec
+			lim.WithRates(func(key string) (float64, int, bool) {
+				user, ok := strings.CutPrefix(key, "user:")
+				if !ok {
+					return 0, 0, false
+				}
+				if r, ok := rl.Users[user]; ok {
+					return r.RequestsPerSecond, r.Burst, true
+				}
+				if sec != nil {
+					for _, g := range sec.users.Groups(user) {
+						if r, ok := rl.Groups[g]; ok {
+							return r.RequestsPerSecond, r.Burst, true
+						}
+					}
+				}
+				return 0, 0, false
+			})
+		}
+		opts = append(opts, registry.WithLimiter(lim))
 	}
 	if n.sec != nil {
 		opts = append(opts, registry.WithGuard(n.sec.guard))
