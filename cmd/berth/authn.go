@@ -4,12 +4,14 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"berth/auth"
@@ -45,6 +47,9 @@ type AuthConfig struct {
 	// Policies are repository policies in ECR's JSON, per repository or
 	// per namespace pattern.
 	Policies []PolicyConfig `yaml:"policies"`
+	// AdminGroup's members may use the admin API (and nobody else, once
+	// auth is on).
+	AdminGroup string `yaml:"adminGroup"`
 }
 
 // GrantConfig lists default actions.
@@ -66,6 +71,7 @@ func defaultAuthConfig() AuthConfig {
 	d := auth.DefaultDefaults()
 	return AuthConfig{
 		TokenTTL:      12 * time.Hour,
+		AdminGroup:    "admins",
 		Anonymous:     GrantConfig{Cached: d.Anonymous.Cached, Local: d.Anonymous.Local, Catalog: d.Anonymous.Catalog},
 		Authenticated: GrantConfig{Cached: d.Authenticated.Cached, Local: d.Authenticated.Local, Catalog: d.Authenticated.Catalog},
 	}
@@ -214,4 +220,30 @@ func ensureTokenKey(path string) (string, error) {
 		return "", err
 	}
 	return path, os.Rename(tmp, path)
+}
+
+// requireAdmin lets through only members of the admin group, by Basic
+// credentials (a password or a token Berth issued).
+func (s *security) requireAdmin(group string, next http.Handler) http.Handler {
+	check := auth.TokenAuthenticator{Users: s.users, Issuer: s.issuer}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || !check.Authenticate(user, pass) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="berth admin"`)
+			writeAdminError(w, http.StatusUnauthorized, "UNAUTHORIZED", "the admin API needs an admin's credentials (BERTH_USERNAME, BERTH_PASSWORD)")
+			return
+		}
+		if !slices.Contains(check.Groups(user), group) {
+			writeAdminError(w, http.StatusForbidden, "DENIED", "user "+user+" is not in the admin group "+group)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeAdminError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	body, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
+	w.Write(body)
 }

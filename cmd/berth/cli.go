@@ -155,6 +155,10 @@ func (k *adminCall) do(ctx context.Context, verb string, req any) ([]byte, error
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("User-Agent", "berth/"+version)
+	if user := k.c.getenv("BERTH_USERNAME"); user != "" {
+		// With auth on, the admin API takes an admin's password or token.
+		hr.SetBasicAuth(user, k.c.getenv("BERTH_PASSWORD"))
+	}
 	resp, err := k.c.client.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {

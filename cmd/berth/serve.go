@@ -269,7 +269,11 @@ func serve(ctx context.Context, cfgPath string, cfg Config, log *zap.Logger) err
 			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(log.Named("peer")))}})
 	}
 	if cfg.Admin.Listen != "" {
-		extra[admin.Prefix] = n.admin.Handler()
+		api := n.admin.Handler()
+		if n.sec != nil {
+			api = n.sec.requireAdmin(cfg.Auth.AdminGroup, api)
+		}
+		extra[admin.Prefix] = api
 		servers = append(servers, &namedServer{name: "admin", addr: cfg.Admin.Listen,
 			srv: &http.Server{Handler: adminMux(cfg.Admin, n.prom, &n.ready, extra)}})
 	}

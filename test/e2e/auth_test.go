@@ -679,3 +679,31 @@ func TestRateLimitPerUser(t *testing.T) {
 		t.Errorf("anonymous 127.0.0.1 after 127.0.0.4 emptied its bucket: %d, want 200", st)
 	}
 }
+
+// TestAdminAPINeedsAnAdmin: with auth on, the admin API takes only members
+// of the admin group, through the CLI's BERTH_USERNAME/BERTH_PASSWORD.
+func TestAdminAPINeedsAnAdmin(t *testing.T) {
+	up := testreg.Start(t)
+	b := auStartBerth(t, auConfig(up.URL, auHtpasswd(t, auUsers), "  groups:\n    admins: [alice]\n"))
+	run := func(user string) (string, error) {
+		cmd := exec.Command(binary(t), "describe-repositories", "--admin", b.AdminURL)
+		cmd.Env = append(os.Environ(), "BERTH_USERNAME="+user, "BERTH_PASSWORD="+auUsers[user])
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("alice"); err != nil {
+		t.Fatalf("admin alice refused: %v\n%s", err, out)
+	}
+	if out, err := run("bob"); err == nil || !strings.Contains(out, "DENIED") {
+		t.Fatalf("bob (not an admin) got in: %v\n%s", err, out)
+	}
+	if out, err := run(""); err == nil || !strings.Contains(out, "UNAUTHORIZED") {
+		t.Fatalf("anonymous got in: %v\n%s", err, out)
+	}
+	// Metrics and health stay open to the scraper.
+	resp, err := http.Get(b.AdminURL + "/metrics")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metrics: %v %v", err, resp)
+	}
+	resp.Body.Close()
+}
