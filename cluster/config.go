@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,6 +44,10 @@ type Config struct {
 	// the node metadata. Required. An empty or unspecified host (":5001",
 	// "0.0.0.0:5001") is replaced by the advertised gossip IP.
 	PeerAddr string
+	// PeerTLS, when set, makes peer requests HTTPS with this client
+	// configuration (a cluster CA as RootCAs and this node's certificate
+	// for mutual TLS); the peer listener must then serve TLS.
+	PeerTLS *tls.Config
 	// Join lists host:port gossip addresses of peers. Joining is retried in
 	// the background with backoff until one answers; afterwards seeds that
 	// are not alive members are retried every rejoin interval (30 s), which
@@ -144,10 +149,11 @@ type settings struct {
 	gossipKey, peerKey []byte
 	replicas           int
 	probe, gossip      time.Duration
+	peerTLS            *tls.Config
 }
 
 func validate(ctx context.Context, cfg Config) (settings, error) {
-	s := settings{name: cfg.NodeName, replicas: cfg.Replicas, probe: cfg.ProbeInterval, gossip: cfg.GossipInterval}
+	s := settings{name: cfg.NodeName, replicas: cfg.Replicas, probe: cfg.ProbeInterval, gossip: cfg.GossipInterval, peerTLS: cfg.PeerTLS}
 	bad := func(format string, args ...any) (settings, error) {
 		return settings{}, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}

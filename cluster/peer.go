@@ -78,6 +78,7 @@ func newPeerClient(c *Cluster) (*http.Transport, *http.Client) {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
 		DisableCompression:    true, // blobs are passed through byte for byte
+		TLSClientConfig:       c.set.peerTLS,
 	}
 	client := &http.Client{
 		Transport: &signer{name: c.set.name, key: c.set.peerKey, now: time.Now, base: t},
@@ -86,6 +87,15 @@ func newPeerClient(c *Cluster) (*http.Transport, *http.Client) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return t, client
+}
+
+// PeerURL is the base URL of a member's peer API: https when the cluster
+// uses mutual TLS between peers.
+func (c *Cluster) PeerURL(m Member) string {
+	if c.set.peerTLS != nil {
+		return "https://" + m.PeerAddr
+	}
+	return "http://" + m.PeerAddr
 }
 
 // PeerClient returns the shared client for calling other nodes' peer API.

@@ -121,7 +121,7 @@ func (p *Proxy) manifestFromOwners(ctx context.Context, t upstream.Target, key, 
 func (p *Proxy) peerManifest(ctx context.Context, t upstream.Target, m cluster.Member, ref string) (string, []byte, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*t.Upstream.Rule.Timeout)
 	defer cancel()
-	u := "http://" + m.PeerAddr + "/v2/" + t.Upstream.Rule.Name + "/" + t.Repo + "/manifests/" + ref
+	u := p.opts.Cluster.PeerURL(m) + "/v2/" + t.Upstream.Rule.Name + "/" + t.Repo + "/manifests/" + ref
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", nil, "", err

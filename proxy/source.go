@@ -46,13 +46,14 @@ func (s upstreamSource) isPeer() bool   { return false }
 type peerSource struct {
 	client       *http.Client
 	member       cluster.Member
+	base         string // the member's peer API URL
 	up, repo     string // upstream rule name and repository there
 	digest       string
 	idle, header time.Duration
 }
 
 func (s peerSource) url(kind, ref string) string {
-	return "http://" + s.member.PeerAddr + "/v2/" + s.up + "/" + s.repo + "/" + kind + "/" + url.PathEscape(ref)
+	return s.base + "/v2/" + s.up + "/" + s.repo + "/" + kind + "/" + url.PathEscape(ref)
 }
 
 func (s peerSource) String() string { return "peer " + s.member.Name }
@@ -164,7 +165,7 @@ func (p *Proxy) sources(ctx context.Context, t upstream.Target, d string) []sour
 		if m.PeerAddr == "" {
 			continue
 		}
-		out = append(out, peerSource{client: p.opts.Cluster.PeerClient(), member: m, up: t.Upstream.Rule.Name,
+		out = append(out, peerSource{client: p.opts.Cluster.PeerClient(), member: m, base: p.opts.Cluster.PeerURL(m), up: t.Upstream.Rule.Name,
 			repo: t.Repo, digest: d, idle: t.Upstream.Rule.IdleTimeout, header: 2 * t.Upstream.Rule.Timeout})
 	}
 	return append(out, up)

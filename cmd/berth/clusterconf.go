@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,40 @@ type ClusterConfig struct {
 	Join          []string `yaml:"join"`
 	SecretFile    string   `yaml:"secretFile"` // 32 bytes (64 hex chars): gossip encryption and peer authentication
 	Replicas      int      `yaml:"replicas"`
+	// TLS makes the peer API mutual TLS with a cluster CA, on top of the
+	// signed requests: each node serves and calls with its certificate
+	// (valid for its peerAddr host) and trusts only the CA.
+	TLS PeerTLSConfig `yaml:"tls"`
+}
+
+// PeerTLSConfig is the peer API's mutual TLS.
+type PeerTLSConfig struct {
+	CAFile   string `yaml:"caFile"`
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+func (c PeerTLSConfig) enabled() bool { return c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" }
+
+// configs builds the server side (client certificates required, from the
+// CA) and the client side (the CA as roots, this node's certificate).
+func (c PeerTLSConfig) configs() (server, client *tls.Config, err error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster.tls: %w", err)
+	}
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster.tls.caFile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("cluster.tls.caFile: no certificate in %s", c.CAFile)
+	}
+	server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	client = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: pool}
+	return server, client, nil
 }
 
 func (c ClusterConfig) enabled() bool { return c.GossipAddr != "" }
@@ -45,6 +81,11 @@ func (c ClusterConfig) validate() []error {
 	} else if _, err := cluster.LoadSecret(c.SecretFile); err != nil {
 		errs = append(errs, fmt.Errorf("cluster.secretFile: %w", err))
 	}
+	if c.TLS.enabled() {
+		if _, _, err := c.TLS.configs(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Replicas < 0 {
 		errs = append(errs, errors.New("cluster.replicas: must not be negative"))
 	}
@@ -53,7 +94,7 @@ func (c ClusterConfig) validate() []error {
 
 // startCluster joins the gossip cluster; its context must live as long as
 // the node.
-func startCluster(ctx context.Context, c ClusterConfig, stats func() cluster.NodeStats, log *zap.Logger) (*cluster.Cluster, error) {
+func startCluster(ctx context.Context, c ClusterConfig, peerTLS *tls.Config, stats func() cluster.NodeStats, log *zap.Logger) (*cluster.Cluster, error) {
 	secret, err := cluster.LoadSecret(c.SecretFile)
 	if err != nil {
 		return nil, err
@@ -68,7 +109,7 @@ func startCluster(ctx context.Context, c ClusterConfig, stats func() cluster.Nod
 	}
 	return cluster.Start(ctx, cluster.Config{
 		NodeName: name, GossipAddr: c.GossipAddr, AdvertiseAddr: c.AdvertiseAddr, PeerAddr: c.PeerAddr,
-		Join: c.Join, Secret: secret, Replicas: replicas,
+		Join: c.Join, Secret: secret, Replicas: replicas, PeerTLS: peerTLS,
 	}, log, cluster.WithStats(stats, 0), cluster.WithVersion(version))
 }
 

@@ -88,6 +88,7 @@ type node struct {
 	sec     *security // nil when auth is off
 	cert    *certificate
 	cluster *cluster.Cluster // nil for a single node
+	peerTLS *tls.Config      // the peer listener's mutual TLS, nil without
 	router  *upstream.Router
 	admin   *admin.Service
 	cfgPath string                       // re-read on SIGHUP; "" for built-in defaults
@@ -122,7 +123,14 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 			st := store.Stats()
 			return cluster.NodeStats{StoredBytes: st.BlobBytes, Blobs: st.Blobs}
 		}
-		if n.cluster, err = startCluster(ctx, cfg.Cluster, stats, log.Named("cluster")); err != nil {
+		var clientTLS *tls.Config
+		if cfg.Cluster.TLS.enabled() {
+			if n.peerTLS, clientTLS, err = cfg.Cluster.TLS.configs(); err != nil {
+				store.Close()
+				return nil, err
+			}
+		}
+		if n.cluster, err = startCluster(ctx, cfg.Cluster, clientTLS, stats, log.Named("cluster")); err != nil {
 			store.Close()
 			return nil, err
 		}
@@ -266,7 +274,7 @@ func serve(ctx context.Context, cfgPath string, cfg Config, log *zap.Logger) err
 	if n.cluster != nil {
 		extra["GET /cluster/members"] = n.cluster.MembersHandler(n.ownedBytes)
 		servers = append(servers, &namedServer{name: "peer", addr: cfg.Cluster.PeerAddr,
-			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(log.Named("peer")))}})
+			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(log.Named("peer"))), TLSConfig: n.peerTLS}})
 	}
 	if cfg.Admin.Listen != "" {
 		api := n.admin.Handler()

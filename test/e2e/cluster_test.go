@@ -25,6 +25,13 @@ type clusterNode struct {
 // cluster in front of one upstream.
 func startCluster(t *testing.T, n int, upURL, extra string) []*clusterNode {
 	t.Helper()
+	return startClusterWith(t, n, upURL, extra, nil)
+}
+
+// startClusterWith is startCluster with clusterExtra(i) appended to node
+// i's cluster section.
+func startClusterWith(t *testing.T, n int, upURL, extra string, clusterExtra func(i int) string) []*clusterNode {
+	t.Helper()
 	secret := filepath.Join(t.TempDir(), "cluster.key")
 	writeFile(t, secret, strings.Repeat("ab", 32)+"\n")
 	var gossips []string
@@ -37,6 +44,9 @@ func startCluster(t *testing.T, n int, upURL, extra string) []*clusterNode {
 	for i, nd := range nodes {
 		cfg := fmt.Sprintf("cluster:\n  nodeName: node%d\n  gossipAddr: %q\n  peerAddr: %q\n  secretFile: %q\n  replicas: 2\n  join: [%s]\n",
 			i, nd.gossip, nd.peer, secret, `"`+strings.Join(gossips, `","`)+`"`)
+		if clusterExtra != nil {
+			cfg += clusterExtra(i)
+		}
 		cfg += "rateLimit:\n  disabled: true\n" + extra + "upstreams:\n" + upstreamConfig("hub", "hub", "docker.io", upURL, true, "")
 		nd.Berth = StartBerth(t, "", cfg)
 	}
