@@ -186,8 +186,8 @@ func TestMembersHandler(t *testing.T) {
 	}{
 		{name: "GET", method: http.MethodGet, wantCode: 200, wantBody: fmt.Sprintf(
 			`{"self":"node-1","members":[`+
-				`{"name":"node-1","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":10,"blobs":1},`+
-				`{"name":"node-2","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":20,"blobs":2}]}`,
+				`{"name":"node-1","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":10,"blobs":1,"ownedBytes":0},`+
+				`{"name":"node-2","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":20,"blobs":2,"ownedBytes":0}]}`,
 			n1.Self().GossipAddr, n1.Self().PeerAddr, n2.Self().GossipAddr, n2.Self().PeerAddr)},
 		{name: "HEAD", method: http.MethodHead, wantCode: 200},
 		{name: "POST", method: http.MethodPost, wantCode: 405, wantBody: `{"errors":[{"code":"UNSUPPORTED","message":"method not allowed"}]}`},
