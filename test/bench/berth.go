@@ -59,12 +59,15 @@ func freePort() (int, error) {
 }
 
 type berthOpts struct {
-	admin bool // the binary knows the admin key: give it a free port
-	pprof bool
+	admin    bool // the binary knows the admin key: give it a free port
+	pprof    bool
+	logLevel string // "" is warn
+	extra    string // more top-level config (the cluster block)
 }
 
-// startBerth writes a config (rate limit off, log level warn, the reference
-// upstream as the default rule) and starts berth serve with it.
+// startBerth writes a config (rate limit off, log level warn unless o says
+// otherwise, the reference upstream as the default rule, then o.extra) and
+// starts berth serve with it.
 func (h *harness) startBerth(ctx context.Context, o berthOpts) (*berthProc, error) {
 	dir, err := os.MkdirTemp(h.tmp, "berth-")
 	if err != nil {
@@ -76,11 +79,15 @@ func (h *harness) startBerth(ctx context.Context, o berthOpts) (*berthProc, erro
 	}
 	b := &berthProc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: filepath.Join(dir, "data"),
 		logPath: filepath.Join(dir, "berth.log"), done: make(chan struct{})}
+	level := o.logLevel
+	if level == "" {
+		level = "warn"
+	}
 	cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
 dataDir: %q
 log:
   format: json
-  level: warn
+  level: %s
 rateLimit:
   disabled: true
 upstreams:
@@ -89,7 +96,7 @@ upstreams:
     registry: bench.invalid
     url: %s
     default: true
-`, port, b.DataDir, h.ref.Upstream)
+`, port, b.DataDir, level, h.ref.Upstream) + o.extra
 	if o.admin {
 		ap, err := freePort()
 		if err != nil {

@@ -209,8 +209,9 @@ type pullResult struct {
 }
 
 // pullImage pulls repo:tag from base like a container runtime: the manifest
-// by tag, then the config and the layers with par fetches in parallel.
-func pullImage(ctx context.Context, c *http.Client, base, repo, tag string, par int) (pullResult, error) {
+// by tag, then the config and the layers with par fetches in parallel. With
+// verify, the manifest and every blob are checked against their digests.
+func pullImage(ctx context.Context, c *http.Client, base, repo, tag string, par int, verify bool) (pullResult, error) {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/manifests/"+tag, nil)
 	if err != nil {
@@ -229,6 +230,12 @@ func pullImage(ctx context.Context, c *http.Client, base, repo, tag string, par 
 	if resp.StatusCode != 200 {
 		return pullResult{}, fmt.Errorf("manifest %s:%s: %d %s", repo, tag, resp.StatusCode, body)
 	}
+	if verify {
+		sum := sha256.Sum256(body)
+		if d, want := "sha256:"+hex.EncodeToString(sum[:]), resp.Header.Get("Docker-Content-Digest"); d != want {
+			return pullResult{}, fmt.Errorf("manifest %s:%s from %s: body is %s, header says %q", repo, tag, base, d, want)
+		}
+	}
 	var m imageManifest
 	if err := json.Unmarshal(body, &m); err != nil {
 		return pullResult{}, err
@@ -246,7 +253,10 @@ func pullImage(ctx context.Context, c *http.Client, base, repo, tag string, par 
 			buf := make([]byte, 256<<10)
 			for i := next.Add(1) - 1; i < int64(len(descs)); i = next.Add(1) - 1 {
 				d := descs[i]
-				r, err := fetch(ctx, c, base+"/v2/"+repo+"/blobs/"+d.Digest, d.Size, buf, false)
+				r, err := fetch(ctx, c, base+"/v2/"+repo+"/blobs/"+d.Digest, d.Size, buf, verify)
+				if err == nil && verify && r.Digest != d.Digest {
+					err = fmt.Errorf("blob %s from %s: the body is %s", d.Digest, base, r.Digest)
+				}
 				if err != nil {
 					errs[w] = err
 					return

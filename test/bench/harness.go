@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		{5, "Manifests, warm", h.manifests, false},
 		{6, "Whole image pulls", h.imagePulls, false},
 		{7, "Memory", h.memory, false},
-		{8, "Cluster morning storm (3 nodes)", h.cluster, false},
+		{8, fmt.Sprintf("Cluster morning storm (%d nodes)", cfg.ClusterNodes), h.cluster, false},
 		{9, "Store benchmarks (Go)", h.storeBench, true},
 	}
 	for _, sc := range scenarios {

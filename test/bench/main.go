@@ -60,6 +60,17 @@ type Config struct {
 	ImageReps  int
 	MemSize    int64 // 7. memory during a big cold fill
 	MemReps    int
+
+	// 8. cluster morning storm: ClusterClients clients, round-robin over
+	// ClusterNodes fresh nodes, pull the image of scenario 6 with
+	// ClusterPar blob fetches each; ClusterReps runs, no new run started
+	// once ClusterTime has passed.
+	ClusterNodes   int
+	ClusterClients int
+	ClusterPar     int
+	ClusterReps    int
+	ClusterTime    time.Duration
+
 	StoreBench []string // 9. go test arguments
 	StoreTime  time.Duration
 	StoreEarly bool // run them beside the rest (smoke)
@@ -93,6 +104,7 @@ func fullConfig() Config {
 			4 * miB, 4 * miB, 3 * miB, 2 * miB, 2 * miB, 1 * miB, 1 * miB, 512 * kiB, 256 * kiB, 64 * kiB},
 		ImagePar: 4, ImageReps: 3,
 		MemSize: 2 * giB, MemReps: 2,
+		ClusterNodes: 3, ClusterClients: 100, ClusterPar: 4, ClusterReps: 3, ClusterTime: 2 * time.Minute,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./cache/"},
 		StoreTime:  3 * time.Minute,
 		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
@@ -113,6 +125,7 @@ func smokeConfig() Config {
 		ManConns: 32, ManDur: 150 * time.Millisecond, ManReps: 1, ManMax: 200_000,
 		ImageSizes: sizes, ImagePar: 4, ImageReps: 1,
 		MemSize: 8 * miB, MemReps: 1,
+		ClusterNodes: 3, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
 		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./cache/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
 		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,
