@@ -16,8 +16,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,44 +61,7 @@ func auConfig(upURL, htpasswd, authExtra string) string {
 // ready when /v2/ answers 401 with a Bearer challenge.
 func auStartBerth(t *testing.T, configBody string) *Berth {
 	t.Helper()
-	dataDir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, cfg, fmt.Sprintf("listen: %q\ndataDir: %q\nlog:\n  format: json\n  level: info\nadmin:\n  listen: %q\n",
-		addr, dataDir, admin)+configBody)
-	b := &Berth{t: t, Addr: addr, URL: "http://" + addr, AdminURL: "http://" + admin, DataDir: dataDir, Config: cfg}
-	b.log, b.logMu = &bytes.Buffer{}, &sync.Mutex{}
-	b.cmd = exec.Command(binary(t), "serve", "--config", cfg)
-	w := lockedWriter{b.logMu, b.log}
-	b.cmd.Stdout, b.cmd.Stderr = w, w
-	b.cmd.Env = os.Environ()
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b.done = make(chan struct{})
-	go func() { b.cmd.Wait(); close(b.done) }()
-	t.Cleanup(b.Stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(b.URL + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
-				return b
-			}
-		}
-		select {
-		case <-b.done:
-			t.Fatalf("berth exited during start:\n%s", b.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("berth did not answer 401 on /v2/ within 20s (last: %v):\n%s", err, b.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return StartBerth(t, "", configBody)
 }
 
 // auClient is an HTTP client whose connections leave from localIP ("" for

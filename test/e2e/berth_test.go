@@ -57,10 +57,13 @@ type Berth struct {
 	DataDir  string
 	Config   string
 	Env      []string // extra environment for the process
-	cmd      *exec.Cmd
-	log      *bytes.Buffer
-	logMu    *sync.Mutex
-	done     chan struct{}
+	// Credential, when set, runs the process with these ids (a group the
+	// partition tests' iptables rules match); restarts keep it.
+	Credential *syscall.Credential
+	cmd        *exec.Cmd
+	log        *bytes.Buffer
+	logMu      *sync.Mutex
+	done       chan struct{}
 }
 
 // freePort returns a free TCP port on 127.0.0.1.
@@ -118,7 +121,7 @@ func (b *Berth) start() {
 	w := lockedWriter{b.logMu, b.log}
 	b.cmd.Stdout, b.cmd.Stderr = w, w
 	b.cmd.Env = append(os.Environ(), b.Env...)
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: b.Credential}
 	if err := b.cmd.Start(); err != nil {
 		b.t.Fatal(err)
 	}
@@ -129,7 +132,9 @@ func (b *Berth) start() {
 		resp, err := http.Get(b.URL + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			// 200, or with auth on a 401 with the token challenge.
+			if resp.StatusCode == 200 || resp.StatusCode == http.StatusUnauthorized &&
+				strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
 				return
 			}
 		}

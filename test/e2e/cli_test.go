@@ -43,7 +43,9 @@ func TestCLIAgainstRunningBerth(t *testing.T) {
 	up.Push(t, "library/alpine", "3.20", testreg.Image(t, 61, 2048))
 	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, true, ""))
 
-	var created struct{ Repository struct{ RepositoryName, ImageTagMutability string } }
+	var created struct {
+		Repository struct{ RepositoryName, ImageTagMutability string }
+	}
 	berthCLI(t, b, &created, "create-repository", "--repository-name", "private/app", "--image-tag-mutability", "IMMUTABLE")
 	if created.Repository.RepositoryName != "private/app" || created.Repository.ImageTagMutability != "IMMUTABLE" {
 		t.Fatalf("create-repository: %+v", created)
@@ -75,7 +77,9 @@ func TestCLIAgainstRunningBerth(t *testing.T) {
 		t.Fatalf("describe-images of the cached repository: %+v", images)
 	}
 
-	var repos struct{ Repositories []struct{ RepositoryName string } }
+	var repos struct {
+		Repositories []struct{ RepositoryName string }
+	}
 	berthCLI(t, b, &repos, "describe-repositories")
 	if len(repos.Repositories) != 1 || repos.Repositories[0].RepositoryName != "private/app" {
 		t.Fatalf("describe-repositories: %+v", repos)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -75,45 +73,7 @@ func cmStartCluster(t *testing.T, upURL string, o cmOpts) []*clusterNode {
 // group gid. (Berth.start would drop the group on a restart.)
 func cmStartBerthGid(t *testing.T, configBody string, gid uint32) *Berth {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	dataDir := t.TempDir()
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	body := fmt.Sprintf("listen: %q\ndataDir: %q\nlog:\n  format: json\n  level: info\n", addr, dataDir) + configBody +
-		fmt.Sprintf("admin:\n  listen: %q\n", admin)
-	writeFile(t, cfg, body)
-	b := &Berth{t: t, Addr: addr, URL: "http://" + addr, AdminURL: "http://" + admin, DataDir: dataDir, Config: cfg}
-	b.log, b.logMu = &bytes.Buffer{}, &sync.Mutex{}
-	b.cmd = exec.Command(binary(t), "serve", "--config", cfg)
-	w := lockedWriter{b.logMu, b.log}
-	b.cmd.Stdout, b.cmd.Stderr = w, w
-	b.cmd.Env = os.Environ()
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: &syscall.Credential{Uid: 0, Gid: gid}}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b.done = make(chan struct{})
-	go func() { b.cmd.Wait(); close(b.done) }()
-	t.Cleanup(b.Stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(b.URL + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return b
-			}
-		}
-		select {
-		case <-b.done:
-			t.Fatalf("berth exited during start:\n%s", b.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("berth did not answer within 20s:\n%s", b.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return StartBerth(t, "", configBody, func(b *Berth) { b.Credential = &syscall.Credential{Uid: 0, Gid: gid} })
 }
 
 // cmRank orders node names by rendezvous weight for key, best first, as

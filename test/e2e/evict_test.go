@@ -147,7 +147,9 @@ func TestStoreFullAnswers507(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var eb struct{ Errors []struct{ Code, Message string } }
+	var eb struct {
+		Errors []struct{ Code, Message string }
+	}
 	json.Unmarshal(body, &eb)
 	if resp.StatusCode != http.StatusInsufficientStorage || len(eb.Errors) != 1 || eb.Errors[0].Code != "INSUFFICIENT_STORAGE" {
 		t.Fatalf("got %d %s, want 507 INSUFFICIENT_STORAGE", resp.StatusCode, body)
