@@ -57,15 +57,13 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 		return p.Name, nil
 	}
 	name := req.Route.Repo.Name
-	var allowed bool
+	var allowed, noMount bool
 	switch {
 	case claims != nil && req.Action == registry.ActionList:
 		allowed = claims.Allows(TypeRegistry, "catalog", "*")
 	case claims != nil:
 		allowed = claims.Allows(TypeRepository, name, req.Action)
-		if allowed && req.MountFrom != "" && !claims.Allows(TypeRepository, req.MountFrom, ActionPull) {
-			dropMount(r)
-		}
+		noMount = allowed && req.MountFrom != "" && !claims.Allows(TypeRepository, req.MountFrom, ActionPull)
 	case req.Action == registry.ActionList:
 		allowed = g.Evaluator.AuthorizeCatalog(r.Context(), p, ip).Allowed
 	default:
@@ -74,10 +72,13 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 		allowed = d.Allowed
 		if allowed && req.MountFrom != "" {
 			src, srcLocal := g.canonical(registry.Repo{Name: req.MountFrom})
-			if !g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: src, Action: ActionPull, RepoIsLocal: srcLocal}).Allowed {
-				dropMount(r)
-			}
+			noMount = !g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: src, Action: ActionPull, RepoIsLocal: srcLocal}).Allowed
 		}
+	}
+	if allowed && noMount {
+		// The push is allowed, the mount's source is not readable: the
+		// registry answers with an ordinary upload session.
+		return p.Name, registry.ErrNoMount
 	}
 	if allowed {
 		return p.Name, nil
@@ -91,18 +92,6 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 	}
 	return p.Name, &registry.Error{Status: http.StatusForbidden, Code: registry.CodeDenied,
 		Message: "user " + p.Name + " may not " + req.Action + " " + name}
-}
-
-// dropMount turns a cross-repository mount from a source the client may
-// not pull into an ordinary upload: the push itself is allowed, and the
-// distribution spec has a registry that does not mount answer 202 with an
-// upload session, after which clients send the blob. The registry reads
-// the query of this same request after the guard.
-func dropMount(r *http.Request) {
-	q := r.URL.Query()
-	q.Del("mount")
-	q.Del("from")
-	r.URL.RawQuery = q.Encode()
 }
 
 func (g *Guard) canonical(repo registry.Repo) (string, bool) {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"net/http"
 )
 
@@ -28,6 +29,12 @@ type AccessRequest struct {
 type Guard interface {
 	Check(r *http.Request, req AccessRequest) (principal string, err error)
 }
+
+// ErrNoMount is what a Guard returns to allow a push whose cross-repository
+// mount names a source the client may not read: the Server then ignores
+// the mount and answers with an ordinary upload session, as the spec has a
+// registry that does not mount do.
+var ErrNoMount = errors.New("mount source not readable; uploading instead")
 
 // WithGuard sets the Guard.
 func WithGuard(g Guard) Option { return func(s *Server) { s.guard = g } }

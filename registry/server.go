@@ -90,6 +90,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if s.guard != nil {
 			principal, err = s.guard.Check(r, Access(r, route))
+			if errors.Is(err, ErrNoMount) {
+				err, r = nil, withoutMount(r)
+			}
 			var re *Error
 			if errors.As(err, &re) && re.Status == http.StatusUnauthorized && s.limiter != nil {
 				// Failed logins spend the address's tokens, so guessing
@@ -230,6 +233,16 @@ func (s *Server) serveManifest(w *recorder, r *http.Request, rt Route) error {
 		_, _ = w.Write(m.Body)
 	}
 	return nil
+}
+
+// withoutMount is r without the mount and from parameters.
+func withoutMount(r *http.Request) *http.Request {
+	r2 := r.Clone(r.Context())
+	q := r2.URL.Query()
+	q.Del("mount")
+	q.Del("from")
+	r2.URL.RawQuery = q.Encode()
+	return r2
 }
 
 // ParseAccept returns the media types listed in the Accept headers.
