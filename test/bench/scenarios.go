@@ -290,9 +290,10 @@ func (h *harness) coldFill(ctx context.Context, s *Section) error {
 			thr.Why += " " + sharesSentence("Where Berth's CPU goes in a cold fill (cumulative shares of a CPU profile, see Profiles):", sh, fillFocus)
 		}
 		if cores, ok := sh[coresKey]; ok && cores < 1.25 && sh["berth/proxy.(*Proxy).doFill"] > 50 {
-			thr.Why += fmt.Sprintf(" During that profile Berth used %.2f of the %d cores on average, %.0f%% of it in the fill loop, "+
-				"which reads, hashes and writes one chunk after the other on one goroutine: the fill runs at the speed of "+
-				"that one goroutine, not of the machine.", cores, numCPU(), sh["berth/proxy.(*Proxy).doFill"])
+			thr.Why += fmt.Sprintf(" During that profile Berth used %.2f of the %d cores on average, %.0f%% of it in the fill loop: "+
+				"even with the upstream read ahead in its own goroutine and each chunk hashed while it is written, "+
+				"one fill is bounded by the slower of sha256 and the file write on one core, and the clients that follow it "+
+				"are sent the bytes through user space rather than with sendfile.", cores, numCPU(), sh["berth/proxy.(*Proxy).doFill"])
 		}
 	}, func(ctx context.Context) {
 		// Not cut when the profile ends: the fill would go on detached
