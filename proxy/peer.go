@@ -24,10 +24,25 @@ import (
 // filling from the upstream as the owner; it never forwards a peer's
 // request to another peer, so there are no loops.
 
+// headerStoreOnly marks a peer request that wants a stored copy only: a
+// first owner asking its replicas before the upstream. It never joins or
+// starts a fill, so two owners cannot wait on each other.
+const headerStoreOnly = "X-Berth-Store-Only"
+
+type storeOnlyKey struct{}
+
 // PeerHandler serves the peer API; wrap it with the cluster's RequirePeer.
 func (p *Proxy) PeerHandler(log *zap.Logger) http.Handler {
-	return registry.New(peerBackend{p}, registry.WithLogger(log))
+	reg := registry.New(peerBackend{p}, registry.WithLogger(log))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(headerStoreOnly) != "" {
+			r = r.WithContext(context.WithValue(r.Context(), storeOnlyKey{}, true))
+		}
+		reg.ServeHTTP(w, r)
+	})
 }
+
+func storeOnly(ctx context.Context) bool { v, _ := ctx.Value(storeOnlyKey{}).(bool); return v }
 
 type peerBackend struct{ p *Proxy }
 

@@ -193,6 +193,9 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, err
 	}
+	if storeOnly(ctx) {
+		return nil, registry.ErrBlobUnknown(d)
+	}
 	srcs := p.sources(ctx, t, d)
 	if req.Head {
 		if f := p.fills.inFlight(d); f != nil {

@@ -50,6 +50,8 @@ type peerSource struct {
 	up, repo     string // upstream rule name and repository there
 	digest       string
 	idle, header time.Duration
+	// storeOnly asks for a copy the peer already holds, never a fill.
+	storeOnly bool
 }
 
 func (s peerSource) url(kind, ref string) string {
@@ -66,6 +68,9 @@ func (s peerSource) do(ctx context.Context, method string, hdr http.Header) (*ht
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
+	}
+	if s.storeOnly {
+		req.Header.Set(headerStoreOnly, "1")
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -144,11 +149,13 @@ func (b *idleBody) Close() error {
 	return b.ReadCloser.Close()
 }
 
-// sources lists where a fill of digest d should read from: the upstream
-// when this node is the digest's first owner (or the request came from a
-// peer, which is never forwarded again); otherwise the owners ahead of this
-// node in order, then the upstream, so a miss costs one upstream fetch per
-// cluster and availability beats dedupe when owners fail.
+// sources lists where a fill of digest d should read from. A node that is
+// not the digest's first owner asks the owners ahead of it, in order, then
+// the upstream. The first owner asks the other owners for a copy they
+// already hold (store only: a replica that survived while this node's
+// store was replaced) before the upstream. A request from a peer goes to
+// the upstream only, never to another peer. So a miss costs one upstream
+// fetch per cluster, and availability beats dedupe when owners fail.
 func (p *Proxy) sources(ctx context.Context, t upstream.Target, d string) []source {
 	up := upstreamSource{up: t.Upstream, repo: t.Repo, digest: d}
 	if p.opts.Cluster == nil {
@@ -158,15 +165,21 @@ func (p *Proxy) sources(ctx context.Context, t upstream.Target, d string) []sour
 		return []source{up}
 	}
 	var out []source
-	for _, m := range p.opts.Cluster.Owners(d) {
+	self := false
+	for i, m := range p.opts.Cluster.Owners(d) {
 		if m.Self {
-			break
+			self = true
+			if i > 0 {
+				break // not the first owner: the owners ahead of it are enough
+			}
+			continue
 		}
 		if m.PeerAddr == "" {
 			continue
 		}
-		out = append(out, peerSource{client: p.opts.Cluster.PeerClient(), member: m, base: p.opts.Cluster.PeerURL(m), up: t.Upstream.Rule.Name,
-			repo: t.Repo, digest: d, idle: t.Upstream.Rule.IdleTimeout, header: 2 * t.Upstream.Rule.Timeout})
+		out = append(out, peerSource{client: p.opts.Cluster.PeerClient(), member: m, base: p.opts.Cluster.PeerURL(m),
+			up: t.Upstream.Rule.Name, repo: t.Repo, digest: d, storeOnly: self,
+			idle: t.Upstream.Rule.IdleTimeout, header: 2 * t.Upstream.Rule.Timeout})
 	}
 	return append(out, up)
 }
