@@ -330,12 +330,26 @@ wait:
 	log.Info("shutting down; letting requests in flight finish", zap.Duration("timeout", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// All listeners drain at once. Peers get a short grace: a peer reading
+	// a blob from this node resumes from the next owner at the byte reached.
+	var drain sync.WaitGroup
 	for _, s := range servers {
-		if err := s.srv.Shutdown(sctx); err != nil {
-			log.Warn("requests still running at the shutdown timeout were cut", zap.String("listener", s.name), zap.Error(err))
-			s.srv.Close()
-		}
+		drain.Add(1)
+		go func() {
+			defer drain.Done()
+			ctx := sctx
+			if s.name == "peer" {
+				var c context.CancelFunc
+				ctx, c = context.WithTimeout(sctx, peerDrain)
+				defer c()
+			}
+			if err := s.srv.Shutdown(ctx); err != nil {
+				log.Warn("requests still running at the shutdown timeout were cut", zap.String("listener", s.name), zap.Error(err))
+				s.srv.Close()
+			}
+		}()
 	}
+	drain.Wait()
 	for range servers {
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -344,6 +358,9 @@ wait:
 	log.Info("stopped")
 	return nil
 }
+
+// peerDrain bounds how long a stopping node serves its peers.
+const peerDrain = 2 * time.Second
 
 type namedServer struct {
 	name, addr string
