@@ -56,18 +56,75 @@ type Route struct {
 const MaxNameLength = 255
 
 var (
-	nameComponent = `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`
-	nameRE        = regexp.MustCompile(`^` + nameComponent + `(?:/` + nameComponent + `)*$`)
-	tagRE         = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 	hostRE        = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?$`)
 	uploadIDRE    = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
 )
 
-// ValidName reports whether name matches the spec's repository name grammar.
-func ValidName(name string) bool { return len(name) <= MaxNameLength && nameRE.MatchString(name) }
+// ValidName reports whether name matches the spec's repository name
+// grammar, [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*,
+// at most MaxNameLength long. It is checked by hand on every request; the
+// tests hold it to the regular expression.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > MaxNameLength {
+		return false
+	}
+	i := 0
+	for {
+		// A component: alnum runs joined by ".", "_", "__" or "-"+.
+		if !isLowerAlnum(name, i) {
+			return false
+		}
+		for isLowerAlnum(name, i) {
+			i++
+		}
+		for i < len(name) && name[i] != '/' {
+			switch name[i] {
+			case '.':
+				i++
+			case '_':
+				i++
+				if i < len(name) && name[i] == '_' {
+					i++
+				}
+			case '-':
+				for i < len(name) && name[i] == '-' {
+					i++
+				}
+			default:
+				return false
+			}
+			if !isLowerAlnum(name, i) {
+				return false
+			}
+			for isLowerAlnum(name, i) {
+				i++
+			}
+		}
+		if i == len(name) {
+			return true
+		}
+		i++ // the '/'
+	}
+}
 
-// ValidTag reports whether tag matches the spec's tag grammar.
-func ValidTag(tag string) bool { return tagRE.MatchString(tag) }
+func isLowerAlnum(s string, i int) bool {
+	return i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] >= '0' && s[i] <= '9')
+}
+
+// ValidTag reports whether tag matches the spec's tag grammar,
+// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+func ValidTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > 128 || tag[0] == '.' || tag[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(tag); i++ {
+		c := tag[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParsePath parses a request URL into a Route. It is the one place where
 // names, references, digests and the ns parameter are validated.
