@@ -113,6 +113,9 @@ type Options struct {
 	Router Router
 	// Stats, when set, adds request counters to describe-cache.
 	Stats StatsSource
+	// OnRepositoryPolicy, when set, is told of every repository policy
+	// set (text) or deleted (nil) so it takes effect at once.
+	OnRepositoryPolicy func(name string, text []byte) error
 	// ConfigRules are the config file's upstream rules, listed by
 	// describe-pull-through-cache-rules beside the ones created through
 	// the API.
@@ -215,6 +218,9 @@ func (s *Service) operations() map[string]operation {
 		"describe-pull-through-cache-rules": op(s.describePullThroughCacheRules),
 		"create-pull-through-cache-rule":    op(s.createPullThroughCacheRule),
 		"delete-pull-through-cache-rule":    op(s.deletePullThroughCacheRule),
+		"set-repository-policy":             op(s.setRepositoryPolicy),
+		"get-repository-policy":             op(s.getRepositoryPolicy),
+		"delete-repository-policy":          op(s.deleteRepositoryPolicy),
 		"describe-cache":                    op(s.describeCache),
 		"start-gc":                          op(s.startGC),
 	}
@@ -315,21 +321,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // Error codes: ECR's exception names, and a few of Berth's.
 const (
-	CodeInvalidParameter        = "InvalidParameterException"
-	CodeRepositoryNotFound      = "RepositoryNotFoundException"
-	CodeRepositoryAlreadyExists = "RepositoryAlreadyExistsException"
-	CodeRepositoryNotEmpty      = "RepositoryNotEmptyException"
-	CodeImageNotFound           = "ImageNotFoundException"
-	CodeLifecyclePolicyNotFound = "LifecyclePolicyNotFoundException"
-	CodePreviewNotFound         = "LifecyclePolicyPreviewNotFoundException"
-	CodePreviewInProgress       = "LifecyclePolicyPreviewInProgressException"
-	CodeRuleAlreadyExists       = "PullThroughCacheRuleAlreadyExistsException"
-	CodeRuleNotFound            = "PullThroughCacheRuleNotFoundException"
-	CodeServer                  = "ServerException"
-	CodeUnknownOperation        = "UnknownOperationException"
-	CodeMethodNotAllowed        = "MethodNotAllowedException"
-	CodeUnsupportedMediaType    = "UnsupportedMediaTypeException"
-	CodeAccessDenied            = "AccessDeniedException"
+	CodeInvalidParameter         = "InvalidParameterException"
+	CodeRepositoryNotFound       = "RepositoryNotFoundException"
+	CodeRepositoryAlreadyExists  = "RepositoryAlreadyExistsException"
+	CodeRepositoryNotEmpty       = "RepositoryNotEmptyException"
+	CodeImageNotFound            = "ImageNotFoundException"
+	CodeLifecyclePolicyNotFound  = "LifecyclePolicyNotFoundException"
+	CodeRepositoryPolicyNotFound = "RepositoryPolicyNotFoundException"
+	CodePreviewNotFound          = "LifecyclePolicyPreviewNotFoundException"
+	CodePreviewInProgress        = "LifecyclePolicyPreviewInProgressException"
+	CodeRuleAlreadyExists        = "PullThroughCacheRuleAlreadyExistsException"
+	CodeRuleNotFound             = "PullThroughCacheRuleNotFoundException"
+	CodeServer                   = "ServerException"
+	CodeUnknownOperation         = "UnknownOperationException"
+	CodeMethodNotAllowed         = "MethodNotAllowedException"
+	CodeUnsupportedMediaType     = "UnsupportedMediaTypeException"
+	CodeAccessDenied             = "AccessDeniedException"
 )
 
 // Error is an API error. More holds further entries sent with it (one per

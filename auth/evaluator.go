@@ -92,7 +92,7 @@ type Evaluator struct {
 	log      *zap.Logger
 	defaults Defaults
 	isLocal  func(string) bool
-	nss      []nsPolicy // sorted by pattern
+	nss      []nsPolicy // sorted by pattern; replaced whole under mu
 
 	mu    sync.RWMutex
 	repos map[string]*Policy
@@ -144,6 +144,24 @@ func NewEvaluator(cfg EvaluatorConfig, log *zap.Logger) (*Evaluator, error) {
 	}
 	slices.SortFunc(e.nss, func(a, b nsPolicy) int { return strings.Compare(a.pattern, b.pattern) })
 	return e, nil
+}
+
+// SetPolicy sets the policy of a repository, or of a name pattern when
+// name contains '*'; a nil policy deletes it. It takes effect for the next
+// request.
+func (e *Evaluator) SetPolicy(name string, p *Policy) {
+	if !strings.Contains(name, "*") {
+		e.SetRepositoryPolicy(name, p)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	nss := slices.DeleteFunc(slices.Clone(e.nss), func(n nsPolicy) bool { return n.pattern == name })
+	if p != nil {
+		nss = append(nss, nsPolicy{pattern: name, policy: p})
+		slices.SortFunc(nss, func(a, b nsPolicy) int { return strings.Compare(a.pattern, b.pattern) })
+	}
+	e.nss = nss
 }
 
 // SetRepositoryPolicy sets repo's own policy, as ECR's SetRepositoryPolicy
@@ -257,6 +275,7 @@ func (e *Evaluator) decide(p Principal, ip netip.Addr, repo, action string, byDe
 	ip = ip.Unmap().WithZone("")
 	e.mu.RLock()
 	own := e.repos[repo]
+	nss := e.nss
 	e.mu.RUnlock()
 	type applicable struct {
 		where  string
@@ -266,7 +285,7 @@ func (e *Evaluator) decide(p Principal, ip netip.Addr, repo, action string, byDe
 	if own != nil {
 		pols = append(pols, applicable{"policy of repository " + repo, own})
 	}
-	for _, ns := range e.nss {
+	for _, ns := range nss {
 		if matchPattern(ns.pattern, repo) {
 			pols = append(pols, applicable{fmt.Sprintf("policy of namespace %q", ns.pattern), ns.policy})
 		}

@@ -18,6 +18,9 @@ const (
 	// PolicyCacheRule is a pull-through cache rule created through the
 	// admin API; its name is the rule's name.
 	PolicyCacheRule = "cacheRule"
+	// PolicyRepository is a repository policy (who may pull, push, delete)
+	// set through the admin API; its name is the repository or pattern.
+	PolicyRepository = "repositoryPolicy"
 )
 
 // PolicyEntry is one stored setting.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"berth/cache"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -117,6 +119,7 @@ func (p PolicyConfig) load() (*auth.Policy, error) {
 
 // security is what auth builds for the node.
 type security struct {
+	ev     *auth.Evaluator
 	users  *auth.Reloadable
 	issuer *auth.Issuer
 	guard  *auth.Guard
@@ -139,7 +142,7 @@ func canonicalFor(router *upstream.Router) auth.Canonical {
 	}
 }
 
-func newSecurity(cfg AuthConfig, dataDir string, router *upstream.Router, log *zap.Logger) (*security, error) {
+func newSecurity(ctx context.Context, cfg AuthConfig, dataDir string, router *upstream.Router, store *cache.Store, log *zap.Logger) (*security, error) {
 	users, err := auth.NewReloadable(auth.UsersSource{HtpasswdPath: cfg.Htpasswd, GroupsPath: cfg.GroupsFile, Groups: cfg.Groups}, log)
 	if err != nil {
 		return nil, err
@@ -184,6 +187,20 @@ func newSecurity(cfg AuthConfig, dataDir string, router *upstream.Router, log *z
 	if err != nil {
 		return nil, err
 	}
+	// Policies set through the admin API (set-repository-policy) join the
+	// config's; a stored policy of the same name wins.
+	stored, err := store.ListPolicies(ctx, cache.PolicyRepository)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range stored {
+		p, err := auth.ParsePolicy(e.Value)
+		if err != nil {
+			log.Warn("stored repository policy does not parse; ignored", zap.String("repository", e.Name), zap.Error(err))
+			continue
+		}
+		ev.SetPolicy(e.Name, p)
+	}
 	token, err := auth.NewTokenHandler(auth.TokenHandlerConfig{
 		Issuer: issuer, Authorizer: auth.CanonicalAuthorizer{Evaluator: ev, Canonical: canon},
 		Users: auth.TokenAuthenticator{Users: users, Issuer: issuer}, TTL: cfg.TokenTTL,
@@ -192,7 +209,7 @@ func newSecurity(cfg AuthConfig, dataDir string, router *upstream.Router, log *z
 		return nil, err
 	}
 	return &security{
-		users: users, issuer: issuer, token: token,
+		ev: ev, users: users, issuer: issuer, token: token,
 		guard: &auth.Guard{Users: users, Issuer: issuer, Evaluator: ev, Canonical: canon, Realm: cfg.Realm, Log: log},
 	}, nil
 }
@@ -246,4 +263,23 @@ func writeAdminError(w http.ResponseWriter, status int, code, msg string) {
 	w.WriteHeader(status)
 	body, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
 	w.Write(body)
+}
+
+// applyRepositoryPolicy puts a policy set (or deleted: nil) through the
+// admin API into force at once; with auth off it is only stored.
+func (n *node) applyRepositoryPolicy(name string, text []byte) error {
+	ev := n.evaluator.Load()
+	if ev == nil {
+		return nil
+	}
+	if text == nil {
+		ev.SetPolicy(name, nil)
+		return nil
+	}
+	p, err := auth.ParsePolicy(text)
+	if err != nil {
+		return err
+	}
+	ev.SetPolicy(name, p)
+	return nil
 }

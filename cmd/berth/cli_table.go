@@ -324,3 +324,15 @@ func tableGC(w io.Writer, body []byte) error {
 		cells(r.BlobsDeleted, humanBytes(r.BytesFreed), r.ManifestsDeleted, r.BlobsKept, time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond)),
 	})
 }
+
+func tableRepositoryPolicy(w io.Writer, body []byte) error {
+	p, err := decodeInto[admin.RepositoryPolicy](body)
+	if err != nil {
+		return err
+	}
+	if err := writeTable(w, "REPOSITORY", []string{p.RepositoryName}); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return printJSON(w, []byte(p.PolicyText))
+}

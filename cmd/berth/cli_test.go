@@ -306,6 +306,9 @@ func TestCLIEveryTable(t *testing.T) {
 		{"get-lifecycle-policy-preview", "--repository-name", "private/app"},
 		{"run-lifecycle", "--repository-name", "private/*"},
 		{"delete-lifecycle-policy", "--repository-name", "private/app"},
+		{"set-repository-policy", "--repository-name", "private/*", "--policy-text", `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":["delete"]}]}`},
+		{"get-repository-policy", "--repository-name", "private/*"},
+		{"delete-repository-policy", "--repository-name", "private/*"},
 		{"describe-pull-through-cache-rules"},
 		{"create-pull-through-cache-rule", "--ecr-repository-prefix", "ghcr", "--upstream-registry-url", "ghcr.io"},
 		{"delete-pull-through-cache-rule", "--ecr-repository-prefix", "ghcr"},
@@ -324,8 +327,8 @@ func TestCLIEveryTable(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if ops := n.Service.Operations(); !slices.Equal(names, ops) || len(ops) != 19 {
-		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 19)", names, ops)
+	if ops := n.Service.Operations(); !slices.Equal(names, ops) || len(ops) != 22 {
+		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 22)", names, ops)
 	}
 }
 

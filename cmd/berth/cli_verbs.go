@@ -164,6 +164,29 @@ var cliVerbs = map[string]cliVerb{
 		flags:   nameOnly,
 		table:   tablePolicy,
 	},
+	"set-repository-policy": {
+		summary: "set who may pull, push, delete or list a repository or a pattern (private/*), in ECR's policy JSON",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			name := repoFlag(fs)
+			text := fs.String("policy-text", "", "the policy JSON, or file://policy.json")
+			return func() (any, error) {
+				t, err := policyText(*text)
+				return admin.SetRepositoryPolicyRequest{RepositoryName: *name, PolicyText: t},
+					errors.Join(err, requireFlag("repository-name", *name), requireFlag("policy-text", *text))
+			}
+		},
+		table: tableRepositoryPolicy,
+	},
+	"get-repository-policy": {
+		summary: "show the repository policy set on a repository or a pattern",
+		flags:   nameOnly,
+		table:   tableRepositoryPolicy,
+	},
+	"delete-repository-policy": {
+		summary: "delete the repository policy set on a repository or a pattern",
+		flags:   nameOnly,
+		table:   tableRepositoryPolicy,
+	},
 	"describe-lifecycle-policies": {
 		summary: "list every lifecycle policy and what it is set on",
 		flags:   noFlags(struct{}{}),
@@ -428,7 +451,7 @@ func policyText(s string) (string, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("--lifecycle-policy-text: %w", err)
+		return "", fmt.Errorf("policy file: %w", err)
 	}
 	return string(b), nil
 }

@@ -76,7 +76,7 @@ func (n *node) reload(ctx context.Context) {
 	}
 	var sec *security
 	if cfg.Auth.Enabled {
-		if sec, err = newSecurity(cfg.Auth, old.DataDir, router, n.log.Named("auth")); err != nil {
+		if sec, err = newSecurity(ctx, cfg.Auth, old.DataDir, router, n.store, n.log.Named("auth")); err != nil {
 			n.log.Error("config not reloaded; keeping the running one", zap.Error(err))
 			return
 		}
@@ -84,6 +84,10 @@ func (n *node) reload(ctx context.Context) {
 	n.proxy.SetRouter(router)
 	n.cap.update(cfg.Cache, router)
 	n.sec = sec
+	n.evaluator.Store(nil)
+	if sec != nil {
+		n.evaluator.Store(sec.ev)
+	}
 	n.cfg.Upstreams, n.cfg.RateLimit, n.cfg.Auth, n.cfg.Cache = cfg.Upstreams, cfg.RateLimit, cfg.Auth, cfg.Cache
 	n.setHandler(n.registryHandler())
 	n.log.Info("config reloaded", zap.String("path", n.cfgPath), zap.Int("upstreams", len(router.Upstreams())))

@@ -18,6 +18,7 @@ import (
 
 	"berth/admin"
 	"berth/audit"
+	"berth/auth"
 	"berth/cache"
 	"berth/cluster"
 	"berth/local"
@@ -86,16 +87,19 @@ type node struct {
 	audit   *audit.Log
 	cap     *capacity
 	sec     *security // nil when auth is off
-	cert    *certificate
-	cluster *cluster.Cluster // nil for a single node
-	peerTLS *tls.Config      // the peer listener's mutual TLS, nil without
-	router  *upstream.Router
-	admin   *admin.Service
-	cfgPath string                       // re-read on SIGHUP; "" for built-in defaults
-	handler atomic.Pointer[http.Handler] // the registry API, swapped by a reload
-	upMu    sync.Mutex
-	ups     map[string]*upstream.Upstream // current client per upstream name, for metrics
-	ready   atomic.Bool
+	// evaluator is the live policy evaluator (nil when auth is off), for
+	// policies set through the admin API.
+	evaluator atomic.Pointer[auth.Evaluator]
+	cert      *certificate
+	cluster   *cluster.Cluster // nil for a single node
+	peerTLS   *tls.Config      // the peer listener's mutual TLS, nil without
+	router    *upstream.Router
+	admin     *admin.Service
+	cfgPath   string                       // re-read on SIGHUP; "" for built-in defaults
+	handler   atomic.Pointer[http.Handler] // the registry API, swapped by a reload
+	upMu      sync.Mutex
+	ups       map[string]*upstream.Upstream // current client per upstream name, for metrics
+	ready     atomic.Bool
 }
 
 func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
@@ -151,13 +155,15 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 	n.proxy = proxy.New(store, router, popts)
 	n.mirror = proxy.NewMirror(n.proxy, n.repos)
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Router: router, Stats: admin.PromStats(n.prom),
-		ConfigRules: cfg.Upstreams, LocalPrefixes: cfg.Local.Prefixes, GCGrace: cfg.Local.GCGrace, Logger: log.Named("admin")})
+		OnRepositoryPolicy: n.applyRepositoryPolicy,
+		ConfigRules:        cfg.Upstreams, LocalPrefixes: cfg.Local.Prefixes, GCGrace: cfg.Local.GCGrace, Logger: log.Named("admin")})
 	if cfg.Auth.Enabled {
-		if n.sec, err = newSecurity(cfg.Auth, cfg.DataDir, router, log.Named("auth")); err != nil {
+		if n.sec, err = newSecurity(ctx, cfg.Auth, cfg.DataDir, router, store, log.Named("auth")); err != nil {
 			n.proxy.Close()
 			store.Close()
 			return nil, err
 		}
+		n.evaluator.Store(n.sec.ev)
 	}
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {

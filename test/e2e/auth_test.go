@@ -668,3 +668,42 @@ func TestAdminAPINeedsAnAdmin(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestRepositoryPolicyThroughAdminAPI: a policy set with the CLI takes
+// effect at once, survives a restart, and its deletion lifts it.
+func TestRepositoryPolicyThroughAdminAPI(t *testing.T) {
+	up := testreg.Start(t)
+	b := auStartBerth(t, auConfig(up.URL, auHtpasswd(t, auUsers), "  groups:\n    admins: [alice]\n"))
+	img := testreg.Image(t, 91, 1024)
+	if err := crane.Push(img, b.Addr+"/private/app:v1", crane.WithAuth(&authn.Basic{Username: "alice", Password: auUsers["alice"]})); err != nil {
+		t.Fatal(err)
+	}
+	bobPull := func() error {
+		_, err := crane.Pull(b.Addr+"/private/app:v1", crane.WithAuth(&authn.Basic{Username: "bob", Password: auUsers["bob"]}))
+		return err
+	}
+	admin := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(binary(t), append(args, "--admin", b.AdminURL)...)
+		cmd.Env = append(os.Environ(), "BERTH_USERNAME=alice", "BERTH_PASSWORD="+auUsers["alice"])
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("berth %s: %v\n%s", args[0], err, out)
+		}
+	}
+	if err := bobPull(); err != nil {
+		t.Fatalf("bob may pull by default: %v", err)
+	}
+	admin("set-repository-policy", "--repository-name", "private/app", "--policy-text",
+		`{"Version":"2012-10-17","Statement":[{"Sid":"nobob","Effect":"Deny","Principal":{"AWS":["user:bob"]},"Action":["pull"]}]}`)
+	if err := bobPull(); auStatus(err) != http.StatusForbidden {
+		t.Fatalf("bob pulled past a Deny set through the admin API: %v", err)
+	}
+	b.Restart()
+	if err := bobPull(); auStatus(err) != http.StatusForbidden {
+		t.Fatalf("the policy did not survive a restart: %v", err)
+	}
+	admin("delete-repository-policy", "--repository-name", "private/app")
+	if err := bobPull(); err != nil {
+		t.Fatalf("bob still refused after the policy was deleted: %v", err)
+	}
+}
