@@ -143,15 +143,9 @@ var cliVerbs = map[string]cliVerb{
 	},
 	"put-lifecycle-policy": {
 		summary: "set the lifecycle policy of a repository or a pattern (private/*)",
-		flags: func(fs *flag.FlagSet) func() (any, error) {
-			name := repoFlag(fs)
-			text := fs.String("lifecycle-policy-text", "", "the policy JSON, or file://policy.json")
-			return func() (any, error) {
-				t, err := policyText(*text)
-				return admin.PutLifecyclePolicyRequest{RepositoryName: *name, LifecyclePolicyText: t},
-					errors.Join(err, requireFlag("repository-name", *name), requireFlag("lifecycle-policy-text", *text))
-			}
-		},
+		flags: policyFlags("lifecycle-policy-text", func(name, text string) any {
+			return admin.PutLifecyclePolicyRequest{RepositoryName: name, LifecyclePolicyText: text}
+		}),
 		table: tablePolicy,
 	},
 	"get-lifecycle-policy": {
@@ -166,15 +160,9 @@ var cliVerbs = map[string]cliVerb{
 	},
 	"set-repository-policy": {
 		summary: "set who may pull, push, delete or list a repository or a pattern (private/*), in ECR's policy JSON",
-		flags: func(fs *flag.FlagSet) func() (any, error) {
-			name := repoFlag(fs)
-			text := fs.String("policy-text", "", "the policy JSON, or file://policy.json")
-			return func() (any, error) {
-				t, err := policyText(*text)
-				return admin.SetRepositoryPolicyRequest{RepositoryName: *name, PolicyText: t},
-					errors.Join(err, requireFlag("repository-name", *name), requireFlag("policy-text", *text))
-			}
-		},
+		flags: policyFlags("policy-text", func(name, text string) any {
+			return admin.SetRepositoryPolicyRequest{RepositoryName: name, PolicyText: text}
+		}),
 		table: tableRepositoryPolicy,
 	},
 	"get-repository-policy": {
@@ -284,6 +272,19 @@ var cliVerbs = map[string]cliVerb{
 
 func repoFlag(fs *flag.FlagSet) *string {
 	return fs.String("repository-name", "", "the repository: private/app, or a cached one as pulled (docker-hub/library/alpine)")
+}
+
+// policyFlags are the flags of the verbs that set a policy on a repository
+// or pattern: --repository-name and the policy text (inline or file://).
+func policyFlags(textFlag string, request func(name, text string) any) func(fs *flag.FlagSet) func() (any, error) {
+	return func(fs *flag.FlagSet) func() (any, error) {
+		name := repoFlag(fs)
+		text := fs.String(textFlag, "", "the policy JSON, or file://policy.json")
+		return func() (any, error) {
+			t, err := policyText(*text)
+			return request(*name, t), errors.Join(err, requireFlag("repository-name", *name), requireFlag(textFlag, *text))
+		}
+	}
 }
 
 func nameOnly(fs *flag.FlagSet) func() (any, error) {
