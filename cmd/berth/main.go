@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintln(out, "berth", version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Fprint(out, usage)
+		(&cli{out: out}).usage() // the commands and the admin verbs
 		return nil
 	default:
 		return runCLI(ctx, args, out)
