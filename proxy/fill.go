@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"berth/cache"
+	"berth/local"
 	"berth/registry"
 	"berth/upstream"
 
@@ -298,7 +299,8 @@ func (b *fillBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		return b.p.openStored(ctx, f.digest, off)
+		stored := &local.StoredBlob{Store: b.p.store, Digest: f.digest, Len: f.size, From: registry.SourceStore}
+		return stored.Open(ctx, off)
 	}
 	f.refs++
 	f.mu.Unlock()

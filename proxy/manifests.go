@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sort"
 
 	"berth/cache"
 	"berth/registry"
@@ -15,8 +14,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 // GetManifest serves a manifest by digest from the store (filling it on a
 // miss) and by tag from the store while the tag is younger than its TTL,

@@ -9,11 +9,13 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sort"
 	"sync/atomic"
 	"time"
 
 	"berth/cache"
 	"berth/cluster"
+	"berth/local"
 	"berth/metrics"
 	"berth/registry"
 	"berth/upstream"
@@ -158,7 +160,7 @@ func (p *Proxy) ListTags(ctx context.Context, repo registry.Repo) ([]string, err
 	}
 	tags, err := t.Upstream.ListTags(ctx, t.Repo)
 	if err == nil {
-		sortStrings(tags)
+		sort.Strings(tags)
 		return tags, nil
 	}
 	cached, cerr := p.store.ListTags(ctx, t.Upstream.Rule.Name, t.Repo)
@@ -189,7 +191,7 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("blob", "hit")
 		_ = p.store.Touch(ctx, d)
-		return &storedBlob{p: p, digest: d, size: info.Size}, nil
+		return &local.StoredBlob{Store: p.store, Digest: d, Len: info.Size, From: registry.SourceStore}, nil
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, err
 	}
@@ -231,33 +233,6 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), upstream.ErrUnavailable)
 	}
 	return &fillBlob{p: p, f: f}, nil
-}
-
-func (p *Proxy) openStored(ctx context.Context, digest string, off int64) (io.ReadCloser, error) {
-	f, _, err := p.store.OpenBlob(ctx, digest)
-	if err != nil {
-		return nil, err
-	}
-	if off > 0 {
-		if _, err := f.Seek(off, io.SeekStart); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return f, nil
-}
-
-// storedBlob is a committed blob.
-type storedBlob struct {
-	p      *Proxy
-	digest string
-	size   int64
-}
-
-func (b *storedBlob) Size() int64             { return b.size }
-func (b *storedBlob) Source() registry.Source { return registry.SourceStore }
-func (b *storedBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
-	return b.p.openStored(ctx, b.digest, off)
 }
 
 // headBlob answers a HEAD for a blob not stored here.
