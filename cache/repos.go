@@ -180,10 +180,10 @@ func (b *Batch) PutManifest(digest string, m *Manifest) error {
 	if err := verifyBytes(digest, m.Body); err != nil {
 		return err
 	}
-	v := make([]byte, 0, 2+len(m.MediaType)+len(m.Body))
-	v = append(v, byte(len(m.MediaType)>>8), byte(len(m.MediaType)))
-	v = append(v, m.MediaType...)
-	v = append(v, m.Body...)
+	v, err := encodeManifest(m)
+	if err != nil {
+		return err
+	}
 	b.m = append(b.m, manifestEntry{digest, m})
 	return b.b.Set(manifestKey(digest), v, nil)
 }
@@ -199,8 +199,7 @@ func (b *Batch) PutTag(ns, repo, tag string, t Tag) error {
 	key := tagKey(ns, repo, tag)
 	b.s.cacheTag(string(key), Tag{}, false)
 	b.tags = append(b.tags, tagEntry{string(key), t, true})
-	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
-	return b.b.Set(key, append(v, t.Digest...), nil)
+	return b.b.Set(key, encodeTag(t), nil)
 }
 
 // DeleteTag removes a tag.

@@ -225,10 +225,8 @@ func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
 // manifest a crash lost, so callers store the manifest first.
 func (s *Store) PutTag(ctx context.Context, ns, repo, tag string, t Tag) error {
 	key := tagKey(ns, repo, tag)
-	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
-	v = append(v, t.Digest...)
 	s.cacheTag(string(key), Tag{}, false)
-	if err := s.db.Set(key, v, pebble.Sync); err != nil {
+	if err := s.db.Set(key, encodeTag(t), pebble.Sync); err != nil {
 		return err
 	}
 	s.cacheTag(string(key), t, true)
@@ -285,18 +283,32 @@ func (s *Store) GetManifest(ctx context.Context, digest string) (*Manifest, erro
 	return m, nil
 }
 
+// encodeManifest is a manifest record: len(mediaType) (2) | mediaType | body.
+func encodeManifest(m *Manifest) ([]byte, error) {
+	if len(m.MediaType) > 0xffff {
+		return nil, fmt.Errorf("media type too long")
+	}
+	v := make([]byte, 0, 2+len(m.MediaType)+len(m.Body))
+	v = append(v, byte(len(m.MediaType)>>8), byte(len(m.MediaType)))
+	v = append(v, m.MediaType...)
+	return append(v, m.Body...), nil
+}
+
+// encodeTag is a tag record: fetchedAt (8) | digest.
+func encodeTag(t Tag) []byte {
+	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
+	return append(v, t.Digest...)
+}
+
 // PutManifest stores a manifest after checking that body hashes to digest.
 func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) error {
 	if err := verifyBytes(digest, m.Body); err != nil {
 		return err
 	}
-	if len(m.MediaType) > 0xffff {
-		return fmt.Errorf("media type too long")
+	v, err := encodeManifest(m)
+	if err != nil {
+		return err
 	}
-	v := make([]byte, 0, 2+len(m.MediaType)+len(m.Body))
-	v = append(v, byte(len(m.MediaType)>>8), byte(len(m.MediaType)))
-	v = append(v, m.MediaType...)
-	v = append(v, m.Body...)
 	if err := s.db.Set(manifestKey(digest), v, pebble.Sync); err != nil {
 		return err
 	}
