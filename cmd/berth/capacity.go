@@ -22,16 +22,14 @@ import (
 // capacity keeps the store within cache.maxBytes and the disk above
 // cache.minFreeBytes by evicting cached content.
 type capacity struct {
-	cfg     CacheConfig
 	dir     string
 	store   *cache.Store
 	repos   *local.Repos
-	router  *upstream.Router
 	log     *zap.Logger
 	onEvict func(n int)
 
 	mu sync.Mutex // one eviction at a time
-	// cur holds what a config reload changes; cfg and router seed it.
+	// cur holds what a config reload changes: limits and rules.
 	cur atomic.Pointer[capSettings]
 }
 
@@ -40,14 +38,7 @@ type capSettings struct {
 	router *upstream.Router
 }
 
-func (c *capacity) settings() *capSettings {
-	if s := c.cur.Load(); s != nil {
-		return s
-	}
-	s := &capSettings{cfg: c.cfg, router: c.router}
-	c.cur.CompareAndSwap(nil, s)
-	return c.cur.Load()
-}
+func (c *capacity) settings() *capSettings { return c.cur.Load() }
 
 // update takes new limits and rules from a config reload.
 func (c *capacity) update(cfg CacheConfig, router *upstream.Router) {
@@ -170,7 +161,7 @@ func splitRef(s string) (name, ref string) {
 
 // run checks capacity every interval until ctx ends.
 func (c *capacity) run(ctx context.Context) {
-	t := time.NewTicker(c.cfg.EvictInterval)
+	t := time.NewTicker(c.settings().cfg.EvictInterval)
 	defer t.Stop()
 	for {
 		select {

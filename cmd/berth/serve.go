@@ -120,8 +120,9 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 	n.repos = local.New(store, local.Options{
 		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
 	})
-	n.cap = &capacity{cfg: cfg.Cache, dir: cfg.DataDir, store: store, repos: n.repos, router: router,
+	n.cap = &capacity{dir: cfg.DataDir, store: store, repos: n.repos,
 		log: log.Named("capacity"), onEvict: func(k int) { n.metrics.Evictions.Add(float64(k)) }}
+	n.cap.update(cfg.Cache, router)
 	if cfg.Cluster.enabled() {
 		stats := func() cluster.NodeStats {
 			st := store.Stats()
