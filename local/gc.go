@@ -122,12 +122,3 @@ func (r *Repos) GC(ctx context.Context, grace time.Duration) (GCReport, error) {
 		zap.Int("manifestsDeleted", rep.ManifestsDeleted), zap.Int("blobsKept", rep.BlobsKept), zap.Duration("took", time.Since(start)))
 	return rep, nil
 }
-
-func isManifestType(mt string) bool {
-	for _, t := range manifestTypes {
-		if t == mt {
-			return true
-		}
-	}
-	return false
-}

@@ -27,6 +27,8 @@ const (
 
 var manifestTypes = []string{MediaOCIManifest, MediaOCIIndex, MediaDockerManifest, MediaDockerList}
 
+func isManifestType(mt string) bool { return slices.Contains(manifestTypes, mt) }
+
 func isIndex(mt string) bool { return mt == MediaOCIIndex || mt == MediaDockerList }
 
 // descriptor is the part of an OCI descriptor Berth reads.
@@ -80,7 +82,7 @@ func parseManifest(contentType string, body []byte) (*manifestDoc, string, error
 		}
 		mt = ct
 	}
-	if !slices.Contains(manifestTypes, mt) {
+	if !isManifestType(mt) {
 		return nil, "", invalid("manifest media type %q is not supported (OCI image manifest or index, Docker schema 2 manifest or list)", mt)
 	}
 	if doc.SchemaVersion != 2 {
@@ -167,7 +169,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 		if nonDistributable(d.MediaType) || inlineData(d) {
 			continue
 		}
-		if slices.Contains(manifestTypes, d.MediaType) {
+		if isManifestType(d.MediaType) {
 			if err := r.requireManifest(ctx, repo, d.Digest); err != nil {
 				return registry.PutResult{}, err
 			}
