@@ -38,7 +38,7 @@ import (
 	"sync"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 	"berth/upstream"
@@ -48,21 +48,21 @@ import (
 
 // Store is what the API reads and writes in the node's store directly.
 type Store interface {
-	Stats() cache.Stats
+	Stats() store.Stats
 	ListRepositories(ctx context.Context) ([]string, error)
 	DeleteTag(ctx context.Context, ns, repo, tag string) error
 	PutPolicy(ctx context.Context, kind, name string, value []byte) error
 	GetPolicy(ctx context.Context, kind, name string) ([]byte, error)
 	DeletePolicy(ctx context.Context, kind, name string) error
-	ListPolicies(ctx context.Context, kind string) ([]cache.PolicyEntry, error)
+	ListPolicies(ctx context.Context, kind string) ([]store.PolicyEntry, error)
 }
 
 // Repos is what the API asks of the local repositories (*local.Repos).
 type Repos interface {
-	Repository(ctx context.Context, name string) (*cache.Repository, error)
-	CreateRepository(ctx context.Context, name, mutability string, exclusions []string) (*cache.Repository, error)
+	Repository(ctx context.Context, name string) (*store.Repository, error)
+	CreateRepository(ctx context.Context, name, mutability string, exclusions []string) (*store.Repository, error)
 	SetMutability(ctx context.Context, name, mutability string, exclusions []string) error
-	DeleteRepository(ctx context.Context, name string, force bool) (*cache.Repository, error)
+	DeleteRepository(ctx context.Context, name string, force bool) (*store.Repository, error)
 	DeleteManifest(ctx context.Context, repo registry.Repo, ref string) error
 	Images(ctx context.Context, ir local.ImageRepo) ([]local.ImageInfo, error)
 	ExpireImages(ctx context.Context, refs []local.ImageRef) (local.ExpireReport, error)
@@ -72,7 +72,7 @@ type Repos interface {
 
 // The node's types are what the API runs over.
 var (
-	_ Store  = (*cache.Store)(nil)
+	_ Store  = (*store.Store)(nil)
 	_ Repos  = (*local.Repos)(nil)
 	_ Router = (*upstream.Router)(nil)
 )

@@ -11,7 +11,7 @@ import (
 
 	"berth/admin"
 	"berth/admin/admintest"
-	"berth/cache"
+	"berth/store"
 	"berth/metrics"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,7 +112,7 @@ func TestRepositories(t *testing.T) {
 	if len(dr.Repositories) != 0 {
 		t.Fatalf("repositories after deletes: %+v", dr.Repositories)
 	}
-	if _, err := n.Store.GetPolicy(t.Context(), cache.PolicyLifecycle, "private/app"); err != cache.ErrNotFound {
+	if _, err := n.Store.GetPolicy(t.Context(), store.PolicyLifecycle, "private/app"); err != store.ErrNotFound {
 		t.Fatalf("the deleted repository's policy: %v", err)
 	}
 	// Recreated, it is empty; garbage collection takes the old blobs.

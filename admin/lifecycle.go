@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/lifecycle"
 	"berth/local"
 	"berth/registry"
@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// policyRecord is a lifecycle policy as stored (cache.PolicyLifecycle).
+// policyRecord is a lifecycle policy as stored (store.PolicyLifecycle).
 type policyRecord struct {
 	Text            string    `json:"lifecyclePolicyText"`
 	UpdatedAt       time.Time `json:"updatedAt"`
@@ -98,7 +98,7 @@ func (ps policySet) with(p *scoped) policySet {
 }
 
 func (s *Service) loadPolicies(ctx context.Context) (policySet, error) {
-	entries, err := s.o.Store.ListPolicies(ctx, cache.PolicyLifecycle)
+	entries, err := s.o.Store.ListPolicies(ctx, store.PolicyLifecycle)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (s *Service) putLifecyclePolicy(ctx context.Context, req *PutLifecyclePolic
 	}
 	rec := policyRecord{Text: req.LifecyclePolicyText, UpdatedAt: s.o.Now().UTC()}
 	v, _ := json.Marshal(rec)
-	if err := s.o.Store.PutPolicy(ctx, cache.PolicyLifecycle, scope, v); err != nil {
+	if err := s.o.Store.PutPolicy(ctx, store.PolicyLifecycle, scope, v); err != nil {
 		return nil, err
 	}
 	s.log.Info("lifecycle policy set", zap.String("scope", scope))
@@ -219,8 +219,8 @@ func (s *Service) deleteLifecyclePolicy(ctx context.Context, req *RepositoryName
 		}
 		return nil, notFound(CodeLifecyclePolicyNotFound, "%s", msg)
 	}
-	if err := s.o.Store.DeletePolicy(ctx, cache.PolicyLifecycle, scope); err != nil {
-		if errors.Is(err, cache.ErrNotFound) {
+	if err := s.o.Store.DeletePolicy(ctx, store.PolicyLifecycle, scope); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, notFound(CodeLifecyclePolicyNotFound, "no lifecycle policy is set on %s", scope)
 		}
 		return nil, err
@@ -343,10 +343,10 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 		p.rec.LastEvaluatedAt = now.UTC()
 		v, _ := json.Marshal(p.rec)
 		// A policy replaced or deleted meanwhile is not resurrected.
-		if cur, err := s.o.Store.GetPolicy(ctx, cache.PolicyLifecycle, sc); err == nil {
+		if cur, err := s.o.Store.GetPolicy(ctx, store.PolicyLifecycle, sc); err == nil {
 			var c policyRecord
 			if json.Unmarshal(cur, &c) == nil && c.Text == p.rec.Text && c.UpdatedAt.Equal(p.rec.UpdatedAt) {
-				if err := s.o.Store.PutPolicy(ctx, cache.PolicyLifecycle, sc, v); err != nil {
+				if err := s.o.Store.PutPolicy(ctx, store.PolicyLifecycle, sc, v); err != nil {
 					run.Errors = append(run.Errors, fmt.Sprintf("record the evaluation of %s: %v", sc, err))
 				}
 			}

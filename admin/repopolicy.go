@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"berth/auth"
-	"berth/cache"
+	"berth/store"
 
 	"go.uber.org/zap"
 )
@@ -37,7 +37,7 @@ func (s *Service) setRepositoryPolicy(ctx context.Context, req *SetRepositoryPol
 		}
 		return nil, invalidf("policyText", "%v", err)
 	}
-	if err := s.o.Store.PutPolicy(ctx, cache.PolicyRepository, req.RepositoryName, []byte(req.PolicyText)); err != nil {
+	if err := s.o.Store.PutPolicy(ctx, store.PolicyRepository, req.RepositoryName, []byte(req.PolicyText)); err != nil {
 		return nil, err
 	}
 	if s.o.OnRepositoryPolicy != nil {
@@ -50,8 +50,8 @@ func (s *Service) setRepositoryPolicy(ctx context.Context, req *SetRepositoryPol
 }
 
 func (s *Service) getRepositoryPolicy(ctx context.Context, req *RepositoryNameRequest) (*RepositoryPolicy, error) {
-	v, err := s.o.Store.GetPolicy(ctx, cache.PolicyRepository, req.RepositoryName)
-	if errors.Is(err, cache.ErrNotFound) {
+	v, err := s.o.Store.GetPolicy(ctx, store.PolicyRepository, req.RepositoryName)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound(CodeRepositoryPolicyNotFound, "no repository policy is set on %s", req.RepositoryName)
 	}
 	if err != nil {
@@ -65,7 +65,7 @@ func (s *Service) deleteRepositoryPolicy(ctx context.Context, req *RepositoryNam
 	if err != nil {
 		return nil, err
 	}
-	if err := s.o.Store.DeletePolicy(ctx, cache.PolicyRepository, req.RepositoryName); err != nil {
+	if err := s.o.Store.DeletePolicy(ctx, store.PolicyRepository, req.RepositoryName); err != nil {
 		return nil, err
 	}
 	if s.o.OnRepositoryPolicy != nil {

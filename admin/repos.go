@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 	"berth/upstream"
@@ -72,7 +72,7 @@ func (s *Service) rules() []upstream.Rule {
 
 // localRepository resolves a name that must be an existing local
 // repository.
-func (s *Service) localRepository(ctx context.Context, field, name string) (*cache.Repository, error) {
+func (s *Service) localRepository(ctx context.Context, field, name string) (*store.Repository, error) {
 	ir, err := s.target(field, name)
 	if err != nil {
 		return nil, err
@@ -87,7 +87,7 @@ func (s *Service) localRepository(ctx context.Context, field, name string) (*cac
 	return rec, nil
 }
 
-func toRepository(rec *cache.Repository) Repository {
+func toRepository(rec *store.Repository) Repository {
 	out := Repository{RepositoryName: rec.Name, CreatedAt: rec.CreatedAt, ImageTagMutability: rec.Mutability}
 	for _, f := range rec.Exclusions {
 		out.ImageTagMutabilityExclusionFilters = append(out.ImageTagMutabilityExclusionFilters, ExclusionFilter{FilterType: FilterWildcard, Filter: f})
@@ -163,7 +163,7 @@ func (s *Service) describeRepositories(ctx context.Context, req *DescribeReposit
 	}
 	out := &DescribeRepositoriesResponse{Repositories: []Repository{}}
 	for i, name := range names {
-		var rec *cache.Repository
+		var rec *store.Repository
 		var err error
 		if all {
 			rec, err = s.o.Repos.Repository(ctx, name)
@@ -195,7 +195,7 @@ func (s *Service) deleteRepository(ctx context.Context, req *DeleteRepositoryReq
 		return nil, err
 	}
 	// The repository's own lifecycle policy goes with it, as in ECR.
-	if err := s.o.Store.DeletePolicy(ctx, cache.PolicyLifecycle, req.RepositoryName); err != nil && !errors.Is(err, cache.ErrNotFound) {
+	if err := s.o.Store.DeletePolicy(ctx, store.PolicyLifecycle, req.RepositoryName); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	return &RepositoryResponse{Repository: toRepository(rec)}, nil

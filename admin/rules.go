@@ -10,14 +10,14 @@ import (
 	"strings"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"
 )
 
 // ruleRecord is a pull-through cache rule created through the API, as
-// stored (cache.PolicyCacheRule, named by the rule's name).
+// stored (store.PolicyCacheRule, named by the rule's name).
 type ruleRecord struct {
 	Name      string        `json:"name"`
 	Prefix    string        `json:"prefix"`
@@ -33,9 +33,9 @@ func (r ruleRecord) rule() upstream.Rule {
 }
 
 func loadRuleRecords(ctx context.Context, st interface {
-	ListPolicies(ctx context.Context, kind string) ([]cache.PolicyEntry, error)
+	ListPolicies(ctx context.Context, kind string) ([]store.PolicyEntry, error)
 }) ([]ruleRecord, error) {
-	entries, err := st.ListPolicies(ctx, cache.PolicyCacheRule)
+	entries, err := st.ListPolicies(ctx, store.PolicyCacheRule)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ func loadRuleRecords(ctx context.Context, st interface {
 
 // PolicyLister is the part of the store MergeRules reads.
 type PolicyLister interface {
-	ListPolicies(ctx context.Context, kind string) ([]cache.PolicyEntry, error)
+	ListPolicies(ctx context.Context, kind string) ([]store.PolicyEntry, error)
 }
 
 // MergeRules returns the config's upstream rules followed by the ones
@@ -202,7 +202,7 @@ func (s *Service) createPullThroughCacheRule(ctx context.Context, req *CreatePul
 		return nil, err
 	}
 	v, _ := json.Marshal(rec)
-	if err := s.o.Store.PutPolicy(ctx, cache.PolicyCacheRule, rec.Name, v); err != nil {
+	if err := s.o.Store.PutPolicy(ctx, store.PolicyCacheRule, rec.Name, v); err != nil {
 		return nil, err
 	}
 	s.log.Info("pull-through cache rule created", zap.String("name", rec.Name), zap.String("prefix", rec.Prefix), zap.String("url", rec.URL))
@@ -222,7 +222,7 @@ func (s *Service) deletePullThroughCacheRule(ctx context.Context, req *DeletePul
 		if r.Prefix != req.EcrRepositoryPrefix {
 			continue
 		}
-		if err := s.o.Store.DeletePolicy(ctx, cache.PolicyCacheRule, r.Name); err != nil && !errors.Is(err, cache.ErrNotFound) {
+		if err := s.o.Store.DeletePolicy(ctx, store.PolicyCacheRule, r.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
 		s.log.Info("pull-through cache rule deleted", zap.String("name", r.Name), zap.String("prefix", r.Prefix))

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 
 	"go.uber.org/zap"
 )
@@ -23,7 +23,7 @@ type EvictReport struct {
 }
 
 // Pinned reports whether a cached image must never be evicted. repo is the
-// cached repository key (cache.CachedRepo), digest the image's.
+// cached repository key (store.CachedRepo), digest the image's.
 type Pinned func(upstream, repo, digest string) bool
 
 // candidate is a cached image, or a cached blob no image references.
@@ -111,7 +111,7 @@ func (r *Repos) Evict(ctx context.Context, target int64, pinned Pinned) (EvictRe
 			return nil
 		}
 		info, err := r.store.StatBlob(ctx, d)
-		if errors.Is(err, cache.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 
@@ -122,7 +122,7 @@ func TestGCAfterManifestDelete(t *testing.T) {
 			t.Fatalf("blob %s of the deleted manifest is still stored", gone.desc.Digest)
 		}
 	}
-	if _, err := e.store.GetManifest(ctx, a.digest); !errors.Is(err, cache.ErrNotFound) {
+	if _, err := e.store.GetManifest(ctx, a.digest); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted manifest body: %v, want not found", err)
 	}
 	if !e.inStore(shared.desc.Digest) {
@@ -178,10 +178,10 @@ func TestGCNeverCollectsCachedBlobs(t *testing.T) {
 		t.Fatal("config digest mismatch")
 	}
 	bt := e.store.NewBatch()
-	if err := bt.PutManifest(im.digest, &cache.Manifest{MediaType: ociManifest, Body: im.body}); err != nil {
+	if err := bt.PutManifest(im.digest, &store.Manifest{MediaType: ociManifest, Body: im.body}); err != nil {
 		t.Fatal(err)
 	}
-	if err := bt.PutImage(cache.CachedRepo("hub", "library/alpine"), im.digest, cache.Image{PushedAt: time.Now()}); err != nil {
+	if err := bt.PutImage(store.CachedRepo("hub", "library/alpine"), im.digest, store.Image{PushedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := bt.Commit(); err != nil {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/proxy"
 	"berth/registry"
@@ -76,7 +76,7 @@ type env struct {
 	dir    string
 	o      envOptions
 	clock  *clock
-	store  *cache.Store
+	store  *store.Store
 	repos  *local.Repos
 	proxy  *proxy.Proxy
 	srv    *httptest.Server
@@ -97,7 +97,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 func (e *env) start() {
 	e.t.Helper()
 	ctx := context.Background()
-	st, err := cache.Open(ctx, e.dir, cache.Options{Logger: e.log})
+	st, err := store.Open(ctx, e.dir, store.Options{Logger: e.log})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func (e *env) headBlob(repo, d string) int {
 func (e *env) inStore(d string) bool {
 	e.t.Helper()
 	_, err := e.store.StatBlob(context.Background(), d)
-	if err != nil && err != cache.ErrNotFound {
+	if err != nil && err != store.ErrNotFound {
 		e.t.Fatal(err)
 	}
 	return err == nil
@@ -423,7 +423,7 @@ func (e *env) cacheBlob(name string, data []byte) string {
 		e.t.Fatal(err)
 	}
 	b := e.store.NewBatch()
-	if err := b.Link(cache.CachedRepo("hub", name), d); err != nil {
+	if err := b.Link(store.CachedRepo("hub", name), d); err != nil {
 		b.Close()
 		e.t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/lifecycle"
 	"berth/registry"
 
@@ -45,7 +45,7 @@ func (ir ImageRepo) Cached() bool { return ir.Upstream != "" }
 // key is the repository's key in image records and blob links.
 func (ir ImageRepo) key() string {
 	if ir.Cached() {
-		return cache.CachedRepo(ir.Upstream, ir.Repo)
+		return store.CachedRepo(ir.Upstream, ir.Repo)
 	}
 	return ir.Repo
 }
@@ -107,7 +107,7 @@ func (r *Repos) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, error) {
 					im.Subject = doc.Subject.Digest
 				}
 			}
-		} else if !errors.Is(err, cache.ErrNotFound) {
+		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
 		im.Size = r.imageSize(ctx, d, sizes, 0)
@@ -131,7 +131,7 @@ func (r *Repos) tagsByDigest(ctx context.Context, ir ImageRepo) (map[string][]st
 	out := map[string][]string{}
 	for _, tag := range names {
 		t, err := r.store.GetTag(ctx, ir.ns(), ir.Repo, tag)
-		if errors.Is(err, cache.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
@@ -316,7 +316,7 @@ func (r *Repos) ExpireImages(ctx context.Context, refs []ImageRef) (ExpireReport
 			continue
 		}
 		key := ref.Repo.key()
-		if _, err := r.store.GetImage(ctx, key, ref.Digest); errors.Is(err, cache.ErrNotFound) {
+		if _, err := r.store.GetImage(ctx, key, ref.Digest); errors.Is(err, store.ErrNotFound) {
 			continue
 		} else if err != nil {
 			return rep, err
@@ -397,7 +397,7 @@ func (r *Repos) reclaimCached(ctx context.Context, digests []string, rep *Expire
 			continue
 		}
 		info, err := r.store.StatBlob(ctx, b)
-		if errors.Is(err, cache.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -485,7 +485,7 @@ var ErrRepositoryNotEmpty = errors.New("repository is not empty")
 // images, tags, blob links and referrer entries go with it; garbage
 // collection reclaims the blobs and manifests no other repository uses.
 // Pushes wait while it runs. It returns the deleted record.
-func (r *Repos) DeleteRepository(ctx context.Context, name string, force bool) (*cache.Repository, error) {
+func (r *Repos) DeleteRepository(ctx context.Context, name string, force bool) (*store.Repository, error) {
 	r.gc.Lock()
 	defer r.gc.Unlock()
 	rec, err := r.Repository(ctx, name)
@@ -500,7 +500,7 @@ func (r *Repos) DeleteRepository(ctx context.Context, name string, force bool) (
 		return nil, fmt.Errorf("%w: repository %s holds %d images; delete them first, or force the deletion", ErrRepositoryNotEmpty, name, len(images))
 	}
 	if err := r.store.PurgeRepository(ctx, name); err != nil {
-		if errors.Is(err, cache.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, registry.ErrNameUnknown(name)
 		}
 		return nil, err

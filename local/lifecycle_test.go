@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/lifecycle"
 	"berth/local"
 	"berth/registry"
@@ -96,13 +96,13 @@ func (e *env) cacheImage(name, tag string, im image, at time.Time) {
 	}
 	bt := e.store.NewBatch()
 	defer bt.Close()
-	if err := bt.PutManifest(im.digest, &cache.Manifest{MediaType: ociManifest, Body: im.body}); err != nil {
+	if err := bt.PutManifest(im.digest, &store.Manifest{MediaType: ociManifest, Body: im.body}); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := bt.PutImage(cache.CachedRepo("hub", name), im.digest, cache.Image{PushedAt: at}); err != nil {
+	if err := bt.PutImage(store.CachedRepo("hub", name), im.digest, store.Image{PushedAt: at}); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := bt.PutTag("hub", name, tag, cache.Tag{Digest: im.digest, FetchedAt: at}); err != nil {
+	if err := bt.PutTag("hub", name, tag, store.Tag{Digest: im.digest, FetchedAt: at}); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := bt.Commit(); err != nil {
@@ -189,7 +189,7 @@ func TestImagesAndExpire(t *testing.T) {
 	if got := e.tags("lc/app"); len(got) != 0 {
 		t.Fatalf("tags of lc/app after expiring a: %v", got)
 	}
-	if _, err := e.store.GetTag(ctx, "hub", "lib/x", "1"); !errors.Is(err, cache.ErrNotFound) {
+	if _, err := e.store.GetTag(ctx, "hub", "lib/x", "1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("cached tag of c1: %v", err)
 	}
 	// Garbage collection then takes the local image's blobs.

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/registry"
 
 	"go.uber.org/zap"
@@ -44,7 +44,7 @@ type Options struct {
 
 // Repos serves local repositories.
 type Repos struct {
-	store *cache.Store
+	store *store.Store
 	opts  Options
 	log   *zap.Logger
 
@@ -60,7 +60,7 @@ type Repos struct {
 }
 
 // New returns the local repositories over store.
-func New(store *cache.Store, opts Options) *Repos {
+func New(store *store.Store, opts Options) *Repos {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -74,16 +74,16 @@ func New(store *cache.Store, opts Options) *Repos {
 }
 
 // Repository returns a repository's record, or NAME_UNKNOWN.
-func (r *Repos) Repository(ctx context.Context, name string) (*cache.Repository, error) {
+func (r *Repos) Repository(ctx context.Context, name string) (*store.Repository, error) {
 	rec, err := r.store.GetRepository(ctx, name)
-	if errors.Is(err, cache.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, registry.ErrNameUnknown(name)
 	}
 	return rec, err
 }
 
 // CreateRepository creates a repository; it is an error if it exists.
-func (r *Repos) CreateRepository(ctx context.Context, name, mutability string, exclusions []string) (*cache.Repository, error) {
+func (r *Repos) CreateRepository(ctx context.Context, name, mutability string, exclusions []string) (*store.Repository, error) {
 	if !registry.ValidName(name) {
 		return nil, registry.ErrNameInvalid("invalid repository name " + name)
 	}
@@ -93,7 +93,7 @@ func (r *Repos) CreateRepository(ctx context.Context, name, mutability string, e
 	if _, err := r.store.GetRepository(ctx, name); err == nil {
 		return nil, registry.Errorf(http.StatusConflict, registry.CodeDenied, "repository %s already exists", name)
 	}
-	rec := &cache.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: mutability, Exclusions: exclusions}
+	rec := &store.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: mutability, Exclusions: exclusions}
 	return rec, r.store.PutRepository(ctx, rec)
 }
 
@@ -136,7 +136,7 @@ func ValidateMutability(m string, exclusions []string) error {
 }
 
 // tagImmutable reports whether tag may not move in a repository.
-func tagImmutable(rec *cache.Repository, tag string) bool {
+func tagImmutable(rec *store.Repository, tag string) bool {
 	switch rec.Mutability {
 	case Immutable:
 		return true
@@ -153,19 +153,19 @@ func tagImmutable(rec *cache.Repository, tag string) bool {
 
 // ensureRepository returns the repository's record, creating it when
 // auto-create is on.
-func (r *Repos) ensureRepository(ctx context.Context, name string) (*cache.Repository, error) {
+func (r *Repos) ensureRepository(ctx context.Context, name string) (*store.Repository, error) {
 	rec, err := r.store.GetRepository(ctx, name)
 	if err == nil {
 		return rec, nil
 	}
-	if !errors.Is(err, cache.ErrNotFound) {
+	if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	if !r.opts.AutoCreate {
 		return nil, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
 			"repository %s does not exist and auto-create is off; create it first (berth create-repository)", name)
 	}
-	rec = &cache.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: r.opts.DefaultMutability}
+	rec = &store.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: r.opts.DefaultMutability}
 	if err := r.store.PutRepository(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -183,7 +183,7 @@ func (r *Repos) visible(ctx context.Context, repo, d string) (int64, bool, error
 		return 0, false, err
 	}
 	info, err := r.store.StatBlob(ctx, d)
-	if errors.Is(err, cache.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {
@@ -243,7 +243,7 @@ func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, p
 	r.gc.RLock()
 	defer r.gc.RUnlock()
 	info, err := r.store.StatBlob(ctx, d.String())
-	if errors.Is(err, cache.ErrNotFound) || err == nil && publicOnly && !info.Public {
+	if errors.Is(err, store.ErrNotFound) || err == nil && publicOnly && !info.Public {
 		return registry.ErrBlobUnknown(d.String())
 	}
 	if err != nil {
@@ -279,7 +279,7 @@ func (r *Repos) ListTags(ctx context.Context, repo registry.Repo) ([]string, err
 
 // StoredBlob is a committed blob served from the store's file.
 type StoredBlob struct {
-	Store  *cache.Store
+	Store  *store.Store
 	Digest string
 	Len    int64
 	From   registry.Source
@@ -293,7 +293,7 @@ func (b *StoredBlob) Source() registry.Source { return b.From }
 func (b *StoredBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
 	f, _, err := b.Store.OpenBlob(ctx, b.Digest)
 	if err != nil {
-		if errors.Is(err, cache.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, registry.ErrBlobUnknown(b.Digest)
 		}
 		return nil, err

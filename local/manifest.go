@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"berth/cache"
+	"berth/store"
 	"berth/registry"
 
 	"go.uber.org/zap"
@@ -203,10 +203,10 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	now := r.opts.Now().UTC()
 	b := r.store.NewBatch()
 	defer b.Close()
-	if err := b.PutManifest(dg.String(), &cache.Manifest{MediaType: mt, Body: req.Body}); err != nil {
+	if err := b.PutManifest(dg.String(), &store.Manifest{MediaType: mt, Body: req.Body}); err != nil {
 		return registry.PutResult{}, err
 	}
-	im := cache.Image{PushedAt: now}
+	im := store.Image{PushedAt: now}
 	if old, err := r.store.GetImage(ctx, repo, dg.String()); err == nil {
 		im = old // a re-push keeps the first push time
 	}
@@ -217,7 +217,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 		return registry.PutResult{}, err
 	}
 	for _, tag := range tags {
-		if err := b.PutTag(NS, repo, tag, cache.Tag{Digest: dg.String(), FetchedAt: now}); err != nil {
+		if err := b.PutTag(NS, repo, tag, store.Tag{Digest: dg.String(), FetchedAt: now}); err != nil {
 			return registry.PutResult{}, err
 		}
 	}
@@ -259,7 +259,7 @@ func (r *Repos) requireManifest(ctx context.Context, repo, d string) error {
 	}
 	if _, err := r.store.GetManifest(ctx, d); err == nil {
 		return nil
-	} else if !errors.Is(err, cache.ErrNotFound) {
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	return registry.Errorf(http.StatusBadRequest, registry.CodeManifestBlobUnknown,
@@ -275,7 +275,7 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 	d := req.Digest.String()
 	if req.Digest == "" {
 		t, err := r.store.GetTag(ctx, NS, repo, req.Reference)
-		if errors.Is(err, cache.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, registry.ErrManifestUnknown(req.Reference)
 		}
 		if err != nil {
@@ -283,13 +283,13 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 		}
 		d = t.Digest
 	}
-	if _, err := r.store.GetImage(ctx, repo, d); errors.Is(err, cache.ErrNotFound) {
+	if _, err := r.store.GetImage(ctx, repo, d); errors.Is(err, store.ErrNotFound) {
 		return nil, registry.ErrManifestUnknown(req.Reference)
 	} else if err != nil {
 		return nil, err
 	}
 	m, err := r.store.GetManifest(ctx, d)
-	if errors.Is(err, cache.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, registry.ErrManifestUnknown(req.Reference)
 	}
 	if err != nil {
@@ -310,7 +310,7 @@ func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref stri
 	b := r.store.NewBatch()
 	defer b.Close()
 	if !registry.IsDigest(ref) {
-		if _, err := r.store.GetTag(ctx, NS, name, ref); errors.Is(err, cache.ErrNotFound) {
+		if _, err := r.store.GetTag(ctx, NS, name, ref); errors.Is(err, store.ErrNotFound) {
 			return registry.ErrManifestUnknown(ref)
 		} else if err != nil {
 			return err
@@ -320,7 +320,7 @@ func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref stri
 		}
 		return b.Commit()
 	}
-	if _, err := r.store.GetImage(ctx, name, ref); errors.Is(err, cache.ErrNotFound) {
+	if _, err := r.store.GetImage(ctx, name, ref); errors.Is(err, store.ErrNotFound) {
 		return registry.ErrManifestUnknown(ref)
 	} else if err != nil {
 		return err

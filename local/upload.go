@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/registry"
 
 	"go.uber.org/zap"
@@ -36,7 +36,7 @@ func (r *Repos) StartUpload(ctx context.Context, repo registry.Repo) (registry.U
 // GetUpload finds an open session of repo.
 func (r *Repos) GetUpload(ctx context.Context, repo registry.Repo, id string) (registry.Upload, error) {
 	u, size, err := r.store.GetUpload(ctx, id)
-	if errors.Is(err, cache.ErrNotFound) || err == nil && u.Repo != repo.Name {
+	if errors.Is(err, store.ErrNotFound) || err == nil && u.Repo != repo.Name {
 		return nil, registry.Errorf(404, registry.CodeBlobUploadUnknown, "upload %s is unknown in %s", id, repo.Name)
 	}
 	if err != nil {
@@ -82,7 +82,7 @@ func (u *upload) Commit(ctx context.Context, d registry.Digest) error {
 	u.r.gc.RLock()
 	defer u.r.gc.RUnlock()
 	if _, err := u.r.store.CommitUpload(ctx, u.id, d.String()); err != nil {
-		if errors.Is(err, cache.ErrDigestMismatch) {
+		if errors.Is(err, store.ErrDigestMismatch) {
 			return registry.ErrDigestInvalid(err.Error())
 		}
 		return err

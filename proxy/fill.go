@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 	"berth/upstream"
@@ -134,7 +134,7 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string, srcs []sour
 		// Linked to the cached repository: garbage collection leaves
 		// cached blobs to eviction.
 		b := p.store.NewBatch()
-		if lerr := b.Link(cache.CachedRepo(up.Rule.Name, repo), f.digest); lerr != nil {
+		if lerr := b.Link(store.CachedRepo(up.Rule.Name, repo), f.digest); lerr != nil {
 			b.Close()
 		} else if lerr := b.Commit(); lerr != nil {
 			p.log.Warn("link cached blob", zap.Error(lerr))
@@ -255,7 +255,7 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, srcs []source) error {
 	}
 	body.Close()
 	if err := w.Commit(ctx); err != nil {
-		if errors.Is(err, cache.ErrDigestMismatch) {
+		if errors.Is(err, store.ErrDigestMismatch) {
 			return fmt.Errorf("%s sent bytes that do not match %s: %w", srcs[cur], f.digest, err)
 		}
 		return err

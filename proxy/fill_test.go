@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 )
 
 // slowBlobs makes the upstream send blobs in 1 MiB pieces with a pause
@@ -189,7 +189,7 @@ func TestClientLeavingDoesNotStopFill(t *testing.T) {
 	for {
 		if _, err := e.store.StatBlob(context.Background(), layer.String()); err == nil {
 			break
-		} else if !errors.Is(err, cache.ErrNotFound) {
+		} else if !errors.Is(err, store.ErrNotFound) {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
@@ -224,7 +224,7 @@ func TestWrongBytesFromUpstreamAreNotKept(t *testing.T) {
 	if len(body) >= len(data) {
 		t.Fatalf("client received all %d bytes of a blob that failed verification", len(body))
 	}
-	if _, err := e.store.StatBlob(context.Background(), layer.String()); !errors.Is(err, cache.ErrNotFound) {
+	if _, err := e.store.StatBlob(context.Background(), layer.String()); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("corrupt blob was kept: %v", err)
 	}
 	// A healthy upstream: the next pull succeeds.

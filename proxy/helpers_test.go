@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/registry"
 	"berth/upstream"
 
@@ -39,7 +39,7 @@ func (f *fakeClock) Add(d time.Duration) {
 
 type env struct {
 	up      *testreg.Registry
-	store   *cache.Store
+	store   *store.Store
 	proxy   *Proxy
 	berth   *httptest.Server
 	clock   *fakeClock
@@ -58,7 +58,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	ctx := context.Background()
 	zl := zaptest.NewLogger(t)
 	var err error
-	e.store, err = cache.Open(ctx, e.dataDir, cache.Options{Logger: zl})
+	e.store, err = store.Open(ctx, e.dataDir, store.Options{Logger: zl})
 	if err != nil {
 		t.Fatal(err)
 	}

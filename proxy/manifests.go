@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"slices"
 
-	"berth/cache"
+	"berth/store"
 	"berth/registry"
 	"berth/upstream"
 
@@ -40,9 +40,9 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 	if sm, err := p.store.GetManifest(ctx, d); err == nil {
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("manifest", "hit")
-		_ = p.store.TouchImage(ctx, cache.CachedRepo(t.Upstream.Rule.Name, t.Repo), d)
+		_ = p.store.TouchImage(ctx, store.CachedRepo(t.Upstream.Rule.Name, t.Repo), d)
 		return toManifest(d, sm, registry.SourceStore), nil
-	} else if !errors.Is(err, cache.ErrNotFound) {
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	p.opts.Metrics.CacheResult("manifest", "miss")
@@ -54,7 +54,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 		if err != nil {
 			return nil, err
 		}
-		sm := &cache.Manifest{MediaType: desc.MediaType, Body: body}
+		sm := &store.Manifest{MediaType: desc.MediaType, Body: body}
 		if err := p.storeManifest(ctx, t, d, sm, ""); err != nil {
 			return nil, err
 		}
@@ -69,22 +69,22 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string) (*registry.Manifest, error) {
 	ns := t.Upstream.Rule.Name
 	cachedTag, err := p.store.GetTag(ctx, ns, t.Repo, tag)
-	var cached *cache.Manifest
+	var cached *store.Manifest
 	if err == nil {
 		cached, err = p.store.GetManifest(ctx, cachedTag.Digest)
-		if errors.Is(err, cache.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			p.log.Warn("tag points at a manifest that is not stored; fetching again",
 				zap.String("repo", t.Repo), zap.String("tag", tag), zap.String("digest", cachedTag.Digest))
-			err = cache.ErrNotFound
+			err = store.ErrNotFound
 		}
 	}
-	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("tag", "hit")
-		_ = p.store.TouchImage(ctx, cache.CachedRepo(ns, t.Repo), cachedTag.Digest)
+		_ = p.store.TouchImage(ctx, store.CachedRepo(ns, t.Repo), cachedTag.Digest)
 		return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
 	}
 	key := "tag\x00" + ns + "\x00" + t.Repo + "\x00" + tag
@@ -101,7 +101,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 				return nil, err
 			}
 			if desc.Digest == cachedTag.Digest {
-				if err := p.store.PutTag(ctx, ns, t.Repo, tag, cache.Tag{Digest: cachedTag.Digest, FetchedAt: p.now()}); err != nil {
+				if err := p.store.PutTag(ctx, ns, t.Repo, tag, store.Tag{Digest: cachedTag.Digest, FetchedAt: p.now()}); err != nil {
 					return nil, err
 				}
 				return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
@@ -111,7 +111,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 		if err != nil {
 			return nil, err
 		}
-		sm := &cache.Manifest{MediaType: desc.MediaType, Body: body}
+		sm := &store.Manifest{MediaType: desc.MediaType, Body: body}
 		if err := p.storeManifest(ctx, t, desc.Digest, sm, tag); err != nil {
 			return nil, err
 		}
@@ -166,25 +166,25 @@ func (p *Proxy) shared(ctx context.Context, key string, fn func(context.Context)
 // storeManifest keeps a verified manifest from an upstream with its image
 // record in the cached repository (and its tag, when fetched by tag) in one
 // batch, so a tag never points at a manifest the store does not hold.
-func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, sm *cache.Manifest, tag string) error {
+func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, sm *store.Manifest, tag string) error {
 	b := p.store.NewBatch()
 	defer b.Close()
 	if err := b.PutManifest(d, sm); err != nil {
 		return err
 	}
-	repo := cache.CachedRepo(t.Upstream.Rule.Name, t.Repo)
-	if err := b.PutImage(repo, d, cache.Image{PushedAt: p.now().UTC()}); err != nil {
+	repo := store.CachedRepo(t.Upstream.Rule.Name, t.Repo)
+	if err := b.PutImage(repo, d, store.Image{PushedAt: p.now().UTC()}); err != nil {
 		return err
 	}
 	if tag != "" {
-		if err := b.PutTag(t.Upstream.Rule.Name, t.Repo, tag, cache.Tag{Digest: d, FetchedAt: p.now()}); err != nil {
+		if err := b.PutTag(t.Upstream.Rule.Name, t.Repo, tag, store.Tag{Digest: d, FetchedAt: p.now()}); err != nil {
 			return err
 		}
 	}
 	return b.Commit()
 }
 
-func toManifest(d string, sm *cache.Manifest, src registry.Source) *registry.Manifest {
+func toManifest(d string, sm *store.Manifest, src registry.Source) *registry.Manifest {
 	return &registry.Manifest{MediaType: sm.MediaType, Digest: registry.Digest(d), Body: sm.Body, Source: src}
 }
 

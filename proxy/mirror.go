@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 	"berth/upstream"
@@ -18,7 +18,7 @@ import (
 type Mirror struct {
 	Proxy *Proxy
 	Local *local.Repos
-	store *cache.Store
+	store *store.Store
 }
 
 // NewMirror joins the pull-through proxy and the local repositories.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 	"berth/test/testreg"
@@ -29,7 +29,7 @@ import (
 type mirrorEnv struct {
 	t      *testing.T
 	up     *testreg.Registry
-	store  *cache.Store
+	store  *store.Store
 	srv    *httptest.Server
 	client *http.Client
 }
@@ -46,7 +46,7 @@ func newMirrorEnv(t *testing.T, o mirrorOpts) *mirrorEnv {
 	e := &mirrorEnv{t: t, up: testreg.Start(t)}
 	zl := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	var err error
-	e.store, err = cache.Open(context.Background(), t.TempDir(), cache.Options{Logger: zl})
+	e.store, err = store.Open(context.Background(), t.TempDir(), store.Options{Logger: zl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"strings"
 
-	"berth/cache"
+	"berth/store"
 	"berth/cluster"
 	"berth/registry"
 	"berth/upstream"
@@ -123,7 +123,7 @@ func (p *Proxy) manifestFromOwners(ctx context.Context, t upstream.Target, key, 
 		if !registry.IsDigest(ref) {
 			tag = ref
 		}
-		sm := &cache.Manifest{MediaType: mt, Body: body}
+		sm := &store.Manifest{MediaType: mt, Body: body}
 		if err := p.storeManifest(ctx, t, d, sm, tag); err != nil {
 			return nil, true, err
 		}

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/cluster"
 	"berth/local"
 	"berth/metrics"
@@ -55,7 +55,7 @@ type Stats struct {
 // Proxy implements the registry's backend abilities over a store and a set
 // of upstreams.
 type Proxy struct {
-	store *cache.Store
+	store *store.Store
 	// router is swapped whole by a config reload; requests in flight keep
 	// the one they started with.
 	router atomic.Pointer[upstream.Router]
@@ -72,7 +72,7 @@ type Proxy struct {
 }
 
 // New returns a Proxy. Close it to stop fills still running.
-func New(store *cache.Store, router *upstream.Router, opts Options) *Proxy {
+func New(store *store.Store, router *upstream.Router, opts Options) *Proxy {
 	if opts.FillTimeout <= 0 {
 		opts.FillTimeout = time.Hour
 	}
@@ -145,7 +145,7 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry
 	if errors.As(err, &se) {
 		msg = fmt.Sprintf("upstream %s answered %d for %s and it is not cached here", name, se.Status, what)
 	}
-	if errors.Is(err, cache.ErrDigestMismatch) {
+	if errors.Is(err, store.ErrDigestMismatch) {
 		msg = fmt.Sprintf("upstream %s sent content for %s that does not match its digest; nothing was cached", name, what)
 	}
 	return &registry.Error{Status: http.StatusBadGateway, Code: registry.CodeUpstreamUnavailable, Message: msg, Err: err}
@@ -192,7 +192,7 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		p.opts.Metrics.CacheResult("blob", "hit")
 		_ = p.store.Touch(ctx, d)
 		return &local.StoredBlob{Store: p.store, Digest: d, Len: info.Size, From: registry.SourceStore}, nil
-	} else if !errors.Is(err, cache.ErrNotFound) {
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	if storeOnly(ctx) {

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"berth/cache"
+	"berth/store"
 	"berth/registry"
 
 	"go.uber.org/zap"
@@ -30,7 +30,7 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 	}
 	ns, tag := t.Upstream.Rule.Name, referrersTag(d)
 	cachedTag, err := p.store.GetTag(ctx, ns, t.Repo, tag)
-	var cached *cache.Manifest
+	var cached *store.Manifest
 	if err == nil {
 		cached, _ = p.store.GetManifest(ctx, cachedTag.Digest)
 	}
@@ -46,13 +46,13 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 			return nil, fmt.Errorf("upstream %s: %w", ns, err)
 		}
 		dg := registry.FromBytes(body).String()
-		sm := &cache.Manifest{MediaType: "application/vnd.oci.image.index.v1+json", Body: body}
+		sm := &store.Manifest{MediaType: "application/vnd.oci.image.index.v1+json", Body: body}
 		b := p.store.NewBatch()
 		defer b.Close()
 		if err := b.PutManifest(dg, sm); err != nil {
 			return nil, err
 		}
-		if err := b.PutTag(ns, t.Repo, tag, cache.Tag{Digest: dg, FetchedAt: p.now()}); err != nil {
+		if err := b.PutTag(ns, t.Repo, tag, store.Tag{Digest: dg, FetchedAt: p.now()}); err != nil {
 			return nil, err
 		}
 		if err := b.Commit(); err != nil {

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"berth/admin"
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 	"berth/upstream"
@@ -87,7 +87,7 @@ var Epoch = time.Date(2099, 1, 1, 12, 0, 0, 0, time.UTC)
 type Node struct {
 	T        testing.TB
 	Dir      string
-	Store    *cache.Store
+	Store    *store.Store
 	Repos    *local.Repos
 	Router   *upstream.Router
 	Service  *admin.Service
@@ -102,7 +102,7 @@ func New(t testing.TB) *Node {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	n := &Node{T: t, Dir: t.TempDir(), Clock: &Clock{t: Epoch}, Counters: &Counters{}}
-	st, err := cache.Open(context.Background(), n.Dir, cache.Options{Logger: log})
+	st, err := store.Open(context.Background(), n.Dir, store.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func (n *Node) Cache(up, repo string, at time.Time, im Image, tags ...string) st
 	for _, c := range im.Children {
 		n.Cache(up, repo, at, c)
 	}
-	key := cache.CachedRepo(up, repo)
+	key := store.CachedRepo(up, repo)
 	for _, b := range im.Blobs {
 		if _, err := n.Store.StatBlob(ctx, b.Desc.Digest); err != nil {
 			w, err := n.Store.NewBlobWriter(ctx, b.Desc.Digest, b.Desc.Size)
@@ -310,14 +310,14 @@ func (n *Node) Cache(up, repo string, at time.Time, im Image, tags ...string) st
 			n.T.Fatal(err)
 		}
 	}
-	if err := bt.PutManifest(im.Digest, &cache.Manifest{MediaType: im.Type, Body: im.Body}); err != nil {
+	if err := bt.PutManifest(im.Digest, &store.Manifest{MediaType: im.Type, Body: im.Body}); err != nil {
 		n.T.Fatal(err)
 	}
-	if err := bt.PutImage(key, im.Digest, cache.Image{PushedAt: at.UTC()}); err != nil {
+	if err := bt.PutImage(key, im.Digest, store.Image{PushedAt: at.UTC()}); err != nil {
 		n.T.Fatal(err)
 	}
 	for _, tag := range tags {
-		if err := bt.PutTag(up, repo, tag, cache.Tag{Digest: im.Digest, FetchedAt: at}); err != nil {
+		if err := bt.PutTag(up, repo, tag, store.Tag{Digest: im.Digest, FetchedAt: at}); err != nil {
 			n.T.Fatal(err)
 		}
 	}
@@ -328,7 +328,7 @@ func (n *Node) Cache(up, repo string, at time.Time, im Image, tags ...string) st
 }
 
 // Pulled records a pull of an image at time at. key is the repository's
-// store key: the local name, or cache.CachedRepo(upstream, name).
+// store key: the local name, or store.CachedRepo(upstream, name).
 func (n *Node) Pulled(key, digest string, at time.Time) {
 	n.T.Helper()
 	ctx := context.Background()
@@ -351,7 +351,7 @@ func (n *Node) Pulled(key, digest string, at time.Time) {
 func (n *Node) HasBlob(d string) bool {
 	n.T.Helper()
 	_, err := n.Store.StatBlob(context.Background(), d)
-	if err != nil && err != cache.ErrNotFound {
+	if err != nil && err != store.ErrNotFound {
 		n.T.Fatal(err)
 	}
 	return err == nil
@@ -361,7 +361,7 @@ func (n *Node) HasBlob(d string) bool {
 func (n *Node) HasManifest(d string) bool {
 	n.T.Helper()
 	_, err := n.Store.GetManifest(context.Background(), d)
-	if err != nil && err != cache.ErrNotFound {
+	if err != nil && err != store.ErrNotFound {
 		n.T.Fatal(err)
 	}
 	return err == nil

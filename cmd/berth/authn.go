@@ -1,7 +1,7 @@
 package main
 
 import (
-	"berth/cache"
+	"berth/store"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -142,7 +142,7 @@ func canonicalFor(router *upstream.Router) auth.Canonical {
 	}
 }
 
-func newSecurity(ctx context.Context, cfg AuthConfig, dataDir string, router *upstream.Router, store *cache.Store, log *zap.Logger) (*security, error) {
+func newSecurity(ctx context.Context, cfg AuthConfig, dataDir string, router *upstream.Router, st *store.Store, log *zap.Logger) (*security, error) {
 	users, err := auth.NewReloadable(auth.UsersSource{HtpasswdPath: cfg.Htpasswd, GroupsPath: cfg.GroupsFile, Groups: cfg.Groups}, log)
 	if err != nil {
 		return nil, err
@@ -189,7 +189,7 @@ func newSecurity(ctx context.Context, cfg AuthConfig, dataDir string, router *up
 	}
 	// Policies set through the admin API (set-repository-policy) join the
 	// config's; a stored policy of the same name wins.
-	stored, err := store.ListPolicies(ctx, cache.PolicyRepository)
+	stored, err := st.ListPolicies(ctx, store.PolicyRepository)
 	if err != nil {
 		return nil, err
 	}

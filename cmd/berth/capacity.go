@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"berth/cache"
+	"berth/store"
 	"berth/local"
 	"berth/registry"
 	"berth/upstream"
@@ -23,7 +23,7 @@ import (
 // cache.minFreeBytes by evicting cached content.
 type capacity struct {
 	dir     string
-	store   *cache.Store
+	store   *store.Store
 	repos   *local.Repos
 	log     *zap.Logger
 	onEvict func(n int)

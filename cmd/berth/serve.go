@@ -19,7 +19,7 @@ import (
 	"berth/admin"
 	"berth/audit"
 	"berth/auth"
-	"berth/cache"
+	"berth/store"
 	"berth/cluster"
 	"berth/local"
 	"berth/metrics"
@@ -78,7 +78,7 @@ func newLogger(c LogConfig) (*zap.Logger, error) {
 type node struct {
 	cfg     Config
 	log     *zap.Logger
-	store   *cache.Store
+	store   *store.Store
 	proxy   *proxy.Proxy
 	repos   *local.Repos
 	mirror  *proxy.Mirror
@@ -106,7 +106,7 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 	n := &node{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
 	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = metrics.New(n.prom)
-	store, err := cache.Open(ctx, cfg.DataDir, cache.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("cache")})
+	store, err := store.Open(ctx, cfg.DataDir, store.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("cache")})
 	if err != nil {
 		return nil, err
 	}

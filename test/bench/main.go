@@ -105,7 +105,7 @@ func fullConfig() Config {
 		ImagePar: 4, ImageReps: 3,
 		MemSize: 2 * giB, MemReps: 2,
 		ClusterNodes: 3, ClusterClients: 100, ClusterPar: 4, ClusterReps: 3, ClusterTime: 2 * time.Minute,
-		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./cache/"},
+		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
 		StoreTime:  3 * time.Minute,
 		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
 	}
@@ -126,7 +126,7 @@ func smokeConfig() Config {
 		ImageSizes: sizes, ImagePar: 4, ImageReps: 1,
 		MemSize: 8 * miB, MemReps: 1,
 		ClusterNodes: 3, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
-		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./cache/"},
+		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./store/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
 		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,
 	}

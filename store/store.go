@@ -1,6 +1,6 @@
 // Package cache is a node's store: tags, manifests and the blob index in
 // pebble, blob bytes in content-addressed files, hot manifests in ristretto.
-package cache
+package store
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 //go:build unix
 
-package cache
+package store
 
 // Design benchmark for "where layer bytes live" (see docs/design.md).
 //
@@ -16,7 +16,7 @@ package cache
 // streamed from a deterministic PRNG in 1 MiB pieces and never held in memory
 // as a whole.
 //
-//	BERTH_LAYOUT_BENCH_SIZE=1073741824 go test ./cache/ -run XXX -bench Layout -benchtime 3x -count 3 -timeout 60m
+//	BERTH_LAYOUT_BENCH_SIZE=1073741824 go test ./store/ -run XXX -bench Layout -benchtime 3x -count 3 -timeout 60m
 //
 // Extra metrics: ack-MB/s (write: throughput up to the point the blob is
 // durable and could be acknowledged; for pebble this excludes the memtable

@@ -1,4 +1,4 @@
-package cache
+package store
 
 // Key layout of the pebble database. Every key starts with a short prefix
 // naming its kind; integers are big-endian so that keys and values sort and
