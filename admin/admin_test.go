@@ -11,8 +11,8 @@ import (
 
 	"berth/admin"
 	"berth/admin/admintest"
-	"berth/store"
 	"berth/metrics"
+	"berth/store"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"

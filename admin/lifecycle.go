@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"berth/store"
 	"berth/lifecycle"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 
 	"go.uber.org/zap"
 )

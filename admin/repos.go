@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"strings"
 
-	"berth/store"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 )
 

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"berth/store"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"

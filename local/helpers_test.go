@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"berth/store"
 	"berth/local"
 	"berth/proxy"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"

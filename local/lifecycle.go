@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"berth/store"
 	"berth/lifecycle"
 	"berth/registry"
+	"berth/store"
 
 	"go.uber.org/zap"
 )

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"berth/store"
 	"berth/lifecycle"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 )
 
 const lcDay = 24 * time.Hour

@@ -11,8 +11,8 @@ import (
 	"slices"
 	"strings"
 
-	"berth/store"
 	"berth/registry"
+	"berth/store"
 
 	"go.uber.org/zap"
 )

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"berth/store"
 	"berth/registry"
+	"berth/store"
 
 	"go.uber.org/zap"
 )

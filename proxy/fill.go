@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"berth/store"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"

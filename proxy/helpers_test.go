@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"berth/store"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"

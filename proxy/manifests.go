@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"slices"
 
-	"berth/store"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"

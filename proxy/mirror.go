@@ -7,9 +7,9 @@ import (
 	"sort"
 	"strings"
 
-	"berth/store"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 )
 

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"berth/store"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 	"berth/test/testreg"
 	"berth/upstream"
 

@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"strings"
 
-	"berth/store"
 	"berth/cluster"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"

@@ -13,11 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"berth/store"
 	"berth/cluster"
 	"berth/local"
 	"berth/metrics"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"

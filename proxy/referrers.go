@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
-	"berth/store"
 	"berth/registry"
+	"berth/store"
 
 	"go.uber.org/zap"
 )

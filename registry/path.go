@@ -56,8 +56,8 @@ type Route struct {
 const MaxNameLength = 255
 
 var (
-	hostRE        = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?$`)
-	uploadIDRE    = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+	hostRE     = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?$`)
+	uploadIDRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
 )
 
 // ValidName reports whether name matches the spec's repository name

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"berth/admin"
-	"berth/store"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"

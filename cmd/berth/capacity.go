@@ -11,9 +11,9 @@ import (
 	"syscall"
 	"time"
 
-	"berth/store"
 	"berth/local"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"go.uber.org/zap"

@@ -19,12 +19,12 @@ import (
 	"berth/admin"
 	"berth/audit"
 	"berth/auth"
-	"berth/store"
 	"berth/cluster"
 	"berth/local"
 	"berth/metrics"
 	"berth/proxy"
 	"berth/registry"
+	"berth/store"
 	"berth/upstream"
 
 	"github.com/coreos/go-systemd/v22/daemon"
