@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"berth/internal/reponame"
 )
 
 // Kind says which endpoint of the API a request addresses.
@@ -53,7 +55,7 @@ type Route struct {
 }
 
 // MaxNameLength bounds a repository name, as distribution does.
-const MaxNameLength = 255
+const MaxNameLength = reponame.MaxLength
 
 var (
 	hostRE     = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?$`)
@@ -61,55 +63,8 @@ var (
 )
 
 // ValidName reports whether name matches the spec's repository name
-// grammar, [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*,
-// at most MaxNameLength long. It is checked by hand on every request; the
-// tests hold it to the regular expression.
-func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > MaxNameLength {
-		return false
-	}
-	i := 0
-	for {
-		// A component: alnum runs joined by ".", "_", "__" or "-"+.
-		if !isLowerAlnum(name, i) {
-			return false
-		}
-		for isLowerAlnum(name, i) {
-			i++
-		}
-		for i < len(name) && name[i] != '/' {
-			switch name[i] {
-			case '.':
-				i++
-			case '_':
-				i++
-				if i < len(name) && name[i] == '_' {
-					i++
-				}
-			case '-':
-				for i < len(name) && name[i] == '-' {
-					i++
-				}
-			default:
-				return false
-			}
-			if !isLowerAlnum(name, i) {
-				return false
-			}
-			for isLowerAlnum(name, i) {
-				i++
-			}
-		}
-		if i == len(name) {
-			return true
-		}
-		i++ // the '/'
-	}
-}
-
-func isLowerAlnum(s string, i int) bool {
-	return i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] >= '0' && s[i] <= '9')
-}
+// grammar (see reponame.Valid).
+func ValidName(name string) bool { return reponame.Valid(name) }
 
 // ValidTag reports whether tag matches the spec's tag grammar,
 // [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
