@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -333,104 +332,6 @@ func TestLoadCredentials(t *testing.T) {
 			}
 			if !reflect.DeepEqual(users, tt.wantUsers) {
 				t.Errorf("users = %q, want %q", users, tt.wantUsers)
-			}
-		})
-	}
-}
-
-func TestValidateQuota(t *testing.T) {
-	base := Rule{Name: "hub", Registry: "docker.io", URL: "https://registry-1.docker.io"}
-	with := func(edit func(*Rule)) []Rule {
-		r := base
-		edit(&r)
-		return []Rule{r}
-	}
-	pool := []Credential{{Username: "a", PasswordFile: "/a"}, {Username: "b", PasswordFile: "/b"}}
-	tests := []struct {
-		name  string
-		rules []Rule
-		want  []string
-	}{
-		{name: "rate limit", rules: with(func(r *Rule) { r.RequestsPerSecond, r.Burst = 0.5, 3 })},
-		{name: "rate limit without burst", rules: with(func(r *Rule) { r.RequestsPerSecond = 10 })},
-		{name: "pool", rules: with(func(r *Rule) { r.Credentials = pool })},
-		{name: "pool of one", rules: with(func(r *Rule) { r.Credentials = pool[:1] })},
-		{name: "negative rate", rules: with(func(r *Rule) { r.RequestsPerSecond = -1 }),
-			want: []string{"upstreams[0].requestsPerSecond: must be a finite number, 0 or more"}},
-		{name: "NaN rate", rules: with(func(r *Rule) { r.RequestsPerSecond = math.NaN() }),
-			want: []string{"upstreams[0].requestsPerSecond: must be a finite number"}},
-		{name: "infinite rate", rules: with(func(r *Rule) { r.RequestsPerSecond = math.Inf(1) }),
-			want: []string{"upstreams[0].requestsPerSecond: must be a finite number"}},
-		{name: "negative burst", rules: with(func(r *Rule) { r.RequestsPerSecond, r.Burst = 1, -1 }),
-			want: []string{"upstreams[0].burst: must not be negative"}},
-		{name: "burst without rate", rules: with(func(r *Rule) { r.Burst = 5 }),
-			want: []string{"upstreams[0].burst: needs requestsPerSecond"}},
-		{name: "pool and username", rules: with(func(r *Rule) { r.Credentials, r.Username = pool, "u" }),
-			want: []string{"upstreams[0]: give credentials or username/passwordFile, not both"}},
-		{name: "pool and docker config", rules: with(func(r *Rule) { r.Credentials, r.DockerConfig = pool, "/c" }),
-			want: []string{"upstreams[0]: give credentials or dockerConfig, not both"}},
-		{name: "every problem at once", rules: []Rule{
-			base,
-			{Name: "b", Prefix: "b", URL: "https://b.example", RequestsPerSecond: -2, Burst: -1,
-				Username: "u", PasswordFile: "/p", DockerConfig: "/c",
-				Credentials: []Credential{{Username: "a", PasswordFile: "/a"}, {PasswordFile: "/x"}, {Username: "a"}}},
-			{Name: "c", Prefix: "c", URL: "https://c.example", Burst: 2, PasswordFile: "/p"},
-		}, want: []string{
-			"upstreams[1]: give passwordFile or dockerConfig, not both",
-			"upstreams[1].requestsPerSecond: must be a finite number, 0 or more",
-			"upstreams[1].burst: must not be negative",
-			"upstreams[1]: give credentials or username/passwordFile, not both",
-			"upstreams[1]: give credentials or dockerConfig, not both",
-			"upstreams[1].credentials[1].username: required",
-			`upstreams[1].credentials[2].username: "a" is used twice`,
-			"upstreams[1].credentials[2].passwordFile: required",
-			"upstreams[2].passwordFile: needs username",
-			"upstreams[2].burst: needs requestsPerSecond",
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := Validate(tt.rules)
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate accepted the rules; want %q", tt.want)
-			}
-			msg := err.Error()
-			for _, w := range tt.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error lacks %q; got:\n%s", w, msg)
-				}
-			}
-			if got := len(strings.Split(msg, "\n")); got != len(tt.want) {
-				t.Errorf("got %d problems, want %d:\n%s", got, len(tt.want), msg)
-			}
-		})
-	}
-}
-
-func TestWithDefaultsBurst(t *testing.T) {
-	tests := []struct {
-		name      string
-		rps       float64
-		burst     int
-		wantBurst int
-	}{
-		{name: "no limit, no burst", rps: 0, burst: 0, wantBurst: 0},
-		{name: "burst from the rate", rps: 20, wantBurst: 20},
-		{name: "fractional rate rounds up", rps: 2.5, wantBurst: 3},
-		{name: "slow rate, burst of one", rps: 0.1, wantBurst: 1},
-		{name: "given burst kept", rps: 20, burst: 5, wantBurst: 5},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := Rule{RequestsPerSecond: tt.rps, Burst: tt.burst}.WithDefaults()
-			if got.Burst != tt.wantBurst || got.RequestsPerSecond != tt.rps {
-				t.Errorf("WithDefaults() = %g/%d, want %g/%d", got.RequestsPerSecond, got.Burst, tt.rps, tt.wantBurst)
 			}
 		})
 	}

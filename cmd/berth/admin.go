@@ -5,21 +5,14 @@ import (
 	"net/http/pprof"
 	"sync/atomic"
 
+	"berth/config"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// AdminConfig is the operator's listener: metrics, health, profiles and,
-// later, the admin API. It is bound to loopback by default.
-type AdminConfig struct {
-	// Listen is host:port; empty turns the admin listener off.
-	Listen string `yaml:"listen"`
-	// Pprof exposes net/http/pprof under /debug/pprof/.
-	Pprof bool `yaml:"pprof"`
-}
-
 // adminMux builds the admin listener's routes.
-func adminMux(cfg AdminConfig, gatherer prometheus.Gatherer, ready *atomic.Bool, extra map[string]http.Handler) *http.ServeMux {
+func adminMux(cfg config.Admin, gatherer prometheus.Gatherer, ready *atomic.Bool, extra map[string]http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

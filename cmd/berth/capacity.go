@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"berth/config"
 	"berth/local"
 	"berth/registry"
 	"berth/store"
@@ -34,14 +33,14 @@ type capacity struct {
 }
 
 type capSettings struct {
-	cfg    CacheConfig
+	cfg    config.Cache
 	router *upstream.Router
 }
 
 func (c *capacity) settings() *capSettings { return c.cur.Load() }
 
 // update takes new limits and rules from a config reload.
-func (c *capacity) update(cfg CacheConfig, router *upstream.Router) {
+func (c *capacity) update(cfg config.Cache, router *upstream.Router) {
 	c.cur.Store(&capSettings{cfg: cfg, router: router})
 }
 
@@ -127,7 +126,7 @@ func (c *capacity) reserve(ctx context.Context, size int64) error {
 func (c *capacity) pinned(up, repo, digest string) bool {
 	cur := c.settings()
 	for _, p := range cur.cfg.Pinned {
-		name, ref := splitRef(p)
+		name, ref := config.SplitRef(p)
 		t, err := cur.router.Route("", name)
 		if err != nil || t.Upstream.Rule.Name != up || t.Repo != repo {
 			continue
@@ -146,17 +145,6 @@ func (c *capacity) pinned(up, repo, digest string) bool {
 		}
 	}
 	return false
-}
-
-// splitRef splits "name:tag" or "name@digest".
-func splitRef(s string) (name, ref string) {
-	if n, d, ok := strings.Cut(s, "@"); ok {
-		return n, d
-	}
-	if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
-		return s[:i], s[i+1:]
-	}
-	return s, ""
 }
 
 // run checks capacity every interval until ctx ends.

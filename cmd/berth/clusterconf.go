@@ -4,48 +4,21 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"time"
 
 	"berth/cluster"
+	"berth/config"
 
 	"go.uber.org/zap"
 )
 
-// ClusterConfig joins this node to others at the site: they share one
-// content-addressed store, each digest and tag has owner nodes, and a miss
-// costs one upstream fetch per cluster. Empty gossipAddr: a single node.
-type ClusterConfig struct {
-	NodeName      string   `yaml:"nodeName"`
-	GossipAddr    string   `yaml:"gossipAddr"`    // memberlist bind address (TCP and UDP)
-	AdvertiseAddr string   `yaml:"advertiseAddr"` // if different from gossipAddr
-	PeerAddr      string   `yaml:"peerAddr"`      // the peer HTTP API
-	Join          []string `yaml:"join"`
-	SecretFile    string   `yaml:"secretFile"` // 32 bytes (64 hex chars): gossip encryption and peer authentication
-	Replicas      int      `yaml:"replicas"`
-	// TLS makes the peer API mutual TLS with a cluster CA, on top of the
-	// signed requests: each node serves and calls with its certificate
-	// (valid for its peerAddr host) and trusts only the CA.
-	TLS PeerTLSConfig `yaml:"tls"`
-}
-
-// PeerTLSConfig is the peer API's mutual TLS.
-type PeerTLSConfig struct {
-	CAFile   string `yaml:"caFile"`
-	CertFile string `yaml:"certFile"`
-	KeyFile  string `yaml:"keyFile"`
-}
-
-func (c PeerTLSConfig) enabled() bool { return c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" }
-
-// configs builds the server side (client certificates required, from the
+// peerTLSConfigs builds the server side (client certificates required, from the
 // CA) and the client side (the CA as roots, this node's certificate).
-func (c PeerTLSConfig) configs() (server, client *tls.Config, err error) {
+func peerTLSConfigs(c config.PeerTLS) (server, client *tls.Config, err error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster.tls: %w", err)
@@ -64,37 +37,9 @@ func (c PeerTLSConfig) configs() (server, client *tls.Config, err error) {
 	return server, client, nil
 }
 
-func (c ClusterConfig) enabled() bool { return c.GossipAddr != "" }
-
-func (c ClusterConfig) validate() []error {
-	if !c.enabled() {
-		return nil
-	}
-	var errs []error
-	for name, a := range map[string]string{"cluster.gossipAddr": c.GossipAddr, "cluster.peerAddr": c.PeerAddr} {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not host:port", name, a))
-		}
-	}
-	if c.SecretFile == "" {
-		errs = append(errs, errors.New("cluster.secretFile: required; nodes without the secret cannot join"))
-	} else if _, err := cluster.LoadSecret(c.SecretFile); err != nil {
-		errs = append(errs, fmt.Errorf("cluster.secretFile: %w", err))
-	}
-	if c.TLS.enabled() {
-		if _, _, err := c.TLS.configs(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.Replicas < 0 {
-		errs = append(errs, errors.New("cluster.replicas: must not be negative"))
-	}
-	return errs
-}
-
 // startCluster joins the gossip cluster; its context must live as long as
 // the node.
-func startCluster(ctx context.Context, c ClusterConfig, peerTLS *tls.Config, stats func() cluster.NodeStats, log *zap.Logger) (*cluster.Cluster, error) {
+func startCluster(ctx context.Context, c config.Cluster, peerTLS *tls.Config, stats func() cluster.NodeStats, log *zap.Logger) (*cluster.Cluster, error) {
 	secret, err := cluster.LoadSecret(c.SecretFile)
 	if err != nil {
 		return nil, err

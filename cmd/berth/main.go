@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if _, err := LoadConfig(*path); err != nil {
+		if _, err := loadConfig(*path); err != nil {
 			return err
 		}
 		fmt.Fprintln(out, "config is valid")

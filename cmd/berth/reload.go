@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"berth/admin"
+	"berth/config"
 	"berth/upstream"
 
 	"go.uber.org/zap"
@@ -14,7 +15,7 @@ import (
 
 // buildRouter makes the upstream clients and the router for cfg, with the
 // pull-through rules created through the admin API merged in.
-func (n *node) buildRouter(ctx context.Context, cfg Config) (*upstream.Router, error) {
+func (n *node) buildRouter(ctx context.Context, cfg config.Config) (*upstream.Router, error) {
 	rules, err := admin.MergeRules(ctx, n.store, cfg.Upstreams, cfg.Local.Prefixes)
 	if err != nil {
 		n.log.Warn("stored pull-through cache rules not loaded", zap.Error(err))
@@ -58,7 +59,7 @@ func (n *node) reload(ctx context.Context) {
 		n.reloadUsers()
 		return
 	}
-	cfg, err := LoadConfig(n.cfgPath)
+	cfg, err := loadConfig(n.cfgPath)
 	if err != nil {
 		n.log.Error("config not reloaded; keeping the running one", zap.Error(err))
 		n.reloadUsers()

@@ -20,6 +20,7 @@ import (
 	"berth/audit"
 	"berth/auth"
 	"berth/cluster"
+	"berth/config"
 	"berth/local"
 	"berth/metrics"
 	"berth/proxy"
@@ -42,7 +43,7 @@ func serveCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := LoadConfig(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func serveCmd(ctx context.Context, args []string) error {
 	return serve(ctx, *path, cfg, log)
 }
 
-func newLogger(c LogConfig) (*zap.Logger, error) {
+func newLogger(c config.Log) (*zap.Logger, error) {
 	zc := zap.NewProductionConfig()
 	if c.Format == "console" {
 		zc = zap.NewDevelopmentConfig()
@@ -76,7 +77,7 @@ func newLogger(c LogConfig) (*zap.Logger, error) {
 
 // node is one running Berth: its store, upstreams, backends and metrics.
 type node struct {
-	cfg     Config
+	cfg     config.Config
 	log     *zap.Logger
 	store   *store.Store
 	proxy   *proxy.Proxy
@@ -102,7 +103,7 @@ type node struct {
 	ready     atomic.Bool
 }
 
-func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
+func newNode(ctx context.Context, cfg config.Config, log *zap.Logger) (*node, error) {
 	n := &node{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
 	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = metrics.New(n.prom)
@@ -123,14 +124,14 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 	n.cap = &capacity{dir: cfg.DataDir, store: store, repos: n.repos,
 		log: log.Named("capacity"), onEvict: func(k int) { n.metrics.Evictions.Add(float64(k)) }}
 	n.cap.update(cfg.Cache, router)
-	if cfg.Cluster.enabled() {
+	if cfg.Cluster.Enabled() {
 		stats := func() cluster.NodeStats {
 			st := store.Stats()
 			return cluster.NodeStats{StoredBytes: st.BlobBytes, Blobs: st.Blobs}
 		}
 		var clientTLS *tls.Config
-		if cfg.Cluster.TLS.enabled() {
-			if n.peerTLS, clientTLS, err = cfg.Cluster.TLS.configs(); err != nil {
+		if cfg.Cluster.TLS.Enabled() {
+			if n.peerTLS, clientTLS, err = peerTLSConfigs(cfg.Cluster.TLS); err != nil {
 				store.Close()
 				return nil, err
 			}
@@ -174,7 +175,7 @@ func newNode(ctx context.Context, cfg Config, log *zap.Logger) (*node, error) {
 		}
 	}
 	if !cfg.Audit.Disabled {
-		n.audit, err = audit.Open(cfg.Audit.path(cfg.DataDir), audit.Options{MaxBytes: cfg.Audit.MaxBytes, Keep: cfg.Audit.Keep, Logger: log.Named("audit")})
+		n.audit, err = audit.Open(cfg.Audit.File(cfg.DataDir), audit.Options{MaxBytes: cfg.Audit.MaxBytes, Keep: cfg.Audit.Keep, Logger: log.Named("audit")})
 		if err != nil {
 			n.proxy.Close()
 			store.Close()
@@ -203,7 +204,7 @@ func (n *node) close() {
 func (n *node) observe(info registry.RequestInfo) {
 	n.metrics.ObserveRequest(info)
 	if n.audit != nil {
-		if e, ok := auditEvent(info, time.Now()); ok {
+		if e, ok := audit.FromRequest(info, time.Now()); ok {
 			n.audit.Log(e)
 		}
 	}
@@ -250,7 +251,7 @@ func (n *node) registryHandler() http.Handler {
 	return mux
 }
 
-func serve(ctx context.Context, cfgPath string, cfg Config, log *zap.Logger) error {
+func serve(ctx context.Context, cfgPath string, cfg config.Config, log *zap.Logger) error {
 	// SIGHUP reloads; registered before anything listens, so an early
 	// SIGHUP never kills the process.
 	hup := make(chan os.Signal, 1)
@@ -376,7 +377,7 @@ type namedServer struct {
 
 // janitor expires abandoned upload sessions and runs garbage collection on
 // the configured schedule.
-func janitor(ctx context.Context, repos *local.Repos, api *admin.Service, cfg LocalConfig, log *zap.Logger) {
+func janitor(ctx context.Context, repos *local.Repos, api *admin.Service, cfg config.Local, log *zap.Logger) {
 	var lifecycle <-chan time.Time
 	if cfg.LifecycleInterval > 0 {
 		t := time.NewTicker(cfg.LifecycleInterval)

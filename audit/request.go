@@ -1,34 +1,14 @@
-package main
+package audit
 
 import (
 	"net/http"
-	"path/filepath"
 	"time"
 
-	"berth/audit"
 	"berth/registry"
 )
 
-// AuditConfig configures the audit log.
-type AuditConfig struct {
-	// Path of the JSON-lines file; empty means <dataDir>/audit/audit.log.
-	Path string `yaml:"path"`
-	// Disabled turns the audit log off.
-	Disabled bool `yaml:"disabled"`
-	// MaxBytes rotates the file past this size; Keep rotated files are kept.
-	MaxBytes int64 `yaml:"maxBytes"`
-	Keep     int   `yaml:"keep"`
-}
-
-func (c AuditConfig) path(dataDir string) string {
-	if c.Path != "" {
-		return c.Path
-	}
-	return filepath.Join(dataDir, "audit", "audit.log")
-}
-
-// auditAction names a registry request with ECR's API action names.
-func auditAction(info registry.RequestInfo) string {
+// Action names a registry request with ECR's API action names.
+func Action(info registry.RequestInfo) string {
 	head := info.Method == http.MethodHead
 	switch info.Kind {
 	case registry.KindManifest:
@@ -69,12 +49,12 @@ func auditAction(info registry.RequestInfo) string {
 	return ""
 }
 
-// auditEvent turns a finished request into an audit event; requests that
-// touch no content (the /v2/ ping) give ok=false.
-func auditEvent(info registry.RequestInfo, now time.Time) (audit.Event, bool) {
-	action := auditAction(info)
+// FromRequest turns a finished registry request into an audit event;
+// requests that touch no content (the /v2/ ping) give ok=false.
+func FromRequest(info registry.RequestInfo, now time.Time) (Event, bool) {
+	action := Action(info)
 	if action == "" {
-		return audit.Event{}, false
+		return Event{}, false
 	}
 	result := "success"
 	if info.Status >= 400 {
@@ -83,7 +63,7 @@ func auditEvent(info registry.RequestInfo, now time.Time) (audit.Event, bool) {
 			result = info.Code
 		}
 	}
-	e := audit.Event{
+	e := Event{
 		Time: now.UTC(), Principal: info.Principal, SourceIP: info.Client, Action: action,
 		Repository: info.Repo.String(), Reference: info.Reference, Result: result, Status: info.Status, Bytes: info.Bytes,
 	}

@@ -1,0 +1,215 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Upstream is one configured upstream registry: a rule of the upstreams
+// list, or one created through the admin API.
+type Upstream struct {
+	// Name identifies the rule in logs, metrics and the store.
+	Name string `yaml:"name"`
+	// Prefix routes /v2/<prefix>/<name>/... here, with the prefix stripped.
+	Prefix string `yaml:"prefix"`
+	// Registry is the registry host matched against containerd's ?ns=.
+	Registry string `yaml:"registry"`
+	// URL is the upstream's base URL, https or http.
+	URL string `yaml:"url"`
+	// Default takes names that no other rule claims.
+	Default bool `yaml:"default"`
+	// TTL is how long a tag is served without asking the upstream.
+	TTL time.Duration `yaml:"ttl"`
+	// Timeout bounds manifest requests and the wait for a blob's first byte.
+	Timeout time.Duration `yaml:"timeout"`
+	// IdleTimeout cuts a blob stream that makes no progress for this long.
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// Username and PasswordFile give Basic credentials for the token dance.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"passwordFile"`
+	// DockerConfig is a Docker config.json whose "auths" entry for the
+	// upstream's host gives the credentials.
+	DockerConfig string `yaml:"dockerConfig"`
+	// Credentials is a pool of accounts to spread pulls over, instead of
+	// the single username/passwordFile or dockerConfig.
+	Credentials []Credential `yaml:"credentials"`
+	// RequestsPerSecond caps the requests Berth sends to the upstream with
+	// a token bucket of Burst tokens (0: no cap). Burst defaults to
+	// RequestsPerSecond rounded up.
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	Burst             int     `yaml:"burst"`
+}
+
+// Credential is one account of a rule's credential pool.
+type Credential struct {
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"passwordFile"`
+}
+
+// Defaults used when an upstream leaves a field empty.
+const (
+	DefaultTTL         = 24 * time.Hour
+	DefaultTimeout     = 3 * time.Second
+	DefaultIdleTimeout = 30 * time.Second
+)
+
+// WithDefaults returns r with empty durations filled in.
+func (r Upstream) WithDefaults() Upstream {
+	if r.TTL == 0 {
+		r.TTL = DefaultTTL
+	}
+	if r.Timeout == 0 {
+		r.Timeout = DefaultTimeout
+	}
+	if r.IdleTimeout == 0 {
+		r.IdleTimeout = DefaultIdleTimeout
+	}
+	if r.RequestsPerSecond > 0 && r.Burst == 0 {
+		r.Burst = max(1, int(math.Ceil(r.RequestsPerSecond)))
+	}
+	return r
+}
+
+// Host is the host[:port] of the rule's URL.
+func (r Upstream) Host() string {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
+// IsDockerHub reports whether the rule mirrors Docker Hub, whose official
+// images live under library/.
+func (r Upstream) IsDockerHub() bool {
+	host := strings.ToLower(r.Host())
+	return strings.EqualFold(r.Registry, "docker.io") || host == "registry-1.docker.io" || host == "index.docker.io"
+}
+
+// ValidateUpstreams reports every problem with the rule set at once.
+func ValidateUpstreams(rules []Upstream) error { return errors.Join(upstreamProblems(rules)...) }
+
+func upstreamProblems(rules []Upstream) []error {
+	var errs []error
+	names := map[string]bool{}
+	prefixes := map[string]bool{}
+	registries := map[string]bool{}
+	defaults := 0
+	for i, r := range rules {
+		at := fmt.Sprintf("upstreams[%d]", i)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: required", at))
+		} else if names[r.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", at, r.Name))
+		}
+		names[r.Name] = true
+		u, err := url.Parse(r.URL)
+		switch {
+		case r.URL == "":
+			errs = append(errs, fmt.Errorf("%s.url: required", at))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s.url: %v", at, err))
+		case u.Scheme != "http" && u.Scheme != "https":
+			errs = append(errs, fmt.Errorf("%s.url: scheme must be http or https, not %q", at, u.Scheme))
+		case u.Host == "":
+			errs = append(errs, fmt.Errorf("%s.url: no host in %q", at, r.URL))
+		case strings.Trim(u.Path, "/") != "":
+			errs = append(errs, fmt.Errorf("%s.url: a path is not supported (%q)", at, u.Path))
+		}
+		if r.Prefix != "" {
+			if strings.Contains(r.Prefix, "/") || !validComponent(r.Prefix) {
+				errs = append(errs, fmt.Errorf("%s.prefix: %q is not a single lower-case name component", at, r.Prefix))
+			} else if prefixes[r.Prefix] {
+				errs = append(errs, fmt.Errorf("%s.prefix: %q is used twice", at, r.Prefix))
+			}
+			prefixes[r.Prefix] = true
+		}
+		if r.Registry != "" {
+			reg := strings.ToLower(r.Registry)
+			if registries[reg] {
+				errs = append(errs, fmt.Errorf("%s.registry: %q is used twice", at, r.Registry))
+			}
+			registries[reg] = true
+		}
+		if r.Prefix == "" && r.Registry == "" && !r.Default {
+			errs = append(errs, fmt.Errorf("%s: needs a prefix, a registry or default: true, or nothing can reach it", at))
+		}
+		if r.Default {
+			defaults++
+		}
+		if r.TTL < 0 {
+			errs = append(errs, fmt.Errorf("%s.ttl: must not be negative", at))
+		}
+		if r.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("%s.timeout: must not be negative", at))
+		}
+		if r.IdleTimeout < 0 {
+			errs = append(errs, fmt.Errorf("%s.idleTimeout: must not be negative", at))
+		}
+		if r.PasswordFile != "" && r.Username == "" {
+			errs = append(errs, fmt.Errorf("%s.passwordFile: needs username", at))
+		}
+		if r.PasswordFile != "" && r.DockerConfig != "" {
+			errs = append(errs, fmt.Errorf("%s: give passwordFile or dockerConfig, not both", at))
+		}
+		errs = append(errs, validateQuota(at, r)...)
+	}
+	if defaults > 1 {
+		errs = append(errs, fmt.Errorf("upstreams: %d rules are marked default; at most one may be", defaults))
+	}
+	return errs
+}
+
+// validateQuota checks the rate limit and the credential pool of r.
+func validateQuota(at string, r Upstream) []error {
+	var errs []error
+	if r.RequestsPerSecond < 0 || math.IsNaN(r.RequestsPerSecond) || math.IsInf(r.RequestsPerSecond, 0) {
+		errs = append(errs, fmt.Errorf("%s.requestsPerSecond: must be a finite number, 0 or more", at))
+	}
+	if r.Burst < 0 {
+		errs = append(errs, fmt.Errorf("%s.burst: must not be negative", at))
+	} else if r.Burst > 0 && r.RequestsPerSecond == 0 {
+		errs = append(errs, fmt.Errorf("%s.burst: needs requestsPerSecond", at))
+	}
+	if len(r.Credentials) == 0 {
+		return errs
+	}
+	if r.Username != "" || r.PasswordFile != "" {
+		errs = append(errs, fmt.Errorf("%s: give credentials or username/passwordFile, not both", at))
+	}
+	if r.DockerConfig != "" {
+		errs = append(errs, fmt.Errorf("%s: give credentials or dockerConfig, not both", at))
+	}
+	users := map[string]bool{}
+	for j, c := range r.Credentials {
+		cat := fmt.Sprintf("%s.credentials[%d]", at, j)
+		switch {
+		case c.Username == "":
+			errs = append(errs, fmt.Errorf("%s.username: required", cat))
+		case users[c.Username]:
+			errs = append(errs, fmt.Errorf("%s.username: %q is used twice", cat, c.Username))
+		}
+		users[c.Username] = true
+		if c.PasswordFile == "" {
+			errs = append(errs, fmt.Errorf("%s.passwordFile: required", cat))
+		}
+	}
+	return errs
+}
+
+func validComponent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
