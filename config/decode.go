@@ -84,6 +84,19 @@ func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) {
 			names = append(names, name)
 		}
 	}
+	d.pairs(n, path, func(k, val *yaml.Node, at string) {
+		f, ok := index[k.Value]
+		if !ok {
+			d.fail(k, at, "unknown key; the keys here are %s", strings.Join(names, ", "))
+			return
+		}
+		d.value(val, v.Field(f), at)
+	})
+}
+
+// pairs calls each with every key of a mapping and its value, and reports
+// a key given twice instead.
+func (d *decoder) pairs(n *yaml.Node, path string, each func(k, val *yaml.Node, at string)) {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -93,12 +106,7 @@ func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		f, ok := index[k.Value]
-		if !ok {
-			d.fail(k, at, "unknown key; the keys here are %s", strings.Join(names, ", "))
-			continue
-		}
-		d.value(val, v.Field(f), at)
+		each(k, val, at)
 	}
 }
 
@@ -138,19 +146,11 @@ func (d *decoder) dict(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		at := join(path, k.Value)
-		if line, twice := seen[k.Value]; twice {
-			d.fail(k, at, "given twice (first on line %d)", line)
-			continue
-		}
-		seen[k.Value] = k.Line
+	d.pairs(n, path, func(k, val *yaml.Node, at string) {
 		e := reflect.New(v.Type().Elem()).Elem()
 		d.value(val, e, at)
 		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), e)
-	}
+	})
 	v.Set(m)
 }
 

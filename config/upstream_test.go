@@ -78,27 +78,7 @@ func TestValidate(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateUpstreams(tt.rules)
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate accepted the rules; want errors %q", tt.want)
-			}
-			msg := err.Error()
-			for _, w := range tt.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error lacks %q; got:\n%s", w, msg)
-				}
-			}
-			if got := len(strings.Split(msg, "\n")); got != len(tt.want) {
-				t.Errorf("got %d problems, want %d:\n%s", got, len(tt.want), msg)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkUpstreamProblems(t, tt.rules, tt.want) })
 	}
 }
 
@@ -196,27 +176,7 @@ func TestValidateQuota(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateUpstreams(tt.rules)
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate accepted the rules; want %q", tt.want)
-			}
-			msg := err.Error()
-			for _, w := range tt.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error lacks %q; got:\n%s", w, msg)
-				}
-			}
-			if got := len(strings.Split(msg, "\n")); got != len(tt.want) {
-				t.Errorf("got %d problems, want %d:\n%s", got, len(tt.want), msg)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkUpstreamProblems(t, tt.rules, tt.want) })
 	}
 }
 
@@ -240,5 +200,30 @@ func TestWithDefaultsBurst(t *testing.T) {
 				t.Errorf("WithDefaults() = %g/%d, want %g/%d", got.RequestsPerSecond, got.Burst, tt.rps, tt.wantBurst)
 			}
 		})
+	}
+}
+
+// checkUpstreamProblems validates rules and wants exactly the problems
+// that contain want, each; none means the rules are valid.
+func checkUpstreamProblems(t *testing.T, rules []Upstream, want []string) {
+	t.Helper()
+	err := ValidateUpstreams(rules)
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("ValidateUpstreams: %v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("ValidateUpstreams accepted the rules; want errors %q", want)
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error lacks %q; got:\n%s", w, msg)
+		}
+	}
+	if got := len(strings.Split(msg, "\n")); got != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", got, len(want), msg)
 	}
 }
