@@ -95,18 +95,57 @@ func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // pairs calls each with every key of a mapping and its value, and reports
-// a key given twice instead.
+// a key given twice instead. Keys merged in with "<<: *anchor" come first
+// and yield to the mapping's own.
 func (d *decoder) pairs(n *yaml.Node, path string, each func(k, val *yaml.Node, at string)) {
 	seen := map[string]int{}
+	var merged []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, val := n.Content[i], n.Content[i+1]; k.Tag == "!!merge" {
+			merged = append(merged, val)
+		} else {
+			seen[k.Value] = -1 // given here: not taken from a merge
+		}
+	}
+	for _, m := range merged {
+		d.merge(m, path, seen, each)
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
+		if k.Tag == "!!merge" {
+			continue
+		}
 		at := join(path, k.Value)
-		if line, twice := seen[k.Value]; twice {
+		if line, twice := seen[k.Value]; twice && line >= 0 {
 			d.fail(k, at, "given twice (first on line %d)", line)
 			continue
 		}
 		seen[k.Value] = k.Line
 		each(k, val, at)
+	}
+}
+
+// merge gives each the keys of a merged mapping (or list of mappings) that
+// were not given yet.
+func (d *decoder) merge(m *yaml.Node, path string, seen map[string]int, each func(k, val *yaml.Node, at string)) {
+	if m.Kind == yaml.AliasNode {
+		m = m.Alias
+	}
+	switch m.Kind {
+	case yaml.SequenceNode:
+		for _, e := range m.Content {
+			d.merge(e, path, seen, each)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			k, val := m.Content[i], m.Content[i+1]
+			if _, given := seen[k.Value]; !given {
+				seen[k.Value] = -2 // merged: the mapping's own key still wins
+				each(k, val, join(path, k.Value))
+			}
+		}
+	default:
+		d.fail(m, path, "expected a mapping to merge with <<, got %s", given(m))
 	}
 }
 

@@ -205,3 +205,34 @@ func TestLoadChecks(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestParseMergeKeys: "<<: *anchor" shares keys between entries; an
+// entry's own keys win.
+func TestParseMergeKeys(t *testing.T) {
+	body := `
+upstreams:
+  - &common
+    name: hub
+    url: https://registry-1.docker.io
+    default: true
+    ttl: 1h
+    timeout: 5s
+  - <<: *common
+    name: quay
+    prefix: quay
+    url: https://quay.io
+    default: false
+`
+	c, err := Parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := c.Upstreams[1]
+	if q.Name != "quay" || q.URL != "https://quay.io" || q.Default || q.TTL != time.Hour || q.Timeout != 5*time.Second {
+		t.Errorf("merged upstream = %+v", q)
+	}
+	_, err = Parse([]byte("upstreams:\n  - <<: [1]\n"))
+	if err == nil || !strings.Contains(err.Error(), "upstreams[0]: expected a mapping to merge with <<, got 1") {
+		t.Errorf("merging a number: %v", err)
+	}
+}
