@@ -154,7 +154,7 @@ func TestImages(t *testing.T) {
 	n.Push("private/app", t0.Add(-2*day), b, "v2")
 	n.Push("private/app", t0.Add(-1*day), u)
 	n.Push("private/app", t0, idx, "multi")
-	n.Pulled("private/app", a.Digest, t0.Add(-time.Hour))
+	n.Pulled(store.LocalKey("private/app"), a.Digest, t0.Add(-time.Hour))
 
 	var li admin.ListImagesResponse
 	n.OK("list-images", admin.ListImagesRequest{RepositoryName: "private/app"}, &li)

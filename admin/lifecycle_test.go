@@ -189,8 +189,8 @@ func TestLifecyclePreviewAndApply(t *testing.T) {
 	n.Cache("docker-hub", "library/alpine", ago(60), x, "3.18")
 	n.Cache("docker-hub", "library/alpine", ago(60), y, "3.19")
 	n.Cache("docker-hub", "library/alpine", ago(10), z, "3.20")
-	n.Pulled(store.CachedRepo("docker-hub", "library/alpine"), x.Digest, ago(45))
-	n.Pulled(store.CachedRepo("docker-hub", "library/alpine"), y.Digest, ago(2))
+	n.Pulled(store.CachedKey("docker-hub", "library/alpine"), x.Digest, ago(45))
+	n.Pulled(store.CachedKey("docker-hub", "library/alpine"), y.Digest, ago(2))
 	n.Cache("docker-hub", "library/busybox", ago(90), w, "1")
 
 	wantErr(t, n, "start-lifecycle-policy-preview", admin.StartLifecyclePolicyPreviewRequest{RepositoryName: "private/app"}, 404, admin.CodeLifecyclePolicyNotFound)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"berth/registry"
+	"berth/store"
 )
 
 func TestDeleteTagKeepsManifest(t *testing.T) {
@@ -88,7 +89,7 @@ func TestDeleteManifestByDigest(t *testing.T) {
 	if d, _ := e.getManifest(repo, "c"); d != other.digest {
 		t.Fatalf("c is %s, want %s", d, other.digest)
 	}
-	if _, err := e.store.GetImage(ctx, repo, im.digest); err == nil {
+	if _, err := e.store.GetImage(ctx, store.LocalKey(repo), im.digest); err == nil {
 		t.Fatal("image record still there")
 	}
 	// Deleting asReferrer removes its entry under other.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
-	"strings"
 	"time"
 
 	"berth/store"
@@ -22,15 +21,16 @@ type EvictReport struct {
 	Remaining int64 `json:"remaining"`
 }
 
-// Pinned reports whether a cached image must never be evicted. repo is the
-// cached repository key (store.CachedRepo), digest the image's.
+// Pinned reports whether a cached image must never be evicted: repo is
+// the repository's name at upstream, digest the image's.
 type Pinned func(upstream, repo, digest string) bool
 
 // candidate is a cached image, or a cached blob no image references.
 type candidate struct {
-	repo, digest string // image; repo == "" for a lone blob
-	blob         string
-	lastUsed     time.Time
+	repo     store.RepoKey // image; zero for a lone blob
+	digest   string
+	blob     string
+	lastUsed time.Time
 }
 
 // Evict removes cached (pulled-through) content, least recently pulled
@@ -49,14 +49,14 @@ func (r *Repos) Evict(ctx context.Context, target int64, pinned Pinned) (EvictRe
 		return rep, nil
 	}
 	sw := r.store.Sweep()
-	blobRefs := map[string]int{}        // blob -> images referencing it
-	manRefs := map[string]int{}         // manifest -> images referencing it (itself or as a child)
-	imageBlobs := map[string][]string{} // repo\x00digest -> blobs
-	imageMans := map[string][]string{}  // repo\x00digest -> manifests
+	blobRefs := map[string]int{}         // blob -> images referencing it
+	manRefs := map[string]int{}          // manifest -> images referencing it (itself or as a child)
+	imageBlobs := map[imageID][]string{} // image -> blobs
+	imageMans := map[imageID][]string{}  // image -> manifests
 	var cands []candidate
-	err := sw.Images(ctx, func(repo, digest string) error {
+	err := sw.Images(ctx, func(repo store.RepoKey, digest string) error {
 		blobs, mans := r.closure(ctx, digest)
-		key := repo + "\x00" + digest
+		key := imageID{repo, digest}
 		imageBlobs[key], imageMans[key] = blobs, mans
 		for _, b := range blobs {
 			blobRefs[b]++
@@ -64,9 +64,8 @@ func (r *Repos) Evict(ctx context.Context, target int64, pinned Pinned) (EvictRe
 		for _, m := range mans {
 			manRefs[m]++
 		}
-		if rest, ok := strings.CutPrefix(repo, "\x01"); ok {
-			up, name, _ := strings.Cut(rest, "/")
-			if pinned != nil && pinned(up, name, digest) {
+		if repo.Cached() {
+			if pinned != nil && pinned(repo.Upstream, repo.Name, digest) {
 				for _, b := range blobs {
 					blobRefs[b] += 1 << 30 // never reaches zero
 				}
@@ -85,9 +84,9 @@ func (r *Repos) Evict(ctx context.Context, target int64, pinned Pinned) (EvictRe
 		return rep, err
 	}
 	localBlobs := map[string]bool{}
-	cachedLinks := map[string][]string{}
-	err = sw.Links(ctx, func(repo, digest string, linked bool) error {
-		if strings.HasPrefix(repo, "\x01") {
+	cachedLinks := map[string][]store.RepoKey{}
+	err = sw.Links(ctx, func(repo store.RepoKey, digest string, linked bool) error {
+		if repo.Cached() {
 			cachedLinks[digest] = append(cachedLinks[digest], repo)
 		} else if linked {
 			localBlobs[digest] = true
@@ -134,7 +133,7 @@ func (r *Repos) Evict(ctx context.Context, target int64, pinned Pinned) (EvictRe
 		if r.store.Stats().BlobBytes <= target {
 			break
 		}
-		if c.repo == "" {
+		if c.blob != "" {
 			if err := dropBlob(c.blob); err != nil {
 				return rep, err
 			}
@@ -144,7 +143,7 @@ func (r *Repos) Evict(ctx context.Context, target int64, pinned Pinned) (EvictRe
 			return rep, err
 		}
 		rep.ImagesEvicted++
-		key := c.repo + "\x00" + c.digest
+		key := imageID{c.repo, c.digest}
 		for _, b := range imageBlobs[key] {
 			if blobRefs[b]--; blobRefs[b] == 0 {
 				if err := dropBlob(b); err != nil {
@@ -164,6 +163,12 @@ func (r *Repos) Evict(ctx context.Context, target int64, pinned Pinned) (EvictRe
 	r.log.Info("evicted cached content", zap.Int("images", rep.ImagesEvicted), zap.Int("blobs", rep.BlobsEvicted),
 		zap.Int64("bytesFreed", rep.BytesFreed), zap.Int64("remaining", rep.Remaining), zap.Int64("target", target))
 	return rep, nil
+}
+
+// imageID is an image: a manifest of a repository.
+type imageID struct {
+	repo   store.RepoKey
+	digest string
 }
 
 // closure returns the blobs and manifests an image needs: its config and
@@ -200,9 +205,8 @@ func (r *Repos) closure(ctx context.Context, digest string) (blobs, mans []strin
 
 // dropCachedImage removes a cached image's record and the cached tags that
 // point at it.
-func (r *Repos) dropCachedImage(ctx context.Context, repo, digest string) error {
-	rest := strings.TrimPrefix(repo, "\x01")
-	ns, name, _ := strings.Cut(rest, "/")
+func (r *Repos) dropCachedImage(ctx context.Context, repo store.RepoKey, digest string) error {
+	ns, name := repo.Upstream, repo.Name
 	tags, err := r.store.ListTags(ctx, ns, name)
 	if err != nil {
 		return err

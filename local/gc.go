@@ -3,8 +3,9 @@ package local
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
+
+	"berth/store"
 
 	"go.uber.org/zap"
 )
@@ -31,7 +32,7 @@ func (r *Repos) GC(ctx context.Context, grace time.Duration) (GCReport, error) {
 	liveManifests := map[string]bool{}
 	liveBlobs := map[string]bool{}
 	var queue []string
-	err := sw.Images(ctx, func(_, digest string) error {
+	err := sw.Images(ctx, func(_ store.RepoKey, digest string) error {
 		if !liveManifests[digest] {
 			liveManifests[digest] = true
 			queue = append(queue, digest)
@@ -63,10 +64,10 @@ func (r *Repos) GC(ctx context.Context, grace time.Duration) (GCReport, error) {
 			liveBlobs[ref.Digest] = true
 		}
 	}
-	links := map[string][]string{}
-	err = sw.Links(ctx, func(repo, digest string, linked bool) error {
+	links := map[string][]store.RepoKey{}
+	err = sw.Links(ctx, func(repo store.RepoKey, digest string, linked bool) error {
 		links[digest] = append(links[digest], repo)
-		if linked && strings.HasPrefix(repo, "\x01") {
+		if linked && repo.Cached() {
 			liveBlobs[digest] = true // pulled through the cache; evicted, not collected
 		}
 		return nil

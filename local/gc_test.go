@@ -181,7 +181,7 @@ func TestGCNeverCollectsCachedBlobs(t *testing.T) {
 	if err := bt.PutManifest(im.digest, &store.Manifest{MediaType: ociManifest, Body: im.body}); err != nil {
 		t.Fatal(err)
 	}
-	if err := bt.PutImage(store.CachedRepo("hub", "library/alpine"), im.digest, store.Image{PushedAt: time.Now()}); err != nil {
+	if err := bt.PutImage(store.CachedKey("hub", "library/alpine"), im.digest, store.Image{PushedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := bt.Commit(); err != nil {

@@ -423,7 +423,7 @@ func (e *env) cacheBlob(name string, data []byte) string {
 		e.t.Fatal(err)
 	}
 	b := e.store.NewBatch()
-	if err := b.Link(store.CachedRepo("hub", name), d); err != nil {
+	if err := b.Link(store.CachedKey("hub", name), d); err != nil {
 		b.Close()
 		e.t.Fatal(err)
 	}

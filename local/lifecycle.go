@@ -43,11 +43,11 @@ func LocalRepo(name string) ImageRepo { return ImageRepo{Name: name, Repo: name}
 func (ir ImageRepo) Cached() bool { return ir.Upstream != "" }
 
 // key is the repository's key in image records and blob links.
-func (ir ImageRepo) key() string {
+func (ir ImageRepo) key() store.RepoKey {
 	if ir.Cached() {
-		return store.CachedRepo(ir.Upstream, ir.Repo)
+		return store.CachedKey(ir.Upstream, ir.Repo)
 	}
-	return ir.Repo
+	return store.LocalKey(ir.Repo)
 }
 
 // ns is the repository's tag namespace.
@@ -358,7 +358,7 @@ func (r *Repos) reclaimCached(ctx context.Context, digests []string, rep *Expire
 	sw := r.store.Sweep()
 	needBlobs, needMans := map[string]bool{}, map[string]bool{}
 	seen := map[string]bool{}
-	err := sw.Images(ctx, func(_, digest string) error {
+	err := sw.Images(ctx, func(_ store.RepoKey, digest string) error {
 		if seen[digest] {
 			return nil
 		}
@@ -376,12 +376,12 @@ func (r *Repos) reclaimCached(ctx context.Context, digests []string, rep *Expire
 		return err
 	}
 	localBlobs := map[string]bool{}
-	cachedLinks := map[string][]string{}
-	err = sw.Links(ctx, func(repo, digest string, linked bool) error {
+	cachedLinks := map[string][]store.RepoKey{}
+	err = sw.Links(ctx, func(repo store.RepoKey, digest string, linked bool) error {
 		if !candBlobs[digest] {
 			return nil
 		}
-		if strings.HasPrefix(repo, "\x01") {
+		if repo.Cached() {
 			cachedLinks[digest] = append(cachedLinks[digest], repo)
 		} else if linked {
 			localBlobs[digest] = true
@@ -451,13 +451,8 @@ type RepoImages struct {
 // prefixes clients use.
 func (r *Repos) StoreRepositories(ctx context.Context) ([]RepoImages, error) {
 	counts := map[ImageRepo]int{}
-	err := r.store.Sweep().Images(ctx, func(repo, _ string) error {
-		ir := ImageRepo{Repo: repo}
-		if rest, ok := strings.CutPrefix(repo, "\x01"); ok {
-			up, name, _ := strings.Cut(rest, "/")
-			ir = ImageRepo{Upstream: up, Repo: name}
-		}
-		counts[ir]++
+	err := r.store.Sweep().Images(ctx, func(repo store.RepoKey, _ string) error {
+		counts[ImageRepo{Upstream: repo.Upstream, Repo: repo.Name}]++
 		return nil
 	})
 	if err != nil {
@@ -492,7 +487,7 @@ func (r *Repos) DeleteRepository(ctx context.Context, name string, force bool) (
 	if err != nil {
 		return nil, err
 	}
-	images, err := r.store.ListImages(ctx, name)
+	images, err := r.store.ListImages(ctx, store.LocalKey(name))
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func (e *env) cacheImage(name, tag string, im image, at time.Time) {
 	if err := bt.PutManifest(im.digest, &store.Manifest{MediaType: ociManifest, Body: im.body}); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := bt.PutImage(store.CachedRepo("hub", name), im.digest, store.Image{PushedAt: at}); err != nil {
+	if err := bt.PutImage(store.CachedKey("hub", name), im.digest, store.Image{PushedAt: at}); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := bt.PutTag("hub", name, tag, store.Tag{Digest: im.digest, FetchedAt: at}); err != nil {
@@ -236,16 +236,16 @@ func TestDeleteRepository(t *testing.T) {
 	if _, err := e.repos.Repository(ctx, "del/repo"); !hasCode(err, registry.CodeNameUnknown) {
 		t.Fatalf("deleted repository: %v", err)
 	}
-	if imgs, _ := e.store.ListImages(ctx, "del/repo"); len(imgs) != 0 {
+	if imgs, _ := e.store.ListImages(ctx, store.LocalKey("del/repo")); len(imgs) != 0 {
 		t.Fatalf("images left: %v", imgs)
 	}
 	if tags, _ := e.store.ListTags(ctx, local.NS, "del/repo"); len(tags) != 0 {
 		t.Fatalf("tags left: %v", tags)
 	}
-	if refs, _ := e.store.ListReferrers(ctx, "del/repo", a.digest); len(refs) != 0 {
+	if refs, _ := e.store.ListReferrers(ctx, store.LocalKey("del/repo"), a.digest); len(refs) != 0 {
 		t.Fatalf("referrers left: %d", len(refs))
 	}
-	if linked, _, _ := e.store.LinkState(ctx, "del/repo", a.config.desc.Digest); linked {
+	if linked, _, _ := e.store.LinkState(ctx, store.LocalKey("del/repo"), a.config.desc.Digest); linked {
 		t.Fatal("links left")
 	}
 	for _, other := range []string{"del/repo/sub", "del/repox"} {

@@ -178,7 +178,7 @@ func (r *Repos) ensureRepository(ctx context.Context, name string) (*store.Repos
 // whichever repository brought them, so a layer already pulled through
 // the cache is not uploaded again.
 func (r *Repos) visible(ctx context.Context, repo, d string) (int64, bool, error) {
-	linked, deleted, err := r.store.LinkState(ctx, repo, d)
+	linked, deleted, err := r.store.LinkState(ctx, store.LocalKey(repo), d)
 	if err != nil || deleted {
 		return 0, false, err
 	}
@@ -229,7 +229,7 @@ func (r *Repos) DeleteBlob(ctx context.Context, repo registry.Repo, d registry.D
 		return registry.ErrBlobUnknown(d.String())
 	}
 	b := r.store.NewBatch()
-	if err := b.Unlink(repo.Name, d.String()); err != nil {
+	if err := b.Unlink(store.LocalKey(repo.Name), d.String()); err != nil {
 		b.Close()
 		return err
 	}
@@ -256,7 +256,7 @@ func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, p
 		return err
 	}
 	b := r.store.NewBatch()
-	if err := b.Link(repo, d.String()); err != nil {
+	if err := b.Link(store.LocalKey(repo), d.String()); err != nil {
 		b.Close()
 		return err
 	}

@@ -207,13 +207,13 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 		return registry.PutResult{}, err
 	}
 	im := store.Image{PushedAt: now}
-	if old, err := r.store.GetImage(ctx, repo, dg.String()); err == nil {
+	if old, err := r.store.GetImage(ctx, store.LocalKey(repo), dg.String()); err == nil {
 		im = old // a re-push keeps the first push time
 	}
-	if err := b.PutImage(repo, dg.String(), im); err != nil {
+	if err := b.PutImage(store.LocalKey(repo), dg.String(), im); err != nil {
 		return registry.PutResult{}, err
 	}
-	if err := b.Link(repo, links...); err != nil {
+	if err := b.Link(store.LocalKey(repo), links...); err != nil {
 		return registry.PutResult{}, err
 	}
 	for _, tag := range tags {
@@ -228,7 +228,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 			MediaType: mt, Digest: dg, Size: int64(len(req.Body)),
 			ArtifactType: doc.artifactType(), Annotations: doc.Annotations,
 		})
-		if err := b.PutReferrer(repo, doc.Subject.Digest, dg.String(), desc); err != nil {
+		if err := b.PutReferrer(store.LocalKey(repo), doc.Subject.Digest, dg.String(), desc); err != nil {
 			return registry.PutResult{}, err
 		}
 		res.Subject = registry.Digest(doc.Subject.Digest)
@@ -254,7 +254,7 @@ func (m *manifestDoc) artifactType() string {
 
 // requireManifest checks that a child manifest of an index exists.
 func (r *Repos) requireManifest(ctx context.Context, repo, d string) error {
-	if _, err := r.store.GetImage(ctx, repo, d); err == nil {
+	if _, err := r.store.GetImage(ctx, store.LocalKey(repo), d); err == nil {
 		return nil
 	}
 	if _, err := r.store.GetManifest(ctx, d); err == nil {
@@ -283,7 +283,7 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 		}
 		d = t.Digest
 	}
-	if _, err := r.store.GetImage(ctx, repo, d); errors.Is(err, store.ErrNotFound) {
+	if _, err := r.store.GetImage(ctx, store.LocalKey(repo), d); errors.Is(err, store.ErrNotFound) {
 		return nil, registry.ErrManifestUnknown(req.Reference)
 	} else if err != nil {
 		return nil, err
@@ -296,7 +296,7 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 		return nil, err
 	}
 	if !req.Head {
-		if err := r.store.TouchImage(ctx, repo, d); err != nil {
+		if err := r.store.TouchImage(ctx, store.LocalKey(repo), d); err != nil {
 			r.log.Debug("touch image", zap.Error(err))
 		}
 	}
@@ -320,12 +320,12 @@ func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref stri
 		}
 		return b.Commit()
 	}
-	if _, err := r.store.GetImage(ctx, name, ref); errors.Is(err, store.ErrNotFound) {
+	if _, err := r.store.GetImage(ctx, store.LocalKey(name), ref); errors.Is(err, store.ErrNotFound) {
 		return registry.ErrManifestUnknown(ref)
 	} else if err != nil {
 		return err
 	}
-	if err := b.DeleteImage(name, ref); err != nil {
+	if err := b.DeleteImage(store.LocalKey(name), ref); err != nil {
 		return err
 	}
 	tags, err := r.store.ListTags(ctx, NS, name)
@@ -342,7 +342,7 @@ func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref stri
 	if m, err := r.store.GetManifest(ctx, ref); err == nil {
 		var doc manifestDoc
 		if json.Unmarshal(m.Body, &doc) == nil && doc.Subject != nil {
-			if err := b.DeleteReferrer(name, doc.Subject.Digest, ref); err != nil {
+			if err := b.DeleteReferrer(store.LocalKey(name), doc.Subject.Digest, ref); err != nil {
 				return err
 			}
 		}
@@ -356,7 +356,7 @@ func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref stri
 
 // Referrers lists the manifests of repo whose subject is d.
 func (r *Repos) Referrers(ctx context.Context, repo registry.Repo, d registry.Digest) ([]registry.Descriptor, error) {
-	raw, err := r.store.ListReferrers(ctx, repo.Name, d.String())
+	raw, err := r.store.ListReferrers(ctx, store.LocalKey(repo.Name), d.String())
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"berth/registry"
+	"berth/store"
 )
 
 func TestManifestValidation(t *testing.T) {
@@ -182,13 +183,13 @@ func TestRePushKeepsFirstPushTime(t *testing.T) {
 	ctx := context.Background()
 	im := newImage("again", 1)
 	e.push("again", "v1", im)
-	first, err := e.store.GetImage(ctx, "again", im.digest)
+	first, err := e.store.GetImage(ctx, store.LocalKey("again"), im.digest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Hour)
 	e.pushManifest("again", "v2", im)
-	second, err := e.store.GetImage(ctx, "again", im.digest)
+	second, err := e.store.GetImage(ctx, store.LocalKey("again"), im.digest)
 	if err != nil {
 		t.Fatal(err)
 	}

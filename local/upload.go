@@ -89,7 +89,7 @@ func (u *upload) Commit(ctx context.Context, d registry.Digest) error {
 	}
 	u.r.forget(u.id)
 	b := u.r.store.NewBatch()
-	if err := b.Link(u.repo, d.String()); err != nil {
+	if err := b.Link(store.LocalKey(u.repo), d.String()); err != nil {
 		b.Close()
 		return err
 	}

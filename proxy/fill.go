@@ -134,7 +134,7 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string, srcs []sour
 		// Linked to the cached repository: garbage collection leaves
 		// cached blobs to eviction.
 		b := p.store.NewBatch()
-		if lerr := b.Link(store.CachedRepo(up.Rule.Name, repo), f.digest); lerr != nil {
+		if lerr := b.Link(store.CachedKey(up.Rule.Name, repo), f.digest); lerr != nil {
 			b.Close()
 		} else if lerr := b.Commit(); lerr != nil {
 			p.log.Warn("link cached blob", zap.Error(lerr))

@@ -40,7 +40,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 	if sm, err := p.store.GetManifest(ctx, d); err == nil {
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("manifest", "hit")
-		_ = p.store.TouchImage(ctx, store.CachedRepo(t.Upstream.Rule.Name, t.Repo), d)
+		_ = p.store.TouchImage(ctx, store.CachedKey(t.Upstream.Rule.Name, t.Repo), d)
 		return toManifest(d, sm, registry.SourceStore), nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
@@ -84,7 +84,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("tag", "hit")
-		_ = p.store.TouchImage(ctx, store.CachedRepo(ns, t.Repo), cachedTag.Digest)
+		_ = p.store.TouchImage(ctx, store.CachedKey(ns, t.Repo), cachedTag.Digest)
 		return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
 	}
 	key := "tag\x00" + ns + "\x00" + t.Repo + "\x00" + tag
@@ -172,7 +172,7 @@ func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, 
 	if err := b.PutManifest(d, sm); err != nil {
 		return err
 	}
-	repo := store.CachedRepo(t.Upstream.Rule.Name, t.Repo)
+	repo := store.CachedKey(t.Upstream.Rule.Name, t.Repo)
 	if err := b.PutImage(repo, d, store.Image{PushedAt: p.now().UTC()}); err != nil {
 		return err
 	}

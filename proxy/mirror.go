@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"sort"
-	"strings"
 
 	"berth/local"
 	"berth/registry"
@@ -174,13 +173,12 @@ func (m *Mirror) Catalog(ctx context.Context) ([]string, error) {
 	for _, u := range m.Proxy.Router().Upstreams() {
 		prefixes[u.Rule.Name] = u.Rule.Prefix
 	}
-	err = m.store.Sweep().Images(ctx, func(repo, _ string) error {
-		rest, ok := strings.CutPrefix(repo, "\x01")
-		if !ok {
+	err = m.store.Sweep().Images(ctx, func(repo store.RepoKey, _ string) error {
+		if !repo.Cached() {
 			return nil
 		}
-		up, name, _ := strings.Cut(rest, "/")
-		if p := prefixes[up]; p != "" {
+		name := repo.Name
+		if p := prefixes[repo.Upstream]; p != "" {
 			name = p + "/" + name
 		}
 		if !seen[name] {

@@ -23,9 +23,10 @@ package store
 //	rep/<repo>                          -> JSON Repository
 //	    A local (pushed-to) repository: created-at, tag mutability.
 //	img/<repo>\x00<digest>               -> pushedAt (8) | lastPulledAt (8)
-//	    A manifest that belongs to a repository. Local repositories use their
-//	    name; cached ones use CachedRepo(upstream, name), which starts with
-//	    0x01 so the two never collide.
+//	    A manifest that belongs to a repository. <repo> here, in lnk/ and in
+//	    ref/ is a RepoKey's encoding: a local repository's name, or for a
+//	    cached one 0x01 <upstream rule name> "/" <name at the upstream>.
+//	    Names never start with 0x01, so the two never collide.
 //	lnk/<repo>\x00<digest>               -> state (1: 1 linked, 0 deleted) | at (8)
 //	    A blob of a repository: uploaded, mounted or referenced by one of its
 //	    manifests. A deleted link hides a blob that other repositories keep.
@@ -40,7 +41,9 @@ package store
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -82,17 +85,68 @@ func manifestKey(digest string) []byte { return join(prefixManifest, digest) }
 func blobKey(digest string) []byte     { return join(prefixBlob, digest) }
 func accessKey(digest string) []byte   { return join(prefixAccess, digest) }
 func repoKey(name string) []byte       { return join(prefixRepo, name) }
-func imageKey(repo, digest string) []byte {
-	return join(prefixImage, repo, digest)
+func imageKey(repo RepoKey, digest string) []byte {
+	return join(prefixImage, repo.Encode(), digest)
 }
-func linkKey(repo, digest string) []byte { return join(prefixLink, repo, digest) }
-func referrerKey(repo, subject, digest string) []byte {
-	return join(prefixReferrer, repo, subject, digest)
+func linkKey(repo RepoKey, digest string) []byte { return join(prefixLink, repo.Encode(), digest) }
+func referrerKey(repo RepoKey, subject, digest string) []byte {
+	return join(prefixReferrer, repo.Encode(), subject, digest)
 }
 func uploadKey(id string) []byte { return join(prefixUpload, id) }
 
-// CachedRepo is the repository key of a cached repository of an upstream.
-func CachedRepo(upstream, name string) string { return "\x01" + upstream + "/" + name }
+// RepoKey names a repository in image, link and referrer records.
+type RepoKey struct {
+	// Upstream is the upstream rule's name of a cached (pulled-through)
+	// repository; empty for a local repository.
+	Upstream string
+	// Name is the local repository's name, or the repository's name at
+	// the upstream ("library/alpine").
+	Name string
+}
+
+// LocalKey is the key of a local repository.
+func LocalKey(name string) RepoKey { return RepoKey{Name: name} }
+
+// CachedKey is the key of a cached repository of an upstream.
+func CachedKey(upstream, name string) RepoKey { return RepoKey{Upstream: upstream, Name: name} }
+
+// Cached reports whether k is a cached repository.
+func (k RepoKey) Cached() bool { return k.Upstream != "" }
+
+// cachedMark starts the encoding of a cached repository's key.
+const cachedMark = "\x01"
+
+// Encode is the key's form inside store keys (see the layout above).
+func (k RepoKey) Encode() string {
+	if k.Cached() {
+		return cachedMark + k.Upstream + "/" + k.Name
+	}
+	return k.Name
+}
+
+// String is the key for people: the name, or upstream:name.
+func (k RepoKey) String() string {
+	if k.Cached() {
+		return k.Upstream + ":" + k.Name
+	}
+	return k.Name
+}
+
+// ParseRepoKey reads what Encode wrote.
+func ParseRepoKey(s string) (RepoKey, error) {
+	rest, cached := strings.CutPrefix(s, cachedMark)
+	if !cached {
+		if s == "" {
+			return RepoKey{}, fmt.Errorf("repository key is empty")
+		}
+		return RepoKey{Name: s}, nil
+	}
+	up, name, ok := strings.Cut(rest, "/")
+	if !ok || up == "" || name == "" {
+		return RepoKey{}, fmt.Errorf("cached repository key %q is not <upstream>/<name>", rest)
+	}
+	return RepoKey{Upstream: up, Name: name}, nil
+}
 
 // upperBound returns the smallest key greater than every key with prefix p.
 func upperBound(p []byte) []byte {

@@ -92,11 +92,12 @@ func (s *Store) PurgeRepository(ctx context.Context, name string) error {
 	if err := b.Delete(repoKey(name), nil); err != nil {
 		return err
 	}
+	key := LocalKey(name).Encode()
 	for _, p := range [][]byte{
-		append(join(prefixImage, name), 0),
+		append(join(prefixImage, key), 0),
 		tagPrefix("", name),
-		append(join(prefixLink, name), 0),
-		append(join(prefixReferrer, name), 0),
+		append(join(prefixLink, key), 0),
+		append(join(prefixReferrer, key), 0),
 	} {
 		if err := b.DeleteRange(p, upperBound(p), nil); err != nil {
 			return err

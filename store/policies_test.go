@@ -78,10 +78,10 @@ func TestPurgeRepository(t *testing.T) {
 		}
 		b := s.NewBatch()
 		for _, err := range []error{
-			b.PutImage(repo, d1, Image{PushedAt: now}),
+			b.PutImage(LocalKey(repo), d1, Image{PushedAt: now}),
 			b.PutTag("", repo, "v1", Tag{Digest: d1, FetchedAt: now}),
-			b.Link(repo, d2),
-			b.PutReferrer(repo, d1, d2, []byte("{}")),
+			b.Link(LocalKey(repo), d2),
+			b.PutReferrer(LocalKey(repo), d1, d2, []byte("{}")),
 		} {
 			if err != nil {
 				t.Fatal(err)
@@ -101,10 +101,10 @@ func TestPurgeRepository(t *testing.T) {
 		t.Fatalf("record: %v", err)
 	}
 	for repo, want := range map[string]int{"a": 0, "a/b": 1, "ab": 1} {
-		imgs, _ := s.ListImages(ctx, repo)
+		imgs, _ := s.ListImages(ctx, LocalKey(repo))
 		tags, _ := s.ListTags(ctx, "", repo)
-		refs, _ := s.ListReferrers(ctx, repo, d1)
-		linked, _, _ := s.LinkState(ctx, repo, d2)
+		refs, _ := s.ListReferrers(ctx, LocalKey(repo), d1)
+		linked, _, _ := s.LinkState(ctx, LocalKey(repo), d2)
 		if len(imgs) != want || len(tags) != want || len(refs) != want || linked != (want == 1) {
 			t.Fatalf("%s: images %d tags %d referrers %d linked %v, want %d", repo, len(imgs), len(tags), len(refs), linked, want)
 		}

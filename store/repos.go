@@ -91,7 +91,7 @@ func encodeImage(im Image) []byte {
 }
 
 // GetImage returns the image record of digest in repo, or ErrNotFound.
-func (s *Store) GetImage(ctx context.Context, repo, digest string) (Image, error) {
+func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Image, error) {
 	v, err := s.get(imageKey(repo, digest))
 	if err != nil {
 		return Image{}, err
@@ -103,8 +103,8 @@ func (s *Store) GetImage(ctx context.Context, repo, digest string) (Image, error
 }
 
 // TouchImage records a pull of an image. Not synced.
-func (s *Store) TouchImage(ctx context.Context, repo, digest string) error {
-	if !s.shouldTouch("img\x00"+repo+"\x00"+digest, s.now()) {
+func (s *Store) TouchImage(ctx context.Context, repo RepoKey, digest string) error {
+	if !s.shouldTouch("img\x00"+repo.Encode()+"\x00"+digest, s.now()) {
 		return nil
 	}
 	im, err := s.GetImage(ctx, repo, digest)
@@ -116,8 +116,8 @@ func (s *Store) TouchImage(ctx context.Context, repo, digest string) error {
 }
 
 // ListImages returns the manifest digests of repo with their records.
-func (s *Store) ListImages(ctx context.Context, repo string) (map[string]Image, error) {
-	p := append(join(prefixImage, repo), 0)
+func (s *Store) ListImages(ctx context.Context, repo RepoKey) (map[string]Image, error) {
+	p := append(join(prefixImage, repo.Encode()), 0)
 	out := map[string]Image{}
 	err := s.scan(ctx, p, func(k, v []byte) error {
 		if len(v) >= 16 {
@@ -130,7 +130,7 @@ func (s *Store) ListImages(ctx context.Context, repo string) (map[string]Image, 
 
 // LinkState says whether a blob is linked to repo: linked, deleted from
 // it, or never seen there (neither).
-func (s *Store) LinkState(ctx context.Context, repo, digest string) (linked, deleted bool, err error) {
+func (s *Store) LinkState(ctx context.Context, repo RepoKey, digest string) (linked, deleted bool, err error) {
 	v, err := s.get(linkKey(repo, digest))
 	if err == ErrNotFound {
 		return false, false, nil
@@ -143,8 +143,8 @@ func (s *Store) LinkState(ctx context.Context, repo, digest string) (linked, del
 
 // ListReferrers returns the descriptors (JSON) of manifests in repo whose
 // subject is subject.
-func (s *Store) ListReferrers(ctx context.Context, repo, subject string) ([][]byte, error) {
-	p := append(join(prefixReferrer, repo, subject), 0)
+func (s *Store) ListReferrers(ctx context.Context, repo RepoKey, subject string) ([][]byte, error) {
+	p := append(join(prefixReferrer, repo.Encode(), subject), 0)
 	var out [][]byte
 	err := s.scan(ctx, p, func(_, v []byte) error {
 		out = append(out, bytes.Clone(v))
@@ -217,17 +217,17 @@ type tagEntry struct {
 }
 
 // PutImage records that digest belongs to repo.
-func (b *Batch) PutImage(repo, digest string, im Image) error {
+func (b *Batch) PutImage(repo RepoKey, digest string, im Image) error {
 	return b.b.Set(imageKey(repo, digest), encodeImage(im), nil)
 }
 
 // DeleteImage removes digest from repo.
-func (b *Batch) DeleteImage(repo, digest string) error {
+func (b *Batch) DeleteImage(repo RepoKey, digest string) error {
 	return b.b.Delete(imageKey(repo, digest), nil)
 }
 
 // Link links blobs to repo.
-func (b *Batch) Link(repo string, digests ...string) error {
+func (b *Batch) Link(repo RepoKey, digests ...string) error {
 	v := putTime([]byte{1}, b.s.now())
 	for _, d := range digests {
 		if err := b.b.Set(linkKey(repo, d), v, nil); err != nil {
@@ -238,17 +238,17 @@ func (b *Batch) Link(repo string, digests ...string) error {
 }
 
 // Unlink marks a blob deleted from repo.
-func (b *Batch) Unlink(repo, digest string) error {
+func (b *Batch) Unlink(repo RepoKey, digest string) error {
 	return b.b.Set(linkKey(repo, digest), putTime([]byte{0}, b.s.now()), nil)
 }
 
 // PutReferrer records that digest (described by desc) refers to subject.
-func (b *Batch) PutReferrer(repo, subject, digest string, desc []byte) error {
+func (b *Batch) PutReferrer(repo RepoKey, subject, digest string, desc []byte) error {
 	return b.b.Set(referrerKey(repo, subject, digest), desc, nil)
 }
 
 // DeleteReferrer removes a referrer entry.
-func (b *Batch) DeleteReferrer(repo, subject, digest string) error {
+func (b *Batch) DeleteReferrer(repo RepoKey, subject, digest string) error {
 	return b.b.Delete(referrerKey(repo, subject, digest), nil)
 }
 
@@ -315,19 +315,35 @@ type Sweep struct{ s *Store }
 func (s *Store) Sweep() Sweep { return Sweep{s} }
 
 // Images calls fn for every image record (repo, digest).
-func (w Sweep) Images(ctx context.Context, fn func(repo, digest string) error) error {
+func (w Sweep) Images(ctx context.Context, fn func(repo RepoKey, digest string) error) error {
 	return w.s.scan(ctx, prefixImage, func(k, _ []byte) error {
-		repo, digest, _ := bytes.Cut(k, []byte{0})
-		return fn(string(repo), string(digest))
+		repo, digest, err := splitRepoKey(k)
+		if err != nil {
+			return fmt.Errorf("image record: %w", err)
+		}
+		return fn(repo, digest)
 	})
 }
 
 // Links calls fn for every blob link.
-func (w Sweep) Links(ctx context.Context, fn func(repo, digest string, linked bool) error) error {
+func (w Sweep) Links(ctx context.Context, fn func(repo RepoKey, digest string, linked bool) error) error {
 	return w.s.scan(ctx, prefixLink, func(k, v []byte) error {
-		repo, digest, _ := bytes.Cut(k, []byte{0})
-		return fn(string(repo), string(digest), len(v) > 0 && v[0] == 1)
+		repo, digest, err := splitRepoKey(k)
+		if err != nil {
+			return fmt.Errorf("blob link: %w", err)
+		}
+		return fn(repo, digest, len(v) > 0 && v[0] == 1)
 	})
+}
+
+// splitRepoKey reads the <repo>\x00<digest> of an image or link key.
+func splitRepoKey(k []byte) (RepoKey, string, error) {
+	repo, digest, ok := bytes.Cut(k, []byte{0})
+	if !ok {
+		return RepoKey{}, "", fmt.Errorf("key %q has no digest", k)
+	}
+	rk, err := ParseRepoKey(string(repo))
+	return rk, string(digest), err
 }
 
 // Blobs calls fn for every committed blob with its size and creation time.
@@ -347,7 +363,7 @@ func (w Sweep) Manifests(ctx context.Context, fn func(digest string) error) erro
 }
 
 // DeleteLinks removes the given link keys of a digest.
-func (w Sweep) DeleteLinks(ctx context.Context, digest string, repos []string) error {
+func (w Sweep) DeleteLinks(ctx context.Context, digest string, repos []RepoKey) error {
 	b := w.s.db.NewBatch()
 	defer b.Close()
 	for _, r := range repos {

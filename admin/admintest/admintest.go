@@ -287,7 +287,7 @@ func (n *Node) Cache(up, repo string, at time.Time, im Image, tags ...string) st
 	for _, c := range im.Children {
 		n.Cache(up, repo, at, c)
 	}
-	key := store.CachedRepo(up, repo)
+	key := store.CachedKey(up, repo)
 	for _, b := range im.Blobs {
 		if _, err := n.Store.StatBlob(ctx, b.Desc.Digest); err != nil {
 			w, err := n.Store.NewBlobWriter(ctx, b.Desc.Digest, b.Desc.Size)
@@ -328,8 +328,8 @@ func (n *Node) Cache(up, repo string, at time.Time, im Image, tags ...string) st
 }
 
 // Pulled records a pull of an image at time at. key is the repository's
-// store key: the local name, or store.CachedRepo(upstream, name).
-func (n *Node) Pulled(key, digest string, at time.Time) {
+// store key: store.LocalKey(name) or store.CachedKey(upstream, name).
+func (n *Node) Pulled(key store.RepoKey, digest string, at time.Time) {
 	n.T.Helper()
 	ctx := context.Background()
 	im, err := n.Store.GetImage(ctx, key, digest)
