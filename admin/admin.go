@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"berth/local"
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -62,19 +63,26 @@ type Repos interface {
 	Repository(ctx context.Context, name string) (*store.Repository, error)
 	CreateRepository(ctx context.Context, name, mutability string, exclusions []string) (*store.Repository, error)
 	SetMutability(ctx context.Context, name, mutability string, exclusions []string) error
-	DeleteRepository(ctx context.Context, name string, force bool) (*store.Repository, error)
 	DeleteManifest(ctx context.Context, repo registry.Repo, ref string) error
-	Images(ctx context.Context, ir local.ImageRepo) ([]local.ImageInfo, error)
-	ExpireImages(ctx context.Context, refs []local.ImageRef) (local.ExpireReport, error)
-	StoreRepositories(ctx context.Context) ([]local.RepoImages, error)
-	GC(ctx context.Context, grace time.Duration) (local.GCReport, error)
+}
+
+// Reclaim is what the API asks of the store's deleter (*reclaim.Reclaimer):
+// the images of a repository, expiring them, repository deletes and
+// garbage collection.
+type Reclaim interface {
+	DeleteRepository(ctx context.Context, name string, force bool) (*store.Repository, error)
+	Images(ctx context.Context, ir reclaim.ImageRepo) ([]reclaim.ImageInfo, error)
+	ExpireImages(ctx context.Context, refs []reclaim.ImageRef) (reclaim.ExpireReport, error)
+	StoreRepositories(ctx context.Context) ([]reclaim.RepoImages, error)
+	GC(ctx context.Context, grace time.Duration) (reclaim.GCReport, error)
 }
 
 // The node's types are what the API runs over.
 var (
-	_ Store  = (*store.Store)(nil)
-	_ Repos  = (*local.Repos)(nil)
-	_ Router = (*upstream.Router)(nil)
+	_ Store   = (*store.Store)(nil)
+	_ Repos   = (*local.Repos)(nil)
+	_ Reclaim = (*reclaim.Reclaimer)(nil)
+	_ Router  = (*upstream.Router)(nil)
 )
 
 // Router routes names the way the registry does (*upstream.Router).
@@ -106,8 +114,9 @@ type StatsSource interface {
 
 // Options configure a Service.
 type Options struct {
-	Store Store
-	Repos Repos
+	Store   Store
+	Repos   Repos
+	Reclaim Reclaim
 	// Router is the live router; nil routes every name to a local
 	// repository.
 	Router Router
@@ -391,7 +400,7 @@ func (s *Service) apiError(err error) *Error {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	if errors.Is(err, local.ErrRepositoryNotEmpty) {
+	if errors.Is(err, reclaim.ErrRepositoryNotEmpty) {
 		return conflict(CodeRepositoryNotEmpty, "%s", err.Error())
 	}
 	var re *registry.Error

@@ -24,7 +24,7 @@ func (s *Service) describeCache(ctx context.Context, _ *DescribeCacheRequest) (*
 		return nil, err
 	}
 	out.Local.Repositories = len(names)
-	stored, err := s.o.Repos.StoreRepositories(ctx)
+	stored, err := s.o.Reclaim.StoreRepositories(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (s *Service) startGC(ctx context.Context, req *StartGCRequest) (*StartGCRes
 		grace = d
 	}
 	start := time.Now()
-	rep, err := s.o.Repos.GC(ctx, grace)
+	rep, err := s.o.Reclaim.GC(ctx, grace)
 	if err != nil {
 		return nil, err
 	}

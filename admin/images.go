@@ -7,12 +7,12 @@ import (
 	"slices"
 	"time"
 
-	"berth/local"
+	"berth/reclaim"
 	"berth/registry"
 )
 
 // images resolves a repository, local or cached, and lists its images.
-func (s *Service) images(ctx context.Context, field, name string) (local.ImageRepo, []local.ImageInfo, error) {
+func (s *Service) images(ctx context.Context, field, name string) (reclaim.ImageRepo, []reclaim.ImageInfo, error) {
 	ir, err := s.target(field, name)
 	if err != nil {
 		return ir, nil, err
@@ -22,7 +22,7 @@ func (s *Service) images(ctx context.Context, field, name string) (local.ImageRe
 			return ir, nil, err
 		}
 	}
-	images, err := s.o.Repos.Images(ctx, ir)
+	images, err := s.o.Reclaim.Images(ctx, ir)
 	if err != nil {
 		return ir, nil, err
 	}
@@ -33,18 +33,18 @@ func (s *Service) images(ctx context.Context, field, name string) (local.ImageRe
 }
 
 // tagFilter returns the filter's predicate.
-func tagFilter(f *ListImagesFilter) (func(local.ImageInfo) bool, error) {
+func tagFilter(f *ListImagesFilter) (func(reclaim.ImageInfo) bool, error) {
 	status := "ANY"
 	if f != nil && f.TagStatus != "" {
 		status = f.TagStatus
 	}
 	switch status {
 	case "ANY":
-		return func(local.ImageInfo) bool { return true }, nil
+		return func(reclaim.ImageInfo) bool { return true }, nil
 	case "TAGGED":
-		return func(im local.ImageInfo) bool { return len(im.Tags) > 0 }, nil
+		return func(im reclaim.ImageInfo) bool { return len(im.Tags) > 0 }, nil
 	case "UNTAGGED":
-		return func(im local.ImageInfo) bool { return len(im.Tags) == 0 }, nil
+		return func(im reclaim.ImageInfo) bool { return len(im.Tags) == 0 }, nil
 	}
 	return nil, invalidf("filter.tagStatus", "must be TAGGED, UNTAGGED or ANY, got %q", status)
 }
@@ -81,7 +81,7 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func detail(ir local.ImageRepo, im local.ImageInfo) ImageDetail {
+func detail(ir reclaim.ImageRepo, im reclaim.ImageInfo) ImageDetail {
 	return ImageDetail{
 		RepositoryName: ir.Name, ImageDigest: im.Digest, ImageTags: im.Tags, ImageSizeInBytes: im.Size,
 		ImagePushedAt: timePtr(im.PushedAt), LastRecordedPullTime: timePtr(im.LastPulledAt),
@@ -90,7 +90,7 @@ func detail(ir local.ImageRepo, im local.ImageInfo) ImageDetail {
 }
 
 // find returns the image an ImageID names, or the failure code and reason.
-func find(images []local.ImageInfo, id ImageID) (int, string, string) {
+func find(images []reclaim.ImageInfo, id ImageID) (int, string, string) {
 	if id.ImageDigest == "" && id.ImageTag == "" {
 		return -1, FailureMissingDigestAndTag, "give an imageDigest, an imageTag or both"
 	}
@@ -173,7 +173,7 @@ func (s *Service) batchDeleteImage(ctx context.Context, req *BatchDeleteImageReq
 	}
 	out := &BatchDeleteImageResponse{ImageIDs: []ImageID{}, Failures: []ImageFailure{}}
 	gone := map[string]bool{} // digests deleted by this batch
-	var refs []local.ImageRef
+	var refs []reclaim.ImageRef
 	fail := func(id ImageID, code, reason string) {
 		out.Failures = append(out.Failures, ImageFailure{ImageID: id, FailureCode: code, FailureReason: reason})
 	}
@@ -201,7 +201,7 @@ func (s *Service) batchDeleteImage(ctx context.Context, req *BatchDeleteImageReq
 			continue
 		}
 		gone[im.Digest] = true
-		refs = append(refs, local.ImageRef{Repo: ir, Digest: im.Digest})
+		refs = append(refs, reclaim.ImageRef{Repo: ir, Digest: im.Digest})
 		if len(im.Tags) == 0 {
 			out.ImageIDs = append(out.ImageIDs, ImageID{ImageDigest: im.Digest})
 		}
@@ -210,7 +210,7 @@ func (s *Service) batchDeleteImage(ctx context.Context, req *BatchDeleteImageReq
 		}
 	}
 	if len(refs) > 0 {
-		if _, err := s.o.Repos.ExpireImages(ctx, refs); err != nil {
+		if _, err := s.o.Reclaim.ExpireImages(ctx, refs); err != nil {
 			return nil, err
 		}
 	}
@@ -219,7 +219,7 @@ func (s *Service) batchDeleteImage(ctx context.Context, req *BatchDeleteImageReq
 
 // heldBy returns an image of the repository, not deleted, that lists d as
 // a child.
-func heldBy(images []local.ImageInfo, gone map[string]bool, d string) string {
+func heldBy(images []reclaim.ImageInfo, gone map[string]bool, d string) string {
 	for _, im := range images {
 		if !gone[im.Digest] && im.Digest != d && slices.Contains(im.Children, d) {
 			return im.Digest
@@ -229,7 +229,7 @@ func heldBy(images []local.ImageInfo, gone map[string]bool, d string) string {
 }
 
 // untag removes one tag of a repository.
-func (s *Service) untag(ctx context.Context, ir local.ImageRepo, tag string) error {
+func (s *Service) untag(ctx context.Context, ir reclaim.ImageRepo, tag string) error {
 	if ir.Cached() {
 		return s.o.Store.DeleteTag(ctx, ir.Upstream, ir.Repo, tag)
 	}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"berth/internal/wildcard"
+	"berth/reclaim"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"berth/lifecycle"
-	"berth/local"
 	"berth/registry"
 	"berth/store"
 
@@ -244,16 +244,16 @@ func (s *Service) describeLifecyclePolicies(ctx context.Context, _ *struct{}) (*
 // allRepositories lists every repository lifecycle policies may apply to:
 // the local ones and the cached ones holding images, by the names clients
 // use.
-func (s *Service) allRepositories(ctx context.Context) ([]local.ImageRepo, error) {
+func (s *Service) allRepositories(ctx context.Context) ([]reclaim.ImageRepo, error) {
 	names, err := s.o.Store.ListRepositories(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []local.ImageRepo
+	var out []reclaim.ImageRepo
 	for _, n := range names {
-		out = append(out, local.LocalRepo(n))
+		out = append(out, reclaim.LocalRepo(n))
 	}
-	stored, err := s.o.Repos.StoreRepositories(ctx)
+	stored, err := s.o.Reclaim.StoreRepositories(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +267,7 @@ func (s *Service) allRepositories(ctx context.Context) ([]local.ImageRepo, error
 	return out, nil
 }
 
-func previewResult(ir local.ImageRepo, r lifecycle.Result) PreviewResult {
+func previewResult(ir reclaim.ImageRepo, r lifecycle.Result) PreviewResult {
 	return PreviewResult{RepositoryName: ir.Name, ImageDigest: r.Digest, ImageTags: r.Tags, ImagePushedAt: timePtr(r.PushedAt),
 		Action: PreviewAction{Type: "EXPIRE"}, AppliedRulePriority: r.RulePriority, ImageSizeInBytes: r.Size, Reason: r.Reason}
 }
@@ -296,7 +296,7 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 	if err != nil {
 		return run, err
 	}
-	var refs []local.ImageRef
+	var refs []reclaim.ImageRef
 	used := map[string]bool{}
 	for _, ir := range repos {
 		if scope != "" && !matchScope(scope, ir.Name) {
@@ -310,7 +310,7 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 			run.Errors = append(run.Errors, fmt.Sprintf("%s: the policy set on %s is invalid: %v", ir.Name, p.scope, p.err))
 			continue
 		}
-		images, err := s.o.Repos.Images(ctx, ir)
+		images, err := s.o.Reclaim.Images(ctx, ir)
 		if err != nil {
 			if ctx.Err() != nil {
 				return run, ctx.Err()
@@ -321,18 +321,18 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 		used[p.scope] = true
 		run.RepositoriesEvaluated++
 		run.ImagesEvaluated += len(images)
-		for _, r := range local.Plan(p.policy, images, now) {
-			refs = append(refs, local.ImageRef{Repo: ir, Digest: r.Digest})
+		for _, r := range reclaim.Plan(p.policy, images, now) {
+			refs = append(refs, reclaim.ImageRef{Repo: ir, Digest: r.Digest})
 			run.ExpiredImages = append(run.ExpiredImages, previewResult(ir, r))
 		}
 	}
-	rep, err := s.o.Repos.ExpireImages(ctx, refs)
+	rep, err := s.o.Reclaim.ExpireImages(ctx, refs)
 	run.Expired = rep
 	if err != nil {
 		return run, err
 	}
 	if rep.LocalImagesExpired > 0 {
-		gc, err := s.o.Repos.GC(ctx, s.o.GCGrace)
+		gc, err := s.o.Reclaim.GC(ctx, s.o.GCGrace)
 		if err != nil {
 			return run, fmt.Errorf("garbage collection after the lifecycle run: %w", err)
 		}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"berth/lifecycle"
-	"berth/local"
+	"berth/reclaim"
 
 	"go.uber.org/zap"
 )
@@ -114,7 +114,7 @@ func (s *Service) runPreview(ctx context.Context, pv *preview, scope string, ps 
 		pv.mu.Unlock()
 		s.log.Warn("lifecycle policy preview failed", zap.String("scope", scope), zap.Error(err))
 	}
-	var targets []local.ImageRepo
+	var targets []reclaim.ImageRepo
 	if isPattern(scope) {
 		all, err := s.allRepositories(ctx)
 		if err != nil {
@@ -132,19 +132,19 @@ func (s *Service) runPreview(ctx context.Context, pv *preview, scope string, ps 
 			fail(err)
 			return
 		}
-		targets = []local.ImageRepo{ir}
+		targets = []reclaim.ImageRepo{ir}
 	}
 	pv.mu.Lock()
 	pv.resp.Progress.RepositoriesTotal = len(targets)
 	pv.mu.Unlock()
 	var all []lifecycle.Result
 	for _, ir := range targets {
-		images, err := s.o.Repos.Images(ctx, ir)
+		images, err := s.o.Reclaim.Images(ctx, ir)
 		if err != nil {
 			fail(err)
 			return
 		}
-		res := local.Plan(p.policy, images, now)
+		res := reclaim.Plan(p.policy, images, now)
 		all = append(all, res...)
 		pv.mu.Lock()
 		for _, r := range res {

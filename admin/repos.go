@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"berth/local"
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -25,22 +26,22 @@ func requireName(field, name string) *Error {
 
 // target resolves a repository name as clients use it: local, or cached
 // through an upstream, and then named as clients pull it by prefix.
-func (s *Service) target(field, name string) (local.ImageRepo, error) {
+func (s *Service) target(field, name string) (reclaim.ImageRepo, error) {
 	if err := requireName(field, name); err != nil {
-		return local.ImageRepo{}, err
+		return reclaim.ImageRepo{}, err
 	}
 	if s.o.Router == nil {
-		return local.LocalRepo(name), nil
+		return reclaim.LocalRepo(name), nil
 	}
 	t, err := s.o.Router.Route("", name)
 	switch {
 	case errors.Is(err, upstream.ErrNoRoute):
-		return local.LocalRepo(name), nil
+		return reclaim.LocalRepo(name), nil
 	case err != nil:
-		return local.ImageRepo{}, invalidf(field, "%q: %v", name, err)
+		return reclaim.ImageRepo{}, invalidf(field, "%q: %v", name, err)
 	}
 	up := t.Upstream.Rule.Name
-	return local.ImageRepo{Name: s.cachedName(up, t.Repo), Upstream: up, Repo: t.Repo}, nil
+	return reclaim.ImageRepo{Name: s.cachedName(up, t.Repo), Upstream: up, Repo: t.Repo}, nil
 }
 
 // cachedName is the name clients pull a cached repository by: its
@@ -190,7 +191,7 @@ func (s *Service) deleteRepository(ctx context.Context, req *DeleteRepositoryReq
 	if _, err := s.localRepository(ctx, "repositoryName", req.RepositoryName); err != nil {
 		return nil, err
 	}
-	rec, err := s.o.Repos.DeleteRepository(ctx, req.RepositoryName, req.Force)
+	rec, err := s.o.Reclaim.DeleteRepository(ctx, req.RepositoryName, req.Force)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,7 @@ package admin
 import (
 	"time"
 
-	"berth/local"
+	"berth/reclaim"
 )
 
 // The wire types of the API. Field names are ECR's where ECR has the
@@ -259,15 +259,15 @@ type RunLifecycleRequest struct {
 
 // LifecycleRun reports one evaluation of the lifecycle policies.
 type LifecycleRun struct {
-	StartedAt             time.Time          `json:"startedAt"`
-	DurationSeconds       float64            `json:"durationSeconds"`
-	RepositoriesEvaluated int                `json:"repositoriesEvaluated"`
-	ImagesEvaluated       int                `json:"imagesEvaluated"`
-	ExpiredImages         []PreviewResult    `json:"expiredImages"`
-	Expired               local.ExpireReport `json:"expired"`
+	StartedAt             time.Time            `json:"startedAt"`
+	DurationSeconds       float64              `json:"durationSeconds"`
+	RepositoriesEvaluated int                  `json:"repositoriesEvaluated"`
+	ImagesEvaluated       int                  `json:"imagesEvaluated"`
+	ExpiredImages         []PreviewResult      `json:"expiredImages"`
+	Expired               reclaim.ExpireReport `json:"expired"`
 	// GC is the garbage collection run after local images expired.
-	GC     *local.GCReport `json:"gc,omitempty"`
-	Errors []string        `json:"errors,omitempty"`
+	GC     *reclaim.GCReport `json:"gc,omitempty"`
+	Errors []string          `json:"errors,omitempty"`
 }
 
 // PullThroughCacheRule is an upstream rule.
@@ -389,6 +389,6 @@ type StartGCRequest struct {
 
 // StartGCResponse answers start-gc.
 type StartGCResponse struct {
-	local.GCReport
+	reclaim.GCReport
 	DurationSeconds float64 `json:"durationSeconds"`
 }

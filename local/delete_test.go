@@ -158,7 +158,7 @@ func TestDeleteBlob(t *testing.T) {
 	// after blob/one's manifest is gone.
 	resp, body = e.do(http.MethodDelete, "/v2/blob/one/manifests/"+one.digest, nil)
 	wantStatus(t, resp, body, http.StatusAccepted)
-	if _, err := e.repos.GC(ctx, 0); err != nil {
+	if _, err := e.reclaim.GC(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !e.inStore(d) || e.blobFiles(d) != 1 {

@@ -41,7 +41,7 @@ func TestGCGracePeriod(t *testing.T) {
 			d := e.pushBlob("gc/grace", data)
 			time.Sleep(time.Millisecond) // the store's clock is the real one
 			e.clock.Advance(tt.advance)
-			rep, err := e.repos.GC(ctx, tt.grace)
+			rep, err := e.reclaim.GC(ctx, tt.grace)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +80,7 @@ func TestGCKeepsReferencedBlobs(t *testing.T) {
 	resp, body := e.putManifest("gc/kept", "multi", ociIndex, idx)
 	wantStatus(t, resp, body, http.StatusCreated)
 	time.Sleep(time.Millisecond)
-	rep, err := e.repos.GC(ctx, 0)
+	rep, err := e.reclaim.GC(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestGCAfterManifestDelete(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusAccepted)
 
 	time.Sleep(time.Millisecond)
-	rep, err := e.repos.GC(ctx, 0)
+	rep, err := e.reclaim.GC(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestGCAfterManifestDelete(t *testing.T) {
 		e.wantBlob("gc/b", bl.data)
 	}
 	// A second run finds nothing.
-	rep, err = e.repos.GC(ctx, 0)
+	rep, err = e.reclaim.GC(ctx, 0)
 	if err != nil || rep.BlobsDeleted != 0 || rep.ManifestsDeleted != 0 {
 		t.Fatalf("second GC %+v, %v; want nothing to do", rep, err)
 	}
@@ -157,7 +157,7 @@ func TestGCNeverCollectsCachedBlobs(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusAccepted)
 	time.Sleep(time.Millisecond)
 	e.clock.Advance(24 * time.Hour)
-	rep, err := e.repos.GC(ctx, 0)
+	rep, err := e.reclaim.GC(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestGCNeverCollectsCachedBlobs(t *testing.T) {
 	if err := bt.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = e.repos.GC(ctx, 0)
+	rep, err = e.reclaim.GC(ctx, 0)
 	if err != nil || rep.BlobsDeleted != 0 || rep.ManifestsDeleted != 0 {
 		t.Fatalf("GC with a cached manifest: %+v, %v", rep, err)
 	}
@@ -216,7 +216,7 @@ func TestGCConcurrentWithPushes(t *testing.T) {
 	gcDone := make(chan error, 1)
 	go func() {
 		for !stop.Load() {
-			if _, err := e.repos.GC(ctx, 0); err != nil {
+			if _, err := e.reclaim.GC(ctx, 0); err != nil {
 				gcDone <- err
 				return
 			}
@@ -264,7 +264,7 @@ func TestGCConcurrentWithPushes(t *testing.T) {
 		t.Fatal("no push overlapped a garbage collection")
 	}
 	// One more collection after the pushes: nothing referenced may go.
-	if _, err := e.repos.GC(ctx, 0); err != nil {
+	if _, err := e.reclaim.GC(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range results {

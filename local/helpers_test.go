@@ -20,6 +20,7 @@ import (
 
 	"berth/local"
 	"berth/proxy"
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -72,16 +73,17 @@ type envOptions struct {
 // env is one Berth node: a real store, the local repositories and the
 // registry server in front of proxy.NewMirror, under httptest.
 type env struct {
-	t      *testing.T
-	dir    string
-	o      envOptions
-	clock  *clock
-	store  *store.Store
-	repos  *local.Repos
-	proxy  *proxy.Proxy
-	srv    *httptest.Server
-	client *http.Client
-	log    *zap.Logger
+	t       *testing.T
+	dir     string
+	o       envOptions
+	clock   *clock
+	store   *store.Store
+	repos   *local.Repos
+	reclaim *reclaim.Reclaimer
+	proxy   *proxy.Proxy
+	srv     *httptest.Server
+	client  *http.Client
+	log     *zap.Logger
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -111,11 +113,13 @@ func (e *env) start() {
 		ups = append(ups, u)
 	}
 	e.proxy = proxy.New(st, upstream.NewRouter(ups), proxy.Options{Logger: e.log})
+	e.reclaim = reclaim.New(st, reclaim.Options{Logger: e.log, Now: e.clock.Now})
 	e.repos = local.New(st, local.Options{
 		AutoCreate:        !e.o.manualCreate,
 		DefaultMutability: e.o.defaultMutability,
 		Logger:            e.log,
 		Now:               e.clock.Now,
+		Reclaim:           e.reclaim,
 	})
 	e.srv = httptest.NewServer(registry.New(proxy.NewMirror(e.proxy, e.repos), registry.WithLogger(e.log)))
 	e.client = &http.Client{Transport: &http.Transport{}}

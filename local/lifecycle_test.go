@@ -10,6 +10,7 @@ import (
 
 	"berth/lifecycle"
 	"berth/local"
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 )
@@ -41,7 +42,7 @@ func plannedOf(rs []lifecycle.Result) []planned {
 func TestPlanDependents(t *testing.T) {
 	now := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
 	ago := func(d int) time.Time { return now.Add(-time.Duration(d) * lcDay) }
-	images := []local.ImageInfo{
+	images := []reclaim.ImageInfo{
 		// A tagged multi-arch image whose platforms are untagged, and
 		// the signature of one platform.
 		{Digest: "sha256:i1", Tags: []string{"v1"}, PushedAt: ago(40), Children: []string{"sha256:c1", "sha256:c2"}},
@@ -58,14 +59,14 @@ func TestPlanDependents(t *testing.T) {
 	untagged := mustPolicy(t, `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}`)
 	// The untagged rule takes i2 and u1 only: the platforms and the
 	// signature are held. c3 goes with i2; c2 stays, i1 still lists it.
-	got := plannedOf(local.Plan(untagged, images, now))
+	got := plannedOf(reclaim.Plan(untagged, images, now))
 	want := []planned{{"sha256:c3", 1}, {"sha256:i2", 1}, {"sha256:u1", 1}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("untagged rule\n got %v\nwant %v", got, want)
 	}
 	// Expiring everything takes the dependents with their holders.
 	all := mustPolicy(t, `{"rules":[{"rulePriority":7,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":1},"action":{"type":"expire"}}]}`)
-	got = plannedOf(local.Plan(all, images, now))
+	got = plannedOf(reclaim.Plan(all, images, now))
 	if len(got) != len(images) {
 		t.Fatalf("expire all: %v", got)
 	}
@@ -77,12 +78,12 @@ func TestPlanDependents(t *testing.T) {
 	// Keeping the newest tagged index keeps everything it holds.
 	keepTagged := mustPolicy(t, `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},
 		{"rulePriority":2,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":50},"action":{"type":"expire"}}]}`)
-	got = plannedOf(local.Plan(keepTagged, images, now))
+	got = plannedOf(reclaim.Plan(keepTagged, images, now))
 	want = []planned{{"sha256:c3", 2}, {"sha256:i2", 2}, {"sha256:u1", 2}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("keep tagged\n got %v\nwant %v", got, want)
 	}
-	if local.Plan(nil, images, now) != nil || local.Plan(all, nil, now) != nil {
+	if reclaim.Plan(nil, images, now) != nil || reclaim.Plan(all, nil, now) != nil {
 		t.Fatal("nothing to plan should plan nothing")
 	}
 }
@@ -126,15 +127,15 @@ func TestImagesAndExpire(t *testing.T) {
 	})
 	e.push("lc/app", sig.digest, sig)
 
-	ir := local.LocalRepo("lc/app")
-	imgs, err := e.repos.Images(ctx, ir)
+	ir := reclaim.LocalRepo("lc/app")
+	imgs, err := e.reclaim.Images(ctx, ir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(imgs) != 3 {
 		t.Fatalf("images %+v", imgs)
 	}
-	byDigest := map[string]local.ImageInfo{}
+	byDigest := map[string]reclaim.ImageInfo{}
 	for _, im := range imgs {
 		byDigest[im.Digest] = im
 	}
@@ -157,11 +158,11 @@ func TestImagesAndExpire(t *testing.T) {
 	c2 := imageOf(newBlob(ociConfig, []byte(`{"c":2}`)), newBlob(ociLayer, []byte("c1 and c2")))
 	e.cacheImage("lib/x", "1", c1, e.clock.Now())
 	e.cacheImage("lib/x", "2", c2, e.clock.Now())
-	cached := local.ImageRepo{Name: "hub/lib/x", Upstream: "hub", Repo: "lib/x"}
-	if imgs, err := e.repos.Images(ctx, cached); err != nil || len(imgs) != 2 {
+	cached := reclaim.ImageRepo{Name: "hub/lib/x", Upstream: "hub", Repo: "lib/x"}
+	if imgs, err := e.reclaim.Images(ctx, cached); err != nil || len(imgs) != 2 {
 		t.Fatalf("cached images %+v, %v", imgs, err)
 	}
-	repos, err := e.repos.StoreRepositories(ctx)
+	repos, err := e.reclaim.StoreRepositories(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestImagesAndExpire(t *testing.T) {
 		t.Fatalf("store repositories %+v", repos)
 	}
 
-	rep, err := e.repos.ExpireImages(ctx, []local.ImageRef{
+	rep, err := e.reclaim.ExpireImages(ctx, []reclaim.ImageRef{
 		{Repo: ir, Digest: a.digest}, {Repo: cached, Digest: c1.digest},
 		{Repo: ir, Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000"},
 	})
@@ -194,14 +195,14 @@ func TestImagesAndExpire(t *testing.T) {
 	}
 	// Garbage collection then takes the local image's blobs.
 	e.clock.Advance(2 * time.Hour)
-	if _, err := e.repos.GC(ctx, time.Hour); err != nil {
+	if _, err := e.reclaim.GC(ctx, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if e.inStore(a.layers[1].desc.Digest) || e.inStore(a.config.desc.Digest) {
 		t.Fatal("garbage collection left the expired image's blobs")
 	}
 	// Expiring what is gone does nothing.
-	if rep, err := e.repos.ExpireImages(ctx, []local.ImageRef{{Repo: ir, Digest: a.digest}, {Repo: cached, Digest: c1.digest}}); err != nil || rep.ImagesExpired != 0 {
+	if rep, err := e.reclaim.ExpireImages(ctx, []reclaim.ImageRef{{Repo: ir, Digest: a.digest}, {Repo: cached, Digest: c1.digest}}); err != nil || rep.ImagesExpired != 0 {
 		t.Fatalf("again: %+v, %v", rep, err)
 	}
 }
@@ -220,16 +221,16 @@ func TestDeleteRepository(t *testing.T) {
 	e.push("del/repox", "v1", a)
 	e.createRepo("del/empty", local.Mutable)
 
-	if _, err := e.repos.DeleteRepository(ctx, "del/repo", false); !errors.Is(err, local.ErrRepositoryNotEmpty) {
+	if _, err := e.reclaim.DeleteRepository(ctx, "del/repo", false); !errors.Is(err, reclaim.ErrRepositoryNotEmpty) {
 		t.Fatalf("deleting a non-empty repository: %v", err)
 	}
-	if _, err := e.repos.DeleteRepository(ctx, "del/nope", true); !hasCode(err, registry.CodeNameUnknown) {
+	if _, err := e.reclaim.DeleteRepository(ctx, "del/nope", true); !hasCode(err, registry.CodeNameUnknown) {
 		t.Fatalf("deleting an unknown repository: %v", err)
 	}
-	if rec, err := e.repos.DeleteRepository(ctx, "del/empty", false); err != nil || rec.Name != "del/empty" {
+	if rec, err := e.reclaim.DeleteRepository(ctx, "del/empty", false); err != nil || rec.Name != "del/empty" {
 		t.Fatalf("deleting an empty repository: %+v, %v", rec, err)
 	}
-	rec, err := e.repos.DeleteRepository(ctx, "del/repo", true)
+	rec, err := e.reclaim.DeleteRepository(ctx, "del/repo", true)
 	if err != nil || rec.Name != "del/repo" {
 		t.Fatalf("forced delete: %+v, %v", rec, err)
 	}
@@ -260,7 +261,7 @@ func TestDeleteRepository(t *testing.T) {
 	// The signature's blobs go with garbage collection; a's stay, used
 	// by the other repositories.
 	e.clock.Advance(2 * time.Hour)
-	if _, err := e.repos.GC(ctx, time.Hour); err != nil {
+	if _, err := e.reclaim.GC(ctx, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if e.inStore(sig.layers[0].desc.Digest) || !e.inStore(a.layers[0].desc.Digest) {

@@ -1,8 +1,9 @@
 // Package local holds Berth's private repositories: images users push to
 // the node, beside the cache, in the same content-addressed store. It
 // follows ECR's model: repositories with a tag mutability setting, image
-// records with pushedAt and lastPulledAt, and garbage collection of blobs
-// no manifest references.
+// records with pushedAt and lastPulledAt. What deletes from the store
+// (garbage collection, lifecycle expiry, repository deletes) is package
+// reclaim's.
 package local
 
 import (
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 
@@ -40,6 +42,9 @@ type Options struct {
 	DefaultMutability string
 	Logger            *zap.Logger
 	Now               func() time.Time
+	// Reclaim is the store's deleter, whose lock pushes hold. Nil makes
+	// one for these repositories alone (a node shares one; see reclaim).
+	Reclaim *reclaim.Reclaimer
 }
 
 // Repos serves local repositories.
@@ -48,10 +53,10 @@ type Repos struct {
 	opts  Options
 	log   *zap.Logger
 
-	// gc is held shared by writes that make blobs referenced (manifest
-	// PUT, upload commit, mount) and exclusively by garbage collection,
-	// so a sweep never takes a blob a concurrent push is about to use.
-	gc sync.RWMutex
+	// reclaim deletes from the store; writes that make blobs referenced
+	// (manifest PUT, upload commit, mount) hold it off (Push), so it
+	// never takes a blob a concurrent push is about to use.
+	reclaim *reclaim.Reclaimer
 	// tagMu serialises pushes that set immutable tags.
 	tagMu sync.Mutex
 	// uploads serialises writes to one upload session.
@@ -70,7 +75,10 @@ func New(store *store.Store, opts Options) *Repos {
 	if opts.DefaultMutability == "" {
 		opts.DefaultMutability = Mutable
 	}
-	return &Repos{store: store, opts: opts, log: opts.Logger, uploads: map[string]*sync.Mutex{}}
+	if opts.Reclaim == nil {
+		opts.Reclaim = reclaim.New(store, reclaim.Options{Logger: opts.Logger, Now: opts.Now})
+	}
+	return &Repos{store: store, opts: opts, log: opts.Logger, reclaim: opts.Reclaim, uploads: map[string]*sync.Mutex{}}
 }
 
 // Repository returns a repository's record, or NAME_UNKNOWN.
@@ -240,8 +248,7 @@ func (r *Repos) DeleteBlob(ctx context.Context, repo registry.Repo, d registry.D
 // client may read the source; publicOnly (a mount without a source, or
 // from a cached repository) refuses blobs that were only ever pushed.
 func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, publicOnly bool) error {
-	r.gc.RLock()
-	defer r.gc.RUnlock()
+	defer r.reclaim.Push()()
 	info, err := r.store.StatBlob(ctx, d.String())
 	if errors.Is(err, store.ErrNotFound) || err == nil && publicOnly && !info.Public {
 		return registry.ErrBlobUnknown(d.String())

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 
@@ -19,15 +20,13 @@ import (
 
 // Manifest media types accepted on push.
 const (
-	MediaOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
-	MediaOCIIndex       = "application/vnd.oci.image.index.v1+json"
-	MediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaOCIManifest    = reclaim.MediaOCIManifest
+	MediaOCIIndex       = reclaim.MediaOCIIndex
+	MediaDockerManifest = reclaim.MediaDockerManifest
+	MediaDockerList     = reclaim.MediaDockerList
 )
 
-var manifestTypes = []string{MediaOCIManifest, MediaOCIIndex, MediaDockerManifest, MediaDockerList}
-
-func isManifestType(mt string) bool { return slices.Contains(manifestTypes, mt) }
+func isManifestType(mt string) bool { return reclaim.IsManifestType(mt) }
 
 func isIndex(mt string) bool { return mt == MediaOCIIndex || mt == MediaDockerList }
 
@@ -158,8 +157,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	}
 	repo := req.Repo.Name
 
-	r.gc.RLock()
-	defer r.gc.RUnlock()
+	defer r.reclaim.Push()()
 	rec, err := r.ensureRepository(ctx, repo)
 	if err != nil {
 		return registry.PutResult{}, err
@@ -307,47 +305,24 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 // it), or only a tag.
 func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref string) error {
 	name := repo.Name
-	b := r.store.NewBatch()
-	defer b.Close()
 	if !registry.IsDigest(ref) {
 		if _, err := r.store.GetTag(ctx, NS, name, ref); errors.Is(err, store.ErrNotFound) {
 			return registry.ErrManifestUnknown(ref)
 		} else if err != nil {
 			return err
 		}
+		b := r.store.NewBatch()
+		defer b.Close()
 		if err := b.DeleteTag(NS, name, ref); err != nil {
 			return err
 		}
 		return b.Commit()
 	}
-	if _, err := r.store.GetImage(ctx, store.LocalKey(name), ref); errors.Is(err, store.ErrNotFound) {
+	err := r.reclaim.DeleteImage(ctx, store.LocalKey(name), ref)
+	if errors.Is(err, store.ErrNotFound) {
 		return registry.ErrManifestUnknown(ref)
-	} else if err != nil {
-		return err
 	}
-	if err := b.DeleteImage(store.LocalKey(name), ref); err != nil {
-		return err
-	}
-	tags, err := r.store.ListTags(ctx, NS, name)
 	if err != nil {
-		return err
-	}
-	for _, tag := range tags {
-		if t, err := r.store.GetTag(ctx, NS, name, tag); err == nil && t.Digest == ref {
-			if err := b.DeleteTag(NS, name, tag); err != nil {
-				return err
-			}
-		}
-	}
-	if m, err := r.store.GetManifest(ctx, ref); err == nil {
-		var doc manifestDoc
-		if json.Unmarshal(m.Body, &doc) == nil && doc.Subject != nil {
-			if err := b.DeleteReferrer(store.LocalKey(name), doc.Subject.Digest, ref); err != nil {
-				return err
-			}
-		}
-	}
-	if err := b.Commit(); err != nil {
 		return fmt.Errorf("delete manifest: %w", err)
 	}
 	r.log.Info("manifest deleted", zap.String("repo", name), zap.String("digest", ref))

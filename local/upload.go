@@ -79,8 +79,7 @@ func (u *upload) Append(ctx context.Context, body io.Reader) (int64, error) {
 
 func (u *upload) Commit(ctx context.Context, d registry.Digest) error {
 	defer u.r.lock(u.id)()
-	u.r.gc.RLock()
-	defer u.r.gc.RUnlock()
+	defer u.r.reclaim.Push()()
 	if _, err := u.r.store.CommitUpload(ctx, u.id, d.String()); err != nil {
 		if errors.Is(err, store.ErrDigestMismatch) {
 			return registry.ErrDigestInvalid(err.Error())

@@ -19,6 +19,7 @@ import (
 
 	"berth/admin"
 	"berth/local"
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -89,6 +90,7 @@ type Node struct {
 	Dir      string
 	Store    *store.Store
 	Repos    *local.Repos
+	Reclaim  *reclaim.Reclaimer
 	Router   *upstream.Router
 	Service  *admin.Service
 	Server   *httptest.Server
@@ -121,8 +123,9 @@ func New(t testing.TB) *Node {
 		ups = append(ups, u)
 	}
 	n.Router = upstream.NewRouter(ups, "private")
-	n.Repos = local.New(st, local.Options{AutoCreate: true, Logger: log, Now: n.Clock.Now})
-	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Router: n.Router, Stats: n.Counters,
+	n.Reclaim = reclaim.New(st, reclaim.Options{Logger: log, Now: n.Clock.Now})
+	n.Repos = local.New(st, local.Options{AutoCreate: true, Logger: log, Now: n.Clock.Now, Reclaim: n.Reclaim})
+	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Router: n.Router, Stats: n.Counters,
 		ConfigRules: n.Rules, LocalPrefixes: []string{"private"}, GCGrace: 0, Now: n.Clock.Now, Logger: log})
 	n.Server = httptest.NewServer(n.Service.Handler())
 	t.Cleanup(func() {

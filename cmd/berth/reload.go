@@ -83,7 +83,7 @@ func (n *node) reload(ctx context.Context) {
 		}
 	}
 	n.proxy.SetRouter(router)
-	n.cap.update(cfg.Cache, router)
+	n.limits.update(cfg.Cache, router)
 	n.sec = sec
 	n.evaluator.Store(nil)
 	if sec != nil {

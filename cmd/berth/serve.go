@@ -24,6 +24,7 @@ import (
 	"berth/local"
 	"berth/metrics"
 	"berth/proxy"
+	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -82,11 +83,13 @@ type node struct {
 	store   *store.Store
 	proxy   *proxy.Proxy
 	repos   *local.Repos
+	reclaim *reclaim.Reclaimer
+	limits  *capacity
 	mirror  *proxy.Mirror
 	prom    *prometheus.Registry
 	metrics *metrics.Metrics
 	audit   *audit.Log
-	cap     *capacity
+	cap     *reclaim.Capacity
 	sec     *security // nil when auth is off
 	// evaluator is the live policy evaluator (nil when auth is off), for
 	// policies set through the admin API.
@@ -118,12 +121,15 @@ func newNode(ctx context.Context, cfg config.Config, log *zap.Logger) (*node, er
 		return nil, err
 	}
 	n.router = router
+	n.reclaim = reclaim.New(store, reclaim.Options{Logger: log.Named("reclaim")})
 	n.repos = local.New(store, local.Options{
 		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
+		Reclaim: n.reclaim,
 	})
-	n.cap = &capacity{dir: cfg.DataDir, store: store, repos: n.repos,
-		log: log.Named("capacity"), onEvict: func(k int) { n.metrics.Evictions.Add(float64(k)) }}
-	n.cap.update(cfg.Cache, router)
+	n.limits = &capacity{store: store}
+	n.limits.update(cfg.Cache, router)
+	n.cap = n.reclaim.Capacity(reclaim.CapacityOptions{Dir: cfg.DataDir, Settings: n.limits.limits, Pinned: n.limits.pinned,
+		OnEvict: func(k int) { n.metrics.Evictions.Add(float64(k)) }, Logger: log.Named("capacity")})
 	if cfg.Cluster.Enabled() {
 		stats := func() cluster.NodeStats {
 			st := store.Stats()
@@ -152,11 +158,11 @@ func newNode(ctx context.Context, cfg config.Config, log *zap.Logger) (*node, er
 	}
 	popts := proxy.Options{FillTimeout: cfg.Cache.FillTimeout, Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster}
 	if cfg.Cache.MaxBytes > 0 || cfg.Cache.MinFreeBytes > 0 {
-		popts.Reserve = n.cap.reserve
+		popts.Reserve = n.cap.Reserve
 	}
 	n.proxy = proxy.New(store, router, popts)
 	n.mirror = proxy.NewMirror(n.proxy, n.repos)
-	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Router: router, Stats: admin.PromStats(n.prom),
+	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Router: router, Stats: admin.PromStats(n.prom),
 		OnRepositoryPolicy: n.applyRepositoryPolicy,
 		ConfigRules:        cfg.Upstreams, LocalPrefixes: cfg.Local.Prefixes, GCGrace: cfg.Local.GCGrace, Logger: log.Named("admin")})
 	if cfg.Auth.Enabled {
@@ -268,8 +274,11 @@ func serve(ctx context.Context, cfgPath string, cfg config.Config, log *zap.Logg
 	var background sync.WaitGroup
 	defer func() { stopJanitor(); background.Wait() }()
 	background.Add(2)
-	go func() { defer background.Done(); janitor(jctx, n.repos, n.admin, cfg.Local, log.Named("janitor")) }()
-	go func() { defer background.Done(); n.cap.run(jctx) }()
+	go func() {
+		defer background.Done()
+		janitor(jctx, n.repos, n.reclaim, n.admin, cfg.Local, log.Named("janitor"))
+	}()
+	go func() { defer background.Done(); n.cap.Run(jctx) }()
 
 	n.setHandler(n.registryHandler())
 	handler := http.HandlerFunc(n.serveRegistry)
@@ -377,7 +386,7 @@ type namedServer struct {
 
 // janitor expires abandoned upload sessions and runs garbage collection on
 // the configured schedule.
-func janitor(ctx context.Context, repos *local.Repos, api *admin.Service, cfg config.Local, log *zap.Logger) {
+func janitor(ctx context.Context, repos *local.Repos, rc *reclaim.Reclaimer, api *admin.Service, cfg config.Local, log *zap.Logger) {
 	var lifecycle <-chan time.Time
 	if cfg.LifecycleInterval > 0 {
 		t := time.NewTicker(cfg.LifecycleInterval)
@@ -403,7 +412,7 @@ func janitor(ctx context.Context, repos *local.Repos, api *admin.Service, cfg co
 				log.Warn("lifecycle policies failed", zap.Error(err))
 			}
 		case <-gc:
-			if _, err := repos.GC(ctx, cfg.GCGrace); err != nil && ctx.Err() == nil {
+			if _, err := rc.GC(ctx, cfg.GCGrace); err != nil && ctx.Err() == nil {
 				log.Warn("garbage collection failed", zap.Error(err))
 			}
 		}

@@ -1,0 +1,192 @@
+package reclaim
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"berth/lifecycle"
+	"berth/store"
+)
+
+// This file lists the images of a repository, local or cached, with their
+// tags, sizes and times, for the admin API and lifecycle policies.
+
+// ImageRepo names a repository whose images are managed: a local one or a
+// cached (pull-through) one.
+type ImageRepo struct {
+	// Name is the name clients use: "private/app",
+	// "docker-hub/library/alpine". It is only carried along, for reports.
+	Name string
+	// Upstream is the upstream rule's name of a cached repository; empty
+	// for a local one.
+	Upstream string
+	// Repo is the repository's name in the store: the local name, or the
+	// name at the upstream ("library/alpine").
+	Repo string
+}
+
+// LocalRepo is the ImageRepo of a local repository.
+func LocalRepo(name string) ImageRepo { return ImageRepo{Name: name, Repo: name} }
+
+// Cached reports whether ir is a cached repository.
+func (ir ImageRepo) Cached() bool { return ir.Upstream != "" }
+
+// Key is the repository's key in the store.
+func (ir ImageRepo) Key() store.RepoKey { return store.RepoKey{Upstream: ir.Upstream, Name: ir.Repo} }
+
+// ImageInfo describes one image (manifest) of a repository.
+type ImageInfo struct {
+	Digest string
+	// Tags pointing at the image, sorted.
+	Tags         []string
+	MediaType    string
+	ArtifactType string
+	// Size is the sum of the config and layer sizes the manifest lists;
+	// for an index, the sum of its children's that are stored.
+	Size         int64
+	PushedAt     time.Time
+	LastPulledAt time.Time
+	// Children are the manifests an index lists.
+	Children []string
+	// Subject is the manifest this one refers to (a signature, an SBOM).
+	Subject string
+}
+
+// Images lists the images of a repository, newest push first (then by
+// digest). A repository without images, or one that does not exist, has
+// none; checking that it exists is the caller's job.
+func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, error) {
+	recs, err := r.store.ListImages(ctx, ir.Key())
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	tags, err := r.tagsByDigest(ctx, ir)
+	if err != nil {
+		return nil, err
+	}
+	sizes := map[string]int64{}
+	out := make([]ImageInfo, 0, len(recs))
+	for d, rec := range recs {
+		im := ImageInfo{Digest: d, Tags: tags[d], PushedAt: rec.PushedAt, LastPulledAt: rec.LastPulledAt}
+		if m, err := r.store.GetManifest(ctx, d); err == nil {
+			im.MediaType = m.MediaType
+			if doc, ok := readManifest(m.Body); ok {
+				im.ArtifactType = doc.artifactType()
+				for _, c := range doc.Manifests {
+					im.Children = append(im.Children, c.Digest.String())
+				}
+				if doc.Subject != nil {
+					im.Subject = doc.Subject.Digest.String()
+				}
+			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		im.Size = r.imageSize(ctx, d, sizes, 0)
+		out = append(out, im)
+	}
+	slices.SortFunc(out, func(a, b ImageInfo) int {
+		if c := b.PushedAt.Compare(a.PushedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Digest, b.Digest)
+	})
+	return out, nil
+}
+
+// tagsByDigest maps digests to the repository's tags pointing at them.
+func (r *Reclaimer) tagsByDigest(ctx context.Context, ir ImageRepo) (map[string][]string, error) {
+	names, err := r.store.ListTags(ctx, ir.Upstream, ir.Repo)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, tag := range names {
+		t, err := r.store.GetTag(ctx, ir.Upstream, ir.Repo, tag)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[t.Digest] = append(out[t.Digest], tag) // ListTags is sorted
+	}
+	return out, nil
+}
+
+// imageSize is the config and layer bytes of a manifest, or of the
+// children of an index, memoized in sizes.
+func (r *Reclaimer) imageSize(ctx context.Context, d string, sizes map[string]int64, depth int) int64 {
+	if s, ok := sizes[d]; ok {
+		return s
+	}
+	m, err := r.store.GetManifest(ctx, d)
+	if err != nil || depth > 8 {
+		return 0
+	}
+	doc, ok := readManifest(m.Body)
+	if !ok {
+		return 0
+	}
+	var n int64
+	if doc.Config != nil {
+		n += doc.Config.Size
+	}
+	for _, l := range doc.Layers {
+		n += l.Size
+	}
+	for _, c := range doc.Manifests {
+		n += r.imageSize(ctx, c.Digest.String(), sizes, depth+1)
+	}
+	sizes[d] = n
+	return n
+}
+
+// PlanLifecycle returns the images of a repository that p expires at now
+// (see Plan). It changes nothing.
+func (r *Reclaimer) PlanLifecycle(ctx context.Context, ir ImageRepo, p *lifecycle.Policy, now time.Time) ([]lifecycle.Result, error) {
+	images, err := r.Images(ctx, ir)
+	if err != nil {
+		return nil, err
+	}
+	return Plan(p, images, now), nil
+}
+
+// RepoImages is a repository of the store with its number of images.
+type RepoImages struct {
+	ImageRepo
+	Images int
+}
+
+// StoreRepositories lists every repository that has images in the store,
+// local (Upstream empty) and cached, sorted by upstream then name. Local
+// repositories without images are not listed (see the store's
+// ListRepositories). Name is left empty: only the caller knows the
+// prefixes clients use.
+func (r *Reclaimer) StoreRepositories(ctx context.Context) ([]RepoImages, error) {
+	counts := map[ImageRepo]int{}
+	err := r.store.Sweep().Images(ctx, func(repo store.RepoKey, _ string) error {
+		counts[ImageRepo{Upstream: repo.Upstream, Repo: repo.Name}]++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RepoImages, 0, len(counts))
+	for ir, n := range counts {
+		out = append(out, RepoImages{ImageRepo: ir, Images: n})
+	}
+	slices.SortFunc(out, func(a, b RepoImages) int {
+		if c := strings.Compare(a.Upstream, b.Upstream); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Repo, b.Repo)
+	})
+	return out, nil
+}

@@ -1,0 +1,52 @@
+// Package reclaim is everything that deletes from the node's store: garbage
+// collection, eviction of cached content under the capacity policy,
+// lifecycle expiry of images, repository deletes and manifest deletes.
+// They share one reachability walk (walk.go), so they agree on what an
+// image needs, and one lock, which pushes hold shared (Push) so a deleter
+// never takes a blob a push is about to reference.
+package reclaim
+
+import (
+	"sync"
+	"time"
+
+	"berth/store"
+
+	"go.uber.org/zap"
+)
+
+// Options configure a Reclaimer.
+type Options struct {
+	Logger *zap.Logger
+	Now    func() time.Time
+}
+
+// Reclaimer deletes from a store. A node has one per store.
+type Reclaimer struct {
+	store *store.Store
+	log   *zap.Logger
+	now   func() time.Time
+
+	// mu is held shared by pushes (Push) and exclusively by every
+	// deleter.
+	mu sync.RWMutex
+}
+
+// New returns the Reclaimer of st.
+func New(st *store.Store, opts Options) *Reclaimer {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Reclaimer{store: st, log: opts.Logger, now: opts.Now}
+}
+
+// Push holds off every deleter while a push makes blobs referenced
+// (manifest PUT, upload commit, mount). Call done when the push is
+// committed or failed.
+func (r *Reclaimer) Push() (done func()) {
+	r.mu.RLock()
+	return r.mu.RUnlock
+}
