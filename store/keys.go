@@ -6,9 +6,9 @@ package store
 // occur in repository names, tags or digests.
 //
 //	tag/<namespace>\x00<repo>\x00<tag>   -> fetchedAt (8, unix ns) | digest
-//	    A tag of a repository. namespace is the upstream rule's name for
-//	    cached repositories. fetchedAt is when the upstream last confirmed
-//	    the mapping (the TTL counts from it).
+//	    A tag of a repository. namespace and repo are a RepoKey's Upstream
+//	    ("" for a local repository) and Name. fetchedAt is when the upstream
+//	    last confirmed the mapping (the TTL counts from it).
 //	man/<digest>                        -> len(mediaType) (2) | mediaType | body
 //	    A verified manifest, stored whole (manifests are at most a few MiB).
 //	blb/<digest>                        -> size (8) | createdAt (8, unix ns) | flags (1)
