@@ -80,4 +80,3 @@ func TestPlanDependents(t *testing.T) {
 		t.Fatal("nothing to plan should plan nothing")
 	}
 }
-
