@@ -87,7 +87,8 @@ var (
 
 // Router routes names the way the registry does (*upstream.Router).
 type Router interface {
-	Route(ns, name string) (upstream.Target, error)
+	RouteCanonical(name string) (upstream.Target, error)
+	Upstream(name string) *upstream.Upstream
 	Upstreams() []*upstream.Upstream
 }
 
@@ -112,19 +113,11 @@ type StatsSource interface {
 	CacheCounters() CacheCounters
 }
 
-// Options configure a Service.
-type Options struct {
-	Store   Store
-	Repos   Repos
-	Reclaim Reclaim
-	// Router is the live router; nil routes every name to a local
-	// repository.
+// Live is what the API reads of the node's live configuration.
+type Live struct {
+	// Router routes names the way the registry does; nil routes every
+	// name to a local repository.
 	Router Router
-	// Stats, when set, adds request counters to describe-cache.
-	Stats StatsSource
-	// OnRepositoryPolicy, when set, is told of every repository policy
-	// set (text) or deleted (nil) so it takes effect at once.
-	OnRepositoryPolicy func(name string, text []byte) error
 	// ConfigRules are the config file's upstream rules, listed by
 	// describe-pull-through-cache-rules beside the ones created through
 	// the API.
@@ -135,6 +128,33 @@ type Options struct {
 	// GCGrace is the grace of start-gc (unless the request gives one) and
 	// of the collection after a lifecycle run expired local images.
 	GCGrace time.Duration
+}
+
+// live is the live settings of this call.
+func (s *Service) live() Live {
+	if s.o.Live == nil {
+		return Live{}
+	}
+	return s.o.Live()
+}
+
+// Options configure a Service.
+type Options struct {
+	Store   Store
+	Repos   Repos
+	Reclaim Reclaim
+	// Live returns the node's live settings; it is called for every
+	// request, so a config reload reaches the API at once. Nil routes every
+	// name to a local repository and lists no config rules.
+	Live func() Live
+	// Stats, when set, adds request counters to describe-cache.
+	Stats StatsSource
+	// OnRepositoryPolicy, when set, is told of every repository policy
+	// set (text) or deleted (nil) so it takes effect at once.
+	OnRepositoryPolicy func(name string, text []byte) error
+	// OnRulesChanged, when set, is told that a pull-through cache rule
+	// was created or deleted, so the node can route by it at once.
+	OnRulesChanged func()
 	// MaxPreviews bounds the lifecycle policy previews kept in memory
 	// (default 64); the oldest finished one goes first.
 	MaxPreviews int

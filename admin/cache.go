@@ -55,7 +55,7 @@ func (s *Service) describeCache(ctx context.Context, _ *DescribeCacheRequest) (*
 }
 
 func (s *Service) startGC(ctx context.Context, req *StartGCRequest) (*StartGCResponse, error) {
-	grace := s.o.GCGrace
+	grace := s.live().GCGrace
 	if req.GracePeriod != "" {
 		d, err := time.ParseDuration(req.GracePeriod)
 		if err != nil || d < 0 {

@@ -332,7 +332,7 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 		return run, err
 	}
 	if rep.LocalImagesExpired > 0 {
-		gc, err := s.o.Reclaim.GC(ctx, s.o.GCGrace)
+		gc, err := s.o.Reclaim.GC(ctx, s.live().GCGrace)
 		if err != nil {
 			return run, fmt.Errorf("garbage collection after the lifecycle run: %w", err)
 		}

@@ -24,16 +24,17 @@ func requireName(field, name string) *Error {
 	return nil
 }
 
-// target resolves a repository name as clients use it: local, or cached
-// through an upstream, and then named as clients pull it by prefix.
+// target resolves a repository's canonical name (see docs/design.md):
+// local, or cached through an upstream rule.
 func (s *Service) target(field, name string) (reclaim.ImageRepo, error) {
 	if err := requireName(field, name); err != nil {
 		return reclaim.ImageRepo{}, err
 	}
-	if s.o.Router == nil {
+	router := s.live().Router
+	if router == nil {
 		return reclaim.LocalRepo(name), nil
 	}
-	t, err := s.o.Router.Route("", name)
+	t, err := router.RouteCanonical(name)
 	switch {
 	case errors.Is(err, upstream.ErrNoRoute):
 		return reclaim.LocalRepo(name), nil
@@ -41,31 +42,28 @@ func (s *Service) target(field, name string) (reclaim.ImageRepo, error) {
 		return reclaim.ImageRepo{}, invalidf(field, "%q: %v", name, err)
 	}
 	up := t.Upstream.Rule.Name
-	return reclaim.ImageRepo{Name: s.cachedName(up, t.Repo), Upstream: up, Repo: t.Repo}, nil
+	return reclaim.ImageRepo{Name: t.Canonical(), Upstream: up, Repo: t.Repo}, nil
 }
 
-// cachedName is the name clients pull a cached repository by: its
-// upstream's prefix and its name there.
+// cachedName is the canonical name of a cached repository; an upstream
+// no longer configured is named by its rule name.
 func (s *Service) cachedName(up, repo string) string {
-	prefix := up // an upstream no longer configured: its name
-	for _, r := range s.rules() {
-		if r.Name == up {
-			prefix = r.Prefix
+	rule := upstream.Rule{Name: up}
+	if router := s.live().Router; router != nil {
+		if u := router.Upstream(up); u != nil {
+			rule = u.Rule
 		}
 	}
-	if prefix == "" {
-		return repo
-	}
-	return prefix + "/" + repo
+	return upstream.CanonicalName(rule, repo)
 }
 
-// rules are the live router's rules.
 func (s *Service) rules() []upstream.Rule {
-	if s.o.Router == nil {
+	router := s.live().Router
+	if router == nil {
 		return nil
 	}
 	var out []upstream.Rule
-	for _, u := range s.o.Router.Upstreams() {
+	for _, u := range router.Upstreams() {
 		out = append(out, u.Rule)
 	}
 	return out

@@ -120,7 +120,7 @@ func (s *Service) describePullThroughCacheRules(ctx context.Context, req *Descri
 		persisted[r.Name] = true
 	}
 	var all []PullThroughCacheRule
-	for _, r := range s.o.ConfigRules {
+	for _, r := range s.live().ConfigRules {
 		if !persisted[r.Name] { // a config merged with the persisted rules lists them too
 			all = append(all, s.describeRule(r.WithDefaults(), "config", time.Time{}))
 		}
@@ -192,13 +192,13 @@ func (s *Service) createPullThroughCacheRule(ctx context.Context, req *CreatePul
 	if err != nil {
 		return nil, err
 	}
-	existing := slices.Clone(s.o.ConfigRules)
+	existing := slices.Clone(s.live().ConfigRules)
 	for _, r := range recs {
 		if !slices.ContainsFunc(existing, func(e upstream.Rule) bool { return e.Name == r.Name }) {
 			existing = append(existing, r.rule())
 		}
 	}
-	if err := conflicts(existing, s.o.LocalPrefixes, rule); err != nil {
+	if err := conflicts(existing, s.live().LocalPrefixes, rule); err != nil {
 		return nil, err
 	}
 	v, _ := json.Marshal(rec)
@@ -206,8 +206,12 @@ func (s *Service) createPullThroughCacheRule(ctx context.Context, req *CreatePul
 		return nil, err
 	}
 	s.log.Info("pull-through cache rule created", zap.String("name", rec.Name), zap.String("prefix", rec.Prefix), zap.String("url", rec.URL))
-	return &PullThroughCacheRuleResponse{PullThroughCacheRule: s.describeRule(rule, "api", rec.CreatedAt),
-		Note: "stored; the node routes by it after a restart (or a reload)"}, nil
+	note := "stored; the node routes by it after a restart (or a reload)"
+	if s.o.OnRulesChanged != nil {
+		s.o.OnRulesChanged()
+		note = "stored; the node routes by it now"
+	}
+	return &PullThroughCacheRuleResponse{PullThroughCacheRule: s.describeRule(rule, "api", rec.CreatedAt), Note: note}, nil
 }
 
 func (s *Service) deletePullThroughCacheRule(ctx context.Context, req *DeletePullThroughCacheRuleRequest) (*PullThroughCacheRuleResponse, error) {
@@ -226,10 +230,14 @@ func (s *Service) deletePullThroughCacheRule(ctx context.Context, req *DeletePul
 			return nil, err
 		}
 		s.log.Info("pull-through cache rule deleted", zap.String("name", r.Name), zap.String("prefix", r.Prefix))
-		return &PullThroughCacheRuleResponse{PullThroughCacheRule: s.describeRule(r.rule(), "api", r.CreatedAt),
-			Note: "deleted; the node stops routing by it after a restart (or a reload); what it cached stays until evicted"}, nil
+		note := "deleted; the node stops routing by it after a restart (or a reload); what it cached stays until evicted"
+		if s.o.OnRulesChanged != nil {
+			s.o.OnRulesChanged()
+			note = "deleted; the node no longer routes by it; what it cached stays until evicted"
+		}
+		return &PullThroughCacheRuleResponse{PullThroughCacheRule: s.describeRule(r.rule(), "api", r.CreatedAt), Note: note}, nil
 	}
-	for _, r := range s.o.ConfigRules {
+	for _, r := range s.live().ConfigRules {
 		if r.Prefix == req.EcrRepositoryPrefix {
 			return nil, invalidf("ecrRepositoryPrefix", "rule %s with prefix %s comes from the config file; remove it there", r.Name, r.Prefix)
 		}

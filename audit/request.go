@@ -63,9 +63,15 @@ func FromRequest(info registry.RequestInfo, now time.Time) (Event, bool) {
 			result = info.Code
 		}
 	}
+	// The canonical name, as policies name the repository; a request
+	// that did not resolve (an unknown ns) keeps the name it asked for.
+	repo := info.Repo.Target.Name
+	if repo == "" {
+		repo = info.Repo.String()
+	}
 	e := Event{
 		Time: now.UTC(), Principal: info.Principal, SourceIP: info.Client, Action: action,
-		Repository: info.Repo.String(), Reference: info.Reference, Result: result, Status: info.Status, Bytes: info.Bytes,
+		Repository: repo, Reference: info.Reference, Result: result, Status: info.Status, Bytes: info.Bytes,
 	}
 	if e.Principal == "" {
 		e.Principal = "anonymous"

@@ -79,10 +79,6 @@ type EvaluatorConfig struct {
 	Namespaces map[string]*Policy
 	// Defaults; nil means DefaultDefaults().
 	Defaults *Defaults
-	// IsLocal tells local repositories from proxied ones where the caller
-	// does not say (token grants, mounts). Nil treats every repository as
-	// local, the stricter choice.
-	IsLocal func(repo string) bool
 }
 
 // Evaluator decides requests with ECR's rules: an explicit Deny in any
@@ -91,7 +87,6 @@ type EvaluatorConfig struct {
 type Evaluator struct {
 	log      *zap.Logger
 	defaults Defaults
-	isLocal  func(string) bool
 	nss      []nsPolicy // sorted by pattern; replaced whole under mu
 
 	mu    sync.RWMutex
@@ -108,7 +103,7 @@ func NewEvaluator(cfg EvaluatorConfig, log *zap.Logger) (*Evaluator, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	e := &Evaluator{log: log, defaults: DefaultDefaults(), isLocal: cfg.IsLocal, repos: map[string]*Policy{}}
+	e := &Evaluator{log: log, defaults: DefaultDefaults(), repos: map[string]*Policy{}}
 	if cfg.Defaults != nil {
 		e.defaults = *cfg.Defaults
 	}
@@ -126,9 +121,6 @@ func NewEvaluator(cfg EvaluatorConfig, log *zap.Logger) (*Evaluator, error) {
 				return nil, fmt.Errorf("defaults.%s: unknown action %q; want pull, push, delete or list", g.name, a)
 			}
 		}
-	}
-	if e.isLocal == nil {
-		e.isLocal = func(string) bool { return true }
 	}
 	for repo, p := range cfg.Repositories {
 		if repo == "" || strings.Contains(repo, "*") || p == nil {
@@ -204,25 +196,11 @@ func (e *Evaluator) AuthorizeCatalog(ctx context.Context, p Principal, ip netip.
 	return e.decide(p, ip, "", ActionList, e.grants(p).Catalog, "the catalog")
 }
 
-// AuthorizeMount decides a cross-repository blob mount: push on target and
-// pull on source.
-func (e *Evaluator) AuthorizeMount(ctx context.Context, p Principal, ip netip.Addr, target, source string) Decision {
-	d := e.Authorize(ctx, Request{Principal: p, SourceIP: ip, Repo: target, Action: ActionPush, RepoIsLocal: e.isLocal(target)})
-	if !d.Allowed {
-		return Decision{Reason: fmt.Sprintf("mount into %s: %s", target, d.Reason)}
-	}
-	d = e.Authorize(ctx, Request{Principal: p, SourceIP: ip, Repo: source, Action: ActionPull, RepoIsLocal: e.isLocal(source)})
-	if !d.Allowed {
-		return Decision{Reason: fmt.Sprintf("mount from %s: %s", source, d.Reason)}
-	}
-	return Decision{Allowed: true, Reason: fmt.Sprintf("push on %s and pull on %s allowed", target, source)}
-}
-
 // Grant implements Authorizer for the token handler: the actions of the
 // requested scope that p may perform. A repository's "*" is granted when
 // pull, push and delete all are; otherwise the allowed ones among them are.
 // registry:catalog:* follows AuthorizeCatalog. Other resources get nothing.
-func (e *Evaluator) Grant(ctx context.Context, p Principal, ip netip.Addr, want Access) ([]string, error) {
+func (e *Evaluator) Grant(ctx context.Context, p Principal, ip netip.Addr, want Access, local bool) ([]string, error) {
 	switch {
 	case want.Type == TypeRegistry && want.Name == "catalog":
 		if slices.Contains(want.Actions, "*") && e.AuthorizeCatalog(ctx, p, ip).Allowed {
@@ -232,7 +210,6 @@ func (e *Evaluator) Grant(ctx context.Context, p Principal, ip netip.Addr, want 
 	case want.Type != TypeRepository:
 		return nil, nil
 	}
-	local := e.isLocal(want.Name)
 	allowed := func(action string) bool {
 		return e.Authorize(ctx, Request{Principal: p, SourceIP: ip, Repo: want.Name, Action: action, RepoIsLocal: local}).Allowed
 	}

@@ -52,7 +52,6 @@ func testPolicies(t *testing.T) EvaluatorConfig {
 			"public/tools":               mustPolicy(t, `{"Statement":[{"Sid":"World","Effect":"Allow","Principal":"*","Action":"pull"}]}`),
 			"docker-hub/library/blocked": mustPolicy(t, `{"Statement":[{"Effect":"Deny","Principal":"*","Action":"pull"}]}`),
 		},
-		IsLocal: func(repo string) bool { return !isCached(repo) },
 	}
 }
 
@@ -168,37 +167,6 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
-func TestAuthorizeMount(t *testing.T) {
-	evals := testEvaluators(t)
-	anon, alice, bob, carol, _ := testPeople()
-	tests := []struct {
-		name           string
-		eval           string
-		who            Principal
-		target, source string
-		want           bool
-		reason         string
-	}{
-		{name: "push target and pull source", eval: "strict", who: alice, target: "private/app", source: "private/secret", want: true},
-		{name: "no push on target", eval: "strict", who: bob, target: "private/app", source: "private/app", reason: "mount into"},
-		{name: "push denied on target", eval: "default", who: alice, target: "private/secret", source: "private/app", reason: "mount into"},
-		{name: "no pull on source", eval: "strict", who: alice, target: "private/app", source: "scratch/x", reason: "mount from"},
-		{name: "pull denied on source", eval: "default", who: alice, target: "scratch/x", source: "docker-hub/library/blocked", reason: "mount from"},
-		{name: "from a cached repository", eval: "default", who: carol, target: "scratch/x", source: "docker-hub/library/nginx", want: true},
-		{name: "source under a namespace deny", eval: "default", who: carol, target: "scratch/x", source: "private/app", reason: "mount from"},
-		{name: "anonymous", eval: "default", who: anon, target: "scratch/x", source: "docker-hub/library/nginx", reason: "mount into"},
-		{name: "into a cached repository", eval: "default", who: carol, target: "docker-hub/library/nginx", source: "scratch/x", reason: "mount into"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := evals[tt.eval].AuthorizeMount(context.Background(), tt.who, netip.Addr{}, tt.target, tt.source)
-			if d.Allowed != tt.want || !strings.Contains(d.Reason, tt.reason) {
-				t.Errorf("AuthorizeMount = %+v, want allowed=%v and a reason with %q", d, tt.want, tt.reason)
-			}
-		})
-	}
-}
-
 func TestGrant(t *testing.T) {
 	evals := testEvaluators(t)
 	anon, _, bob, carol, mallory := testPeople()
@@ -223,7 +191,7 @@ func TestGrant(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := evals[tt.eval].Grant(ctx, tt.who, netip.Addr{}, tt.want)
+			got, err := evals[tt.eval].Grant(ctx, tt.who, netip.Addr{}, tt.want, !isCached(tt.want.Name))
 			if err != nil {
 				t.Fatal(err)
 			}

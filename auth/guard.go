@@ -1,10 +1,9 @@
 package auth
 
 import (
-	"context"
 	"crypto/sha256"
 	"net/http"
-	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -14,10 +13,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// Canonical names a repository for policies: the name it has whichever way
-// a client reached it, and whether it is local.
-type Canonical func(repo registry.Repo) (name string, local bool)
-
 // Guard is the registry's registry.Guard: it authenticates a request by
 // bearer token, Basic credentials (a password or a token Berth issued) or
 // as anonymous, and authorizes its action with the Evaluator.
@@ -25,7 +20,6 @@ type Guard struct {
 	Users     Authenticator
 	Issuer    *Issuer
 	Evaluator *Evaluator
-	Canonical Canonical
 	// Realm is the token endpoint's URL; empty derives it from the
 	// request's host and scheme.
 	Realm string
@@ -56,23 +50,29 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 		}
 		return p.Name, nil
 	}
+	// Everything is decided on the canonical names the registry resolved:
+	// a token names the repository it was granted for, and is good for no
+	// other route to another repository (an ns or prefix that resolves
+	// elsewhere needs a grant of its own).
 	name := req.Route.Repo.Name
+	target := req.Route.Repo.Target
+	src := req.MountFrom.Target
 	var allowed, noMount bool
 	switch {
 	case claims != nil && req.Action == registry.ActionList:
 		allowed = claims.Allows(TypeRegistry, "catalog", "*")
 	case claims != nil:
-		allowed = claims.Allows(TypeRepository, name, req.Action)
-		noMount = allowed && req.MountFrom != "" && !claims.Allows(TypeRepository, req.MountFrom, ActionPull)
+		allowed = claims.Allows(TypeRepository, target.Name, req.Action)
+		noMount = allowed && req.MountFrom.Name != "" &&
+			(src.Name == "" || !claims.Allows(TypeRepository, src.Name, ActionPull))
 	case req.Action == registry.ActionList:
 		allowed = g.Evaluator.AuthorizeCatalog(r.Context(), p, ip).Allowed
 	default:
-		canon, local := g.canonical(req.Route.Repo)
-		d := g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: canon, Action: req.Action, RepoIsLocal: local})
+		d := g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: target.Name, Action: req.Action, RepoIsLocal: target.Local()})
 		allowed = d.Allowed
-		if allowed && req.MountFrom != "" {
-			src, srcLocal := g.canonical(registry.Repo{Name: req.MountFrom})
-			noMount = !g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: src, Action: ActionPull, RepoIsLocal: srcLocal}).Allowed
+		if allowed && req.MountFrom.Name != "" {
+			noMount = src.Name == "" ||
+				!g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: src.Name, Action: ActionPull, RepoIsLocal: src.Local()}).Allowed
 		}
 	}
 	if allowed && noMount {
@@ -92,13 +92,6 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 	}
 	return p.Name, &registry.Error{Status: http.StatusForbidden, Code: registry.CodeDenied,
 		Message: "user " + p.Name + " may not " + req.Action + " " + name}
-}
-
-func (g *Guard) canonical(repo registry.Repo) (string, bool) {
-	if g.Canonical == nil {
-		return repo.Name, true
-	}
-	return g.Canonical(repo)
 }
 
 // authenticate reads the request's credentials. No credentials is the
@@ -171,6 +164,11 @@ func (g *Guard) challenge(r *http.Request, scope []Access, msg string) error {
 		}
 		realm = scheme + "://" + r.Host + "/token"
 	}
+	if ns := r.URL.Query().Get("ns"); ns != "" {
+		// The token endpoint resolves the scope's name as this request
+		// did; clients keep the realm's query when they ask for a token.
+		realm += sep(realm) + "ns=" + url.QueryEscape(ns)
+	}
 	e := &registry.Error{Status: http.StatusUnauthorized, Code: registry.CodeUnauthorized, Message: msg,
 		Header: http.Header{"Www-Authenticate": {Challenge(realm, g.Issuer.Service(), scope)}}}
 	return e
@@ -198,17 +196,10 @@ func (t TokenAuthenticator) Groups(user string) []string {
 	return t.Users.Groups(user)
 }
 
-// CanonicalAuthorizer grants token scopes by the canonical repository name
-// while the token keeps the name the client asked for.
-type CanonicalAuthorizer struct {
-	Evaluator *Evaluator
-	Canonical Canonical
-}
-
-func (c CanonicalAuthorizer) Grant(ctx context.Context, p Principal, ip netip.Addr, want Access) ([]string, error) {
-	if want.Type == TypeRepository && c.Canonical != nil {
-		name, _ := c.Canonical(registry.Repo{Name: want.Name})
-		want.Name = name
+// sep is what joins a query parameter to u.
+func sep(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
 	}
-	return c.Evaluator.Grant(ctx, p, ip, want)
+	return "?"
 }

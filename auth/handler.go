@@ -1,9 +1,11 @@
 package auth
 
 import (
+	"berth/registry"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -15,9 +17,10 @@ import (
 )
 
 // Authorizer says which of the requested actions p may perform. *Evaluator
-// implements it.
+// implements it. A repository access names the canonical repository, and
+// local says whether it is a local repository.
 type Authorizer interface {
-	Grant(ctx context.Context, p Principal, ip netip.Addr, requested Access) ([]string, error)
+	Grant(ctx context.Context, p Principal, ip netip.Addr, requested Access, local bool) ([]string, error)
 }
 
 // TokenHandlerConfig configures a TokenHandler.
@@ -26,6 +29,11 @@ type TokenHandlerConfig struct {
 	Issuer *Issuer
 	// Authorizer trims the requested scopes. Required.
 	Authorizer Authorizer
+	// Resolver resolves the repository names of scopes, with the
+	// request's ns (the registry's challenge puts it in the realm), to the
+	// canonical names the token then holds. Nil takes every name as a local
+	// repository of that name.
+	Resolver registry.Resolver
 	// Users checks Basic credentials; nil refuses every credential and
 	// serves anonymous tokens only.
 	Users Authenticator
@@ -53,6 +61,7 @@ type TokenHandlerConfig struct {
 type TokenHandler struct {
 	issuer   *Issuer
 	authz    Authorizer
+	resolver registry.Resolver
 	users    Authenticator
 	ttl      time.Duration
 	clientIP func(*http.Request) netip.Addr
@@ -69,7 +78,7 @@ func NewTokenHandler(cfg TokenHandlerConfig, log *zap.Logger) (*TokenHandler, er
 		log = zap.NewNop()
 	}
 	h := &TokenHandler{
-		issuer: cfg.Issuer, authz: cfg.Authorizer, users: cfg.Users,
+		issuer: cfg.Issuer, authz: cfg.Authorizer, resolver: cfg.Resolver, users: cfg.Users,
 		ttl: cfg.TTL, clientIP: cfg.ClientIP, realm: cfg.Realm, log: log,
 	}
 	if h.ttl <= 0 {
@@ -124,24 +133,11 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusUnauthorized, codeUnauthorized, "authentication required: invalid username or password")
 		return
 	}
-	granted := []Access{}
-	for _, a := range want {
-		acts, err := h.authz.Grant(r.Context(), p, ip, a)
-		if err != nil {
-			h.log.Error("authorizer failed", zap.String("scope", a.String()), zap.Error(err))
-			writeError(w, r, http.StatusInternalServerError, codeUnknown, "authorization failed")
-			return
-		}
-		// Never hand out more than was asked for ("*" asks for everything).
-		var keep []string
-		for _, x := range acts {
-			if slices.Contains(a.Actions, x) || slices.Contains(a.Actions, "*") {
-				keep = appendUnique(keep, x)
-			}
-		}
-		if len(keep) > 0 {
-			granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: keep})
-		}
+	granted, err := h.grant(r, p, ip, want)
+	if err != nil {
+		h.log.Error("authorizer failed", zap.Error(err))
+		writeError(w, r, http.StatusInternalServerError, codeUnknown, "authorization failed")
+		return
 	}
 	tok, exp, err := h.issuer.Issue(p.Name, granted, h.ttl)
 	if err != nil {
@@ -165,6 +161,42 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// grant trims the requested scopes to what p may do. Repository names are
+// resolved (with the request's ns) to canonical names, which the token
+// holds: it is good for that repository and no other route to another.
+func (h *TokenHandler) grant(r *http.Request, p Principal, ip netip.Addr, want []Access) ([]Access, error) {
+	ns := r.URL.Query().Get("ns")
+	granted := []Access{}
+	for _, a := range want {
+		local := false
+		if a.Type == TypeRepository {
+			t := registry.Target{Name: a.Name}
+			if h.resolver != nil {
+				var err error
+				if t, err = h.resolver.Resolve(registry.Repo{Name: a.Name, NS: ns}); err != nil {
+					continue // a name nothing serves gets nothing
+				}
+			}
+			a.Name, local = t.Name, t.Local()
+		}
+		acts, err := h.authz.Grant(r.Context(), p, ip, a, local)
+		if err != nil {
+			return nil, fmt.Errorf("scope %s: %w", a, err)
+		}
+		// Never hand out more than was asked for ("*" asks for everything).
+		var keep []string
+		for _, x := range acts {
+			if slices.Contains(a.Actions, x) || slices.Contains(a.Actions, "*") {
+				keep = appendUnique(keep, x)
+			}
+		}
+		if len(keep) > 0 {
+			granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: keep})
+		}
+	}
+	return granted, nil
 }
 
 // authenticate returns the principal of r: anonymous without an

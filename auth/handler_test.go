@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"berth/registry"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,7 +41,7 @@ func tokenServer(t *testing.T, authz Authorizer) (*httptest.Server, *Issuer) {
 			t.Fatal(err)
 		}
 	}
-	h, err := NewTokenHandler(TokenHandlerConfig{Issuer: is, Authorizer: authz, Users: users}, log)
+	h, err := NewTokenHandler(TokenHandlerConfig{Issuer: is, Authorizer: authz, Resolver: testResolver{}, Users: users}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +51,24 @@ func tokenServer(t *testing.T, authz Authorizer) (*httptest.Server, *Issuer) {
 		srv.Close()
 	})
 	return srv, is
+}
+
+// testResolver routes like a node with two upstream rules: "docker-hub"
+// (prefix docker-hub/, the default for names without ns) and "priv"
+// (reached only with ns=priv.example, canonical names priv/<name>); names
+// under private/ and scratch/ are local.
+type testResolver struct{}
+
+func (testResolver) Resolve(repo registry.Repo) (registry.Target, error) {
+	switch {
+	case repo.NS == "priv.example":
+		return registry.Target{Name: "priv/" + repo.Name, Upstream: "priv", Remote: repo.Name}, nil
+	case repo.NS != "":
+		return registry.Target{}, registry.ErrNameUnknown(repo.Name)
+	case isCached(repo.Name):
+		return registry.Target{Name: repo.Name, Upstream: "docker-hub", Remote: repo.Name}, nil
+	}
+	return registry.Target{Name: repo.Name}, nil
 }
 
 type tokenReply struct {
@@ -187,7 +206,7 @@ type fixedAuthorizer struct {
 	err     error
 }
 
-func (f fixedAuthorizer) Grant(context.Context, Principal, netip.Addr, Access) ([]string, error) {
+func (f fixedAuthorizer) Grant(context.Context, Principal, netip.Addr, Access, bool) ([]string, error) {
 	return f.actions, f.err
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"berth/local"
+	"berth/mirror"
 	"berth/proxy"
 	"berth/reclaim"
 	"berth/registry"
@@ -121,7 +122,7 @@ func (e *env) start() {
 		Now:               e.clock.Now,
 		Reclaim:           e.reclaim,
 	})
-	e.srv = httptest.NewServer(registry.New(proxy.NewMirror(e.proxy, e.repos), registry.WithLogger(e.log)))
+	e.srv = httptest.NewServer(registry.New(mirror.New(e.proxy, e.repos, st, mirror.Options{}), registry.WithLogger(e.log)))
 	e.client = &http.Client{Transport: &http.Transport{}}
 }
 

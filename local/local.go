@@ -9,8 +9,6 @@ package local
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"path"
 	"sync"
@@ -222,7 +220,7 @@ func (r *Repos) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 		return nil, registry.ErrBlobUnknown(req.Digest.String())
 	}
 	_ = r.store.Touch(ctx, req.Digest.String())
-	return &StoredBlob{Store: r.store, Digest: req.Digest.String(), Len: size, From: registry.SourceLocal}, nil
+	return storedBlob(r.store, req.Digest.String(), size, registry.SourceLocal), nil
 }
 
 // DeleteBlob removes a blob from a repository. Its bytes stay while any
@@ -284,34 +282,9 @@ func (r *Repos) ListTags(ctx context.Context, repo registry.Repo) ([]string, err
 	return r.store.ListTags(ctx, NS, repo.Name)
 }
 
-// StoredBlob is a committed blob served from the store's file.
-type StoredBlob struct {
-	Store  *store.Store
-	Digest string
-	Len    int64
-	From   registry.Source
-}
-
-func (b *StoredBlob) Size() int64             { return b.Len }
-func (b *StoredBlob) Source() registry.Source { return b.From }
-
-// Open returns the blob's file positioned at off; the registry sends files
-// with sendfile.
-func (b *StoredBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
-	f, _, err := b.Store.OpenBlob(ctx, b.Digest)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, registry.ErrBlobUnknown(b.Digest)
-		}
-		return nil, err
-	}
-	if off > 0 {
-		if _, err := f.Seek(off, io.SeekStart); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("seek blob: %w", err)
-		}
-	}
-	return f, nil
+// storedBlob serves a committed blob from its file.
+func storedBlob(st *store.Store, digest string, size int64, from registry.Source) registry.Blob {
+	return &registry.SourcedBlob{BlobBody: &store.BlobFile{Store: st, Digest: digest, Len: size}, From: from, Digest: digest}
 }
 
 func isNameUnknown(err error) bool {

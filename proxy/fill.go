@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"berth/local"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -299,7 +298,7 @@ func (b *fillBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		stored := &local.StoredBlob{Store: b.p.store, Digest: f.digest, Len: f.size, From: registry.SourceStore}
+		stored := storedBlob(b.p.store, f.digest, f.size)
 		return stored.Open(ctx, off)
 	}
 	f.refs++

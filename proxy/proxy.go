@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"berth/cluster"
-	"berth/local"
 	"berth/metrics"
 	"berth/registry"
 	"berth/store"
@@ -108,16 +107,44 @@ func (p *Proxy) Close() {
 // InFlight is the number of blob fills running.
 func (p *Proxy) InFlight() int { return p.fills.count() }
 
-func (p *Proxy) route(repo registry.Repo) (upstream.Target, error) {
+// Resolve implements registry.Resolver for the pull-through cache: a name
+// the rules route to an upstream is that upstream's repository, under its
+// canonical name; any other name is a local repository (which the proxy
+// alone does not serve).
+func (p *Proxy) Resolve(repo registry.Repo) (registry.Target, error) {
 	t, err := p.Router().Route(repo.NS, repo.Name)
 	switch {
 	case errors.Is(err, upstream.ErrUnknownNamespace):
-		return t, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
-			"registry %q is not mirrored here", repo.NS)
+		return registry.Target{}, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
+			"registry %q is not mirrored here; add an upstream rule with registry: %s", repo.NS, repo.NS)
 	case errors.Is(err, upstream.ErrNoRoute):
-		return t, registry.ErrNameUnknown(repo.Name)
+		return registry.Target{Name: repo.Name}, nil
+	case err != nil:
+		return registry.Target{}, err
 	}
-	return t, err
+	return registry.Target{Name: t.Canonical(), Upstream: t.Upstream.Rule.Name, Remote: t.Repo}, nil
+}
+
+// route finds the upstream of a resolved repository. The registry resolves
+// every request once; a repository that arrives unresolved (an internal
+// caller) is resolved here.
+func (p *Proxy) route(repo registry.Repo) (upstream.Target, error) {
+	t := repo.Target
+	if t.Name == "" {
+		var err error
+		if t, err = p.Resolve(repo); err != nil {
+			return upstream.Target{}, err
+		}
+	}
+	if t.Local() {
+		return upstream.Target{}, registry.ErrNameUnknown(repo.Name)
+	}
+	u := p.Router().Upstream(t.Upstream)
+	if u == nil { // the rule was removed by a reload since the request resolved
+		return upstream.Target{}, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
+			"upstream %s of repository %s is no longer configured", t.Upstream, repo.Name)
+	}
+	return upstream.Target{Upstream: u, Repo: t.Remote}, nil
 }
 
 // upstreamError turns an upstream failure into the error the client sees.
@@ -191,7 +218,7 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("blob", "hit")
 		_ = p.store.Touch(ctx, d)
-		return &local.StoredBlob{Store: p.store, Digest: d, Len: info.Size, From: registry.SourceStore}, nil
+		return storedBlob(p.store, d, info.Size), nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
@@ -242,4 +269,9 @@ func (b *headBlob) Size() int64             { return b.size }
 func (b *headBlob) Source() registry.Source { return registry.SourceUpstream }
 func (b *headBlob) Open(context.Context, int64) (io.ReadCloser, error) {
 	return nil, errors.New("a HEAD answer has no body")
+}
+
+// storedBlob serves a committed blob from its file.
+func storedBlob(st *store.Store, digest string, size int64) registry.Blob {
+	return &registry.SourcedBlob{BlobBody: &store.BlobFile{Store: st, Digest: digest, Len: size}, From: registry.SourceStore, Digest: digest}
 }

@@ -18,8 +18,9 @@ type AccessRequest struct {
 	Route  Route
 	Action string
 	// MountFrom is the source repository of a cross-repository mount,
-	// which needs pull on it besides push on the target.
-	MountFrom string
+	// which needs pull on it besides push on the target; its Name is empty
+	// without one. An unresolvable source has an empty Target.Name.
+	MountFrom Repo
 }
 
 // Guard authenticates requests and authorizes their action. It returns
@@ -52,7 +53,7 @@ func Access(r *http.Request, rt Route) AccessRequest {
 	case rt.Kind == KindBlobUpload, r.Method == http.MethodPut, r.Method == http.MethodPost, r.Method == http.MethodPatch:
 		req.Action = ActionPush
 		if rt.Kind == KindBlobUpload && r.Method == http.MethodPost {
-			req.MountFrom = r.URL.Query().Get("from")
+			req.MountFrom = rt.MountFrom
 		}
 	}
 	return req

@@ -2,7 +2,10 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
+	"net/http"
 )
 
 // Source says where the bytes of a response came from; it is logged and
@@ -56,6 +59,34 @@ type Blob interface {
 	Open(ctx context.Context, off int64) (io.ReadCloser, error)
 	// Source says where the bytes come from.
 	Source() Source
+}
+
+// BlobBody is a blob's bytes without their Source.
+type BlobBody interface {
+	Size() int64
+	Open(ctx context.Context, off int64) (io.ReadCloser, error)
+}
+
+// SourcedBlob is a BlobBody served as coming from From. A body whose Open
+// fails with fs.ErrNotExist (a blob removed between lookup and read) is
+// answered as BLOB_UNKNOWN for Digest.
+type SourcedBlob struct {
+	BlobBody
+	From   Source
+	Digest string
+}
+
+func (b *SourcedBlob) Source() Source { return b.From }
+
+func (b *SourcedBlob) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
+	rc, err := b.BlobBody.Open(ctx, off)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &Error{Status: http.StatusNotFound, Code: CodeBlobUnknown,
+				Message: "blob unknown to registry: " + b.Digest + " (it was removed while being served; retry)", Err: err}
+		}
+	}
+	return rc, err
 }
 
 // BlobHandler serves blobs.

@@ -242,7 +242,8 @@ func (u *memUpload) Cancel(context.Context) error {
 	return nil
 }
 
-func (m *memStore) MountBlob(_ context.Context, repo Repo, from string, d Digest) error {
+func (m *memStore) MountBlob(_ context.Context, repo Repo, fromRepo Repo, d Digest) error {
+	from := fromRepo.Name
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mounts = append(m.mounts, memMount{repo: repo.Name, from: from, digest: d})
@@ -381,4 +382,11 @@ func (m *memStore) Referrers(_ context.Context, repo Repo, d Digest) ([]Descript
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Digest < out[j].Digest })
 	return out, nil
+}
+
+// sameRepo compares a repository the backend got with the one a test
+// expects: without a Resolver the Server resolves every name to a local
+// repository of the same name.
+func sameRepo(got, want Repo) bool {
+	return got.Name == want.Name && got.NS == want.NS && got.Target == Target{Name: want.Name}
 }

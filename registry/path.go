@@ -30,12 +30,43 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// Repo names a repository the way the client addressed it.
+// Repo names a repository the way the client addressed it, and what that
+// name resolved to.
 type Repo struct {
 	// Name is the repository name from the path, validated.
 	Name string
 	// NS is containerd's ?ns= registry host, empty when absent.
 	NS string
+	// Target is what Name and NS resolve to. The Server resolves it once
+	// per request, before the guard runs, and everything after it (the
+	// guard, the backend, the observer) reads it instead of routing again.
+	Target Target
+}
+
+// Target is what a repository name resolves to: a local repository, or a
+// repository of one upstream rule.
+type Target struct {
+	// Name is the repository's canonical name, the one name it has
+	// whichever way a client reached it: policies, tokens, the catalog,
+	// pinning, lifecycle and audit all use it. A local repository's is its
+	// name; a cached one's is "<rule prefix, or rule name>/<Remote>".
+	Name string
+	// Upstream is the pull-through rule's name; empty for a local
+	// repository.
+	Upstream string
+	// Remote is the repository's name at the upstream (cached only).
+	Remote string
+}
+
+// Local says whether the target is a local (pushed-to) repository.
+func (t Target) Local() bool { return t.Upstream == "" }
+
+// Resolver resolves repository names. A backend that has this ability
+// decides routing; without it every name is a local repository under its
+// own name. Resolve returns an *Error (such as 404 NAME_UNKNOWN for an ns
+// that nothing mirrors) for a name that cannot be served.
+type Resolver interface {
+	Resolve(repo Repo) (Target, error)
 }
 
 func (r Repo) String() string {
@@ -52,6 +83,10 @@ type Route struct {
 	Reference string // manifests: tag or digest as sent
 	Digest    Digest // blobs, referrers, and manifests by digest
 	UploadID  string // uploads with an id
+	// MountFrom is the source of a cross-repository mount (POST
+	// .../blobs/uploads/?mount=<digest>&from=<name>), resolved with the
+	// request's ns; its Name is empty when there is none.
+	MountFrom Repo
 }
 
 // MaxNameLength bounds a repository name, as distribution does.

@@ -24,6 +24,7 @@ type Server struct {
 	log       *zap.Logger
 	limiter   *Limiter
 	guard     Guard
+	resolver  Resolver
 	observe   func(RequestInfo)
 }
 
@@ -63,6 +64,7 @@ func New(backend ManifestHandler, opts ...Option) *Server {
 	s := &Server{manifests: backend, log: zap.NewNop()}
 	s.blobs, _ = backend.(BlobHandler)
 	s.tags, _ = backend.(TagLister)
+	s.resolver, _ = backend.(Resolver)
 	for _, o := range opts {
 		o(s)
 	}
@@ -84,6 +86,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var principal string
 	route, err := ParsePath(r.URL)
 	if err == nil {
+		err = s.resolve(r, &route)
+	}
+	if err == nil {
 		rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		if route.Repo.NS != "" {
 			rec.Header().Set("OCI-Namespace", route.Repo.NS)
@@ -92,6 +97,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			principal, err = s.guard.Check(r, Access(r, route))
 			if errors.Is(err, ErrNoMount) {
 				err, r = nil, withoutMount(r)
+				route.MountFrom = Repo{}
 			}
 			var re *Error
 			if errors.As(err, &re) && re.Status == http.StatusUnauthorized && s.limiter != nil {
@@ -151,6 +157,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if aborted {
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// resolve sets the route's targets: its repository's and, for a mount, its
+// source's (resolved with the request's ns, as the client named both on
+// one registry). This is the one place a request is routed.
+func (s *Server) resolve(r *http.Request, rt *Route) error {
+	switch rt.Kind {
+	case KindBase, KindCatalog:
+		return nil
+	}
+	if r.Method == http.MethodPost && rt.Kind == KindBlobUpload && rt.UploadID == "" {
+		q := r.URL.Query()
+		if from := q.Get("from"); from != "" && q.Has("mount") {
+			if !ValidName(from) {
+				return ErrNameInvalid("invalid from repository name " + quoteTrunc(from))
+			}
+			src := Repo{Name: from, NS: rt.Repo.NS}
+			t, err := s.resolveRepo(src)
+			if err != nil {
+				// An unknown source is no reason to refuse the push: the
+				// client uploads instead of mounting.
+				t = Target{}
+			}
+			src.Target = t
+			rt.MountFrom = src
+		}
+	}
+	t, err := s.resolveRepo(rt.Repo)
+	if err != nil {
+		return err
+	}
+	rt.Repo.Target = t
+	return nil
+}
+
+func (s *Server) resolveRepo(repo Repo) (Target, error) {
+	if s.resolver == nil {
+		return Target{Name: repo.Name}, nil
+	}
+	return s.resolver.Resolve(repo)
 }
 
 func (s *Server) dispatch(w *recorder, r *http.Request, rt Route) error {

@@ -64,11 +64,13 @@ func (s *Server) startUpload(w *recorder, r *http.Request, rt Route, up Uploader
 		mount = d
 	}
 	if mount != "" {
-		from := q.Get("from") // "" for an anonymous mount
-		if from != "" && !ValidName(from) {
-			return ErrNameInvalid("invalid from repository name " + quoteTrunc(from))
+		// rt.MountFrom has no Name for an anonymous mount.
+		if rt.MountFrom.Name != "" && rt.MountFrom.Target.Name == "" {
+			mount = "" // a source nothing serves: upload instead
 		}
-		mounted, err := s.mountBlob(r.Context(), rt, from, mount)
+	}
+	if mount != "" {
+		mounted, err := s.mountBlob(r.Context(), rt, rt.MountFrom, mount)
 		if err != nil {
 			return err
 		}
@@ -109,11 +111,11 @@ func (s *Server) startUpload(w *recorder, r *http.Request, rt Route, up Uploader
 	return writeBlobCreated(w, rt, dgst)
 }
 
-// mountBlob tries to mount d from the repository from ("" when the client
-// named none). mounted is false, with no error, when the Server should fall
+// mountBlob tries to mount d from the repository from (no Name when the
+// client named none). mounted is false, with no error, when the Server should fall
 // back to an upload session: the backend cannot mount, or it does not know
 // the blob or the source repository.
-func (s *Server) mountBlob(ctx context.Context, rt Route, from string, d Digest) (mounted bool, err error) {
+func (s *Server) mountBlob(ctx context.Context, rt Route, from Repo, d Digest) (mounted bool, err error) {
 	m, ok := s.manifests.(BlobMounter)
 	if !ok {
 		return false, nil

@@ -34,11 +34,11 @@ type Uploader interface {
 }
 
 // BlobMounter links a blob that exists elsewhere into repo without an
-// upload. from is the source repository name, "" when the client named
-// none. It returns a BLOB_UNKNOWN error when it cannot mount, and the
+// upload. from is the source repository, resolved like repo; its Name is
+// empty when the client named none. It returns a BLOB_UNKNOWN error when it cannot mount, and the
 // Server then starts an ordinary upload session.
 type BlobMounter interface {
-	MountBlob(ctx context.Context, repo Repo, from string, d Digest) error
+	MountBlob(ctx context.Context, repo Repo, from Repo, d Digest) error
 }
 
 // ManifestPut is a PUT of /v2/<name>/manifests/<reference>.

@@ -18,6 +18,21 @@ type Target struct {
 	Repo string
 }
 
+// Canonical is the target's canonical repository name (see CanonicalName).
+func (t Target) Canonical() string { return CanonicalName(t.Upstream.Rule, t.Repo) }
+
+// CanonicalName is the one name of repository repo of rule's upstream,
+// whichever way a client reached it (ns, prefix or the default rule):
+// "<prefix>/<repo>", or "<rule name>/<repo>" for a rule without a prefix.
+// Policies, tokens, the catalog, pinning, lifecycle and audit use it.
+func CanonicalName(rule Rule, repo string) string {
+	p := rule.Prefix
+	if p == "" {
+		p = rule.Name
+	}
+	return p + "/" + repo
+}
+
 // Router picks the upstream for a request. Precedence:
 //  1. ?ns=<registry> picks the rule with that registry, name unchanged; an
 //     ns that no rule has is ErrUnknownNamespace (404, so containerd falls
@@ -33,6 +48,7 @@ type Target struct {
 type Router struct {
 	byRegistry map[string]*Upstream
 	byPrefix   map[string]*Upstream
+	byName     map[string]*Upstream
 	def        *Upstream
 	all        []*Upstream
 	local      map[string]bool
@@ -41,11 +57,13 @@ type Router struct {
 // NewRouter builds a router over upstreams. Names under localPrefixes are
 // local repositories even when a default rule exists.
 func NewRouter(ups []*Upstream, localPrefixes ...string) *Router {
-	r := &Router{byRegistry: map[string]*Upstream{}, byPrefix: map[string]*Upstream{}, all: ups, local: map[string]bool{}}
+	r := &Router{byRegistry: map[string]*Upstream{}, byPrefix: map[string]*Upstream{},
+		byName: map[string]*Upstream{}, all: ups, local: map[string]bool{}}
 	for _, p := range localPrefixes {
 		r.local[p] = true
 	}
 	for _, u := range ups {
+		r.byName[u.Rule.Name] = u
 		if u.Rule.Registry != "" {
 			r.byRegistry[strings.ToLower(u.Rule.Registry)] = u
 			if u.Rule.IsDockerHub() {
@@ -68,6 +86,22 @@ func NewRouter(ups []*Upstream, localPrefixes ...string) *Router {
 
 // Upstreams returns every upstream, in configuration order.
 func (r *Router) Upstreams() []*Upstream { return r.all }
+
+// Upstream returns the upstream of the rule named name, or nil.
+func (r *Router) Upstream(name string) *Upstream { return r.byName[name] }
+
+// RouteCanonical resolves a canonical name (CanonicalName), as operators
+// write names in pinning, policies and the admin API: a first component
+// that is a rule's prefix, or the name of a rule without a prefix, picks
+// that rule; anything else routes like a client's name without ns.
+func (r *Router) RouteCanonical(name string) (Target, error) {
+	if first, rest, ok := strings.Cut(name, "/"); ok {
+		if u, ok := r.byName[first]; ok && u.Rule.Prefix == "" && r.byPrefix[first] == nil {
+			return Target{Upstream: u, Repo: u.normalize(rest)}, nil
+		}
+	}
+	return r.Route("", name)
+}
 
 // Route resolves a repository name and optional ns to an upstream target.
 func (r *Router) Route(ns, name string) (Target, error) {

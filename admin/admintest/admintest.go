@@ -125,8 +125,9 @@ func New(t testing.TB) *Node {
 	n.Router = upstream.NewRouter(ups, "private")
 	n.Reclaim = reclaim.New(st, reclaim.Options{Logger: log, Now: n.Clock.Now})
 	n.Repos = local.New(st, local.Options{AutoCreate: true, Logger: log, Now: n.Clock.Now, Reclaim: n.Reclaim})
-	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Router: n.Router, Stats: n.Counters,
-		ConfigRules: n.Rules, LocalPrefixes: []string{"private"}, GCGrace: 0, Now: n.Clock.Now, Logger: log})
+	live := admin.Live{Router: n.Router, ConfigRules: n.Rules, LocalPrefixes: []string{"private"}}
+	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Live: func() admin.Live { return live }, Stats: n.Counters,
+		Now: n.Clock.Now, Logger: log})
 	n.Server = httptest.NewServer(n.Service.Handler())
 	t.Cleanup(func() {
 		n.Server.Close()

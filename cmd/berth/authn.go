@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"path/filepath"
 
@@ -10,7 +9,6 @@ import (
 	"berth/config"
 	"berth/registry"
 	"berth/store"
-	"berth/upstream"
 
 	"go.uber.org/zap"
 )
@@ -24,23 +22,7 @@ type security struct {
 	token  http.Handler
 }
 
-// canonicalFor names repositories for policies: cached ones as
-// "<prefix or rule name>/<upstream repository>", local ones by name.
-func canonicalFor(router *upstream.Router) auth.Canonical {
-	return func(repo registry.Repo) (string, bool) {
-		t, err := router.Route(repo.NS, repo.Name)
-		if err != nil {
-			return repo.Name, errors.Is(err, upstream.ErrNoRoute)
-		}
-		p := t.Upstream.Rule.Prefix
-		if p == "" {
-			p = t.Upstream.Rule.Name
-		}
-		return p + "/" + t.Repo, false
-	}
-}
-
-func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, router *upstream.Router, st *store.Store, log *zap.Logger) (*security, error) {
+func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, resolver registry.Resolver, st *store.Store, log *zap.Logger) (*security, error) {
 	users, err := auth.NewReloadable(auth.UsersSource{HtpasswdPath: cfg.Htpasswd, GroupsPath: cfg.GroupsFile, Groups: cfg.Groups}, log)
 	if err != nil {
 		return nil, err
@@ -61,11 +43,9 @@ func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, router *u
 	if err != nil {
 		return nil, err
 	}
-	canon := canonicalFor(router)
 	defaults := auth.Defaults{Anonymous: grants(cfg.Anonymous), Authenticated: grants(cfg.Authenticated)}
 	ecfg := auth.EvaluatorConfig{
 		Repositories: map[string]*auth.Policy{}, Namespaces: map[string]*auth.Policy{}, Defaults: &defaults,
-		IsLocal: func(name string) bool { _, local := canon(registry.Repo{Name: name}); return local },
 	}
 	for _, pc := range cfg.Policies {
 		p, err := loadPolicy(pc)
@@ -97,7 +77,7 @@ func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, router *u
 		ev.SetPolicy(e.Name, p)
 	}
 	token, err := auth.NewTokenHandler(auth.TokenHandlerConfig{
-		Issuer: issuer, Authorizer: auth.CanonicalAuthorizer{Evaluator: ev, Canonical: canon},
+		Issuer: issuer, Authorizer: ev, Resolver: resolver,
 		Users: auth.TokenAuthenticator{Users: users, Issuer: issuer}, TTL: cfg.TokenTTL,
 	}, log)
 	if err != nil {
@@ -105,7 +85,7 @@ func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, router *u
 	}
 	return &security{
 		ev: ev, users: users, issuer: issuer, token: token,
-		guard: &auth.Guard{Users: users, Issuer: issuer, Evaluator: ev, Canonical: canon, Realm: cfg.Realm, Log: log},
+		guard: &auth.Guard{Users: users, Issuer: issuer, Evaluator: ev, Realm: cfg.Realm, Log: log},
 	}, nil
 }
 

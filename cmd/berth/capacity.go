@@ -43,7 +43,7 @@ func (c *capacity) pinned(up, repo, digest string) bool {
 	cur := c.settings()
 	for _, p := range cur.cfg.Pinned {
 		name, ref := config.SplitRef(p)
-		t, err := cur.router.Route("", name)
+		t, err := cur.router.RouteCanonical(name)
 		if err != nil || t.Upstream.Rule.Name != up || t.Repo != repo {
 			continue
 		}

@@ -77,7 +77,7 @@ func (n *node) reload(ctx context.Context) {
 	}
 	var sec *security
 	if cfg.Auth.Enabled {
-		if sec, err = newSecurity(ctx, cfg.Auth, old.DataDir, router, n.store, n.log.Named("auth")); err != nil {
+		if sec, err = newSecurity(ctx, cfg.Auth, old.DataDir, n.mirror, n.store, n.log.Named("auth")); err != nil {
 			n.log.Error("config not reloaded; keeping the running one", zap.Error(err))
 			return
 		}
@@ -90,6 +90,8 @@ func (n *node) reload(ctx context.Context) {
 		n.evaluator.Store(sec.ev)
 	}
 	n.cfg.Upstreams, n.cfg.RateLimit, n.cfg.Auth, n.cfg.Cache = cfg.Upstreams, cfg.RateLimit, cfg.Auth, cfg.Cache
+	live := n.cfg
+	n.liveCfg.Store(&live)
 	n.setHandler(n.registryHandler())
 	n.log.Info("config reloaded", zap.String("path", n.cfgPath), zap.Int("upstreams", len(router.Upstreams())))
 }
@@ -130,4 +132,24 @@ func (n *node) upstreamMetrics(router *upstream.Router) {
 				return 0
 			})
 	}
+}
+
+// adminLive is what the admin API reads of the live configuration.
+func (n *node) adminLive() admin.Live {
+	cfg := n.liveCfg.Load()
+	return admin.Live{Router: n.proxy.Router(), ConfigRules: cfg.Upstreams,
+		LocalPrefixes: cfg.Local.Prefixes, GCGrace: cfg.Local.GCGrace}
+}
+
+// reloadRules rebuilds the router after a pull-through cache rule was
+// created or deleted through the admin API, so the node routes by it now.
+func (n *node) reloadRules(ctx context.Context) {
+	router, err := n.buildRouter(ctx, *n.liveCfg.Load())
+	if err != nil {
+		n.log.Error("pull-through cache rules not applied; the node keeps routing by the previous ones", zap.Error(err))
+		return
+	}
+	n.proxy.SetRouter(router)
+	n.limits.update(n.liveCfg.Load().Cache, router)
+	n.log.Info("pull-through cache rules applied", zap.Int("upstreams", len(router.Upstreams())))
 }

@@ -23,6 +23,7 @@ import (
 	"berth/config"
 	"berth/local"
 	"berth/metrics"
+	"berth/mirror"
 	"berth/proxy"
 	"berth/reclaim"
 	"berth/registry"
@@ -85,7 +86,7 @@ type node struct {
 	repos   *local.Repos
 	reclaim *reclaim.Reclaimer
 	limits  *capacity
-	mirror  *proxy.Mirror
+	mirror  *mirror.Mirror
 	prom    *prometheus.Registry
 	metrics *metrics.Metrics
 	audit   *audit.Log
@@ -99,8 +100,9 @@ type node struct {
 	peerTLS   *tls.Config      // the peer listener's mutual TLS, nil without
 	router    *upstream.Router
 	admin     *admin.Service
-	cfgPath   string                       // re-read on SIGHUP; "" for built-in defaults
-	handler   atomic.Pointer[http.Handler] // the registry API, swapped by a reload
+	cfgPath   string                        // re-read on SIGHUP; "" for built-in defaults
+	liveCfg   atomic.Pointer[config.Config] // the config in force, swapped by a reload
+	handler   atomic.Pointer[http.Handler]  // the registry API, swapped by a reload
 	upMu      sync.Mutex
 	ups       map[string]*upstream.Upstream // current client per upstream name, for metrics
 	ready     atomic.Bool
@@ -108,6 +110,7 @@ type node struct {
 
 func newNode(ctx context.Context, cfg config.Config, log *zap.Logger) (*node, error) {
 	n := &node{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
+	n.liveCfg.Store(&cfg)
 	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = metrics.New(n.prom)
 	store, err := store.Open(ctx, cfg.DataDir, store.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("cache")})
@@ -161,12 +164,16 @@ func newNode(ctx context.Context, cfg config.Config, log *zap.Logger) (*node, er
 		popts.Reserve = n.cap.Reserve
 	}
 	n.proxy = proxy.New(store, router, popts)
-	n.mirror = proxy.NewMirror(n.proxy, n.repos)
-	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Router: router, Stats: admin.PromStats(n.prom),
+	var mopts mirror.Options
+	if cfg.Cache.MaxBytes > 0 || cfg.Cache.MinFreeBytes > 0 {
+		mopts.Reserve = n.cap.Reserve
+	}
+	n.mirror = mirror.New(n.proxy, n.repos, store, mopts)
+	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive, Stats: admin.PromStats(n.prom),
 		OnRepositoryPolicy: n.applyRepositoryPolicy,
-		ConfigRules:        cfg.Upstreams, LocalPrefixes: cfg.Local.Prefixes, GCGrace: cfg.Local.GCGrace, Logger: log.Named("admin")})
+		OnRulesChanged:     func() { n.reloadRules(context.WithoutCancel(ctx)) }, Logger: log.Named("admin")})
 	if cfg.Auth.Enabled {
-		if n.sec, err = newSecurity(ctx, cfg.Auth, cfg.DataDir, router, store, log.Named("auth")); err != nil {
+		if n.sec, err = newSecurity(ctx, cfg.Auth, cfg.DataDir, n.mirror, store, log.Named("auth")); err != nil {
 			n.proxy.Close()
 			store.Close()
 			return nil, err

@@ -1,4 +1,4 @@
-package proxy
+package mirror
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"berth/local"
+	"berth/proxy"
 	"berth/registry"
 	"berth/store"
 	"berth/test/testreg"
@@ -55,10 +56,10 @@ func newMirrorEnv(t *testing.T, o mirrorOpts) *mirrorEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := New(e.store, upstream.NewRouter([]*upstream.Upstream{u}, o.localPrefixes...), Options{Logger: zl})
+	p := proxy.New(e.store, upstream.NewRouter([]*upstream.Upstream{u}, o.localPrefixes...), proxy.Options{Logger: zl})
 	t.Cleanup(p.Close)
 	repos := local.New(e.store, local.Options{AutoCreate: true, Logger: zl})
-	e.srv = httptest.NewServer(registry.New(NewMirror(p, repos), registry.WithLogger(zl)))
+	e.srv = httptest.NewServer(registry.New(New(p, repos, e.store, Options{}), registry.WithLogger(zl)))
 	t.Cleanup(e.srv.Close)
 	e.client = &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(e.client.CloseIdleConnections)

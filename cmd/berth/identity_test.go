@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"berth/test/testreg"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"go.uber.org/zap/zaptest"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// identityNode is an in-process node with auth on and two upstreams:
+// "hub" (prefix hub, the default rule), whose repositories anyone may
+// pull, and "priv" (registry priv.example, reached only with ns), whose
+// repositories only group devs may pull. Both upstreams hold secret/app.
+type identityNode struct {
+	srv        *httptest.Server
+	hub, priv  *testreg.Registry
+	privDigest string
+}
+
+func newIdentityNode(t *testing.T) *identityNode {
+	t.Helper()
+	e := &identityNode{hub: testreg.Start(t), priv: testreg.Start(t)}
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hub.Push(t, "secret/app", "v1", img)
+	privImg, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.privDigest = e.priv.Push(t, "secret/app", "v1", privImg).String()
+	dir := t.TempDir()
+	htpasswd := filepath.Join(dir, "htpasswd")
+	var lines []string
+	for _, u := range []string{"alice", "bob"} {
+		h, err := bcrypt.GenerateFromPassword([]byte(u+"-pw"), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, u+":"+string(h))
+	}
+	if err := os.WriteFile(htpasswd, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "berth.yaml")
+	cfg := fmt.Sprintf(`dataDir: %q
+upstreams:
+  - {name: hub, prefix: hub, registry: hub.example, url: %q, default: true}
+  - {name: priv, registry: priv.example, url: %q}
+auth:
+  enabled: true
+  htpasswd: %q
+  groups: {devs: [alice]}
+  anonymous: {cached: []}
+  authenticated: {cached: []}
+  policies:
+    - namespace: "hub/*"
+      policy: '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"pull"}]}'
+    - namespace: "priv/*"
+      policy: '{"Statement":[{"Effect":"Allow","Principal":{"AWS":"group:devs"},"Action":"pull"}]}'
+`, filepath.Join(dir, "data"), e.hub.URL, e.priv.URL, htpasswd)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := newNode(context.Background(), c, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.close)
+	e.srv = httptest.NewServer(n.registryHandler())
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// token asks the token endpoint for scope, with Basic credentials when
+// user is set; realm is the URL the challenge named (or the plain one).
+func (e *identityNode) token(t *testing.T, realm, scope, user string) string {
+	t.Helper()
+	if realm == "" {
+		realm = e.srv.URL + "/token"
+	}
+	u, err := url.Parse(realm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("scope", scope)
+	q.Set("service", "berth")
+	u.RawQuery = q.Encode()
+	req, _ := http.NewRequest(http.MethodGet, u.String(), nil)
+	if user != "" {
+		req.SetBasicAuth(user, user+"-pw")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("token %s: status %d, %v", u, resp.StatusCode, err)
+	}
+	return body.Token
+}
+
+// get fetches path with a bearer token and returns the status and the
+// challenge's realm.
+func (e *identityNode) get(t *testing.T, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	realm := ""
+	if c := resp.Header.Get("WWW-Authenticate"); c != "" {
+		_, rest, _ := strings.Cut(c, `realm="`)
+		realm, _, _ = strings.Cut(rest, `"`)
+	}
+	return resp.StatusCode, realm
+}
+
+// A token is good only for the canonical repository it was granted for:
+// one granted for secret/app through the default rule (hub/secret/app)
+// does not read secret/app of the ns-routed private upstream.
+func TestTokenIsBoundToTheCanonicalRepository(t *testing.T) {
+	e := newIdentityNode(t)
+	anon := e.token(t, "", "repository:secret/app:pull", "")
+	if st, _ := e.get(t, "/v2/secret/app/manifests/v1", anon); st != http.StatusOK {
+		t.Fatalf("hub pull with its token: status %d, want 200", st)
+	}
+	e.priv.Reset()
+	st, realm := e.get(t, "/v2/secret/app/manifests/v1?ns=priv.example", anon)
+	if st != http.StatusUnauthorized {
+		t.Fatalf("private upstream read with the default rule's token: status %d, want 401", st)
+	}
+	if n := e.priv.Count("GET manifests"); n != 0 {
+		t.Fatalf("the private upstream was asked %d times for the manifest", n)
+	}
+	// The challenge sends the client to a realm that resolves the scope
+	// with the same ns: an anonymous token from it grants nothing there,
+	// and a dev's grants the private repository.
+	if !strings.Contains(realm, "ns=priv.example") {
+		t.Fatalf("challenge realm %q does not carry the ns", realm)
+	}
+	if st, _ := e.get(t, "/v2/secret/app/manifests/v1?ns=priv.example", e.token(t, realm, "repository:secret/app:pull", "")); st != http.StatusUnauthorized {
+		t.Fatalf("anonymous token from the ns realm: status %d, want 401", st)
+	}
+	if st, _ := e.get(t, "/v2/secret/app/manifests/v1?ns=priv.example", e.token(t, realm, "repository:secret/app:pull", "bob")); st != http.StatusForbidden {
+		t.Fatalf("bob (not a dev) with the ns realm's token: status %d, want 403", st)
+	}
+	dev := e.token(t, realm, "repository:secret/app:pull", "alice")
+	if st, _ := e.get(t, "/v2/secret/app/manifests/"+e.privDigest+"?ns=priv.example", dev); st != http.StatusOK {
+		t.Fatalf("alice (a dev) with the ns realm's token: status %d, want 200", st)
+	}
+	// And the other way round: the dev's private grant does not read
+	// the hub's repository of the same name.
+	if st, _ := e.get(t, "/v2/secret/app/manifests/v1", dev); st != http.StatusForbidden {
+		t.Fatalf("hub read with a token granted for priv/secret/app: status %d, want 403", st)
+	}
+}
