@@ -31,6 +31,8 @@ type Limiter struct {
 
 type clientBucket struct {
 	lim      *rate.Limiter
+	rps      rate.Limit // the bucket's settings, compared on SetRates
+	burst    int
 	lastSeen time.Time
 	limited  bool // refused since it was last admitted
 	// pulls maps a repository to when its last manifest was admitted.
@@ -54,6 +56,37 @@ func (l *Limiter) WithRates(f func(key string) (rps float64, burst int, ok bool)
 	return l
 }
 
+// SetRates replaces the default rate and burst and the per-key function (a
+// config reload). Buckets survive it with the tokens they hold: a client
+// whose limits did not change sees no difference, and one whose limits did
+// keeps its tokens under the new rate and burst.
+func (l *Limiter) SetRates(now time.Time, rps float64, burst int, perKey func(key string) (rps float64, burst int, ok bool)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rps, l.burst, l.rates = rate.Limit(rps), burst, perKey
+	for key, c := range l.clients {
+		r, b := l.settingsFor(key)
+		if r != c.rps {
+			c.lim.SetLimitAt(now, r)
+			c.rps = r
+		}
+		if b != c.burst {
+			c.lim.SetBurstAt(now, b)
+			c.burst = b
+		}
+	}
+}
+
+// settingsFor is key's rate and burst. Callers hold l.mu.
+func (l *Limiter) settingsFor(key string) (rate.Limit, int) {
+	if l.rates != nil {
+		if r, b, ok := l.rates(key); ok {
+			return rate.Limit(r), b
+		}
+	}
+	return l.rps, l.burst
+}
+
 // Admit takes a token for client or returns a 429 TOOMANYREQUESTS error with
 // the time after which a retry will succeed.
 func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
@@ -62,13 +95,8 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 	l.sweep(now)
 	c := l.clients[client]
 	if c == nil {
-		rps, burst := l.rps, l.burst
-		if l.rates != nil {
-			if r, b, ok := l.rates(client); ok {
-				rps, burst = rate.Limit(r), b
-			}
-		}
-		c = &clientBucket{lim: rate.NewLimiter(rps, burst)}
+		rps, burst := l.settingsFor(client)
+		c = &clientBucket{lim: rate.NewLimiter(rps, burst), rps: rps, burst: burst}
 		l.clients[client] = c
 	}
 	c.lastSeen = now

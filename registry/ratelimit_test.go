@@ -371,3 +371,39 @@ func TestPerKeyRates(t *testing.T) {
 		t.Fatalf("user:alice admitted %d, want the default burst of 2", got)
 	}
 }
+
+// A reload that keeps a client's limits keeps its bucket (an emptied
+// bucket stays empty); one that changes them applies the new ones to the
+// tokens the client holds.
+func TestLimiterSetRatesKeepsBuckets(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(1.0/86400, 2)
+	for i := 0; i < 2; i++ {
+		if err := l.Admit("ip:a", manifestRoute("a"), limiterEpoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkTooMany(t, l.Admit("ip:a", manifestRoute("a"), limiterEpoch))
+
+	l.SetRates(limiterEpoch, 1.0/86400, 2, nil) // unchanged
+	checkTooMany(t, l.Admit("ip:a", manifestRoute("a"), limiterEpoch))
+
+	// Another user gets a larger burst: the emptied default bucket stays
+	// empty, the user's new bucket starts with the new burst.
+	l.SetRates(limiterEpoch, 1.0/86400, 2, func(key string) (float64, int, bool) {
+		return 1.0 / 86400, 5, key == "user:bob"
+	})
+	checkTooMany(t, l.Admit("ip:a", manifestRoute("a"), limiterEpoch))
+	for i := 0; i < 5; i++ {
+		if err := l.Admit("user:bob", manifestRoute("a"), limiterEpoch); err != nil {
+			t.Fatalf("bob's request %d refused: %v", i, err)
+		}
+	}
+	checkTooMany(t, l.Admit("user:bob", manifestRoute("a"), limiterEpoch))
+
+	// A faster rate applies to the existing bucket at once.
+	l.SetRates(limiterEpoch, 1, 2, nil)
+	if err := l.Admit("ip:a", manifestRoute("a"), limiterEpoch.Add(time.Second)); err != nil {
+		t.Fatalf("after raising the rate to 1/s, a request a second later was refused: %v", err)
+	}
+}
