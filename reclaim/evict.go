@@ -55,45 +55,8 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 	if err != nil {
 		return rep, err
 	}
-	blobRefs := map[string]int{} // blob -> images needing it
-	manRefs := map[string]int{}  // manifest -> images needing it
-	closures := map[image][2][]string{}
-	var cands []candidate
-	for _, im := range g.images {
-		blobs, mans := g.closure(ctx, im.digest)
-		closures[im] = [2][]string{blobs, mans}
-		for _, b := range blobs {
-			blobRefs[b]++
-		}
-		for _, m := range mans {
-			manRefs[m]++
-		}
-		if !im.repo.Cached() {
-			continue
-		}
-		if pinned != nil && pinned(im.repo.Upstream, im.repo.Name, im.digest) {
-			for _, b := range blobs {
-				blobRefs[b] += 1 << 30 // never reaches zero
-			}
-			continue
-		}
-		rec, _ := r.store.GetImage(ctx, im.repo, im.digest)
-		used := rec.LastPulledAt
-		if used.IsZero() {
-			used = rec.PushedAt
-		}
-		cands = append(cands, candidate{image: im, lastUsed: used})
-	}
-	// Cached blobs that no image needs (pulled by digest alone).
-	for d := range l.cached {
-		if blobRefs[d] == 0 && !l.local[d] {
-			at, _ := r.store.LastAccess(ctx, d)
-			cands = append(cands, candidate{blob: d, lastUsed: at})
-		}
-	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].lastUsed.Before(cands[j].lastUsed) })
-
-	for _, c := range cands {
+	p := r.planEviction(ctx, g, l, pinned)
+	for _, c := range p.cands {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
@@ -110,15 +73,15 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 			return rep, err
 		}
 		rep.ImagesEvicted++
-		for _, b := range closures[c.image][0] {
-			if blobRefs[b]--; blobRefs[b] == 0 {
+		for _, b := range p.closures[c.image].blobs {
+			if p.blobRefs[b]--; p.blobRefs[b] == 0 {
 				if err := r.dropCachedBlob(ctx, b, l, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
 					return rep, err
 				}
 			}
 		}
-		for _, m := range closures[c.image][1] {
-			if manRefs[m]--; manRefs[m] == 0 {
+		for _, m := range p.closures[c.image].mans {
+			if p.manRefs[m]--; p.manRefs[m] == 0 {
 				if err := r.store.Sweep().DeleteManifest(ctx, m); err != nil {
 					return rep, err
 				}
@@ -129,6 +92,58 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 	r.log.Info("evicted cached content", zap.Int("images", rep.ImagesEvicted), zap.Int("blobs", rep.BlobsEvicted),
 		zap.Int64("bytesFreed", rep.BytesFreed), zap.Int64("remaining", rep.Remaining), zap.Int64("target", target))
 	return rep, nil
+}
+
+// evictionPlan is what eviction works through: the cached images and
+// lone cached blobs, least recently used first, and how many images need
+// each blob and manifest.
+type evictionPlan struct {
+	cands    []candidate
+	blobRefs map[string]int // blob -> images needing it
+	manRefs  map[string]int // manifest -> images needing it
+	closures map[image]need
+}
+
+// need is what one image needs: blobs, and manifests (its own included).
+type need struct{ blobs, mans []string }
+
+func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned Pinned) evictionPlan {
+	p := evictionPlan{blobRefs: map[string]int{}, manRefs: map[string]int{},
+		closures: map[image]need{}}
+	for _, im := range g.images {
+		blobs, mans := g.closure(ctx, im.digest)
+		p.closures[im] = need{blobs, mans}
+		for _, b := range blobs {
+			p.blobRefs[b]++
+		}
+		for _, m := range mans {
+			p.manRefs[m]++
+		}
+		if !im.repo.Cached() {
+			continue
+		}
+		if pinned != nil && pinned(im.repo.Upstream, im.repo.Name, im.digest) {
+			for _, b := range blobs {
+				p.blobRefs[b] += 1 << 30 // never reaches zero
+			}
+			continue
+		}
+		rec, _ := r.store.GetImage(ctx, im.repo, im.digest)
+		used := rec.LastPulledAt
+		if used.IsZero() {
+			used = rec.PushedAt
+		}
+		p.cands = append(p.cands, candidate{image: im, lastUsed: used})
+	}
+	// Cached blobs that no image needs (pulled by digest alone).
+	for d := range l.cached {
+		if p.blobRefs[d] == 0 && !l.local[d] {
+			at, _ := r.store.LastAccess(ctx, d)
+			p.cands = append(p.cands, candidate{blob: d, lastUsed: at})
+		}
+	}
+	sort.Slice(p.cands, func(i, j int) bool { return p.cands[i].lastUsed.Before(p.cands[j].lastUsed) })
+	return p
 }
 
 // dropCachedBlob deletes a blob no image needs any more, with its cached
