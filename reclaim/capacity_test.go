@@ -1,8 +1,12 @@
 package reclaim
 
 import (
+	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 func TestTarget(t *testing.T) {
@@ -64,4 +68,40 @@ func TestNoRoom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunTakesANewInterval changes EvictInterval while Run runs, as a
+// config reload does: the next turn already waits the new interval.
+func TestRunTakesANewInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var every atomic.Int64
+		every.Store(int64(time.Hour))
+		var turns atomic.Int64
+		settings := func() Settings {
+			turns.Add(1)
+			return Settings{EvictInterval: time.Duration(every.Load())} // no limits: a turn only waits
+		}
+		c := New(nil, Options{}).Capacity(CapacityOptions{Settings: settings})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); c.Run(ctx) }()
+
+		// Each turn asks for the settings twice: for the interval before
+		// it waits, for the limits after.
+		time.Sleep(90 * time.Minute) // the first turn is done, the second waits until 2h
+		synctest.Wait()
+		every.Store(int64(time.Minute))
+		time.Sleep(30*time.Minute + 30*time.Second) // the third turn starts at 2h, waiting a minute
+		synctest.Wait()
+		if got := turns.Load(); got != 5 {
+			t.Fatalf("settings asked %d times by 2h00m30s, want 5", got)
+		}
+		time.Sleep(10 * time.Minute) // ten turns of a minute
+		synctest.Wait()
+		if got := turns.Load(); got != 25 {
+			t.Fatalf("settings asked %d times by 2h10m30s, want 25", got)
+		}
+		cancel()
+		<-done
+	})
 }
