@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -42,6 +44,10 @@ type Upstream struct {
 	// RequestsPerSecond rounded up.
 	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
 	Burst             int     `yaml:"burst"`
+	// AllowedHosts are further hosts the upstream may send Berth to by a
+	// redirect or a token realm, and that may receive its credentials:
+	// "name" (any port), "name:port" or "*.domain".
+	AllowedHosts []string `yaml:"allowedHosts"`
 }
 
 // Credential is one account of a rule's credential pool.
@@ -157,6 +163,7 @@ func upstreamProblems(rules []Upstream) []error {
 			errs = append(errs, fmt.Errorf("%s: give passwordFile or dockerConfig, not both", at))
 		}
 		errs = append(errs, validateQuota(at, r)...)
+		errs = append(errs, validateAllowedHosts(at, r.AllowedHosts)...)
 	}
 	if defaults > 1 {
 		errs = append(errs, fmt.Errorf("upstreams: %d rules are marked default; at most one may be", defaults))
@@ -196,6 +203,29 @@ func validateQuota(at string, r Upstream) []error {
 		users[c.Username] = true
 		if c.PasswordFile == "" {
 			errs = append(errs, fmt.Errorf("%s.passwordFile: required", cat))
+		}
+	}
+	return errs
+}
+
+// validateAllowedHosts checks that every entry is a host pattern: a host
+// name or address with an optional port, or "*.domain".
+func validateAllowedHosts(at string, hosts []string) []error {
+	var errs []error
+	for j, h := range hosts {
+		name := h
+		if strings.ContainsAny(h, "/@?#") {
+			name = ""
+		} else if host, port, err := net.SplitHostPort(h); err == nil {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				errs = append(errs, fmt.Errorf("%s.allowedHosts[%d]: %q has a bad port", at, j, h))
+				continue
+			}
+			name = host
+		}
+		name = strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"), "*.")
+		if name == "" || strings.ContainsAny(name, "*[] ") {
+			errs = append(errs, fmt.Errorf("%s.allowedHosts[%d]: %q is not a host name, host:port or *.domain", at, j, h))
 		}
 	}
 	return errs

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -117,7 +118,7 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) 
 	}
 	return &Upstream{
 		Rule: rule, reg: reg, log: log.With(zap.String("upstream", rule.Name)),
-		base:       &schemeForcer{host: u.Host, scheme: u.Scheme, inner: base},
+		base:       &schemeForcer{host: u.Host, scheme: u.Scheme, inner: newFence(rule, u, base)},
 		pool:       newPool(creds),
 		quota:      newQuota(rule),
 		transports: map[string]repoTransport{},
@@ -126,10 +127,13 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) 
 
 // DefaultTransport is the network transport of an upstream: a clone of
 // http.DefaultTransport (which honours HTTPS_PROXY) that waits at most the
-// rule's timeout for response headers.
+// rule's timeout for response headers and never connects to a link-local
+// or cloud-metadata address (ErrBlockedAddress).
 func DefaultTransport(rule Rule) http.RoundTripper {
 	rule = rule.WithDefaults()
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
+	t.DialContext = d.DialContext
 	t.Proxy = http.ProxyFromEnvironment
 	t.ResponseHeaderTimeout = rule.Timeout
 	t.MaxIdleConnsPerHost = 32
@@ -191,7 +195,7 @@ func (u *Upstream) classify(err error) error {
 		return se
 	}
 	var se *StatusError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) || errors.Is(err, ErrHostNotAllowed) || errors.Is(err, ErrBlockedAddress) {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -586,8 +586,8 @@ func TestGetBlobSlowButSteady(t *testing.T) {
 	}
 }
 
-// Berth follows an upstream's redirects for blobs (to a CDN, say) and does
-// not pass its credentials along.
+// Berth follows an upstream's redirects for blobs to an allowed host (a
+// CDN, say) and does not pass its credentials along.
 func TestGetBlobFollowsRedirect(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -623,11 +623,16 @@ func TestGetBlobFollowsRedirect(t *testing.T) {
 				return true
 			})
 
-			target, edit := reg.URL, func(*Rule) {}
+			cdnHost := strings.TrimPrefix(cdn.URL, "http://")
+			target, edit := reg.URL, func(r *Rule) { r.AllowedHosts = []string{cdnHost} }
 			if tt.token {
 				ts := ctTokenServer(t, reg, "alice", "s3cret")
 				target = ts.URL
-				edit = func(r *Rule) { r.Username = "alice"; r.PasswordFile = ctWriteFile(t, "pw", "s3cret\n") }
+				edit = func(r *Rule) {
+					r.Username = "alice"
+					r.PasswordFile = ctWriteFile(t, "pw", "s3cret\n")
+					r.AllowedHosts = []string{cdnHost}
+				}
 			}
 			u := ctUpstream(t, target, edit)
 
