@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"errors"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -116,6 +118,25 @@ func ValidTag(tag string) bool {
 	return true
 }
 
+// errInvalidTag marks a manifest reference that is neither a tag nor a digest.
+var errInvalidTag = errors.New("reference is neither a valid tag nor a digest")
+
+// ParseRequest is ParsePath for a request. A GET or HEAD of a manifest whose
+// reference is neither a valid tag nor a digest asks for something that
+// cannot exist, so it is answered 404 MANIFEST_UNKNOWN, as the spec's "not
+// found" and the released conformance suite expect; a PUT of such a tag is
+// still refused with 400 MANIFEST_INVALID.
+func ParseRequest(r *http.Request) (Route, error) {
+	rt, err := ParsePath(r.URL)
+	if errors.Is(err, errInvalidTag) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return Route{}, Errorf(http.StatusNotFound, CodeManifestUnknown,
+			"manifest %s is unknown: it is neither a valid tag nor a digest", quoteTrunc(lastSegment(r.URL.Path)))
+	}
+	return rt, err
+}
+
+func lastSegment(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
 // ParsePath parses a request URL into a Route. It is the one place where
 // names, references, digests and the ns parameter are validated.
 func ParsePath(u *url.URL) (Route, error) {
@@ -177,7 +198,9 @@ func ParsePath(u *url.URL) (Route, error) {
 			}
 			rt.Digest = d
 		} else if !ValidTag(rt.Reference) {
-			return Route{}, Errorf(400, CodeManifestInvalid, "invalid tag %s", quoteTrunc(rt.Reference))
+			e := Errorf(http.StatusBadRequest, CodeManifestInvalid, "invalid tag %s", quoteTrunc(rt.Reference))
+			e.Err = errInvalidTag
+			return Route{}, e
 		}
 	case KindBlob, KindReferrers:
 		d, err := ParseDigest(rt.Reference)

@@ -84,7 +84,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	client := ClientIP(r)
 	var principal string
-	route, err := ParsePath(r.URL)
+	route, err := ParseRequest(r)
 	if err == nil {
 		err = s.resolve(r, &route)
 	}

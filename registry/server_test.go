@@ -315,7 +315,13 @@ func TestServerManifest(t *testing.T) {
 		{name: "unknown repository", method: http.MethodGet, path: "/v2/library/debian/manifests/latest", status: 404, code: CodeManifestUnknown},
 		{name: "bad digest", method: http.MethodGet, path: "/v2/library/ubuntu/manifests/sha256:abc", status: 400, code: CodeDigestInvalid},
 		{name: "upper-case digest", method: http.MethodGet, path: "/v2/library/ubuntu/manifests/sha256:" + strings.ToUpper(tr.manifestDigest.Hex()), status: 400, code: CodeDigestInvalid},
-		{name: "invalid tag", method: http.MethodGet, path: "/v2/library/ubuntu/manifests/-latest", status: 400, code: CodeManifestInvalid},
+		// A reference that is neither a tag nor a digest names nothing: the
+		// released OCI conformance suite (v1.1.1) asks for .INVALID_MANIFEST_NAME
+		// by GET and HEAD (pull) and by GET again before its manifest pushes.
+		{name: "invalid tag", method: http.MethodGet, path: "/v2/library/ubuntu/manifests/-latest", status: 404, code: CodeManifestUnknown},
+		{name: "conformance v1.1.1 pull GET nonexistent", method: http.MethodGet, path: "/v2/library/ubuntu/manifests/.INVALID_MANIFEST_NAME", status: 404, code: CodeManifestUnknown},
+		{name: "conformance v1.1.1 pull HEAD nonexistent", method: http.MethodHead, path: "/v2/library/ubuntu/manifests/.INVALID_MANIFEST_NAME", status: 404, code: CodeManifestUnknown},
+		{name: "conformance v1.1.1 push GET nonexistent", method: http.MethodGet, path: "/v2/private/conformance/manifests/.INVALID_MANIFEST_NAME", status: 404, code: CodeManifestUnknown},
 		{name: "invalid name", method: http.MethodGet, path: "/v2/Library/ubuntu/manifests/latest", status: 400, code: CodeNameInvalid},
 		{name: "invalid name HEAD", method: http.MethodHead, path: "/v2/Library/ubuntu/manifests/latest", status: 400, code: CodeNameInvalid},
 		{name: "invalid ns", method: http.MethodGet, path: "/v2/library/ubuntu/manifests/latest?ns=a/b", status: 400, code: CodeNameInvalid},
