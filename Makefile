@@ -1,28 +1,59 @@
 # Berth: `make run` builds and runs the mirror on its built-in defaults
-# (listen :5000, data in ./berth-data, Docker Hub as the default upstream);
-# `make test` runs every test. .ci/run installs the clients the end-to-end
-# tests drive (containerd, dockerd, skopeo) and then runs `make test`.
+# (listen :5000, admin API on 127.0.0.1:5001, data in ./berth-data, Docker
+# Hub as the default upstream); `make test` installs what the tests drive
+# (scripts/install-test-deps, as root) and runs every test, lint included.
+# The only ways to run less are `make test-unit` (no end-to-end tests, no
+# installs) and `make test BERTH_E2E=0` (the same).
 GO       ?= go
 BIN      := bin/berth
 CONFIG   ?=
 PKGS     := ./...
+# Packages without the end-to-end tests (test/...): run with -race.
+UNIT      = $(shell $(GO) list ./... | grep -v /test/)
+export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build run test test-unit test-e2e bench lint fuzz clean
+# berth version: stamped at link time, so it holds with -buildvcs=false too.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS    := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildTime=$(BUILD_TIME)
+
+.PHONY: all build run deps test test-unit test-e2e bench lint fuzz clean
 
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/berth
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
 
 run: build
 	./$(BIN) serve $(if $(CONFIG),--config $(CONFIG))
 
+# deps installs the clients and programs the tests drive (a no-op when they
+# are there); .ci/run gets them the same way, through make test.
+deps:
+	scripts/install-test-deps
+
 # Unit and package tests run with the race detector; end-to-end tests start
-# real processes (berth, containerd, dockerd, skopeo) and run without it.
-test:
-	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/)
-	$(GO) test -count=1 -timeout 20m ./test/...
+# real processes (berth, containerd, dockerd, skopeo, the OCI conformance
+# suite) and run without it. testsum prints what go test prints plus the
+# skipped tests, ends with "N passed, N failed, N skipped", and keeps the
+# whole test2json stream in bin/test.json.
+TESTSUM   = mkdir -p bin && $(GO) run ./internal/cmd/testsum -json bin/test.json --
+UNIT_TEST = $(GO) test -race -json -count=1 -timeout 15m $(UNIT)
+E2E_TEST  = $(GO) test -json -count=1 -timeout 20m ./test/...
+
+ifeq ($(BERTH_E2E),0)
+test: test-unit
+else
+test: deps lint
+	$(TESTSUM) $(UNIT_TEST) :: $(E2E_TEST)
+endif
+
+test-unit: lint
+	$(TESTSUM) $(UNIT_TEST)
+
+test-e2e: deps
+	$(TESTSUM) $(E2E_TEST)
 
 # The benchmark harness (test/bench): Berth against a plain sendfile server
 # and the upstream served directly, on this machine, all on 127.0.0.1; it
@@ -35,9 +66,14 @@ bench:
 bench-smoke:
 	$(GO) run ./test/bench -smoke
 
+# gofmt, go vet, go mod tidy and, when it is installed (make deps installs
+# it), staticcheck.
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w on them):"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	@if command -v staticcheck >/dev/null 2>&1; then echo staticcheck $(PKGS); staticcheck $(PKGS); \
+	else echo "staticcheck not installed (make deps installs it); skipped"; fi
 
 fuzz:
 	$(GO) test ./registry/ -run '^$$' -fuzz FuzzParsePath -fuzztime 30s

@@ -49,8 +49,8 @@ var containerdDisabledPlugins = []string{
 func StartContainerd(t testing.TB) *Containerd {
 	t.Helper()
 	RequireIsolatedNetns(t)
-	bin := lookBin(t, "containerd")
-	ctr := lookBin(t, "ctr")
+	bin := LookBin(t, "containerd")
+	ctr := LookBin(t, "ctr")
 
 	dir := shortTempDir(t, "ctd-")
 	c := &Containerd{
@@ -125,7 +125,7 @@ func Ctr(t testing.TB, sock string, args ...string) (string, error) {
 
 func ctrNS(t testing.TB, sock, ns string, args ...string) (string, error) {
 	t.Helper()
-	ctr := lookBin(t, "ctr")
+	ctr := LookBin(t, "ctr")
 	return runCmd(context.Background(), nil, ctr,
 		append([]string{"--address", sock, "--namespace", ns}, args...)...)
 }

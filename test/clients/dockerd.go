@@ -50,7 +50,7 @@ type Dockerd struct {
 func StartDockerd(t testing.TB, opts DockerdOptions) *Dockerd {
 	t.Helper()
 	RequireIsolatedNetns(t)
-	bin := lookBin(t, "dockerd")
+	bin := LookBin(t, "dockerd")
 	dockerCLI(t)
 
 	ctrd := opts.Containerd
@@ -167,7 +167,7 @@ func dockerCLI(t testing.TB) string {
 	if p := os.Getenv(DockerCLIEnv); p != "" {
 		return p
 	}
-	return lookBin(t, "docker")
+	return LookBin(t, "docker")
 }
 
 var (

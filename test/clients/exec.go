@@ -274,12 +274,30 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// lookBin finds a binary or skips (fails under CI) the test.
-func lookBin(t testing.TB, name string) string {
+// debPackage names the Debian package that installs a client binary, or "".
+func debPackage(name string) string {
+	switch name {
+	case "dockerd", "docker":
+		return "docker.io"
+	case "containerd", "ctr":
+		return "containerd"
+	case "skopeo", "iptables":
+		return name
+	}
+	return ""
+}
+
+// LookBin finds a binary the tests drive or fails the test with the command
+// that installs it.
+func LookBin(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		skipOrFail(t, fmt.Sprintf("%s not found in PATH (apt-get install -y docker.io containerd)", name))
+		fix := "sudo scripts/install-test-deps"
+		if pkg := debPackage(name); pkg != "" {
+			fix = "sudo apt-get install -y " + pkg + ", or " + fix
+		}
+		t.Fatalf("%s not found in PATH: install it with `%s` (or opt out of the end-to-end tests with make test-unit or BERTH_E2E=0)", name, fix)
 	}
 	return p
 }

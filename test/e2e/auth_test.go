@@ -185,10 +185,7 @@ func auDocker(ctx context.Context, t *testing.T, sock, configDir, stdin string, 
 	t.Helper()
 	cli := os.Getenv(clients.DockerCLIEnv)
 	if cli == "" {
-		var err error
-		if cli, err = exec.LookPath("docker"); err != nil {
-			t.Skip("docker CLI not in PATH")
-		}
+		cli = clients.LookBin(t, "docker")
 	}
 	var env []string
 	for _, kv := range os.Environ() {

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/test/clients"
 	"berth/test/testreg"
 
 	"github.com/cespare/xxhash/v2"
@@ -188,9 +189,7 @@ func cmPort(t *testing.T, hostport string) string {
 // ports. It returns heal, which removes the rules (also run at cleanup).
 func cmPartition(t *testing.T, c *clusterNode, others []*clusterNode, gid uint32) (heal func()) {
 	t.Helper()
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Fatalf("iptables is needed to partition the cluster: %v", err)
-	}
+	clients.LookBin(t, "iptables")
 	var tcpPorts, udpPorts []string
 	for _, o := range others {
 		tcpPorts = append(tcpPorts, cmPort(t, o.gossip), cmPort(t, o.peer))

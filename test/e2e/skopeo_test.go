@@ -26,16 +26,13 @@ import (
 // and a private HOME (no auth files of the machine), returning stdout.
 func runSkopeo(ctx context.Context, t *testing.T, policy string, args ...string) (string, error) {
 	t.Helper()
-	bin, err := exec.LookPath("skopeo")
-	if err != nil {
-		t.Skip("skopeo not installed (apt-get install skopeo)")
-	}
+	bin := clients.LookBin(t, "skopeo")
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--policy", policy}, args...)...)
 	home := t.TempDir()
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_RUNTIME_DIR="+home, "REGISTRY_AUTH_FILE="+filepath.Join(home, "auth.json"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	if err != nil {
 		t.Logf("skopeo %v:\n%s%s", args, stdout.String(), stderr.String())
 	}
