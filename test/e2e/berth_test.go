@@ -47,6 +47,13 @@ func binary(t testing.TB) string {
 	return berthBin
 }
 
+// removeBinary deletes the binary built by binary, once the tests are done.
+func removeBinary() {
+	if berthBin != "" {
+		os.RemoveAll(filepath.Dir(berthBin))
+	}
+}
+
 // Berth is a berth process under test.
 type Berth struct {
 	t    testing.TB

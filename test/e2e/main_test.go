@@ -10,4 +10,6 @@ import (
 	"berth/test/clients"
 )
 
-func TestMain(m *testing.M) { clients.MainInNetns(m) }
+// TestMain runs the tests in the namespace and removes the berth binary
+// they built.
+func TestMain(m *testing.M) { clients.MainInNetns(m, removeBinary) }
