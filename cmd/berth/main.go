@@ -12,8 +12,6 @@ import (
 	"syscall"
 )
 
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -35,7 +33,7 @@ Commands:
                 BERTH_PASSWORD), for docker login --password-stdin
   cluster members
                 show the cluster's members (from the admin listener)
-  version       print the version
+  version       print the version, VCS revision, build time and Go version
 `
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -65,7 +63,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return membersCmd(ctx, args[2:], out)
 	case "version":
-		fmt.Fprintln(out, "berth", version)
+		printVersion(out)
 		return nil
 	case "help", "-h", "--help":
 		(&cli{out: out}).usage() // the commands and the admin verbs
