@@ -28,10 +28,9 @@ type prefetcher struct {
 	stop   chan struct{}
 	once   sync.Once
 
-	cur    *[]byte
-	rest   []byte
-	err    error
-	closed bool
+	cur  *[]byte
+	rest []byte
+	err  error
 }
 
 func newPrefetcher(src io.ReadCloser) *prefetcher {

@@ -41,8 +41,7 @@ func TestPullThroughByPrefix(t *testing.T) {
 	}
 	t.Logf("first pull: %v", e.up.Requests())
 	e.up.Reset()
-	got, err = crane.Pull(ref)
-	if err != nil {
+	if _, err = crane.Pull(ref); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.up.Count("total"); n != 0 {

@@ -34,7 +34,6 @@ func (h *harness) manifests(ctx context.Context, s *Section) error {
 	defer closeIdle(cb)
 	type variant struct{ method, by, ref string }
 	vs := []variant{{"GET", "tag", "v1"}, {"GET", "digest", h.image.Digest}, {"HEAD", "tag", "v1"}, {"HEAD", "digest", h.image.Digest}}
-	var allocNotes []string
 	for _, v := range vs {
 		cs := v.method + " by " + v.by
 		rps := s.add(&Row{Case: cs, Measure: "requests/s", Berth: sample("", 0), Ref: sample("", 0), RefName: "upstream",
@@ -80,7 +79,6 @@ func (h *harness) manifests(ctx context.Context, s *Section) error {
 		cpuNote := fmt.Sprintf("server CPU per request: Berth %.1f µs, upstream %.1f µs", bus, uus)
 		if allocB > 0 {
 			cpuNote += fmt.Sprintf("; Berth allocated %s bytes in %.1f objects per request", fmtNum(allocB/float64(bReq), 0), mallocs/float64(bReq))
-			allocNotes = append(allocNotes, cs)
 		}
 		s.note("%s: %s.", cs, cpuNote)
 		why := fmt.Sprintf("The load generator and both servers share two cores, so requests/s follows the server's CPU per "+
