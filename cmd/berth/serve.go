@@ -64,17 +64,30 @@ func serveCmd(ctx context.Context, args []string) error {
 }
 
 func newLogger(c config.Log) (*zap.Logger, error) {
-	zc := zap.NewProductionConfig()
-	if c.Format == "console" {
-		zc = zap.NewDevelopmentConfig()
-	}
-	lvl, err := zapcore.ParseLevel(c.Level)
+	zc, err := loggerConfig(c)
 	if err != nil {
 		return nil, err
 	}
+	return zc.Build()
+}
+
+// loggerConfig is zap's production configuration, or its development one
+// for the console format, with timestamps in RFC 3339 (ISO 8601) and Go
+// stack traces on errors only, not on every warning.
+func loggerConfig(c config.Log) (zap.Config, error) {
+	zc := zap.NewProductionConfig()
+	if c.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.Development = false // development mode adds a stack trace from warn up
+	}
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return zc, err
+	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
 	zc.Sampling = nil
-	return zc.Build()
+	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	return zc, nil
 }
 
 // node is one running Berth: its store, upstreams, backends and metrics.

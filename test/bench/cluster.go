@@ -206,14 +206,14 @@ func readNodeLog(path, repo string, from, to time.Time) (nodeLog, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var l struct {
-			Level   string  `json:"level"`
-			TS      float64 `json:"ts"`
-			Logger  string  `json:"logger"`
-			Msg     string  `json:"msg"`
-			Path    string  `json:"path"`
-			Status  int     `json:"status"`
-			Bytes   int64   `json:"bytes"`
-			Aborted bool    `json:"aborted"`
+			Level   string    `json:"level"`
+			TS      time.Time `json:"ts"`
+			Logger  string    `json:"logger"`
+			Msg     string    `json:"msg"`
+			Path    string    `json:"path"`
+			Status  int       `json:"status"`
+			Bytes   int64     `json:"bytes"`
+			Aborted bool      `json:"aborted"`
 		}
 		if json.Unmarshal(sc.Bytes(), &l) != nil {
 			continue
@@ -231,8 +231,7 @@ func readNodeLog(path, repo string, from, to time.Time) (nodeLog, error) {
 				nl.PeerManifestBytes += l.Bytes
 			}
 		case l.Level == "warn" || l.Level == "error" || l.Level == "fatal" || l.Level == "panic":
-			ts := time.Unix(0, int64(l.TS*1e9))
-			if !ts.Before(from) && ts.Before(to) {
+			if !l.TS.Before(from) && l.TS.Before(to) {
 				nl.Problems = append(nl.Problems, sc.Text())
 			}
 		}
