@@ -121,6 +121,11 @@ func TestUpstreamDownServesCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantError(t, resp, body, http.StatusBadGateway, "UPSTREAM_UNAVAILABLE")
+		// The client is told why, in plain words, without the request's URL.
+		if b := string(body); !strings.Contains(b, "upstream up failed for ") ||
+			!strings.Contains(b, ": dial tcp "+strings.TrimPrefix(e.up.URL, "http://")+": connect: connection refused") || strings.Contains(b, "http://") {
+			t.Errorf("GET %s with the upstream's port closed: the message does not say why: %s", p, b)
+		}
 	}
 }
 

@@ -163,11 +163,17 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry
 			Message:    fmt.Sprintf("upstream %s asked Berth to wait until %s (quota) and %s is not cached here", name, be.Until.UTC().Format(time.RFC3339), what),
 			RetryAfter: time.Until(be.Until), Err: err}
 	}
+	// The cause in plain words goes to the client too (docker, skopeo and
+	// crane print the message), so the user sees why without Berth's log.
+	cause := ""
+	if c := upstream.Cause(err); c != "" {
+		cause = ": " + c
+	}
 	if errors.Is(err, upstream.ErrTimeout) {
 		return &registry.Error{Status: http.StatusGatewayTimeout, Code: registry.CodeUpstreamTimeout,
-			Message: fmt.Sprintf("upstream %s did not answer for %s in time and it is not cached here", name, what), Err: err}
+			Message: fmt.Sprintf("upstream %s did not answer for %s in time and it is not cached here%s", name, what, cause), Err: err}
 	}
-	msg := fmt.Sprintf("upstream %s failed for %s and it is not cached here", name, what)
+	msg := fmt.Sprintf("upstream %s failed for %s and it is not cached here%s", name, what, cause)
 	var se *upstream.StatusError
 	if errors.As(err, &se) {
 		msg = fmt.Sprintf("upstream %s answered %d for %s and it is not cached here", name, se.Status, what)

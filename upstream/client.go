@@ -198,13 +198,10 @@ func (u *Upstream) classify(err error) error {
 	if errors.As(err, &se) || errors.Is(err, ErrHostNotAllowed) || errors.Is(err, ErrBlockedAddress) {
 		return err
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("upstream %s: %w: %w: %v", u.Rule.Name, ErrUnavailable, ErrTimeout, err)
-	}
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("upstream %s: %w: %v", u.Rule.Name, ErrUnavailable, err)
+	return &unreachableError{upstream: u.Rule.Name, timeout: errors.Is(err, context.DeadlineExceeded), cause: err}
 }
 
 func (u *Upstream) url(repo, kind, ref string) string {
