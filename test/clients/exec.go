@@ -283,6 +283,8 @@ func debPackage(name string) string {
 		return "containerd"
 	case "skopeo", "iptables":
 		return name
+	case "systemd-analyze":
+		return "systemd"
 	}
 	return ""
 }
