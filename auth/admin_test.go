@@ -12,7 +12,7 @@ import (
 )
 
 // TestRequireAdmin: the admin API takes an admin group member's password
-// or token; others get 401 with a Basic challenge, or 403.
+// or login token; others get 401 with a Basic challenge, or 403.
 func TestRequireAdmin(t *testing.T) {
 	dir := t.TempDir()
 	users, err := NewReloadable(UsersSource{
@@ -23,14 +23,8 @@ func TestRequireAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	issuer := newIssuer(t, newClock(), KeyConfig{Secret: secret(1)})
-	rootToken, _, err := issuer.Issue("root", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	devToken, _, err := issuer.Issue("dev", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootToken := loginToken(t, issuer, users, "root")
+	devToken := loginToken(t, issuer, users, "dev")
 	h := RequireAdmin(TokenAuthenticator{Users: users, Issuer: issuer}, "admins",
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	tests := []struct {
@@ -73,6 +67,21 @@ func TestRequireAdmin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loginToken issues the login token `berth get-login-password` gets for
+// user, bound to user's entry in users.
+func loginToken(t *testing.T, is *Issuer, users Authenticator, user string) string {
+	t.Helper()
+	b, ok := users.Binding(user)
+	if !ok {
+		t.Fatalf("no user %q", user)
+	}
+	tok, _, err := is.Sign(TokenSpec{Subject: user, Login: true, Binding: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // TestEnsureKey: the first start creates a key the issuer signs with; the

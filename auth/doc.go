@@ -26,6 +26,14 @@
 // invalidating tokens already handed out: put the new key first, keep the old
 // one until its last token has expired (the token TTL), then drop it.
 //
+// Every token with a subject carries a binding of the user's htpasswd entry
+// ([Authenticator.Binding]) and is checked against it on every use: a
+// password change or the user's removal ends every token the user holds.
+// A login token (login=true, what `berth get-login-password` asks for) is
+// the only token accepted in place of a password ([TokenAuthenticator]);
+// a token minted with it never outlives it. Any other token is good for
+// its own scope only. One request asks for at most [MaxScopes] scopes.
+//
 // # Policies and the action set
 //
 // Repository policies use the JSON shape of ECR repository policies (see

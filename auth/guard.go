@@ -31,6 +31,7 @@ type Guard struct {
 
 type basicEntry struct {
 	p       Principal
+	binding string // the user's credential when it was checked
 	expires time.Time
 }
 
@@ -102,9 +103,9 @@ func (g *Guard) authenticate(r *http.Request) (Principal, *Claims, error) {
 	case h == "":
 		return Principal{Anonymous: true}, nil, nil
 	case strings.HasPrefix(h, "Bearer "):
-		c, err := g.Issuer.Verify(strings.TrimPrefix(h, "Bearer "))
+		c, err := verifyBound(g.Issuer, g.Users, strings.TrimPrefix(h, "Bearer "))
 		if err != nil {
-			return Principal{}, nil, g.challenge(r, nil, "invalid or expired token; log in again")
+			return Principal{}, nil, g.challenge(r, nil, "invalid, expired or revoked token; log in again")
 		}
 		return c.Principal(), c, nil
 	}
@@ -112,46 +113,54 @@ func (g *Guard) authenticate(r *http.Request) (Principal, *Claims, error) {
 	if !ok {
 		return Principal{}, nil, g.challenge(r, nil, "unsupported Authorization scheme")
 	}
-	if p, ok := g.checkBasic(user, pass); ok {
-		return p, nil, nil
+	p, err := g.checkBasic(user, pass)
+	if err != nil {
+		return Principal{}, nil, g.challenge(r, nil, err.Error())
 	}
-	return Principal{}, nil, g.challenge(r, nil, "invalid username or password")
+	return p, nil, nil
 }
 
-// checkBasic accepts a user's password, or a token Berth issued to that
-// user (what `berth get-login-password | docker login --password-stdin`
-// stores). Good credentials are remembered briefly so bcrypt runs once per
-// client per minute, not once per request.
-func (g *Guard) checkBasic(user, pass string) (Principal, bool) {
+// checkBasic accepts a user's password, or a login token Berth issued to
+// that user (what `berth get-login-password | docker login
+// --password-stdin` stores). Good credentials are remembered briefly so
+// bcrypt runs once per client per minute, not once per request; a
+// remembered one is dropped as soon as the user's credential changes.
+func (g *Guard) checkBasic(user, pass string) (Principal, error) {
 	key := sha256.Sum256([]byte(user + "\x00" + pass))
 	now := time.Now()
+	binding, exists := "", false
+	if g.Users != nil {
+		binding, exists = g.Users.Binding(user)
+	}
 	g.mu.Lock()
-	if e, ok := g.basic[key]; ok && now.Before(e.expires) {
-		g.mu.Unlock()
-		return e.p, true
+	e, ok := g.basic[key]
+	if ok && (!now.Before(e.expires) || !exists || e.binding != binding) {
+		delete(g.basic, key)
+		ok = false
 	}
 	g.mu.Unlock()
-	var p Principal
-	switch {
-	case g.Users != nil && g.Users.Authenticate(user, pass):
-		p = Principal{Name: user, Groups: g.Users.Groups(user)}
-	default:
-		c, err := g.Issuer.Verify(pass)
-		if err != nil || c.Subject != user || user == "" {
-			return Principal{}, false
-		}
-		p = Principal{Name: user}
-		if g.Users != nil {
-			p.Groups = g.Users.Groups(user)
-		}
+	if ok {
+		return e.p, nil
+	}
+	tok, err := TokenAuthenticator{Users: g.Users, Issuer: g.Issuer}.Login(user, pass)
+	if err != nil {
+		return Principal{}, err
+	}
+	p := Principal{Name: user}
+	if g.Users != nil {
+		p.Groups = g.Users.Groups(user)
+	}
+	e = basicEntry{p: p, binding: binding, expires: now.Add(basicTTL)}
+	if tok != nil && tok.ExpiresAt.Before(e.expires) {
+		e.expires = tok.ExpiresAt
 	}
 	g.mu.Lock()
 	if g.basic == nil || len(g.basic) > 10000 {
 		g.basic = map[[32]byte]basicEntry{}
 	}
-	g.basic[key] = basicEntry{p: p, expires: now.Add(basicTTL)}
+	g.basic[key] = e
 	g.mu.Unlock()
-	return p, true
+	return p, nil
 }
 
 // challenge is a 401 telling the client where to get a token.
@@ -172,28 +181,6 @@ func (g *Guard) challenge(r *http.Request, scope []Access, msg string) error {
 	e := &registry.Error{Status: http.StatusUnauthorized, Code: registry.CodeUnauthorized, Message: msg,
 		Header: http.Header{"Www-Authenticate": {Challenge(realm, g.Issuer.Service(), scope)}}}
 	return e
-}
-
-// TokenAuthenticator accepts a user's password or a token Berth issued to
-// the user, for the token endpoint's Basic credentials.
-type TokenAuthenticator struct {
-	Users  Authenticator
-	Issuer *Issuer
-}
-
-func (t TokenAuthenticator) Authenticate(user, pass string) bool {
-	if t.Users != nil && t.Users.Authenticate(user, pass) {
-		return true
-	}
-	c, err := t.Issuer.Verify(pass)
-	return err == nil && user != "" && c.Subject == user
-}
-
-func (t TokenAuthenticator) Groups(user string) []string {
-	if t.Users == nil {
-		return nil
-	}
-	return t.Users.Groups(user)
 }
 
 // sep is what joins a query parameter to u.

@@ -23,13 +23,18 @@ func TestGuardChecksTokensAgainstCanonicalNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Guard{Issuer: is, Evaluator: ev, Log: log}
+	users, err := LoadUsers(UsersSource{HtpasswdPath: writeFile(t, t.TempDir(), "htpasswd", bcryptLine(t, "bob", "builder"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Guard{Users: users, Issuer: is, Evaluator: ev, Log: log}
+	binding, _ := users.Binding("bob")
 	// Granted through the default rule: hub/secret/app, and push on a
 	// local repository.
-	tok, _, err := is.Issue("bob", []Access{
+	tok, _, err := is.Sign(TokenSpec{Subject: "bob", Binding: binding, Access: []Access{
 		{Type: TypeRepository, Name: "hub/secret/app", Actions: []string{ActionPull}},
 		{Type: TypeRepository, Name: "private/bob", Actions: []string{ActionPull, ActionPush}},
-	}, 0)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

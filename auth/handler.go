@@ -34,8 +34,10 @@ type TokenHandlerConfig struct {
 	// canonical names the token then holds. Nil takes every name as a local
 	// repository of that name.
 	Resolver registry.Resolver
-	// Users checks Basic credentials; nil refuses every credential and
-	// serves anonymous tokens only.
+	// Users checks Basic credentials: passwords, and login tokens when it
+	// is a TokenAuthenticator (any other Authenticator is made one with
+	// Issuer). Nil refuses every credential and serves anonymous tokens
+	// only.
 	Users Authenticator
 	// TTL of the tokens; zero means the issuer's.
 	TTL time.Duration
@@ -58,11 +60,17 @@ type TokenHandlerConfig struct {
 // (requests nobody may perform just get a token without them, as Docker
 // expects). Bad credentials get a 401 with the OCI error body UNAUTHORIZED.
 // The account, client_id and offline_token parameters are ignored.
+//
+// With login=true and a user's credentials it issues a login token (what
+// `berth get-login-password` asks for), the only kind of token accepted in
+// place of a password. A token minted with a login token expires no later
+// than it does. Every token is bound to the user's current password.
+// A request may ask for at most MaxScopes scopes of MaxScopeBytes in all.
 type TokenHandler struct {
 	issuer   *Issuer
 	authz    Authorizer
 	resolver registry.Resolver
-	users    Authenticator
+	users    *TokenAuthenticator
 	ttl      time.Duration
 	clientIP func(*http.Request) netip.Addr
 	realm    string
@@ -78,8 +86,15 @@ func NewTokenHandler(cfg TokenHandlerConfig, log *zap.Logger) (*TokenHandler, er
 		log = zap.NewNop()
 	}
 	h := &TokenHandler{
-		issuer: cfg.Issuer, authz: cfg.Authorizer, resolver: cfg.Resolver, users: cfg.Users,
+		issuer: cfg.Issuer, authz: cfg.Authorizer, resolver: cfg.Resolver,
 		ttl: cfg.TTL, clientIP: cfg.ClientIP, realm: cfg.Realm, log: log,
+	}
+	switch u := cfg.Users.(type) {
+	case nil:
+	case TokenAuthenticator:
+		h.users = &u
+	default:
+		h.users = &TokenAuthenticator{Users: u, Issuer: cfg.Issuer}
 	}
 	if h.ttl <= 0 {
 		h.ttl = cfg.Issuer.TTL()
@@ -120,17 +135,17 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, codeUnsupported, "unknown service "+strconv.Quote(svc))
 		return
 	}
-	want, err := ParseScope(strings.Join(q["scope"], " "))
+	want, err := parseScopes(q["scope"])
 	if err != nil {
 		writeError(w, r, http.StatusBadRequest, codeUnsupported, err.Error())
 		return
 	}
 	ip := h.clientIP(r)
-	p, ok := h.authenticate(r)
-	if !ok {
-		h.log.Warn("token request with bad credentials", zap.String("user", p.Name), zap.Stringer("ip", ip))
+	p, parent, err := h.authenticate(r)
+	if err != nil {
+		h.log.Warn("token request with bad credentials", zap.String("user", p.Name), zap.Stringer("ip", ip), zap.Error(err))
 		w.Header().Set("WWW-Authenticate", `Basic realm=`+quote(h.realm))
-		writeError(w, r, http.StatusUnauthorized, codeUnauthorized, "authentication required: invalid username or password")
+		writeError(w, r, http.StatusUnauthorized, codeUnauthorized, "authentication required: "+err.Error())
 		return
 	}
 	granted, err := h.grant(r, p, ip, want)
@@ -139,18 +154,26 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusInternalServerError, codeUnknown, "authorization failed")
 		return
 	}
-	tok, exp, err := h.issuer.Issue(p.Name, granted, h.ttl)
+	spec := TokenSpec{Subject: p.Name, Access: granted, TTL: h.ttl, Login: !p.Anonymous && q.Get("login") == "true"}
+	if parent != nil {
+		spec.NotAfter = parent.ExpiresAt
+	}
+	if !p.Anonymous {
+		spec.Binding, _ = h.users.Binding(p.Name)
+	}
+	tok, exp, err := h.issuer.Sign(spec)
 	if err != nil {
 		h.log.Error("issuing token failed", zap.Error(err))
 		writeError(w, r, http.StatusInternalServerError, codeUnknown, "could not issue a token")
 		return
 	}
-	h.log.Debug("issued token", zap.String("user", p.Name), zap.Stringer("ip", ip),
+	h.log.Debug("issued token", zap.String("user", p.Name), zap.Stringer("ip", ip), zap.Bool("login", spec.Login),
 		zap.Any("requested", want), zap.Any("granted", granted))
+	now := h.issuer.now().Truncate(time.Second)
 	body, _ := json.Marshal(tokenResponse{
 		Token: tok, AccessToken: tok,
-		ExpiresIn: int(h.ttl / time.Second),
-		IssuedAt:  exp.Add(-h.ttl).UTC().Format(time.RFC3339),
+		ExpiresIn: int(exp.Sub(now) / time.Second),
+		IssuedAt:  now.UTC().Format(time.RFC3339),
 	})
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
@@ -200,20 +223,52 @@ func (h *TokenHandler) grant(r *http.Request, p Principal, ip netip.Addr, want [
 }
 
 // authenticate returns the principal of r: anonymous without an
-// Authorization header, the user for good Basic credentials, and false for
-// anything else.
-func (h *TokenHandler) authenticate(r *http.Request) (Principal, bool) {
+// Authorization header, the user for good Basic credentials, and an error
+// for anything else. When the password was a login token it returns its
+// claims too.
+func (h *TokenHandler) authenticate(r *http.Request) (Principal, *Claims, error) {
 	if r.Header.Get("Authorization") == "" {
-		return Principal{Anonymous: true}, true
+		return Principal{Anonymous: true}, nil, nil
 	}
 	user, pass, ok := r.BasicAuth()
 	if !ok || user == "" {
-		return Principal{}, false
+		return Principal{}, nil, errors.New("Basic credentials with a user name are required")
 	}
-	if h.users == nil || !h.users.Authenticate(user, pass) {
-		return Principal{Name: user}, false
+	if h.users == nil {
+		return Principal{Name: user}, nil, ErrBadPassword
 	}
-	return Principal{Name: user, Groups: slices.Clone(h.users.Groups(user))}, true
+	parent, err := h.users.Login(user, pass)
+	if err != nil {
+		return Principal{Name: user}, nil, err
+	}
+	return Principal{Name: user, Groups: slices.Clone(h.users.Groups(user))}, parent, nil
+}
+
+// Limits of one token request.
+const (
+	// MaxScopes is the most scopes one token request may ask for.
+	MaxScopes = 16
+	// MaxScopeBytes bounds the scope parameters of one request together.
+	MaxScopeBytes = 8 << 10
+)
+
+// parseScopes parses a token request's scope parameters within the limits.
+func parseScopes(params []string) ([]Access, error) {
+	n := 0
+	for _, p := range params {
+		n += len(p)
+	}
+	if n > MaxScopeBytes {
+		return nil, fmt.Errorf("%w: the scopes are %d bytes; at most %d are accepted per token request", ErrInvalidScope, n, MaxScopeBytes)
+	}
+	want, err := ParseScope(strings.Join(params, " "))
+	if err != nil {
+		return nil, err
+	}
+	if len(want) > MaxScopes {
+		return nil, fmt.Errorf("%w: %d scopes asked for; at most %d are accepted per token request", ErrInvalidScope, len(want), MaxScopes)
+	}
+	return want, nil
 }
 
 // OCI distribution error codes the handler sends.

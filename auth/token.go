@@ -88,6 +88,12 @@ type Claims struct {
 	NotBefore time.Time
 	ExpiresAt time.Time
 	Access    []Access
+	// Login marks a token from `berth get-login-password`: the only kind
+	// accepted in place of a password.
+	Login bool
+	// Binding names the credential the token came from (see
+	// Authenticator.Binding); the token is good only while it is current.
+	Binding string
 }
 
 // Principal is who the token was issued to. Groups are not carried in
@@ -110,7 +116,22 @@ func (c *Claims) Allows(typ, name, action string) bool {
 // jwtClaims is the wire form of a token's claims.
 type jwtClaims struct {
 	jwt.RegisteredClaims
-	Access []Access `json:"access"`
+	Access  []Access `json:"access"`
+	Login   bool     `json:"login,omitempty"`
+	Binding string   `json:"cred,omitempty"`
+}
+
+// TokenSpec is a token to issue.
+type TokenSpec struct {
+	Subject string // user name; empty for an anonymous token
+	Access  []Access
+	// TTL is the lifetime; zero or less means the configured default.
+	TTL time.Duration
+	// NotAfter, when set, caps the expiry: a token minted with another
+	// token never outlives it.
+	NotAfter time.Time
+	Login    bool
+	Binding  string
 }
 
 type signingKey struct {
@@ -192,27 +213,45 @@ func (is *Issuer) TTL() time.Duration { return is.ttl }
 // Issue signs a token for sub (empty for anonymous) granting access. A ttl
 // of zero or less means the configured default.
 func (is *Issuer) Issue(sub string, access []Access, ttl time.Duration) (string, time.Time, error) {
+	return is.Sign(TokenSpec{Subject: sub, Access: access, TTL: ttl})
+}
+
+// ErrTokenExpired is returned by Sign when the spec's NotAfter has passed.
+var ErrTokenExpired = errors.New("the token it would be minted with has expired")
+
+// Sign signs the token spec describes and returns it with its expiry.
+func (is *Issuer) Sign(spec TokenSpec) (string, time.Time, error) {
+	ttl := spec.TTL
 	if ttl <= 0 {
 		ttl = is.ttl
 	}
 	now := is.now().Truncate(time.Second)
 	exp := now.Add(ttl)
+	if !spec.NotAfter.IsZero() && spec.NotAfter.Before(exp) {
+		exp = spec.NotAfter.Truncate(time.Second)
+	}
+	if !exp.After(now) {
+		return "", time.Time{}, ErrTokenExpired
+	}
 	jti := make([]byte, 16)
 	_, _ = rand.Read(jti)
+	access := spec.Access
 	if access == nil {
 		access = []Access{}
 	}
 	claims := jwtClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    is.issuer,
-			Subject:   sub,
+			Subject:   spec.Subject,
 			Audience:  jwt.ClaimStrings{is.service},
 			ExpiresAt: jwt.NewNumericDate(exp),
 			NotBefore: jwt.NewNumericDate(now),
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        hex.EncodeToString(jti),
 		},
-		Access: access,
+		Access:  access,
+		Login:   spec.Login,
+		Binding: spec.Binding,
 	}
 	k := &is.keys[0]
 	tok := jwt.NewWithClaims(k.method, claims)
@@ -271,6 +310,8 @@ func (is *Issuer) Verify(token string) (*Claims, error) {
 		NotBefore: numericTime(c.NotBefore),
 		ExpiresAt: numericTime(c.ExpiresAt),
 		Access:    c.Access,
+		Login:     c.Login,
+		Binding:   c.Binding,
 	}, nil
 }
 

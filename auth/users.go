@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +32,10 @@ var ErrInvalidUsersFile = errors.New("invalid users file")
 type Authenticator interface {
 	Authenticate(user, password string) bool
 	Groups(user string) []string
+	// Binding names user's current credential: it changes when the
+	// password does, and is false when the user does not exist. Tokens
+	// carry it and are good only while it is current.
+	Binding(user string) (string, bool)
 }
 
 // UsersSource says where users and groups come from.
@@ -233,6 +239,18 @@ func (u *Users) Authenticate(user, password string) bool {
 // modify the slice.
 func (u *Users) Groups(user string) []string { return u.groups[user] }
 
+// Binding implements Authenticator: a digest of user's htpasswd entry.
+func (u *Users) Binding(user string) (string, bool) {
+	hash, ok := u.hashes[user]
+	if !ok {
+		return "", false
+	}
+	h := sha256.New()
+	h.Write([]byte("berth credential\x00" + user + "\x00"))
+	h.Write(hash)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12]), true
+}
+
 // Len is the number of users.
 func (u *Users) Len() int { return len(u.hashes) }
 
@@ -286,3 +304,6 @@ func (r *Reloadable) Authenticate(user, password string) bool {
 
 // Groups returns user's groups in the current set.
 func (r *Reloadable) Groups(user string) []string { return r.cur.Load().Groups(user) }
+
+// Binding is user's credential binding in the current set.
+func (r *Reloadable) Binding(user string) (string, bool) { return r.cur.Load().Binding(user) }

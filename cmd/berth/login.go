@@ -51,7 +51,9 @@ func fetchToken(ctx context.Context, registryURL, user, pass string) (string, er
 	if err != nil {
 		return "", err
 	}
-	u.RawQuery = url.Values{"service": {"berth"}}.Encode()
+	// login=true: a login token, the only kind the registry accepts in
+	// place of a password (docker login).
+	u.RawQuery = url.Values{"service": {"berth"}, "login": {"true"}}.Encode()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
