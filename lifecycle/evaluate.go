@@ -33,6 +33,18 @@ type Result struct {
 	Size         int64
 }
 
+// CompareResults orders results the way Evaluate returns them: by rule
+// priority, then push time newest first, then digest.
+func CompareResults(a, b Result) int {
+	if c := cmp.Compare(a.RulePriority, b.RulePriority); c != 0 {
+		return c
+	}
+	if c := b.PushedAt.Compare(a.PushedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Digest, b.Digest)
+}
+
 // Evaluate returns the images that p expires at instant now, with ECR's
 // semantics (see the package documentation). It has no side effects: it
 // neither modifies images nor deletes anything.
@@ -85,15 +97,7 @@ func Evaluate(p *Policy, images []Image, now time.Time) []Result {
 	// Rules are processed in priority order and images newest first, so
 	// out is already ordered, except for rules sharing a priority in an
 	// unvalidated policy.
-	slices.SortStableFunc(out, func(a, b Result) int {
-		if c := cmp.Compare(a.RulePriority, b.RulePriority); c != 0 {
-			return c
-		}
-		if c := b.PushedAt.Compare(a.PushedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Digest, b.Digest)
-	})
+	slices.SortStableFunc(out, CompareResults)
 	return out
 }
 

@@ -1,10 +1,8 @@
 package reclaim
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"berth/lifecycle"
@@ -79,15 +77,7 @@ func Plan(p *lifecycle.Policy, images []ImageInfo, now time.Time) []lifecycle.Re
 			changed = true
 		}
 	}
-	slices.SortStableFunc(out, func(a, b lifecycle.Result) int {
-		if c := cmp.Compare(a.RulePriority, b.RulePriority); c != 0 {
-			return c
-		}
-		if c := b.PushedAt.Compare(a.PushedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Digest, b.Digest)
-	})
+	slices.SortStableFunc(out, lifecycle.CompareResults)
 	return out
 }
 
