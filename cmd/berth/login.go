@@ -85,3 +85,25 @@ func envOr(k, def string) string {
 	}
 	return def
 }
+
+// membersCmd prints the cluster's members from a node's admin listener.
+func membersCmd(ctx context.Context, args []string, out io.Writer) error {
+	admin := envOr("BERTH_ADMIN", "http://127.0.0.1:5001")
+	if len(args) > 1 && args[0] == "--admin" {
+		admin = args[1]
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/cluster/members", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin answered %s", resp.Status)
+	}
+	_, err = io.Copy(out, resp.Body)
+	return err
+}

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"berth/node"
 	"context"
 	"errors"
 	"flag"
@@ -50,7 +51,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if _, err := loadConfig(*path); err != nil {
+		if _, err := node.LoadConfig(*path); err != nil {
 			return err
 		}
 		fmt.Fprintln(out, "config is valid")

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -92,28 +92,4 @@ func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, resolver 
 // grants are configured default grants in auth's terms.
 func grants(g config.Grant) auth.DefaultGrants {
 	return auth.DefaultGrants{Cached: g.Cached, Local: g.Local, Catalog: g.Catalog}
-}
-
-// requireAdmin lets through only members of the admin group.
-func (s *security) requireAdmin(group string, next http.Handler) http.Handler {
-	return auth.RequireAdmin(auth.TokenAuthenticator{Users: s.users, Issuer: s.issuer}, group, next)
-}
-
-// applyRepositoryPolicy puts a policy set (or deleted: nil) through the
-// admin API into force at once; with auth off it is only stored.
-func (n *node) applyRepositoryPolicy(name string, text []byte) error {
-	ev := n.evaluator.Load()
-	if ev == nil {
-		return nil
-	}
-	if text == nil {
-		ev.SetPolicy(name, nil)
-		return nil
-	}
-	p, err := auth.ParsePolicy(text)
-	if err != nil {
-		return err
-	}
-	ev.SetPolicy(name, p)
-	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -76,16 +76,16 @@ auth:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadConfig(cfgPath)
+	c, err := LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := newNode(context.Background(), c, zaptest.NewLogger(t))
+	n, err := New(context.Background(), c, Options{Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(n.close)
-	e.srv = httptest.NewServer(n.registryHandler())
+	t.Cleanup(n.Close)
+	e.srv = httptest.NewServer(n.Handler())
 	t.Cleanup(e.srv.Close)
 	return e
 }

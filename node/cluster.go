@@ -1,12 +1,10 @@
-package main
+package node
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"time"
 
@@ -39,7 +37,7 @@ func peerTLSConfigs(c config.PeerTLS) (server, client *tls.Config, err error) {
 
 // startCluster joins the gossip cluster; its context must live as long as
 // the node.
-func startCluster(ctx context.Context, c config.Cluster, peerTLS *tls.Config, stats func() cluster.NodeStats, log *zap.Logger) (*cluster.Cluster, error) {
+func startCluster(ctx context.Context, c config.Cluster, peerTLS *tls.Config, stats func() cluster.NodeStats, version string, log *zap.Logger) (*cluster.Cluster, error) {
 	secret, err := cluster.LoadSecret(c.SecretFile)
 	if err != nil {
 		return nil, err
@@ -58,31 +56,9 @@ func startCluster(ctx context.Context, c config.Cluster, peerTLS *tls.Config, st
 	}, log, cluster.WithStats(stats, 0), cluster.WithVersion(version))
 }
 
-// membersCmd prints the cluster's members from a node's admin listener.
-func membersCmd(ctx context.Context, args []string, out io.Writer) error {
-	admin := envOr("BERTH_ADMIN", "http://127.0.0.1:5001")
-	if len(args) > 1 && args[0] == "--admin" {
-		admin = args[1]
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/cluster/members", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("admin answered %s", resp.Status)
-	}
-	_, err = io.Copy(out, resp.Body)
-	return err
-}
-
 // ownedBytes sums, per member, the sizes of the blobs this node holds that
 // the member owns (by the cluster's ownership of each digest).
-func (n *node) ownedBytes(ctx context.Context) map[string]int64 {
+func (n *Node) ownedBytes(ctx context.Context) map[string]int64 {
 	out := map[string]int64{}
 	_ = n.store.Sweep().Blobs(ctx, func(digest string, size int64, _ time.Time) error {
 		for _, m := range n.cluster.Owners(digest) {

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"os"
@@ -43,7 +43,7 @@ cluster:
   peerAddr: "127.0.0.1:5002"
   secretFile: ` + write("secret", "short") + `
 `
-	_, err := loadConfig(write("berth.yaml", body))
+	_, err := LoadConfig(write("berth.yaml", body))
 	if err == nil {
 		t.Fatal("loadConfig accepted the config")
 	}

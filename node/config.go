@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"crypto/tls"
@@ -9,11 +9,11 @@ import (
 	"berth/config"
 )
 
-// loadConfig loads the config file at path (built-in defaults for "") and
+// LoadConfig loads the config file at path (built-in defaults for "") and
 // checks, beyond config's validation, that the files it names load:
 // policies, the TLS certificates and the cluster secret. Every problem is
 // in the one error.
-func loadConfig(path string) (config.Config, error) {
+func LoadConfig(path string) (config.Config, error) {
 	return config.Load(path, checkFiles)
 }
 

@@ -1,0 +1,241 @@
+// Package node builds and runs one Berth node: it opens the store, makes
+// the backends (local repositories, the pull-through proxy, their
+// composition), the cluster, the admin API, audit and metrics, holds the
+// live configuration (Runtime) that a reload swaps, serves the listeners,
+// and unwinds exactly what it started in Close.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"berth/admin"
+	"berth/audit"
+	"berth/cluster"
+	"berth/config"
+	"berth/local"
+	"berth/metrics"
+	"berth/mirror"
+	"berth/proxy"
+	"berth/reclaim"
+	"berth/registry"
+	"berth/store"
+	"berth/upstream"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+)
+
+// Node is one running Berth.
+type Node struct {
+	log     *zap.Logger
+	path    string // the config file, re-read by Reload; "" for the built-in defaults
+	version string
+	// overrides apply the command line to every config loaded.
+	overrides func(*config.Config)
+
+	// rt is the runtime in force; see Runtime.
+	rt         atomic.Pointer[Runtime]
+	lastReload atomic.Pointer[reloadStatus]
+
+	prom    *prometheus.Registry
+	metrics *metrics.Metrics
+	store   *store.Store
+	reclaim *reclaim.Reclaimer
+	cap     *reclaim.Capacity
+	repos   *local.Repos
+	proxy   *proxy.Proxy
+	mirror  *mirror.Mirror
+	admin   *admin.Service
+	audit   *audit.Log       // nil when audit is off
+	cluster *cluster.Cluster // nil for a single node
+	peerTLS *tls.Config      // the peer listener's mutual TLS, nil without
+	cert    *certificate     // the HTTPS listener's, nil without
+	limiter *registry.Limiter
+	handler http.Handler // the registry API and the token endpoint
+
+	upMu sync.Mutex
+	ups  map[string]*upstream.Upstream // current client per upstream name, for metrics
+
+	ready atomic.Bool
+	// closers unwind what New started, last first.
+	closers []func()
+}
+
+// Options are what a node needs beside its configuration.
+type Options struct {
+	Logger *zap.Logger
+	// Version is the build's version, told to cluster peers.
+	Version string
+	// Overrides, when set, is applied to every config the node loads
+	// (command-line flags such as --listen), at start and on reload.
+	Overrides func(*config.Config)
+}
+
+// New opens the store and builds a node for cfg; Reload re-reads the file
+// cfg came from (cfg.Source.Path; none for the built-in defaults). On
+// error, everything already started is closed again.
+func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	n := &Node{log: log, path: cfg.Source.Path, version: opts.Version, overrides: opts.Overrides, prom: prometheus.NewRegistry()}
+	if n.overrides != nil {
+		n.overrides(&cfg)
+	}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics = metrics.New(n.prom)
+	if n.store, err = store.Open(ctx, cfg.DataDir, store.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("store")}); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, func() { n.store.Close() })
+	n.reclaim = reclaim.New(n.store, reclaim.Options{Logger: log.Named("reclaim")})
+	n.repos = local.New(n.store, local.Options{
+		AutoCreate: cfg.Local.AutoCreate, DefaultMutability: cfg.Local.DefaultMutability, Logger: log.Named("local"),
+		Reclaim: n.reclaim,
+	})
+	n.cap = n.reclaim.Capacity(reclaim.CapacityOptions{Dir: cfg.DataDir, Settings: n.capacityLimits, Pinned: n.pinned,
+		OnEvict: func(k int) { n.metrics.Evictions.Add(float64(k)) }, Logger: log.Named("capacity")})
+	if err := n.startCluster(ctx, cfg); err != nil {
+		return nil, err
+	}
+	n.proxy = proxy.New(n.store, upstream.NewRouter(nil), proxy.Options{FillTimeout: cfg.Cache.FillTimeout,
+		Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster, Reserve: n.cap.Reserve})
+	n.closers = append(n.closers, n.proxy.Close)
+	n.mirror = mirror.New(n.proxy, n.repos, n.store, mirror.Options{Reserve: n.cap.Reserve})
+	rt, err := n.build(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.limiter = registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)
+	n.apply(rt)
+	n.reloaded(nil)
+	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
+		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy,
+		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Logger: log.Named("admin")})
+	n.closers = append(n.closers, n.admin.Close)
+	if cfg.TLS.Listen != "" {
+		if n.cert, err = newCertificate(cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.openAudit(cfg); err != nil {
+		return nil, err
+	}
+	n.handler = n.registryHandler()
+	n.gauges()
+	return n, nil
+}
+
+// Close unwinds what New started, in reverse: the admin API's previews,
+// fills in flight, the audit log, the store. Leaving the cluster is
+// Serve's (it must come before the listeners drain).
+func (n *Node) Close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+	n.closers = nil
+}
+
+func (n *Node) startCluster(ctx context.Context, cfg config.Config) error {
+	if !cfg.Cluster.Enabled() {
+		return nil
+	}
+	stats := func() cluster.NodeStats {
+		st := n.store.Stats()
+		return cluster.NodeStats{StoredBytes: st.BlobBytes, Blobs: st.Blobs}
+	}
+	var clientTLS *tls.Config
+	if cfg.Cluster.TLS.Enabled() {
+		var err error
+		if n.peerTLS, clientTLS, err = peerTLSConfigs(cfg.Cluster.TLS); err != nil {
+			return err
+		}
+	}
+	c, err := startCluster(ctx, cfg.Cluster, clientTLS, stats, n.version, n.log.Named("cluster"))
+	if err != nil {
+		return err
+	}
+	n.cluster = c
+	n.metrics.Gauge("berth_cluster_members", "Alive members of the cluster, this node included.", func() float64 {
+		alive := 0
+		for _, m := range c.Members() {
+			if m.State == cluster.StateAlive {
+				alive++
+			}
+		}
+		return float64(alive)
+	})
+	return nil
+}
+
+func (n *Node) openAudit(cfg config.Config) error {
+	if cfg.Audit.Disabled {
+		return nil
+	}
+	a, err := audit.Open(cfg.Audit.File(cfg.DataDir), audit.Options{MaxBytes: cfg.Audit.MaxBytes, Keep: cfg.Audit.Keep, Logger: n.log.Named("audit")})
+	if err != nil {
+		return err
+	}
+	n.audit = a
+	n.closers = append(n.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = a.Close(ctx)
+	})
+	n.metrics.Gauge("berth_audit_dropped_events", "Audit events dropped because the writer was behind.", func() float64 { return float64(a.Dropped()) })
+	return nil
+}
+
+func (n *Node) gauges() {
+	n.metrics.Gauge("berth_store_bytes", "Bytes of committed blobs in the store.", func() float64 { return float64(n.store.Stats().BlobBytes) })
+	n.metrics.Gauge("berth_store_blobs", "Committed blobs in the store.", func() float64 { return float64(n.store.Stats().Blobs) })
+	n.metrics.Gauge("berth_fills_in_flight", "Blob fills from upstreams running now.", func() float64 { return float64(n.proxy.InFlight()) })
+	n.metrics.Gauge("berth_config_last_reload_successful", "1 when the last config reload (or the start) put the file in force, 0 when it was refused.", func() float64 {
+		if st := n.lastReload.Load(); st != nil && st.Successful {
+			return 1
+		}
+		return 0
+	})
+	n.metrics.Gauge("berth_config_last_reload_success_timestamp_seconds", "When the config in force was loaded, in Unix seconds.", func() float64 {
+		return float64(n.Live().Config.Source.LoadedAt.UnixNano()) / 1e9
+	})
+}
+
+// observe is the registry's per-request hook: metrics and the audit log.
+func (n *Node) observe(info registry.RequestInfo) {
+	n.metrics.ObserveRequest(info)
+	if n.audit != nil {
+		if e, ok := audit.FromRequest(info, time.Now()); ok {
+			n.audit.Log(e)
+		}
+	}
+}
+
+// registryHandler is the registry API, built once: its guard, limiter
+// rates and token endpoint read the runtime in force on every request.
+func (n *Node) registryHandler() http.Handler {
+	reg := registry.New(n.mirror, registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe),
+		registry.WithLimiter(n.limiter), registry.WithGuard(liveGuard{n}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/token", n.serveToken)
+	mux.Handle("/", reg)
+	return mux
+}
+
+// Handler is the registry API with the token endpoint.
+func (n *Node) Handler() http.Handler { return n.handler }
+
+// resolver is how the token endpoint resolves scopes: as the registry does.
+func (n *Node) resolver() registry.Resolver { return n.mirror }

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"berth/admin"
+	"berth/config"
+	"berth/upstream"
+
+	"go.uber.org/zap"
+)
+
+// buildRouter makes the upstream clients and the router for cfg, with the
+// pull-through rules created through the admin API merged in.
+func (n *Node) buildRouter(ctx context.Context, cfg config.Config) (*upstream.Router, error) {
+	rules, err := admin.MergeRules(ctx, n.store, cfg.Upstreams, cfg.Local.Prefixes)
+	if err != nil {
+		n.log.Warn("stored pull-through cache rules not loaded", zap.Error(err))
+	}
+	var ups []*upstream.Upstream
+	for _, r := range rules {
+		u, err := upstream.New(r, n.metrics.Transport(r.Name, upstream.DefaultTransport(r)), n.log.Named("upstream"))
+		if err != nil {
+			return nil, err
+		}
+		ups = append(ups, u)
+	}
+	router := upstream.NewRouter(ups, cfg.Local.Prefixes...)
+	n.upstreamMetrics(router)
+	return router, nil
+}
+
+// upstreamMetrics points the per-upstream quota metrics at the current
+// clients; an upstream's series are registered once, at its first sight.
+func (n *Node) upstreamMetrics(router *upstream.Router) {
+	for _, u := range router.Upstreams() {
+		name := u.Rule.Name
+		n.upMu.Lock()
+		first := n.ups == nil || n.ups[name] == nil
+		if n.ups == nil {
+			n.ups = map[string]*upstream.Upstream{}
+		}
+		n.ups[name] = u
+		n.upMu.Unlock()
+		if !first {
+			continue
+		}
+		cur := func() *upstream.Upstream { n.upMu.Lock(); defer n.upMu.Unlock(); return n.ups[name] }
+		n.metrics.UpstreamFuncs(name,
+			func() float64 { return float64(cur().Throttled()) },
+			func() float64 {
+				if until, ok := cur().Backoff(); ok {
+					return time.Until(until).Seconds()
+				}
+				return 0
+			})
+	}
+}
