@@ -33,6 +33,8 @@ var layer = map[string]int{
 	"berth/admin/admintest":   5,
 	"berth/node":              5,
 	"berth/cmd/berth":         6,
+	// Build tooling: the summary line of make test.
+	"berth/internal/cmd/testsum": 6,
 }
 
 func TestNoPackageImportsUpward(t *testing.T) {
