@@ -20,10 +20,23 @@ type GCReport struct {
 // are eviction's to take); then it deletes the other manifests, and the
 // other blobs older than grace (a blob uploaded but not yet referenced by
 // a manifest is kept that long). Pushes wait while it runs.
+//
+// Pulls through the cache do not wait: they store a manifest with its
+// image record in one batch. So the manifests are listed before the image
+// records are walked, and only those are candidates: one stored after the
+// listing is not, and one stored before it has its image record walked.
 func (r *Reclaimer) GC(ctx context.Context, grace time.Duration) (GCReport, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := r.now()
+	sw := r.store.Sweep()
+	var manifests []string
+	if err := sw.Manifests(ctx, func(digest string) error {
+		manifests = append(manifests, digest)
+		return nil
+	}); err != nil {
+		return GCReport{}, err
+	}
 	g, err := r.walk(ctx)
 	if err != nil {
 		return GCReport{}, err
@@ -40,7 +53,6 @@ func (r *Reclaimer) GC(ctx context.Context, grace time.Duration) (GCReport, erro
 		size   int64
 	}
 	var victims []victim
-	sw := r.store.Sweep()
 	err = sw.Blobs(ctx, func(digest string, size int64, created time.Time) error {
 		if liveBlobs[digest] || len(l.cached[digest]) > 0 || created.After(cutoff) {
 			rep.BlobsKept++
@@ -62,17 +74,10 @@ func (r *Reclaimer) GC(ctx context.Context, grace time.Duration) (GCReport, erro
 		rep.BlobsDeleted++
 		rep.BytesFreed += v.size
 	}
-	var deadManifests []string
-	err = sw.Manifests(ctx, func(digest string) error {
-		if !liveMans[digest] {
-			deadManifests = append(deadManifests, digest)
+	for _, d := range manifests {
+		if liveMans[d] {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
-	for _, d := range deadManifests {
 		if err := sw.DeleteManifest(ctx, d); err != nil {
 			return rep, err
 		}
