@@ -78,6 +78,7 @@ type Upstream struct {
 	pool  *pool
 	quota *quota
 	log   *zap.Logger
+	now   func() time.Time
 
 	mu         sync.Mutex
 	transports map[string]repoTransport // by repository
@@ -90,19 +91,26 @@ type repoTransport struct {
 	cred *credential
 }
 
+// Option changes how New makes a client.
+type Option func(*Upstream)
+
+// WithClock makes the client read the time from now instead of time.Now:
+// backoffs, Retry-After dates and the request rate limit follow it.
+func WithClock(now func() time.Time) Option { return func(u *Upstream) { u.now = now } }
+
 // New returns a client for rule. base is the transport to the network
 // (nil: a clone of http.DefaultTransport, which honours HTTPS_PROXY).
-func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) {
+func New(rule Rule, base http.RoundTripper, log *zap.Logger, opts ...Option) (*Upstream, error) {
 	rule = rule.WithDefaults()
 	u, err := url.Parse(rule.URL)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
 	}
-	var opts []name.Option
+	var nameOpts []name.Option
 	if u.Scheme == "http" {
-		opts = append(opts, name.Insecure)
+		nameOpts = append(nameOpts, name.Insecure)
 	}
-	reg, err := name.NewRegistry(u.Host, opts...)
+	reg, err := name.NewRegistry(u.Host, nameOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
 	}
@@ -116,13 +124,18 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger) (*Upstream, error) 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Upstream{
+	up := &Upstream{
 		Rule: rule, reg: reg, log: log.With(zap.String("upstream", rule.Name)),
 		base:       &schemeForcer{host: u.Host, scheme: u.Scheme, inner: newFence(rule, u, base)},
 		pool:       newPool(creds),
 		quota:      newQuota(rule),
 		transports: map[string]repoTransport{},
-	}, nil
+		now:        time.Now,
+	}
+	for _, o := range opts {
+		o(up)
+	}
+	return up, nil
 }
 
 // DefaultTransport is the network transport of an upstream: a clone of
@@ -162,7 +175,7 @@ const maxTransports = 1024
 // the token dance on first use, or again with the next free credential
 // when the repository's credential backs off.
 func (u *Upstream) client(ctx context.Context, repo, method string) (*http.Client, error) {
-	now := time.Now()
+	now := u.now()
 	u.mu.Lock()
 	t, ok := u.transports[repo]
 	u.mu.Unlock()
@@ -212,10 +225,10 @@ func (u *Upstream) url(repo, kind, ref string) string {
 // upstream backs off, and after a token from the rule's bucket, waited for
 // no later than ctx's deadline.
 func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http.Header) (*http.Response, error) {
-	if until, off := u.pool.backoff(method, time.Now()); off {
+	if until, off := u.pool.backoff(method, u.now()); off {
 		return nil, u.throttle(until)
 	}
-	if err := u.quota.wait(ctx); errors.Is(err, errWouldExceed) {
+	if err := u.quota.wait(ctx, u.now); errors.Is(err, errWouldExceed) {
 		u.quota.throttled.Add(1)
 		return nil, fmt.Errorf("upstream %s: %w: %w: %w", u.Rule.Name, ErrUnavailable, ErrTimeout, err)
 	} else if err != nil {
@@ -240,7 +253,7 @@ func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		se := &StatusError{Upstream: u.Rule.Name, Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}
-		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), u.now()); ok {
 			se.RetryAfter = ra
 		}
 		return nil, se

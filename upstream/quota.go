@@ -67,20 +67,21 @@ func newQuota(r Rule) *quota {
 	return q
 }
 
-// wait takes a token from the bucket. It fails at once with errWouldExceed
-// when the token comes after ctx's deadline, and with ctx's error when ctx
-// ends first.
-func (q *quota) wait(ctx context.Context) error {
+// wait takes a token from the bucket, reading the time from clock. It
+// fails at once with errWouldExceed when the token comes after ctx's
+// deadline, and with ctx's error when ctx ends first.
+func (q *quota) wait(ctx context.Context, clock func() time.Time) error {
 	if q.lim == nil {
 		return nil
 	}
-	r := q.lim.Reserve()
-	d := r.Delay()
+	now := clock()
+	r := q.lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
 	if d == 0 {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		r.Cancel()
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) < d {
+		r.CancelAt(now)
 		return errWouldExceed
 	}
 	t := time.NewTimer(d)
@@ -89,7 +90,7 @@ func (q *quota) wait(ctx context.Context) error {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		r.Cancel()
+		r.CancelAt(clock())
 		return ctx.Err()
 	}
 }
@@ -107,7 +108,7 @@ func (u *Upstream) Throttled() int64 { return u.quota.throttled.Load() }
 // once with ErrBackoff, and until when. With a credential pool, the
 // upstream backs off when every credential does.
 func (u *Upstream) Backoff() (until time.Time, ok bool) {
-	return u.pool.backoff(http.MethodGet, time.Now())
+	return u.pool.backoff(http.MethodGet, u.now())
 }
 
 // throttle counts a request refused because of a backoff until until.
@@ -119,7 +120,7 @@ func (u *Upstream) throttle(until time.Time) error {
 // observe reads what a response to a request made with c says about the
 // upstream's quota, and starts or extends a backoff if need be.
 func (u *Upstream) observe(c *credential, resp *http.Response) {
-	now := time.Now()
+	now := u.now()
 	s, ok := readSignal(resp, now)
 	if !ok {
 		return

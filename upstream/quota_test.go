@@ -8,28 +8,19 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"berth/test/testreg"
 
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// qtUpstream is ctUpstream with a logger whose entries the test can read.
+// qtUpstream is ctNew over the network.
 func qtUpstream(t *testing.T, rawURL string, edit func(*Rule)) (*Upstream, *observer.ObservedLogs) {
 	t.Helper()
-	core, logs := observer.New(zapcore.InfoLevel)
-	r := Rule{Name: "test", Prefix: "t", URL: rawURL, Timeout: 2 * time.Second, IdleTimeout: 2 * time.Second}
-	if edit != nil {
-		edit(&r)
-	}
-	u, err := New(r, nil, zap.New(core))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	return u, logs
+	return ctNew(t, rawURL, nil, edit)
 }
 
 // qtCalls are the client's calls, by name, for one repository.
@@ -164,35 +155,40 @@ func TestReadSignal(t *testing.T) {
 func TestQuotaBucketLimitsRate(t *testing.T) {
 	reg := testreg.Start(t)
 	reg.Push(t, "team/app", "v1", testreg.Image(t, 30, 100))
-	u, _ := qtUpstream(t, reg.URL, func(r *Rule) { r.RequestsPerSecond, r.Burst = 20, 5 })
-	if _, err := u.HeadManifest(context.Background(), "team/app", "v1"); err != nil {
-		t.Fatalf("warm-up: %v", err)
-	}
-	time.Sleep(300 * time.Millisecond) // the bucket fills up again
-	reg.Reset()
+	synctest.Test(t, func(t *testing.T) {
+		u, _ := ctInProcess(t, reg, func(r *Rule) { r.RequestsPerSecond, r.Burst = 20, 5 })
+		if _, err := u.HeadManifest(context.Background(), "team/app", "v1"); err != nil {
+			t.Fatalf("warm-up: %v", err)
+		}
+		time.Sleep(time.Second) // the bucket fills up again
+		reg.Reset()
 
-	const window = 500 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), window)
-	defer cancel()
-	start := time.Now()
-	var err error
-	for i := 0; i < 200 && err == nil; i++ {
-		_, err = u.HeadManifest(ctx, "team/app", "v1")
-	}
-	took := time.Since(start)
-	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrTimeout) || errors.Is(err, ErrBackoff) {
-		t.Errorf("the request past the window: %v, want ErrUnavailable and ErrTimeout", err)
-	}
-	// 5 at once, then 20/s for 0.5 s.
-	if n := reg.Count("HEAD manifests"); n < 13 || n > 17 {
-		t.Errorf("the upstream saw %d requests in %s, want about 15", n, window)
-	}
-	if took > window+200*time.Millisecond {
-		t.Errorf("the loop took %s, want about %s", took, window)
-	}
-	if u.Throttled() != 1 {
-		t.Errorf("Throttled = %d, want 1", u.Throttled())
-	}
+		// Half way between two tokens, so that no token comes at the
+		// deadline itself.
+		const window = 475 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), window)
+		defer cancel()
+		start := time.Now()
+		var err error
+		for i := 0; i < 200 && err == nil; i++ {
+			_, err = u.HeadManifest(ctx, "team/app", "v1")
+		}
+		took := time.Since(start)
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrTimeout) || errors.Is(err, ErrBackoff) {
+			t.Errorf("the request past the window: %v, want ErrUnavailable and ErrTimeout", err)
+		}
+		// 5 at once, then one every 50 ms: at 50, 100, ... 450 ms; the one
+		// at 500 ms is refused at once.
+		if n := reg.Count("HEAD manifests"); n != 14 {
+			t.Errorf("the upstream saw %d requests in %s, want 14", n, window)
+		}
+		if took != 450*time.Millisecond {
+			t.Errorf("the loop took %s, want 450ms", took)
+		}
+		if u.Throttled() != 1 {
+			t.Errorf("Throttled = %d, want 1", u.Throttled())
+		}
+	})
 }
 
 // A request whose token would come after its deadline fails at once, as a
@@ -208,20 +204,19 @@ func TestQuotaBucketDeadline(t *testing.T) {
 		cancel       time.Duration
 		wantTimeout  bool
 		wantCanceled bool
-		minTook      time.Duration
-		maxTook      time.Duration
+		took         time.Duration
 	}{
-		{name: "HeadManifest fails at once", wantTimeout: true, maxTook: 100 * time.Millisecond,
+		{name: "HeadManifest fails at once", wantTimeout: true,
 			call: func(u *Upstream, _ string, ctx context.Context) error {
 				_, err := u.HeadManifest(ctx, "team/app", "v1")
 				return err
 			}},
-		{name: "GetManifest fails at once", wantTimeout: true, maxTook: 100 * time.Millisecond,
+		{name: "GetManifest fails at once", wantTimeout: true,
 			call: func(u *Upstream, _ string, ctx context.Context) error {
 				_, _, err := u.GetManifest(ctx, "team/app", "v1")
 				return err
 			}},
-		{name: "GetBlob waits for the first-byte timeout", wantTimeout: true, minTook: timeout * 9 / 10, maxTook: timeout + 300*time.Millisecond,
+		{name: "GetBlob waits for the first-byte timeout", wantTimeout: true, took: timeout,
 			call: func(u *Upstream, d string, ctx context.Context) error {
 				rc, _, err := u.GetBlob(ctx, "team/app", d, 0)
 				if rc != nil {
@@ -229,7 +224,7 @@ func TestQuotaBucketDeadline(t *testing.T) {
 				}
 				return err
 			}},
-		{name: "caller cancels the wait", cancel: 100 * time.Millisecond, wantCanceled: true, minTook: 90 * time.Millisecond, maxTook: timeout,
+		{name: "caller cancels the wait", cancel: 100 * time.Millisecond, wantCanceled: true, took: 100 * time.Millisecond,
 			call: func(u *Upstream, d string, ctx context.Context) error {
 				rc, _, err := u.GetBlob(ctx, "team/app", d, 0)
 				if rc != nil {
@@ -242,35 +237,37 @@ func TestQuotaBucketDeadline(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := testreg.Start(t)
 			d := ctPushBlob(t, reg, "team/app", "v1", testreg.Bytes(1000, 31))
-			// One token, the next in 10 s.
-			u, _ := qtUpstream(t, reg.URL, func(r *Rule) { r.RequestsPerSecond, r.Burst, r.Timeout = 0.1, 1, timeout })
-			if _, err := u.HeadManifest(context.Background(), "team/app", "v1"); err != nil {
-				t.Fatalf("first request: %v", err)
-			}
-			reg.Reset()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if tt.cancel > 0 {
-				time.AfterFunc(tt.cancel, cancel)
-			}
-			start := time.Now()
-			err := tt.call(u, d, ctx)
-			took := time.Since(start)
-			if got := errors.Is(err, ErrUnavailable) && errors.Is(err, ErrTimeout); got != tt.wantTimeout {
-				t.Errorf("err = %v; ErrUnavailable and ErrTimeout: %v, want %v", err, got, tt.wantTimeout)
-			}
-			if got := errors.Is(err, context.Canceled); got != tt.wantCanceled {
-				t.Errorf("err = %v; context.Canceled: %v, want %v", err, got, tt.wantCanceled)
-			}
-			if errors.Is(err, ErrBackoff) {
-				t.Errorf("%v is ErrBackoff", err)
-			}
-			if took < tt.minTook || took > tt.maxTook {
-				t.Errorf("failed after %s, want %s..%s", took, tt.minTook, tt.maxTook)
-			}
-			if n := reg.Count("total"); n != 0 {
-				t.Errorf("the upstream saw %d requests: %q", n, reg.Requests())
-			}
+			synctest.Test(t, func(t *testing.T) {
+				// One token, the next in 10 s.
+				u, _ := ctInProcess(t, reg, func(r *Rule) { r.RequestsPerSecond, r.Burst, r.Timeout = 0.1, 1, timeout })
+				if _, err := u.HeadManifest(context.Background(), "team/app", "v1"); err != nil {
+					t.Fatalf("first request: %v", err)
+				}
+				reg.Reset()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tt.cancel > 0 {
+					time.AfterFunc(tt.cancel, cancel)
+				}
+				start := time.Now()
+				err := tt.call(u, d, ctx)
+				took := time.Since(start)
+				if got := errors.Is(err, ErrUnavailable) && errors.Is(err, ErrTimeout); got != tt.wantTimeout {
+					t.Errorf("err = %v; ErrUnavailable and ErrTimeout: %v, want %v", err, got, tt.wantTimeout)
+				}
+				if got := errors.Is(err, context.Canceled); got != tt.wantCanceled {
+					t.Errorf("err = %v; context.Canceled: %v, want %v", err, got, tt.wantCanceled)
+				}
+				if errors.Is(err, ErrBackoff) {
+					t.Errorf("%v is ErrBackoff", err)
+				}
+				if took != tt.took {
+					t.Errorf("failed after %s, want %s", took, tt.took)
+				}
+				if n := reg.Count("total"); n != 0 {
+					t.Errorf("the upstream saw %d requests: %q", n, reg.Requests())
+				}
+			})
 		})
 	}
 }
@@ -300,24 +297,26 @@ func TestBackoff(t *testing.T) {
 		// status and hdr answer the first manifest request (status 200:
 		// the registry's answer, with hdr added).
 		status int
-		hdr    func() map[string]string
+		hdr    func(now time.Time) map[string]string
 		// hard: HEADs wait too.
 		hard bool
 	}{
 		{name: "429 with Retry-After", status: 429, hard: true,
-			hdr: func() map[string]string { return map[string]string{"Retry-After": "2"} }},
+			hdr: func(time.Time) map[string]string { return map[string]string{"Retry-After": "2"} }},
 		{name: "429 with a Retry-After date", status: 429, hard: true,
-			hdr: func() map[string]string {
-				return map[string]string{"Retry-After": time.Now().Add(2 * time.Second).UTC().Format(http.TimeFormat)}
+			hdr: func(now time.Time) map[string]string {
+				return map[string]string{"Retry-After": now.Add(2 * time.Second).UTC().Format(http.TimeFormat)}
 			}},
 		{name: "429 with RateLimit-Reset", status: 429, hard: true,
-			hdr: func() map[string]string { return map[string]string{"RateLimit-Remaining": "0", "RateLimit-Reset": "2"} }},
+			hdr: func(time.Time) map[string]string {
+				return map[string]string{"RateLimit-Remaining": "0", "RateLimit-Reset": "2"}
+			}},
 		{name: "Docker Hub quota spent", status: 200,
-			hdr: func() map[string]string {
+			hdr: func(time.Time) map[string]string {
 				return map[string]string{"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "0;w=2"}
 			}},
 		{name: "IETF quota spent", status: 200,
-			hdr: func() map[string]string {
+			hdr: func(time.Time) map[string]string {
 				return map[string]string{"RateLimit-Limit": "100", "RateLimit-Remaining": "0", "RateLimit-Reset": "2"}
 			}},
 	}
@@ -326,12 +325,13 @@ func TestBackoff(t *testing.T) {
 			t.Parallel()
 			reg := testreg.Start(t)
 			d := ctPushBlob(t, reg, "team/app", "v1", testreg.Bytes(1000, 33))
+			clock := newCtClock()
 			var once atomic.Bool
 			reg.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
 				if testreg.Kind(r.URL.Path) != "manifests" || !once.CompareAndSwap(false, true) {
 					return false
 				}
-				for k, v := range tt.hdr() {
+				for k, v := range tt.hdr(clock.Now()) {
 					w.Header().Set(k, v)
 				}
 				if tt.status == http.StatusOK {
@@ -341,8 +341,8 @@ func TestBackoff(t *testing.T) {
 				}
 				return true
 			})
-			u, logs := qtUpstream(t, reg.URL, nil)
-			start := time.Now()
+			u, logs := ctNew(t, reg.URL, nil, nil, WithClock(clock.Now))
+			start := clock.Now()
 			_, _, err := u.GetManifest(context.Background(), "team/app", "v1")
 			if tt.status == http.StatusOK && err != nil {
 				t.Fatalf("GetManifest: %v", err)
@@ -354,8 +354,8 @@ func TestBackoff(t *testing.T) {
 				t.Errorf("the request that was answered 429 is ErrBackoff: %v", err)
 			}
 			until, ok := u.Backoff()
-			if !ok || until.Before(start.Add(time.Second)) || until.After(start.Add(minBackoff+time.Second)) {
-				t.Fatalf("Backoff() = %s, %v; want about 2 s from now", until.Sub(start), ok)
+			if !ok || !until.Equal(start.Add(2*time.Second)) {
+				t.Fatalf("Backoff() = %s, %v; want 2 s from now", until.Sub(start), ok)
 			}
 			reg.Reset()
 
@@ -367,7 +367,6 @@ func TestBackoff(t *testing.T) {
 					continue
 				}
 				wantThrottled++
-				t0 := time.Now()
 				err := calls[name](u)
 				if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrBackoff) {
 					t.Errorf("%s: %v, want ErrUnavailable and ErrBackoff", name, err)
@@ -378,9 +377,6 @@ func TestBackoff(t *testing.T) {
 				}
 				if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTimeout) || errors.Is(err, context.Canceled) {
 					t.Errorf("%s: %v is ErrNotFound, ErrTimeout or context.Canceled", name, err)
-				}
-				if took := time.Since(t0); took > 50*time.Millisecond {
-					t.Errorf("%s took %s to fail", name, took)
 				}
 			}
 			if n := reg.Count("total"); n != 0 {
@@ -404,7 +400,11 @@ func TestBackoff(t *testing.T) {
 				t.Errorf("%d backoff warnings, want 1: %v", n, logs.All())
 			}
 
-			time.Sleep(time.Until(until) + 20*time.Millisecond)
+			clock.Advance(until.Sub(clock.Now()) - time.Nanosecond)
+			if _, ok := u.Backoff(); !ok {
+				t.Error("the backoff ended before the time given")
+			}
+			clock.Advance(time.Nanosecond)
 			if _, ok := u.Backoff(); ok {
 				t.Error("still backing off after the time given")
 			}
@@ -427,7 +427,8 @@ func TestBackoffLoggedOnce(t *testing.T) {
 	reg.Push(t, "team/app", "v1", testreg.Image(t, 34, 100))
 	var retryAfter atomic.Value
 	retryAfter.Store("30")
-	u, logs := qtUpstream(t, reg.URL, nil)
+	clock := newCtClock()
+	u, logs := ctNew(t, reg.URL, nil, nil, WithClock(clock.Now))
 	if _, err := u.HeadManifest(context.Background(), "team/app", "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -461,20 +462,20 @@ func TestBackoffLoggedOnce(t *testing.T) {
 		t.Errorf("%d backoff warnings, want 1", c)
 	}
 	first, ok := u.Backoff()
-	if !ok || time.Until(first) < 25*time.Second {
-		t.Fatalf("Backoff() = %s, %v", time.Until(first), ok)
+	if !ok || !first.Equal(clock.Now().Add(30*time.Second)) {
+		t.Fatalf("Backoff() = %s, %v; want 30 s", first.Sub(clock.Now()), ok)
 	}
 
 	// A longer answer to a request that was in flight extends the backoff
 	// without a new warning.
 	u.observe(u.pool.creds[0], &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"600"}}})
-	if until, ok := u.Backoff(); !ok || time.Until(until) < 590*time.Second {
-		t.Errorf("Backoff() = %s, %v; want 600 s", time.Until(until), ok)
+	if until, ok := u.Backoff(); !ok || !until.Equal(clock.Now().Add(600*time.Second)) {
+		t.Errorf("Backoff() = %s, %v; want 600 s", until.Sub(clock.Now()), ok)
 	}
 	// A shorter one does not shorten it.
 	u.observe(u.pool.creds[0], &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"5"}}})
-	if until, ok := u.Backoff(); !ok || time.Until(until) < 590*time.Second {
-		t.Errorf("Backoff() = %s, %v; want still 600 s", time.Until(until), ok)
+	if until, ok := u.Backoff(); !ok || !until.Equal(clock.Now().Add(600*time.Second)) {
+		t.Errorf("Backoff() = %s, %v; want still 600 s", until.Sub(clock.Now()), ok)
 	}
 	if c := qtWarnings(logs, qtUpstreamWarn); c != 1 {
 		t.Errorf("%d backoff warnings, want 1", c)
