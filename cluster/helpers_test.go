@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -61,6 +63,14 @@ func fastMemberlist(mc *memberlist.Config) {
 	mc.GossipToTheDeadTime = 2 * time.Second
 }
 
+// steadyMemberlist is fastMemberlist with a failure detector that a
+// loaded machine does not trip: for tests in which no node fails, so that
+// a late probe answer does not take a live node out of the owners.
+func steadyMemberlist(mc *memberlist.Config) {
+	fastMemberlist(mc)
+	mc.ProbeInterval, mc.ProbeTimeout = time.Second, time.Second
+}
+
 // testNode describes one node of a test cluster.
 type testNode struct {
 	name   string
@@ -68,6 +78,8 @@ type testNode struct {
 	join   []string
 	secret []byte
 	stats  *atomic.Pointer[NodeStats]
+	// onLog, if set, sees every entry the node logs at Info and above.
+	onLog func(zapcore.Entry)
 }
 
 func (n testNode) config() Config {
@@ -90,7 +102,11 @@ func start(t *testing.T, n testNode, opts ...Option) *Cluster {
 	if n.stats != nil {
 		opts = append(opts, WithStats(func() NodeStats { return *n.stats.Load() }, 50*time.Millisecond))
 	}
-	c, err := Start(t.Context(), n.config(), testLogger(t).Named(n.name), opts...)
+	log := testLogger(t)
+	if n.onLog != nil {
+		log = log.WithOptions(zap.Hooks(func(e zapcore.Entry) error { n.onLog(e); return nil }))
+	}
+	c, err := Start(t.Context(), n.config(), log.Named(n.name), opts...)
 	if err != nil {
 		t.Fatalf("start %s: %v", n.name, err)
 	}
@@ -131,6 +147,32 @@ func consistently(t *testing.T, what string, d time.Duration, check func() error
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+}
+
+// ownersAgree checks that every node computes the same Replicas owners
+// for each key as rank does from want, the alive members' names, and
+// that the membership was converged to want before and after: a node that
+// a slow probe takes out for a moment changes the owners, and the check
+// is then to be tried again.
+func ownersAgree(nodes []*Cluster, keys []string, want ...string) error {
+	if err := converged(nodes, want...); err != nil {
+		return fmt.Errorf("before: %w", err)
+	}
+	mismatch := func() error {
+		for _, key := range keys {
+			ranked := rank(want, key, 2)
+			for _, c := range nodes {
+				if got := ownerNames(c.Owners(key)); !slices.Equal(got, ranked) {
+					return fmt.Errorf("Owners(%s) on %s = %v, rank says %v", key, c.set.name, got, ranked)
+				}
+			}
+		}
+		return nil
+	}()
+	if err := converged(nodes, want...); err != nil {
+		return fmt.Errorf("after: %w", err)
+	}
+	return mismatch
 }
 
 // states returns name -> state as c sees it.
