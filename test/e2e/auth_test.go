@@ -74,50 +74,11 @@ func auClient(localIP string) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4}}
 }
 
-// auCred is how a request authenticates: Basic user/pass, a Bearer token,
-// or nothing.
-type auCred struct{ user, pass, bearer string }
-
-func auBasic(user string) auCred { return auCred{user: user, pass: auUsers[user]} }
-
-// auReq does one request and returns status, headers and body.
-func auReq(ctx context.Context, t *testing.T, c *http.Client, method, rawURL string, cred auCred, hdr http.Header, body []byte) (int, http.Header, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	switch {
-	case cred.bearer != "":
-		req.Header.Set("Authorization", "Bearer "+cred.bearer)
-	case cred.user != "":
-		req.SetBasicAuth(cred.user, cred.pass)
-	}
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, rawURL, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, rawURL, err)
-	}
-	return resp.StatusCode, resp.Header, b
-}
+func auBasic(user string) cred { return cred{user: user, pass: auUsers[user]} }
 
 // auPushImage pushes img's blobs (monolithic POST ?digest=) and manifest
 // as repo:tag with cred, over c, and returns the manifest digest.
-func auPushImage(ctx context.Context, t *testing.T, c *http.Client, b *Berth, cred auCred, repo, tag string, img v1.Image) string {
+func auPushImage(ctx context.Context, t *testing.T, c *http.Client, b *Berth, cred cred, repo, tag string, img v1.Image) string {
 	t.Helper()
 	var blobs [][]byte
 	cfg, err := img.RawConfigFile()
@@ -142,7 +103,7 @@ func auPushImage(ctx context.Context, t *testing.T, c *http.Client, b *Berth, cr
 		blobs = append(blobs, data)
 	}
 	for _, data := range blobs {
-		st, _, body := auReq(ctx, t, c, http.MethodPost, b.URL+"/v2/"+repo+"/blobs/uploads/?digest="+pushSha256(data), cred,
+		st, _, body := request(ctx, t, c, http.MethodPost, b.URL+"/v2/"+repo+"/blobs/uploads/?digest="+pushSha256(data), cred,
 			http.Header{"Content-Type": {"application/octet-stream"}}, data)
 		if st != http.StatusCreated {
 			t.Fatalf("push blob to %s as %q: %d %s", repo, cred.user, st, body)
@@ -156,7 +117,7 @@ func auPushImage(ctx context.Context, t *testing.T, c *http.Client, b *Berth, cr
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _, body := auReq(ctx, t, c, http.MethodPut, b.URL+"/v2/"+repo+"/manifests/"+tag, cred,
+	st, _, body := request(ctx, t, c, http.MethodPut, b.URL+"/v2/"+repo+"/manifests/"+tag, cred,
 		http.Header{"Content-Type": {string(mt)}}, mf)
 	if st != http.StatusCreated {
 		t.Fatalf("push manifest %s:%s as %q: %d %s", repo, tag, cred.user, st, body)
@@ -165,10 +126,10 @@ func auPushImage(ctx context.Context, t *testing.T, c *http.Client, b *Berth, cr
 }
 
 // auToken asks berth's /token endpoint for a token with scopes, as cred.
-func auToken(ctx context.Context, t *testing.T, c *http.Client, b *Berth, cred auCred, scopes ...string) string {
+func auToken(ctx context.Context, t *testing.T, c *http.Client, b *Berth, cred cred, scopes ...string) string {
 	t.Helper()
 	q := url.Values{"service": {"berth"}, "scope": scopes}
-	st, _, body := auReq(ctx, t, c, http.MethodGet, b.URL+"/token?"+q.Encode(), cred, nil, nil)
+	st, _, body := request(ctx, t, c, http.MethodGet, b.URL+"/token?"+q.Encode(), cred, nil, nil)
 	if st != http.StatusOK {
 		t.Fatalf("token %v as %q: %d %s", scopes, cred.user, st, body)
 	}
@@ -330,7 +291,7 @@ func TestDockerLoginPushPull(t *testing.T) {
 		t.Errorf("docker pulled %s back, pushed %s", got, pushed)
 	}
 	// The registry agrees (alice by password).
-	st, h, body := auReq(ctx, t, nil, http.MethodHead, b.URL+"/v2/private/app/manifests/v1", auBasic("alice"),
+	st, h, body := request(ctx, t, nil, http.MethodHead, b.URL+"/v2/private/app/manifests/v1", auBasic("alice"),
 		http.Header{"Accept": {allManifestTypes}}, nil)
 	if st != http.StatusOK || h.Get("Docker-Content-Digest") != pushed {
 		t.Errorf("HEAD private/app:v1 as alice: %d %q %s, want 200 %s", st, h.Get("Docker-Content-Digest"), body, pushed)
@@ -351,12 +312,12 @@ func TestDockerLoginPushPull(t *testing.T) {
 	if lo := strings.ToLower(out); !strings.Contains(lo, "unauthorized") && !strings.Contains(lo, "authentication required") {
 		t.Errorf("docker push after logout failed without an authentication error: %s", out)
 	}
-	st, _, _ = auReq(ctx, t, nil, http.MethodHead, b.URL+"/v2/private/app/manifests/v2", auBasic("alice"), nil, nil)
+	st, _, _ = request(ctx, t, nil, http.MethodHead, b.URL+"/v2/private/app/manifests/v2", auBasic("alice"), nil, nil)
 	if st != http.StatusNotFound {
 		t.Errorf("private/app:v2 after the refused push: HEAD %d, want 404", st)
 	}
 
-	st, h, body = auReq(ctx, t, nil, http.MethodPost, b.URL+"/v2/private/app/blobs/uploads/", auCred{}, nil, nil)
+	st, h, body = request(ctx, t, nil, http.MethodPost, b.URL+"/v2/private/app/blobs/uploads/", cred{}, nil, nil)
 	code, _ := pushErrCode(body)
 	if st != http.StatusUnauthorized || code != "UNAUTHORIZED" {
 		t.Errorf("anonymous POST uploads: %d %s, want 401 UNAUTHORIZED", st, body)
@@ -430,7 +391,7 @@ func TestCraneBasicAuth(t *testing.T) {
 	if err == nil || auStatus(err) != http.StatusUnauthorized {
 		t.Errorf("anonymous crane pull of a local image: %v (status %d), want a 401", err, auStatus(err))
 	}
-	st, _, _ := auReq(ctx, t, nil, http.MethodGet, b.URL+"/v2/private/app/manifests/v1", auCred{},
+	st, _, _ := request(ctx, t, nil, http.MethodGet, b.URL+"/v2/private/app/manifests/v1", cred{},
 		http.Header{"Accept": {allManifestTypes}}, nil)
 	if st != http.StatusUnauthorized {
 		t.Errorf("anonymous GET of a local manifest: %d, want 401", st)
@@ -477,26 +438,26 @@ func TestPolicies(t *testing.T) {
 
 	// Namespace policy: bob may pull but not push; ops may delete.
 	appDigest := auPushImage(ctx, t, local, b, auBasic("alice"), "private/app", "v1", realImage(t, pushSeed(), 2, "amd64", true))
-	st, _, body := auReq(ctx, t, local, http.MethodPost, b.URL+"/v2/private/app/blobs/uploads/", auBasic("bob"), nil, nil)
+	st, _, body := request(ctx, t, local, http.MethodPost, b.URL+"/v2/private/app/blobs/uploads/", auBasic("bob"), nil, nil)
 	expectDenied("bob POST upload to private/app", st, body)
-	st, _, body = auReq(ctx, t, local, http.MethodPut, b.URL+"/v2/private/app/manifests/bob", auBasic("bob"),
+	st, _, body = request(ctx, t, local, http.MethodPut, b.URL+"/v2/private/app/manifests/bob", auBasic("bob"),
 		http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}, []byte(`{"schemaVersion":2}`))
 	expectDenied("bob PUT manifest to private/app", st, body)
-	st, h, body := auReq(ctx, t, local, http.MethodGet, b.URL+"/v2/private/app/manifests/v1", auBasic("bob"), accept, nil)
+	st, h, body := request(ctx, t, local, http.MethodGet, b.URL+"/v2/private/app/manifests/v1", auBasic("bob"), accept, nil)
 	if st != http.StatusOK || h.Get("Docker-Content-Digest") != appDigest {
 		t.Errorf("bob pull private/app:v1: %d %q %s, want 200 %s", st, h.Get("Docker-Content-Digest"), body, appDigest)
 	}
 	// bob's token carries pull only.
 	bobTok := auToken(ctx, t, local, b, auBasic("bob"), "repository:private/app:pull,push")
-	st, _, body = auReq(ctx, t, local, http.MethodPost, b.URL+"/v2/private/app/blobs/uploads/", auCred{bearer: bobTok}, nil, nil)
+	st, _, body = request(ctx, t, local, http.MethodPost, b.URL+"/v2/private/app/blobs/uploads/", cred{bearer: bobTok}, nil, nil)
 	expectDenied("bob POST upload with his token", st, body)
-	st, _, body = auReq(ctx, t, local, http.MethodDelete, b.URL+"/v2/private/app/manifests/"+appDigest, auBasic("bob"), nil, nil)
+	st, _, body = request(ctx, t, local, http.MethodDelete, b.URL+"/v2/private/app/manifests/"+appDigest, auBasic("bob"), nil, nil)
 	expectDenied("bob DELETE manifest (not in ops)", st, body)
-	st, _, body = auReq(ctx, t, local, http.MethodDelete, b.URL+"/v2/private/app/manifests/"+appDigest, auBasic("alice"), nil, nil)
+	st, _, body = request(ctx, t, local, http.MethodDelete, b.URL+"/v2/private/app/manifests/"+appDigest, auBasic("alice"), nil, nil)
 	if st != http.StatusAccepted {
 		t.Errorf("alice (ops) DELETE manifest: %d %s, want 202", st, body)
 	}
-	if st, _, _ = auReq(ctx, t, local, http.MethodGet, b.URL+"/v2/private/app/manifests/"+appDigest, auBasic("alice"), accept, nil); st != http.StatusNotFound {
+	if st, _, _ = request(ctx, t, local, http.MethodGet, b.URL+"/v2/private/app/manifests/"+appDigest, auBasic("alice"), accept, nil); st != http.StatusNotFound {
 		t.Errorf("GET the deleted manifest: %d, want 404", st)
 	}
 
@@ -505,25 +466,25 @@ func TestPolicies(t *testing.T) {
 	secret := realImage(t, pushSeed(), 1, "amd64", true)
 	secretDigest := auPushImage(ctx, t, local, b, auBasic("alice"), "private/secret", "v1", secret)
 	secretLayer := blobDigests(t, secret)[1]
-	st, _, body = auReq(ctx, t, local, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", auBasic("alice"), accept, nil)
+	st, _, body = request(ctx, t, local, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", auBasic("alice"), accept, nil)
 	expectDenied("alice pull private/secret from 127.0.0.1", st, body)
-	st, _, body = auReq(ctx, t, local, http.MethodGet, b.URL+"/v2/private/secret/blobs/"+secretLayer, auBasic("alice"), nil, nil)
+	st, _, body = request(ctx, t, local, http.MethodGet, b.URL+"/v2/private/secret/blobs/"+secretLayer, auBasic("alice"), nil, nil)
 	expectDenied("alice GET private/secret blob from 127.0.0.1", st, body)
 	for _, u := range []string{"alice", "bob"} {
-		st, h, body = auReq(ctx, t, admin, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", auBasic(u), accept, nil)
+		st, h, body = request(ctx, t, admin, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", auBasic(u), accept, nil)
 		if st != http.StatusOK || h.Get("Docker-Content-Digest") != secretDigest {
 			t.Errorf("%s pull private/secret from 127.0.0.2: %d %s, want 200", u, st, body)
 		}
 	}
-	if st, _, _ = auReq(ctx, t, admin, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", auCred{}, accept, nil); st != http.StatusUnauthorized {
+	if st, _, _ = request(ctx, t, admin, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", cred{}, accept, nil); st != http.StatusUnauthorized {
 		t.Errorf("anonymous pull of private/secret from 127.0.0.2: %d, want 401", st)
 	}
 	// The token endpoint applies the condition too.
 	tok1 := auToken(ctx, t, local, b, auBasic("alice"), "repository:private/secret:pull")
-	st, _, body = auReq(ctx, t, local, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", auCred{bearer: tok1}, accept, nil)
+	st, _, body = request(ctx, t, local, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", cred{bearer: tok1}, accept, nil)
 	expectDenied("alice pull private/secret with a token got from 127.0.0.1", st, body)
 	tok2 := auToken(ctx, t, admin, b, auBasic("alice"), "repository:private/secret:pull")
-	st, _, _ = auReq(ctx, t, admin, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", auCred{bearer: tok2}, accept, nil)
+	st, _, _ = request(ctx, t, admin, http.MethodGet, b.URL+"/v2/private/secret/manifests/v1", cred{bearer: tok2}, accept, nil)
 	if st != http.StatusOK {
 		t.Errorf("alice pull private/secret with a token got from 127.0.0.2: %d, want 200", st)
 	}
@@ -535,21 +496,21 @@ func TestPolicies(t *testing.T) {
 	pushTok := auToken(ctx, t, local, b, auBasic("alice"), "repository:private/other:pull,push", "repository:private/secret:pull")
 	for _, c := range []struct {
 		name string
-		cred auCred
-	}{{"Basic", auBasic("alice")}, {"Bearer", auCred{bearer: pushTok}}} {
-		st, h, body := auReq(ctx, t, local, http.MethodPost, mountURL, c.cred, nil, nil)
+		cred cred
+	}{{"Basic", auBasic("alice")}, {"Bearer", cred{bearer: pushTok}}} {
+		st, h, body := request(ctx, t, local, http.MethodPost, mountURL, c.cred, nil, nil)
 		if st != http.StatusAccepted || h.Get("Location") == "" {
 			t.Errorf("mount (%s) from private/secret by a user who may not pull it: %d %s, want 202 and an upload session", c.name, st, body)
 			continue
 		}
 		loc, _ := url.Parse(h.Get("Location"))
 		base, _ := url.Parse(b.URL + "/")
-		if st, _, body := auReq(ctx, t, local, http.MethodDelete, base.ResolveReference(loc).String(), c.cred, nil, nil); st != http.StatusNoContent {
+		if st, _, body := request(ctx, t, local, http.MethodDelete, base.ResolveReference(loc).String(), c.cred, nil, nil); st != http.StatusNoContent {
 			t.Errorf("cancel the upload session: %d %s", st, body)
 		}
 	}
 	// From 127.0.0.2 alice may pull private/secret: the mount is done.
-	st, _, body = auReq(ctx, t, admin, http.MethodPost, mountURL, auBasic("alice"), nil, nil)
+	st, _, body = request(ctx, t, admin, http.MethodPost, mountURL, auBasic("alice"), nil, nil)
 	if st != http.StatusCreated {
 		t.Errorf("mount from 127.0.0.2: %d %s, want 201", st, body)
 	}
@@ -574,7 +535,7 @@ func TestRateLimitPerUser(t *testing.T) {
 		start := time.Now()
 		admitted, limited := 0, 0
 		for i := 0; i < burst+50; i++ {
-			st, h, body := auReq(ctx, t, clientsByIP[i%2], http.MethodGet, b.URL+"/v2/", auBasic(user), nil, nil)
+			st, h, body := request(ctx, t, clientsByIP[i%2], http.MethodGet, b.URL+"/v2/", auBasic(user), nil, nil)
 			switch st {
 			case http.StatusOK: // after the burst, the refill (1/s) may admit a few
 				admitted++
@@ -600,7 +561,7 @@ func TestRateLimitPerUser(t *testing.T) {
 	// alice's empty bucket is not bob's, nor the anonymous clients'.
 	drain("bob")
 	for _, c := range clientsByIP {
-		st, h, body := auReq(ctx, t, c, http.MethodGet, b.URL+"/v2/library/alpine/manifests/latest", auCred{},
+		st, h, body := request(ctx, t, c, http.MethodGet, b.URL+"/v2/library/alpine/manifests/latest", cred{},
 			http.Header{"Accept": {allManifestTypes}}, nil)
 		if st != http.StatusOK || h.Get("Docker-Content-Digest") != cachedDigest {
 			t.Errorf("anonymous pull after the users' buckets emptied: %d %s, want 200", st, body)
@@ -608,7 +569,7 @@ func TestRateLimitPerUser(t *testing.T) {
 	}
 	// Still limited: by name, whatever the address or credential form.
 	tok := auToken(ctx, t, clientsByIP[1], b, auBasic("alice"), "repository:library/alpine:pull")
-	st, _, body := auReq(ctx, t, clientsByIP[1], http.MethodGet, b.URL+"/v2/library/alpine/manifests/latest", auCred{bearer: tok},
+	st, _, body := request(ctx, t, clientsByIP[1], http.MethodGet, b.URL+"/v2/library/alpine/manifests/latest", cred{bearer: tok},
 		http.Header{"Accept": {allManifestTypes}}, nil)
 	if st != http.StatusTooManyRequests {
 		t.Errorf("alice with a bearer token after her bucket emptied: %d %s, want 429", st, body)
@@ -618,7 +579,7 @@ func TestRateLimitPerUser(t *testing.T) {
 	anon := auClient("127.0.0.4")
 	admitted := 0
 	for i := 0; i < burst+50; i++ {
-		st, _, body := auReq(ctx, t, anon, http.MethodHead, b.URL+"/v2/library/alpine/manifests/latest", auCred{},
+		st, _, body := request(ctx, t, anon, http.MethodHead, b.URL+"/v2/library/alpine/manifests/latest", cred{},
 			http.Header{"Accept": {allManifestTypes}}, nil)
 		if st == http.StatusTooManyRequests {
 			break
@@ -631,7 +592,7 @@ func TestRateLimitPerUser(t *testing.T) {
 	if admitted < burst || admitted > burst+30 {
 		t.Errorf("anonymous client 127.0.0.4: %d admitted before a 429, want about %d", admitted, burst)
 	}
-	st, _, _ = auReq(ctx, t, clientsByIP[0], http.MethodHead, b.URL+"/v2/library/alpine/manifests/latest", auCred{},
+	st, _, _ = request(ctx, t, clientsByIP[0], http.MethodHead, b.URL+"/v2/library/alpine/manifests/latest", cred{},
 		http.Header{"Accept": {allManifestTypes}}, nil)
 	if st != http.StatusOK {
 		t.Errorf("anonymous 127.0.0.1 after 127.0.0.4 emptied its bucket: %d, want 200", st)

@@ -204,16 +204,9 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Get does a GET with optional headers against berth.
+// Do sends a request without a body or credentials to path on berth.
 func (b *Berth) Do(ctx context.Context, method, path string, hdr http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, b.URL+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	return http.DefaultClient.Do(req)
+	return send(ctx, nil, method, b.URL+path, cred{}, hdr, nil)
 }
 
 // upstreamConfig is a config fragment with one upstream rule.

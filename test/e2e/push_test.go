@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -27,7 +25,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/crane"
-	ggcr "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -58,33 +55,6 @@ func pushSkopeoPolicy(t *testing.T) string {
 	p := filepath.Join(t.TempDir(), "policy.json")
 	writeFile(t, p, `{"default":[{"type":"insecureAcceptAnything"}]}`)
 	return p
-}
-
-// pushReq does one request against berth with a body and returns status,
-// headers and body.
-func pushReq(ctx context.Context, t *testing.T, method, rawURL string, hdr http.Header, body []byte) (int, http.Header, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, rawURL, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, rawURL, err)
-	}
-	return resp.StatusCode, resp.Header, b
 }
 
 // pushErrCode returns the first error code and message of a registry error
@@ -167,7 +137,7 @@ func pushBlobFiles(t *testing.T, dataDir string) map[string]string {
 // pushGetBlob GETs a blob from berth and checks it hashes to d.
 func pushGetBlob(ctx context.Context, t *testing.T, b *Berth, repo, d string) []byte {
 	t.Helper()
-	st, _, body := pushReq(ctx, t, http.MethodGet, b.URL+"/v2/"+repo+"/blobs/"+d, nil, nil)
+	st, _, body := request(ctx, t, nil, http.MethodGet, b.URL+"/v2/"+repo+"/blobs/"+d, cred{}, nil, nil)
 	if st != http.StatusOK {
 		t.Errorf("GET blob %s of %s: status %d: %s", d, repo, st, body)
 		return nil
@@ -382,12 +352,12 @@ func TestPushToCachedNamespaceRefused(t *testing.T) {
 	t.Logf("upstream requests during the crane push: %v", up.Requests())
 
 	up.Reset()
-	st, _, body := pushReq(ctx, t, http.MethodPost, b.URL+"/v2/library/app/blobs/uploads/", nil, nil)
+	st, _, body := request(ctx, t, nil, http.MethodPost, b.URL+"/v2/library/app/blobs/uploads/", cred{}, nil, nil)
 	code, msg := pushErrCode(body)
 	if st != http.StatusMethodNotAllowed || code != "UNSUPPORTED" || !strings.Contains(msg, "pull-through") {
 		t.Errorf("POST uploads in a cached namespace: %d %s %q, want 405 UNSUPPORTED mentioning pull-through", st, code, msg)
 	}
-	st, _, body = pushReq(ctx, t, http.MethodPut, b.URL+"/v2/library/app/manifests/v1",
+	st, _, body = request(ctx, t, nil, http.MethodPut, b.URL+"/v2/library/app/manifests/v1", cred{},
 		http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}, []byte(`{"schemaVersion":2}`))
 	if code, _ := pushErrCode(body); st != http.StatusMethodNotAllowed || code != "UNSUPPORTED" {
 		t.Errorf("PUT manifest in a cached namespace: %d %s", st, body)
@@ -400,7 +370,7 @@ func TestPushToCachedNamespaceRefused(t *testing.T) {
 // pushStartUpload POSTs a new session and returns its absolute URL.
 func pushStartUpload(ctx context.Context, t *testing.T, b *Berth, repo string) string {
 	t.Helper()
-	st, h, body := pushReq(ctx, t, http.MethodPost, b.URL+"/v2/"+repo+"/blobs/uploads/", nil, nil)
+	st, h, body := request(ctx, t, nil, http.MethodPost, b.URL+"/v2/"+repo+"/blobs/uploads/", cred{}, nil, nil)
 	if st != http.StatusAccepted {
 		t.Fatalf("POST upload: %d %s", st, body)
 	}
@@ -423,7 +393,7 @@ func pushWithDigest(loc, d string) string {
 
 func pushPatch(ctx context.Context, t *testing.T, loc string, start int, chunk []byte) {
 	t.Helper()
-	st, h, body := pushReq(ctx, t, http.MethodPatch, loc, http.Header{
+	st, h, body := request(ctx, t, nil, http.MethodPatch, loc, cred{}, http.Header{
 		"Content-Type":  {"application/octet-stream"},
 		"Content-Range": {fmt.Sprintf("%d-%d", start, start+len(chunk)-1)},
 	}, chunk)
@@ -455,12 +425,12 @@ func TestKill9DuringChunkedUpload(t *testing.T) {
 	b.Kill()
 	b.Restart()
 
-	st, h, body := pushReq(ctx, t, http.MethodGet, loc, nil, nil)
+	st, h, body := request(ctx, t, nil, http.MethodGet, loc, cred{}, nil, nil)
 	if st != http.StatusNoContent || h.Get("Range") != fmt.Sprintf("0-%d", first-1) {
 		t.Fatalf("upload status after SIGKILL+restart: %d Range %q %s; want 204 Range 0-%d", st, h.Get("Range"), body, first-1)
 	}
 	pushPatch(ctx, t, loc, first, data[first:])
-	st, h, body = pushReq(ctx, t, http.MethodPut, pushWithDigest(loc, d), nil, nil)
+	st, h, body = request(ctx, t, nil, http.MethodPut, pushWithDigest(loc, d), cred{}, nil, nil)
 	if st != http.StatusCreated || h.Get("Docker-Content-Digest") != d {
 		t.Fatalf("PUT ?digest=: %d %q %s, want 201 %s", st, h.Get("Docker-Content-Digest"), body, d)
 	}
@@ -477,12 +447,12 @@ func TestKill9DuringChunkedUpload(t *testing.T) {
 	pushPatch(ctx, t, loc2, 0, data2)
 	b.Kill()
 	b.Restart()
-	st, _, body = pushReq(ctx, t, http.MethodPut, pushWithDigest(loc2, wrong), nil, nil)
+	st, _, body = request(ctx, t, nil, http.MethodPut, pushWithDigest(loc2, wrong), cred{}, nil, nil)
 	if code, _ := pushErrCode(body); st != http.StatusBadRequest || code != "DIGEST_INVALID" {
 		t.Errorf("PUT with a wrong digest: %d %s, want 400 DIGEST_INVALID", st, body)
 	}
 	for _, x := range []string{wrong, real2} {
-		st, _, _ := pushReq(ctx, t, http.MethodHead, b.URL+"/v2/"+repo+"/blobs/"+x, nil, nil)
+		st, _, _ := request(ctx, t, nil, http.MethodHead, b.URL+"/v2/"+repo+"/blobs/"+x, cred{}, nil, nil)
 		if st != http.StatusNotFound {
 			t.Errorf("HEAD %s after a refused commit: %d, want 404", x, st)
 		}
@@ -566,7 +536,7 @@ func TestKill9DuringManifestPut(t *testing.T) {
 		t.Logf("round %d: SIGKILL %s, after %d completed pushes", round, how, pushed.Load())
 		b.Restart()
 
-		st, h, body := pushReq(ctx, t, http.MethodGet, b.URL+"/v2/"+repo+"/manifests/live",
+		st, h, body := request(ctx, t, nil, http.MethodGet, b.URL+"/v2/"+repo+"/manifests/live", cred{},
 			http.Header{"Accept": {allManifestTypes}}, nil)
 		if st != http.StatusOK {
 			t.Fatalf("round %d: GET manifests/live: %d %s", round, st, body)
@@ -704,7 +674,7 @@ func pushSignature(t *testing.T, regURL, repo string, subject v1.Descriptor, pay
 // pushGetReferrers asks berth for the referrers of d in repo.
 func pushGetReferrers(ctx context.Context, t *testing.T, b *Berth, repo, d string) []v1.Descriptor {
 	t.Helper()
-	st, h, body := pushReq(ctx, t, http.MethodGet, b.URL+"/v2/"+repo+"/referrers/"+d, nil, nil)
+	st, h, body := request(ctx, t, nil, http.MethodGet, b.URL+"/v2/"+repo+"/referrers/"+d, cred{}, nil, nil)
 	if st != http.StatusOK {
 		t.Fatalf("GET referrers of %s: %d %s", d, st, body)
 	}
@@ -725,13 +695,6 @@ func pushHasDescriptor(list []v1.Descriptor, want v1.Descriptor) bool {
 		}
 	}
 	return false
-}
-
-// pushCountingRegistry is ggcr's registry with the referrers API on,
-// counting requests.
-type pushCountingRegistry struct {
-	*httptest.Server
-	n atomic.Int64
 }
 
 // TestProxiedReferrers lists an upstream image's signature through a
@@ -779,20 +742,14 @@ func TestProxiedReferrers(t *testing.T) {
 			t.Errorf("second referrers call within the TTL reached the upstream: %v", up.Requests())
 		}
 		// artifactType filter is applied on the cached list.
-		st, h, body := pushReq(ctx, t, http.MethodGet, b.URL+"/v2/up/team/app/referrers/"+imgDigest.String()+"?artifactType=application/x-none", nil, nil)
+		st, h, body := request(ctx, t, nil, http.MethodGet, b.URL+"/v2/up/team/app/referrers/"+imgDigest.String()+"?artifactType=application/x-none", cred{}, nil, nil)
 		if st != 200 || h.Get("OCI-Filters-Applied") != "artifactType" || strings.Contains(string(body), sig.Digest.String()) {
 			t.Errorf("filtered referrers: %d %q %s", st, h.Get("OCI-Filters-Applied"), body)
 		}
 	})
 
 	t.Run("ReferrersAPI", func(t *testing.T) {
-		reg := &pushCountingRegistry{}
-		h := ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0)), ggcr.WithReferrersSupport(true))
-		reg.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			reg.n.Add(1)
-			h.ServeHTTP(w, r)
-		}))
-		t.Cleanup(reg.Close)
+		reg := testreg.Start(t, testreg.WithReferrers())
 		img := realImage(t, pushSeed(), 1, "amd64", true)
 		if err := crane.Push(img, strings.TrimPrefix(reg.URL, "http://")+"/team/app:v1", crane.Insecure); err != nil {
 			t.Fatal(err)
@@ -801,21 +758,21 @@ func TestProxiedReferrers(t *testing.T) {
 		mf, _ := img.RawManifest()
 		subject := v1.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: imgDigest, Size: int64(len(mf))}
 		sig := pushSignature(t, reg.URL, "team/app", subject, `{"sig":"by-subject"}`)
-		reg.n.Store(0)
+		reg.Reset()
 
 		b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("up", "up", "up.test", reg.URL, false, "    ttl: 1h\n"))
 		list := pushGetReferrers(ctx, t, b, "up/team/app", imgDigest.String())
 		if !pushHasDescriptor(list, sig) || len(list) != 1 {
 			t.Errorf("referrers (API) of %s: %+v, want the signature %s", imgDigest, list, sig.Digest)
 		}
-		if reg.n.Load() == 0 {
+		if reg.Count("total") == 0 {
 			t.Error("first referrers request did not reach the upstream")
 		}
-		reg.n.Store(0)
+		reg.Reset()
 		if list := pushGetReferrers(ctx, t, b, "up/team/app", imgDigest.String()); !pushHasDescriptor(list, sig) {
 			t.Errorf("second referrers call: %+v", list)
 		}
-		if n := reg.n.Load(); n != 0 {
+		if n := reg.Count("total"); n != 0 {
 			t.Errorf("second referrers call within the TTL made %d upstream requests", n)
 		}
 	})

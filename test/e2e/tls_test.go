@@ -255,7 +255,7 @@ func TestTLSAndCertificateRotation(t *testing.T) {
 	}
 
 	// The plain listener serves throughout.
-	st, _, body := pushReq(ctx, t, http.MethodGet, b.URL+"/v2/library/big/manifests/latest", http.Header{"Accept": {allManifestTypes}}, nil)
+	st, _, body := request(ctx, t, nil, http.MethodGet, b.URL+"/v2/library/big/manifests/latest", cred{}, http.Header{"Accept": {allManifestTypes}}, nil)
 	if st != http.StatusOK || pushSha256(body) != want {
 		t.Errorf("plain HTTP GET manifest after the reloads: %d, digest %s, want 200 %s", st, pushSha256(body), want)
 	}

@@ -35,9 +35,22 @@ type Registry struct {
 	mutate   func(w http.ResponseWriter, r *http.Request) bool
 }
 
+// Option changes the registry Start runs.
+type Option func(*[]ggcr.Option)
+
+// WithReferrers turns on the registry's referrers API; without it the
+// registry answers 404 there, as a registry without the API does.
+func WithReferrers() Option {
+	return func(o *[]ggcr.Option) { *o = append(*o, ggcr.WithReferrersSupport(true)) }
+}
+
 // Start runs a registry on 127.0.0.1 until the test ends.
-func Start(t testing.TB) *Registry {
-	r := &Registry{h: ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))), counts: map[string]int{}}
+func Start(t testing.TB, opts ...Option) *Registry {
+	gopts := []ggcr.Option{ggcr.Logger(log.New(io.Discard, "", 0))}
+	for _, o := range opts {
+		o(&gopts)
+	}
+	r := &Registry{h: ggcr.New(gopts...), counts: map[string]int{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.Server.Close)
 	return r
