@@ -208,7 +208,7 @@ func TestExpireUploads(t *testing.T) {
 	resp, body := e.do(http.MethodGet, oldLoc, nil)
 	wantStatus(t, resp, body, http.StatusNoContent)
 
-	time.Sleep(20 * time.Millisecond)
+	e.clock.Advance(20 * time.Millisecond)
 	newLoc, newID := start("exp/new")
 	n, err = e.repos.ExpireUploads(ctx, 10*time.Millisecond)
 	if err != nil || n != 1 {
@@ -224,7 +224,7 @@ func TestExpireUploads(t *testing.T) {
 	resp, body = e.do(http.MethodGet, newLoc, nil)
 	wantStatus(t, resp, body, http.StatusNoContent)
 
-	time.Sleep(5 * time.Millisecond)
+	e.clock.Advance(5 * time.Millisecond)
 	n, err = e.repos.ExpireUploads(ctx, 0)
 	if err != nil || n != 1 {
 		t.Fatalf("ExpireUploads(0) = %d, %v; want 1", n, err)

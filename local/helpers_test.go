@@ -41,21 +41,24 @@ const (
 	dockerConfig = "application/vnd.docker.container.image.v1+json"
 )
 
-// clock is a settable clock for local.Options.Now.
+// clock is the clock of the store, local and reclaim: it stands still
+// until the test moves it.
 type clock struct {
 	mu  sync.Mutex
-	off time.Duration
+	now time.Time
 }
+
+func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
+	return c.now
 }
 
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
-	c.off += d
+	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
 
@@ -89,7 +92,7 @@ type env struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), o: o, clock: &clock{},
+	e := &env{t: t, dir: t.TempDir(), o: o, clock: newClock(),
 		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 	e.start()
 	t.Cleanup(e.stop)
@@ -100,7 +103,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 func (e *env) start() {
 	e.t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, e.dir, store.Options{Logger: e.log})
+	st, err := store.Open(ctx, e.dir, store.Options{Logger: e.log, Now: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)
 	}

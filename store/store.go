@@ -29,6 +29,9 @@ type Options struct {
 	// HotManifestBytes bounds the in-memory manifest cache.
 	HotManifestBytes int64
 	Logger           *zap.Logger
+	// Now is the store's clock (nil: time.Now): upload, blob, link and
+	// pull times are read from it.
+	Now func() time.Time
 }
 
 // Store is one node's content store.
@@ -156,7 +159,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("hot cache: %w", err)
 	}
-	s := &Store{dir: dir, db: db, hot: hot, log: opts.Logger, now: time.Now}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{dir: dir, db: db, hot: hot, log: opts.Logger, now: opts.Now}
 	if err := s.recover(ctx); err != nil {
 		s.Close()
 		return nil, err

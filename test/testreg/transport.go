@@ -25,12 +25,18 @@ type pipeTransport struct{ h http.Handler }
 func (p pipeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancel(req.Context())
 	pr, pw := io.Pipe()
-	context.AfterFunc(ctx, func() { pw.CloseWithError(fmt.Errorf("testreg: request ended: %w", ctx.Err())) })
+	// A body cut by the request's end reads as an error, never as EOF,
+	// whichever of the handler and this notices the end first.
+	ended := func() { pw.CloseWithError(fmt.Errorf("testreg: request ended: %w", ctx.Err())) }
+	context.AfterFunc(ctx, ended)
 	w := &pipeWriter{header: http.Header{}, body: pw, head: req.Method == http.MethodHead, sent: make(chan struct{})}
 	go func() {
-		defer pw.Close()
-		defer w.WriteHeader(http.StatusOK)
 		p.h.ServeHTTP(w, serverRequest(ctx, req))
+		w.WriteHeader(http.StatusOK)
+		if ctx.Err() != nil {
+			ended()
+		}
+		pw.Close()
 	}()
 	select {
 	case <-w.sent:
