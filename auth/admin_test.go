@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"berth/registry"
+
 	"go.uber.org/zap/zaptest"
 )
 
@@ -105,5 +107,31 @@ func TestEnsureKey(t *testing.T) {
 	}
 	if again, _ := os.ReadFile(path); string(again) != string(first) {
 		t.Error("a second start replaced the key")
+	}
+}
+
+// Guessing an admin's password backs off like any other login: after
+// registry.LoginFailureBurst failures from one address the admin API
+// answers 429 without checking the password.
+func TestRequireAdminGuessingBacksOff(t *testing.T) {
+	users, err := NewReloadable(UsersSource{
+		HtpasswdPath: writeFile(t, t.TempDir(), "htpasswd", bcryptLine(t, "root", "hunter2")),
+		Groups:       map[string][]string{"admins": {"root"}},
+	}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := RequireAdmin(TokenAuthenticator{Users: users}, "admins",
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	counts := map[int]int{}
+	for range 10 {
+		req := httptest.NewRequest(http.MethodGet, "/admin/", nil)
+		req.SetBasicAuth("root", "guess")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		counts[rec.Code]++
+	}
+	if counts[http.StatusUnauthorized] != registry.LoginFailureBurst || counts[http.StatusTooManyRequests] != 10-registry.LoginFailureBurst {
+		t.Fatalf("statuses %v, want %d 401s then 429s", counts, registry.LoginFailureBurst)
 	}
 }

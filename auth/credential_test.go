@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,5 +250,56 @@ func TestScopeLimits(t *testing.T) {
 	long := "repository:private/" + strings.Repeat("a", MaxScopeBytes) + ":pull"
 	if st, _, msg := f.token(t, "alice", "wonderland", false, long); st != http.StatusBadRequest {
 		t.Errorf("a %d-byte scope: %d %q, want 400", len(long), st, msg)
+	}
+}
+
+// cfCounting counts the password checks of the users it wraps.
+type cfCounting struct {
+	Authenticator
+	mu     sync.Mutex
+	checks int
+}
+
+func (c *cfCounting) Authenticate(user, pass string) bool {
+	c.mu.Lock()
+	c.checks++
+	c.mu.Unlock()
+	return c.Authenticator.Authenticate(user, pass)
+}
+
+func (c *cfCounting) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checks
+}
+
+// Guessing a password at the token endpoint backs off after
+// registry.LoginFailureBurst failures per address and user, and a refused
+// guess costs no bcrypt; the right password from another user still works.
+func TestTokenEndpointGuessingBacksOff(t *testing.T) {
+	f := cfStart(t)
+	counting := &cfCounting{Authenticator: f.users}
+	ev, err := NewEvaluator(testPolicies(t), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewTokenHandler(TokenHandlerConfig{Issuer: f.is, Authorizer: ev, Users: counting}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Config.Handler = h
+	counts := map[int]int{}
+	for range 20 {
+		st, _, _ := f.token(t, "alice", "guess", false)
+		counts[st]++
+	}
+	if counts[http.StatusUnauthorized] != registry.LoginFailureBurst || counts[http.StatusTooManyRequests] != 20-registry.LoginFailureBurst {
+		t.Fatalf("statuses %v, want %d 401s then 429s", counts, registry.LoginFailureBurst)
+	}
+	if got := counting.count(); got != registry.LoginFailureBurst {
+		t.Fatalf("%d password checks for 20 guesses, want %d", got, registry.LoginFailureBurst)
+	}
+	if st, _, msg := f.token(t, "bob", "builder", false); st != http.StatusOK {
+		t.Errorf("bob from the same address: %d %s", st, msg)
 	}
 }

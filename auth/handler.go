@@ -46,7 +46,19 @@ type TokenHandlerConfig struct {
 	ClientIP func(r *http.Request) netip.Addr
 	// Realm of the Basic challenge sent with a 401; default the service.
 	Realm string
+	// Limiter holds the per-address buckets a request with credentials is
+	// admitted by before they are checked (see registry.Logins); nil: a
+	// limiter of its own, DefaultLoginRate per address.
+	Limiter *registry.Limiter
 }
+
+// The token endpoint's own per-address limit on credential checks when it
+// is given no limiter: since good logins are not charged, it bounds failed
+// ones, and the checks in flight at once to the burst.
+const (
+	DefaultLoginRate  = 5
+	DefaultLoginBurst = 20
+)
 
 // TokenHandler serves Docker's token endpoint:
 //
@@ -74,6 +86,7 @@ type TokenHandler struct {
 	ttl      time.Duration
 	clientIP func(*http.Request) netip.Addr
 	realm    string
+	logins   *registry.Logins
 	log      *zap.Logger
 }
 
@@ -105,6 +118,11 @@ func NewTokenHandler(cfg TokenHandlerConfig, log *zap.Logger) (*TokenHandler, er
 	if h.realm == "" {
 		h.realm = cfg.Issuer.Service()
 	}
+	lim := cfg.Limiter
+	if lim == nil {
+		lim = registry.NewLimiter(DefaultLoginRate, DefaultLoginBurst)
+	}
+	h.logins = registry.NewLogins(lim)
 	return h, nil
 }
 
@@ -141,7 +159,13 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := h.clientIP(r)
-	p, parent, err := h.authenticate(r)
+	p, parent, err := h.admitAndAuthenticate(r, ip)
+	var re *registry.Error
+	if errors.As(err, &re) {
+		h.log.Warn("token request refused", zap.Stringer("ip", ip), zap.Error(err))
+		registry.WriteError(w, r, err)
+		return
+	}
 	if err != nil {
 		h.log.Warn("token request with bad credentials", zap.String("user", p.Name), zap.Stringer("ip", ip), zap.Error(err))
 		w.Header().Set("WWW-Authenticate", `Basic realm=`+quote(h.realm))
@@ -220,6 +244,26 @@ func (h *TokenHandler) grant(r *http.Request, p Principal, ip netip.Addr, want [
 		}
 	}
 	return granted, nil
+}
+
+// admitAndAuthenticate authenticates r once the login limits admit it: a
+// client being refused gets a 429 *registry.Error and costs no bcrypt.
+func (h *TokenHandler) admitAndAuthenticate(r *http.Request, ip netip.Addr) (Principal, *Claims, error) {
+	user, _, ok := r.BasicAuth()
+	if !ok {
+		return h.authenticate(r)
+	}
+	hold, err := h.logins.Hold(ip.String(), user, h.issuer.now())
+	if err != nil {
+		return Principal{Name: user}, nil, err
+	}
+	p, parent, err := h.authenticate(r)
+	if err != nil {
+		hold.Failed(h.issuer.now())
+	} else {
+		hold.Succeeded(h.issuer.now())
+	}
+	return p, parent, err
 }
 
 // authenticate returns the principal of r: anonymous without an

@@ -35,6 +35,7 @@ type clientBucket struct {
 	burst    int
 	lastSeen time.Time
 	limited  bool // refused since it was last admitted
+	held     int  // tokens set aside by Hold
 	// pulls maps a repository to when its last manifest was admitted.
 	pulls map[Repo]time.Time
 }
@@ -92,14 +93,7 @@ func (l *Limiter) settingsFor(key string) (rate.Limit, int) {
 func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.sweep(now)
-	c := l.clients[client]
-	if c == nil {
-		rps, burst := l.settingsFor(client)
-		c = &clientBucket{lim: rate.NewLimiter(rps, burst), rps: rps, burst: burst}
-		l.clients[client] = c
-	}
-	c.lastSeen = now
+	c := l.bucket(client, now)
 	// Blob bytes and the chunks of an open upload belong to a pull or push
 	// that was admitted when it asked for its manifest or opened its upload.
 	if rt.Kind == KindBlob || rt.Kind == KindBlobUpload && rt.UploadID != "" {
@@ -110,6 +104,60 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 			return nil
 		}
 	}
+	if err := l.take(client, c, now); err != nil {
+		return err
+	}
+	if rt.Kind == KindManifest || rt.Kind == KindBlobUpload {
+		if c.pulls == nil {
+			c.pulls = map[Repo]time.Time{}
+		}
+		c.pulls[rt.Repo] = now
+	}
+	return nil
+}
+
+// Hold sets a token of client's bucket aside for work that is charged
+// only if it fails (a credential check), or refuses like Admit when the
+// bucket has no token that is not set aside already. done ends the hold:
+// a failure takes the token, a success leaves it.
+func (l *Limiter) Hold(client string, now time.Time) (done func(now time.Time, failed bool), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.bucket(client, now)
+	if avail := c.lim.TokensAt(now) - float64(c.held); avail < 1 {
+		wait := time.Second
+		if c.rps > 0 {
+			wait = time.Duration((1 - avail) / float64(c.rps) * float64(time.Second))
+		}
+		return nil, l.refuse(client, c, wait)
+	}
+	c.limited = false
+	c.held++
+	return func(at time.Time, failed bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		c.held--
+		if failed {
+			c.lim.AllowN(at, 1)
+		}
+	}, nil
+}
+
+// bucket is client's bucket, made on first use. Callers hold l.mu.
+func (l *Limiter) bucket(client string, now time.Time) *clientBucket {
+	l.sweep(now)
+	c := l.clients[client]
+	if c == nil {
+		rps, burst := l.settingsFor(client)
+		c = &clientBucket{lim: rate.NewLimiter(rps, burst), rps: rps, burst: burst}
+		l.clients[client] = c
+	}
+	c.lastSeen = now
+	return c
+}
+
+// take takes a token from c now, or refuses. Callers hold l.mu.
+func (l *Limiter) take(client string, c *clientBucket, now time.Time) error {
 	r := c.lim.ReserveN(now, 1)
 	if !r.OK() {
 		return l.refuse(client, c, time.Second)
@@ -119,12 +167,6 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 		return l.refuse(client, c, d)
 	}
 	c.limited = false
-	if rt.Kind == KindManifest || rt.Kind == KindBlobUpload {
-		if c.pulls == nil {
-			c.pulls = map[Repo]time.Time{}
-		}
-		c.pulls[rt.Repo] = now
-	}
 	return nil
 }
 

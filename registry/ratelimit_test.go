@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -405,5 +406,99 @@ func TestLimiterSetRatesKeepsBuckets(t *testing.T) {
 	l.SetRates(limiterEpoch, 1, 2, nil)
 	if err := l.Admit("ip:a", manifestRoute("a"), limiterEpoch.Add(time.Second)); err != nil {
 		t.Fatalf("after raising the rate to 1/s, a request a second later was refused: %v", err)
+	}
+}
+
+// passwordGuard accepts alice:right by Basic credentials and counts the
+// password checks it makes (each a bcrypt in the real guard).
+type passwordGuard struct {
+	mu     sync.Mutex
+	checks int
+}
+
+func (g *passwordGuard) Check(r *http.Request, req AccessRequest) (string, error) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return "", nil
+	}
+	g.mu.Lock()
+	g.checks++
+	g.mu.Unlock()
+	if user == "alice" && pass == "right" {
+		return user, nil
+	}
+	return "", Errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid username or password")
+}
+
+func (g *passwordGuard) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.checks
+}
+
+// lgGet sends GET /v2/ with Basic user:pass ("" user: none) and returns
+// the status.
+func lgGet(t *testing.T, srv *httptest.Server, user, pass string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/v2/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Guessing one user's password from one address backs off after
+// LoginFailureBurst failures, and refused guesses never reach the password
+// check; another user from the same address is not held back.
+func TestPasswordGuessingBacksOffBeforeTheCheck(t *testing.T) {
+	g := &passwordGuard{}
+	srv := httptest.NewServer(New(newMemBackend(), WithLimiter(NewLimiter(1.0/86400, 1000)), WithGuard(g)))
+	defer srv.Close()
+	counts := map[int]int{}
+	for range 20 {
+		counts[lgGet(t, srv, "alice", "guess")]++
+	}
+	if counts[http.StatusUnauthorized] != LoginFailureBurst || counts[http.StatusTooManyRequests] != 20-LoginFailureBurst {
+		t.Fatalf("statuses %v, want %d 401s then 429s", counts, LoginFailureBurst)
+	}
+	if got := g.count(); got != LoginFailureBurst {
+		t.Fatalf("%d password checks for 20 guesses, want %d: refused guesses must not reach the check", got, LoginFailureBurst)
+	}
+	if st := lgGet(t, srv, "bob", "guess"); st != http.StatusUnauthorized {
+		t.Errorf("bob's first failure from the same address: %d, want 401", st)
+	}
+}
+
+// An address whose bucket is empty is refused before its credentials are
+// checked; good logins give the address's token back and are charged to
+// the user instead.
+func TestAddressLimitStandsBeforeTheCheck(t *testing.T) {
+	g := &passwordGuard{}
+	srv := httptest.NewServer(New(newMemBackend(), WithLimiter(NewLimiter(1.0/86400, 3)), WithGuard(g)))
+	defer srv.Close()
+	for i := range 3 {
+		if st := lgGet(t, srv, "alice", "right"); st != http.StatusOK {
+			t.Fatalf("good login %d: %d", i, st)
+		}
+	}
+	for i := range 3 {
+		if st := lgGet(t, srv, "", ""); st != http.StatusOK {
+			t.Fatalf("anonymous request %d after good logins: %d; good logins must not spend the address's tokens", i, st)
+		}
+	}
+	checks := g.count()
+	if st := lgGet(t, srv, "bob", "guess"); st != http.StatusTooManyRequests {
+		t.Fatalf("login from an exhausted address: %d, want 429", st)
+	}
+	if g.count() != checks {
+		t.Fatal("the login from an exhausted address reached the password check")
 	}
 }

@@ -23,6 +23,7 @@ type Server struct {
 	tags      TagLister
 	log       *zap.Logger
 	limiter   *Limiter
+	logins    *Logins
 	guard     Guard
 	resolver  Resolver
 	observe   func(RequestInfo)
@@ -72,7 +73,41 @@ func New(backend ManifestHandler, opts ...Option) *Server {
 		log := s.log
 		s.limiter.OnLimit(func(key string) { log.Warn("rate limited", zap.String("client", key)) })
 	}
+	s.logins = NewLogins(s.limiter)
 	return s
+}
+
+// authorize runs the guard. A request with a password (Basic credentials)
+// is admitted by its address, and by its address and user, before the
+// guard checks it (see Logins), so a refused client costs no bcrypt. Any
+// other failed login spends its address's tokens too, so guessing is rate
+// limited like any other request.
+func (s *Server) authorize(r *http.Request, route *Route, client string) (string, *http.Request, error) {
+	var hold *LoginHold
+	if user, _, ok := r.BasicAuth(); ok {
+		var err error
+		if hold, err = s.logins.Hold(client, user, time.Now()); err != nil {
+			return "", r, err
+		}
+	}
+	principal, err := s.guard.Check(r, Access(r, *route))
+	if errors.Is(err, ErrNoMount) {
+		err, r = nil, withoutMount(r)
+		route.MountFrom = Repo{}
+	}
+	var re *Error
+	failed := errors.As(err, &re) && re.Status == http.StatusUnauthorized
+	switch {
+	case hold != nil && failed:
+		hold.Failed(time.Now())
+	case hold != nil:
+		hold.Succeeded(time.Now())
+	case failed && s.limiter != nil:
+		if lerr := s.limiter.Admit("ip:"+client, *route, time.Now()); lerr != nil {
+			err = lerr
+		}
+	}
+	return principal, r, err
 }
 
 // errAbort cuts the response: headers were sent and the body cannot be
@@ -94,19 +129,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.Header().Set("OCI-Namespace", route.Repo.NS)
 		}
 		if s.guard != nil {
-			principal, err = s.guard.Check(r, Access(r, route))
-			if errors.Is(err, ErrNoMount) {
-				err, r = nil, withoutMount(r)
-				route.MountFrom = Repo{}
-			}
-			var re *Error
-			if errors.As(err, &re) && re.Status == http.StatusUnauthorized && s.limiter != nil {
-				// Failed logins spend the address's tokens, so guessing
-				// passwords is rate limited like any other request.
-				if lerr := s.limiter.Admit("ip:"+client, route, time.Now()); lerr != nil {
-					err = lerr
-				}
-			}
+			principal, r, err = s.authorize(r, &route, client)
 		}
 	}
 	if err == nil && s.limiter != nil {
