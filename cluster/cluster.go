@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -19,7 +18,6 @@ import (
 
 const (
 	eventQueue        = 1024 // memberlist callbacks -> event loop
-	publicEventQueue  = 64   // event loop -> Events()
 	reconcileInterval = 10 * time.Second
 	joinBackoffMin    = 200 * time.Millisecond
 	joinBackoffMax    = 10 * time.Second
@@ -41,11 +39,6 @@ type Cluster struct {
 
 	metaMu sync.Mutex
 	meta   nodeMeta // local metadata, mirrored encoded in del
-
-	events     chan MembershipEvent
-	eventDrops atomic.Uint64
-	joined     chan struct{}
-	joinedOnce sync.Once
 
 	stopLoops  chan struct{} // join and stats loops
 	stopEvents chan struct{} // event loop, after memberlist shut down
@@ -82,8 +75,6 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger, opts ...Option) (*C
 		opts:       o,
 		del:        newDelegate(eventQueue),
 		view:       newView(s.name),
-		events:     make(chan MembershipEvent, publicEventQueue),
-		joined:     make(chan struct{}),
 		stopLoops:  make(chan struct{}),
 		stopEvents: make(chan struct{}),
 	}
@@ -209,33 +200,9 @@ func (c *Cluster) Members() []Member { return c.view.members() }
 // with the same membership computes the same list.
 func (c *Cluster) Owners(key string) []Member { return c.view.owners(key, c.set.replicas) }
 
-// IsOwner reports whether this node is among Owners(key).
-func (c *Cluster) IsOwner(key string) bool {
-	for _, m := range c.Owners(key) {
-		if m.Self {
-			return true
-		}
-	}
-	return false
-}
-
-// Events delivers membership changes. Delivery never blocks memberlist: if
-// the reader falls behind, events are dropped (see DroppedEvents), so
-// treat an event as a hint and call Members or Owners for the truth. The
-// channel is closed by Shutdown.
-func (c *Cluster) Events() <-chan MembershipEvent { return c.events }
-
-// DroppedEvents counts events dropped because a queue was full.
-func (c *Cluster) DroppedEvents() uint64 { return c.eventDrops.Load() + c.del.dropped.Load() }
-
-// Joined is closed once this node has seen another alive member.
-func (c *Cluster) Joined() <-chan struct{} { return c.joined }
-
-// eventLoop applies memberlist's node events to the view and forwards the
-// resulting changes to Events.
+// eventLoop applies memberlist's node events to the view.
 func (c *Cluster) eventLoop() {
 	defer c.wg.Done()
-	defer close(c.events)
 	tick := time.NewTicker(reconcileInterval)
 	defer tick.Stop()
 	for {
@@ -256,7 +223,7 @@ func (c *Cluster) eventLoop() {
 
 func (c *Cluster) apply(ev nodeEvent) {
 	if out, ok := c.view.apply(ev, time.Now()); ok {
-		c.publish(out)
+		c.logChange(out)
 	}
 }
 
@@ -276,21 +243,13 @@ func (c *Cluster) reconcile(addMissing bool) {
 		live[n.Name] = true // Name is never written after creation; other fields are
 	}
 	for _, ev := range c.view.reconcile(live, addMissing, time.Now()) {
-		c.publish(ev)
+		c.logChange(ev)
 	}
 }
 
-func (c *Cluster) publish(ev MembershipEvent) {
+func (c *Cluster) logChange(ev memberChange) {
 	c.log.Debug("membership change", zap.Stringer("event", ev.Type), zap.String("member", ev.Member.Name),
 		zap.String("state", ev.Member.State), zap.String("peerAddr", ev.Member.PeerAddr))
-	if ev.Type == EventJoin && !ev.Member.Self {
-		c.joinedOnce.Do(func() { close(c.joined) })
-	}
-	select {
-	case c.events <- ev:
-	default:
-		c.eventDrops.Add(1)
-	}
 }
 
 // joinLoop joins the seeds that are not alive members: with exponential

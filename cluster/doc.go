@@ -17,16 +17,15 @@
 // seeds in Join runs in the background, retried with exponential backoff
 // (200 ms to 10 s, jittered) until one answers, then every 30 s for seeds
 // that are not alive members, which brings back an isolated node and
-// merges partitions. The ctx given to Start bounds that loop. Joined is
-// closed once another member is seen.
+// merges partitions. The ctx given to Start bounds that loop.
 //
 // Each node publishes metadata (compact JSON in memberlist's NodeMeta:
 // peer address, version, NodeStats, a leaving flag), refreshed when
 // WithStats reports a change. Members lists what this node knows: alive
 // members, and for ten minutes dead ("failed") and left ("graceful
 // shutdown") ones. memberlist v0.7.0 does not expose suspicion, so a
-// suspected node counts as alive until it is declared dead. Events
-// delivers the same changes as they happen, dropping when the reader lags.
+// suspected node counts as alive until it is declared dead. Each change is
+// logged at debug level.
 //
 // Shutdown first flags the node as leaving (peers mark it left and stop
 // choosing it as an owner), then broadcasts memberlist's leave, then

@@ -52,8 +52,8 @@ func (t EventType) String() string {
 	return "unknown"
 }
 
-// MembershipEvent is one change, as delivered by Cluster.Events.
-type MembershipEvent struct {
+// memberChange is one change of a member, logged at debug level.
+type memberChange struct {
 	Type   EventType
 	Member Member
 }
@@ -84,7 +84,7 @@ func (v *view) member(e *entry) Member {
 }
 
 // event turns a state transition into a public event, if it is one.
-func (v *view) event(old string, e *entry) (MembershipEvent, bool) {
+func (v *view) event(old string, e *entry) (memberChange, bool) {
 	var t EventType
 	switch {
 	case old != StateAlive && e.state == StateAlive:
@@ -94,13 +94,13 @@ func (v *view) event(old string, e *entry) (MembershipEvent, bool) {
 	case old == StateAlive:
 		t = EventUpdate
 	default:
-		return MembershipEvent{}, false
+		return memberChange{}, false
 	}
-	return MembershipEvent{Type: t, Member: v.member(e)}, true
+	return memberChange{Type: t, Member: v.member(e)}, true
 }
 
 // apply records what memberlist reported.
-func (v *view) apply(ev nodeEvent, now time.Time) (MembershipEvent, bool) {
+func (v *view) apply(ev nodeEvent, now time.Time) (memberChange, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.nodes[ev.name]
@@ -124,7 +124,7 @@ func (v *view) apply(ev nodeEvent, now time.Time) (MembershipEvent, bool) {
 	if e.state != old {
 		e.since = now
 	} else if e.addr == oldAddr && e.meta == oldMeta {
-		return MembershipEvent{}, false // nothing new (e.g. self, recorded by Start)
+		return memberChange{}, false // nothing new (e.g. self, recorded by Start)
 	}
 	return v.event(old, e)
 }
@@ -135,10 +135,10 @@ func (v *view) apply(ev nodeEvent, now time.Time) (MembershipEvent, bool) {
 // not alive here are revived only when addMissing is set (events were
 // dropped), since otherwise their join event is still on its way. Old
 // departed entries are forgotten.
-func (v *view) reconcile(live map[string]bool, addMissing bool, now time.Time) []MembershipEvent {
+func (v *view) reconcile(live map[string]bool, addMissing bool, now time.Time) []memberChange {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var out []MembershipEvent
+	var out []memberChange
 	for name, e := range v.nodes {
 		old := e.state
 		switch {

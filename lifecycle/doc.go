@@ -1,10 +1,11 @@
 // Package lifecycle parses, validates and evaluates Amazon ECR lifecycle
 // policies for Berth's local repositories.
 //
-// The package is pure: Parse turns policy JSON into a *Policy, Evaluate (and
-// its alias Preview) computes which of an injected list of images a policy
-// expires at an injected instant, and Summarize totals the result. Nothing is
-// read, written or deleted here; applying the result is the caller's job.
+// The package is pure: Parse turns policy JSON into a *Policy, Evaluate
+// computes which of an injected list of images a policy expires at an
+// injected instant (a preview is the same call), and Summarize totals the
+// result. Nothing is read, written or deleted here; applying the result is
+// the caller's job.
 //
 // # Sources
 //
@@ -51,7 +52,7 @@
 // document (from 0), not its rulePriority. A problem with a field hides the
 // consequential problems of the fields inside it.
 //
-// # Evaluation (Evaluate, Preview)
+// # Evaluation (Evaluate)
 //
 //   - Rules are applied in ascending rulePriority (properties page).
 //   - Each rule first identifies the images meeting its tagging requirements

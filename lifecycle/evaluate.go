@@ -101,12 +101,6 @@ func Evaluate(p *Policy, images []Image, now time.Time) []Result {
 	return out
 }
 
-// Preview is Evaluate under the name ECR gives to a dry run. Since the
-// package never changes anything, the two are identical.
-func Preview(p *Policy, images []Image, now time.Time) []Result {
-	return Evaluate(p, images, now)
-}
-
 func newestFirst(a, b *Image) int {
 	if c := b.PushedAt.Compare(a.PushedAt); c != 0 {
 		return c

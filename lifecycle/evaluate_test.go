@@ -201,15 +201,12 @@ func TestEvaluateECRExamples(t *testing.T) {
 }
 
 func TestEvaluateDetails(t *testing.T) {
-	t.Run("input untouched, preview identical", func(t *testing.T) {
+	t.Run("input untouched", func(t *testing.T) {
 		p := mustParse(t, rule(1, sel(prefixes("v"), count, 2)), rule(2, sel(anyTag, pulled, 7)))
 		images := fixture()
 		got := Evaluate(p, images, now)
 		if !reflect.DeepEqual(images, fixture()) {
 			t.Fatal("Evaluate modified its input")
-		}
-		if prev := Preview(p, images, now); !reflect.DeepEqual(prev, got) {
-			t.Fatalf("Preview = %v, want %v", brief(prev), brief(got))
 		}
 		got[0].Tags[0] = "changed"
 		if images[3].Tags[0] != "v2.0.0" {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/metrics"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -21,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -43,6 +46,7 @@ type env struct {
 	proxy   *Proxy
 	berth   *httptest.Server
 	clock   *fakeClock
+	metrics *metrics.Metrics
 	dataDir string
 }
 
@@ -54,7 +58,8 @@ type envOpts struct {
 // by the prefix "up" and as the default rule.
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	e := &env{up: testreg.Start(t), clock: &fakeClock{t: time.Unix(1_800_000_000, 0)}, dataDir: t.TempDir()}
+	e := &env{up: testreg.Start(t), clock: &fakeClock{t: time.Unix(1_800_000_000, 0)}, dataDir: t.TempDir(),
+		metrics: metrics.New(prometheus.NewRegistry())}
 	ctx := context.Background()
 	zl := zaptest.NewLogger(t)
 	var err error
@@ -69,11 +74,20 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.proxy = New(e.store, upstream.NewRouter([]*upstream.Upstream{u}), Options{Logger: zl, Now: e.clock.Now, FillTimeout: time.Minute})
+	e.proxy = New(e.store, upstream.NewRouter([]*upstream.Upstream{u}), Options{Logger: zl, Now: e.clock.Now, FillTimeout: time.Minute, Metrics: e.metrics})
 	t.Cleanup(e.proxy.Close)
 	e.berth = httptest.NewServer(registry.New(e.proxy, registry.WithLogger(zl)))
 	t.Cleanup(e.berth.Close)
 	return e
+}
+
+// cacheCount is berth_cache_requests_total for kind and result.
+func (e *env) cacheCount(kind, result string) float64 {
+	var m dto.Metric
+	if err := e.metrics.Cache.WithLabelValues(kind, result).Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }
 
 func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }

@@ -38,7 +38,6 @@ func (p *Proxy) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 
 func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d string) (*registry.Manifest, error) {
 	if sm, err := p.store.GetManifest(ctx, d); err == nil {
-		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("manifest", "hit")
 		_ = p.store.TouchImage(ctx, store.CachedKey(t.Upstream.Rule.Name, t.Repo), d)
 		return toManifest(d, sm, registry.SourceStore), nil
@@ -82,7 +81,6 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 		return nil, err
 	}
 	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
-		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("tag", "hit")
 		_ = p.store.TouchImage(ctx, store.CachedKey(ns, t.Repo), cachedTag.Digest)
 		return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
@@ -95,7 +93,6 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 			return m, err
 		}
 		if cached != nil {
-			p.Stats.Revalidations.Add(1)
 			desc, err := t.Upstream.HeadManifest(ctx, t.Repo, tag)
 			if err != nil {
 				return nil, err
@@ -135,7 +132,6 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 		return nil, registry.ErrManifestUnknown(tag)
 	}
 	if cached != nil && !errors.Is(err, context.Canceled) {
-		p.Stats.StaleServed.Add(1)
 		p.opts.Metrics.CacheResult("tag", "stale")
 		p.log.Warn("upstream failed; serving the cached tag", zap.String("upstream", ns),
 			zap.String("repo", t.Repo), zap.String("tag", tag), zap.Error(err))

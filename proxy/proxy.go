@@ -42,15 +42,6 @@ type Options struct {
 	Cluster *cluster.Cluster
 }
 
-// Stats counts what the proxy did, for logs, metrics and tests.
-type Stats struct {
-	StoreHits      atomic.Int64
-	UpstreamFills  atomic.Int64
-	StaleServed    atomic.Int64
-	Revalidations  atomic.Int64
-	UpstreamErrors atomic.Int64
-}
-
 // Proxy implements the registry's backend abilities over a store and a set
 // of upstreams.
 type Proxy struct {
@@ -67,7 +58,6 @@ type Proxy struct {
 
 	fills     fillGroup
 	manifests singleflight.Group
-	Stats     Stats
 }
 
 // New returns a Proxy. Close it to stop fills still running.
@@ -155,7 +145,6 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry
 	case errors.Is(err, context.Canceled):
 		return err
 	}
-	p.Stats.UpstreamErrors.Add(1)
 	name := t.Upstream.Rule.Name
 	var be *upstream.BackoffError
 	if errors.As(err, &be) {
@@ -221,7 +210,6 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 	// paths: a blob pushed to a local repository is no upstream's, and a
 	// digest must not open it here.
 	if info, err := p.store.StatBlob(ctx, d); err == nil && info.Public {
-		p.Stats.StoreHits.Add(1)
 		p.opts.Metrics.CacheResult("blob", "hit")
 		_ = p.store.Touch(ctx, d)
 		return storedBlob(p.store, d, info.Size), nil
@@ -250,10 +238,7 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		return &headBlob{size: size}, nil
 	}
 	p.opts.Metrics.CacheResult("blob", "miss")
-	f := p.fills.join(d, func(f *fill) {
-		p.Stats.UpstreamFills.Add(1)
-		p.runFill(f, t.Upstream, t.Repo, srcs)
-	})
+	f := p.fills.join(d, func(f *fill) { p.runFill(f, t.Upstream, t.Repo, srcs) })
 	size, err := f.waitStarted(ctx)
 	if err != nil {
 		var re *registry.Error

@@ -64,7 +64,6 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 		return parseReferrers(m.Body)
 	}
 	if cached != nil && !errors.Is(err, context.Canceled) {
-		p.Stats.StaleServed.Add(1)
 		p.log.Warn("upstream failed; serving cached referrers", zap.String("repo", t.Repo), zap.String("digest", d.String()), zap.Error(err))
 		return parseReferrers(cached.Body)
 	}

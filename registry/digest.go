@@ -80,9 +80,6 @@ func hexString(b []byte) string {
 	return string(out)
 }
 
-// HexSum returns the lower-case hex of a hash's sum.
-func HexSum(h hash.Hash) string { return hexString(h.Sum(nil)) }
-
 func quoteTrunc(s string) string {
 	if len(s) > 80 {
 		s = s[:80] + "…"

@@ -166,9 +166,9 @@ func TestTokenAuth(t *testing.T) {
 			if _, err := u.HeadManifest(context.Background(), "team/app", "v1"); err != nil {
 				t.Errorf("HeadManifest: %v", err)
 			}
-			rc, _, err := u.GetBlob(context.Background(), "team/app", ld.String(), 0)
+			rc, _, err := u.GetBlobRange(context.Background(), "team/app", ld.String(), 0, -1)
 			if err != nil {
-				t.Fatalf("GetBlob: %v", err)
+				t.Fatalf("GetBlobRange: %v", err)
 			}
 			n, err := io.Copy(io.Discard, rc)
 			rc.Close()

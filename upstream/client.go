@@ -313,16 +313,12 @@ func (u *Upstream) GetManifest(ctx context.Context, repo, ref string) (Descripto
 	return d, body, nil
 }
 
-// GetBlob starts downloading a blob at offset off. The body is cut if no
-// byte arrives for the rule's idle timeout; there is no total deadline.
-// size is the whole blob's size when known, else -1.
-func (u *Upstream) GetBlob(ctx context.Context, repo, digest string, off int64) (io.ReadCloser, int64, error) {
-	return u.GetBlobRange(ctx, repo, digest, off, -1)
-}
-
-// GetBlobRange is GetBlob for the bytes off..last (last < 0: to the end).
-// A resume that knows the size names the last byte, which every registry
-// supports, rather than an open-ended range, which some refuse.
+// GetBlobRange starts downloading the bytes off..last of a blob (last < 0:
+// to the end). A resume that knows the size names the last byte, which
+// every registry supports, rather than an open-ended range, which some
+// refuse. The body is cut if no byte arrives for the rule's idle timeout;
+// there is no total deadline. size is the whole blob's size when known,
+// else -1.
 func (u *Upstream) GetBlobRange(ctx context.Context, repo, digest string, off, last int64) (io.ReadCloser, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	wd := newWatchdog(u.Rule.Timeout, cancel)

@@ -273,7 +273,7 @@ func TestClientErrors(t *testing.T) {
 			return err
 		},
 		"GetBlob": func(u *Upstream) error {
-			rc, _, err := u.GetBlob(context.Background(), "team/app", missing, 0)
+			rc, _, err := u.GetBlobRange(context.Background(), "team/app", missing, 0, -1)
 			if rc != nil {
 				rc.Close()
 			}
@@ -373,7 +373,7 @@ func TestClientTimeouts(t *testing.T) {
 			}, limit: timeout},
 		{name: "GetBlob first byte", hang: ctKind(http.MethodGet, "blobs"),
 			call: func(u *Upstream, d string) error {
-				rc, _, err := u.GetBlob(context.Background(), "team/app", d, 0)
+				rc, _, err := u.GetBlobRange(context.Background(), "team/app", d, 0, -1)
 				if rc != nil {
 					rc.Close()
 				}
@@ -381,7 +381,7 @@ func TestClientTimeouts(t *testing.T) {
 			}, limit: timeout},
 		{name: "GetBlob, whole registry hung", hang: func(*http.Request) bool { return true },
 			call: func(u *Upstream, d string) error {
-				rc, _, err := u.GetBlob(context.Background(), "team/app", d, 0)
+				rc, _, err := u.GetBlobRange(context.Background(), "team/app", d, 0, -1)
 				if rc != nil {
 					rc.Close()
 				}
@@ -450,7 +450,7 @@ func TestClientClosedUpstream(t *testing.T) {
 	}{
 		{name: "HeadManifest", call: func() error { _, err := u.HeadManifest(context.Background(), "a", "v1"); return err }},
 		{name: "GetManifest", call: func() error { _, _, err := u.GetManifest(context.Background(), "a", "v1"); return err }},
-		{name: "GetBlob", call: func() error { _, _, err := u.GetBlob(context.Background(), "a", d, 0); return err }},
+		{name: "GetBlobRange", call: func() error { _, _, err := u.GetBlobRange(context.Background(), "a", d, 0, -1); return err }},
 		{name: "HeadBlob", call: func() error { _, err := u.HeadBlob(context.Background(), "a", d); return err }},
 		{name: "ListTags", call: func() error { _, err := u.ListTags(context.Background(), "a"); return err }},
 	}
@@ -508,9 +508,9 @@ func TestGetBlob(t *testing.T) {
 			mu.Lock()
 			ranges = nil
 			mu.Unlock()
-			rc, size, err := u.GetBlob(context.Background(), "team/app", d, tt.off)
+			rc, size, err := u.GetBlobRange(context.Background(), "team/app", d, tt.off, -1)
 			if err != nil {
-				t.Fatalf("GetBlob: %v", err)
+				t.Fatalf("GetBlobRange: %v", err)
 			}
 			got, err := io.ReadAll(rc)
 			rc.Close()
@@ -548,10 +548,10 @@ func TestGetBlobRangeIgnored(t *testing.T) {
 		return false
 	})
 	u := ctUpstream(t, reg.URL, nil)
-	rc, _, err := u.GetBlob(context.Background(), "team/app", d, 100)
+	rc, _, err := u.GetBlobRange(context.Background(), "team/app", d, 100, -1)
 	if err == nil {
 		rc.Close()
-		t.Fatal("GetBlob at an offset accepted a 200")
+		t.Fatal("GetBlobRange at an offset accepted a 200")
 	}
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
@@ -581,7 +581,7 @@ func TestGetBlobIdleTimeout(t *testing.T) {
 			return true
 		})
 		u, _ := ctInProcess(t, reg, func(r *Rule) { r.Timeout = 5 * time.Second; r.IdleTimeout = idle })
-		rc, size, err := u.GetBlob(context.Background(), "team/app", d, 0)
+		rc, size, err := u.GetBlobRange(context.Background(), "team/app", d, 0, -1)
 		if err != nil {
 			t.Fatalf("GetBlob: %v", err)
 		}
@@ -617,7 +617,7 @@ func TestGetBlobSlowButSteady(t *testing.T) {
 		reg.SlowBlobs(idle - time.Millisecond) // 5 pieces, each just in time
 		u, _ := ctInProcess(t, reg, func(r *Rule) { r.Timeout = 5 * time.Second; r.IdleTimeout = idle })
 		start := time.Now()
-		rc, _, err := u.GetBlob(context.Background(), "team/app", d, 0)
+		rc, _, err := u.GetBlobRange(context.Background(), "team/app", d, 0, -1)
 		if err != nil {
 			t.Fatalf("GetBlob: %v", err)
 		}
@@ -686,9 +686,9 @@ func TestGetBlobFollowsRedirect(t *testing.T) {
 			u := ctUpstream(t, target, edit)
 
 			for _, off := range []int64{0, 1000} {
-				rc, _, err := u.GetBlob(context.Background(), "team/app", d, off)
+				rc, _, err := u.GetBlobRange(context.Background(), "team/app", d, off, -1)
 				if err != nil {
-					t.Fatalf("GetBlob(off=%d): %v", off, err)
+					t.Fatalf("GetBlobRange(off=%d): %v", off, err)
 				}
 				got, err := io.ReadAll(rc)
 				rc.Close()

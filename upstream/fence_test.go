@@ -66,8 +66,8 @@ func TestRedirectToHostNotAllowed(t *testing.T) {
 	if !strings.Contains(err.Error(), "allowedHosts") {
 		t.Errorf("error %q does not say how to allow the host", err)
 	}
-	if _, _, err := u.GetBlob(context.Background(), "team/app", "sha256:"+strings.Repeat("a", 64), 0); !errors.Is(err, ErrHostNotAllowed) {
-		t.Errorf("GetBlob after a redirect: err = %v, want ErrHostNotAllowed", err)
+	if _, _, err := u.GetBlobRange(context.Background(), "team/app", "sha256:"+strings.Repeat("a", 64), 0, -1); !errors.Is(err, ErrHostNotAllowed) {
+		t.Errorf("GetBlobRange after a redirect: err = %v, want ErrHostNotAllowed", err)
 	}
 	if got := internal.requests(); len(got) != 0 {
 		t.Errorf("the internal service was contacted: %q", got)

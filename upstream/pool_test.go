@@ -349,13 +349,13 @@ func TestPoolBearer(t *testing.T) {
 	if err := ptGet(u, "team/app"); err != nil {
 		t.Fatalf("GetManifest: %v", err)
 	}
-	rc, _, err := u.GetBlob(context.Background(), "team/app", "sha256:0000000000000000000000000000000000000000000000000000000000000000", 0)
+	rc, _, err := u.GetBlobRange(context.Background(), "team/app", "sha256:0000000000000000000000000000000000000000000000000000000000000000", 0, -1)
 	if rc != nil {
 		io.Copy(io.Discard, rc)
 		rc.Close()
 	}
 	if !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetBlob of an unknown blob: %v, want ErrNotFound", err)
+		t.Errorf("GetBlobRange of an unknown blob: %v, want ErrNotFound", err)
 	}
 	front.mu.Lock()
 	defer front.mu.Unlock()

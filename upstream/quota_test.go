@@ -32,7 +32,7 @@ func qtCalls(digest string) map[string]func(u *Upstream) error {
 			return err
 		},
 		"GetBlob": func(u *Upstream) error {
-			rc, _, err := u.GetBlob(context.Background(), "team/app", digest, 0)
+			rc, _, err := u.GetBlobRange(context.Background(), "team/app", digest, 0, -1)
 			if rc != nil {
 				io.Copy(io.Discard, rc)
 				rc.Close()
@@ -218,7 +218,7 @@ func TestQuotaBucketDeadline(t *testing.T) {
 			}},
 		{name: "GetBlob waits for the first-byte timeout", wantTimeout: true, took: timeout,
 			call: func(u *Upstream, d string, ctx context.Context) error {
-				rc, _, err := u.GetBlob(ctx, "team/app", d, 0)
+				rc, _, err := u.GetBlobRange(ctx, "team/app", d, 0, -1)
 				if rc != nil {
 					rc.Close()
 				}
@@ -226,7 +226,7 @@ func TestQuotaBucketDeadline(t *testing.T) {
 			}},
 		{name: "caller cancels the wait", cancel: 100 * time.Millisecond, wantCanceled: true, took: 100 * time.Millisecond,
 			call: func(u *Upstream, d string, ctx context.Context) error {
-				rc, _, err := u.GetBlob(ctx, "team/app", d, 0)
+				rc, _, err := u.GetBlobRange(ctx, "team/app", d, 0, -1)
 				if rc != nil {
 					rc.Close()
 				}
