@@ -170,7 +170,7 @@ func TestFailure(t *testing.T) {
 }
 
 // TestOwnersAgree: on a live four-node cluster every node computes the
-// same owners, Replicas of them, as rank does from the members' names.
+// same owners, Replicas of them, as Rank does from the members' names.
 // The nodes' failure detector is slow, so that a loaded machine does not
 // take a live node out while the owners are compared.
 func TestOwnersAgree(t *testing.T) {
@@ -189,15 +189,15 @@ func TestOwnersAgree(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("sha256:%x", i*7919)
 	}
-	eventually(t, "every node computes rank's owners, membership converged", func() error {
+	eventually(t, "every node computes Rank's owners, membership converged", func() error {
 		return ownersAgree(nodes, keys, names...)
 	})
 
 	firsts := map[string]int{}
 	for _, key := range keys {
-		want := rank(names, key, 2)
+		want := Rank(names, key, 2)
 		if len(want) != 2 || want[0] == want[1] {
-			t.Fatalf("rank(%s) = %v", key, want)
+			t.Fatalf("Rank(%s) = %v", key, want)
 		}
 		firsts[want[0]]++
 	}

@@ -129,6 +129,9 @@ func LoadSecret(path string) ([]byte, error) {
 		ErrInvalidSecret, path, SecretSize, len(raw))
 }
 
+// peerKeyLabel derives the peer API's HMAC key from the cluster secret.
+const peerKeyLabel = "berth cluster peer v1"
+
 // deriveKey derives an independent subkey so gossip encryption and peer
 // HMAC never share key material.
 func deriveKey(secret []byte, label string) []byte {
@@ -172,7 +175,7 @@ func validate(ctx context.Context, cfg Config) (settings, error) {
 			ErrInvalidConfig, ErrInvalidSecret, SecretSize, len(cfg.Secret))
 	}
 	s.gossipKey = deriveKey(cfg.Secret, "berth cluster gossip v1")
-	s.peerKey = deriveKey(cfg.Secret, "berth cluster peer v1")
+	s.peerKey = deriveKey(cfg.Secret, peerKeyLabel)
 	if s.replicas == 0 {
 		s.replicas = 2
 	}

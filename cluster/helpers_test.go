@@ -150,7 +150,7 @@ func consistently(t *testing.T, what string, d time.Duration, check func() error
 }
 
 // ownersAgree checks that every node computes the same Replicas owners
-// for each key as rank does from want, the alive members' names, and
+// for each key as Rank does from want, the alive members' names, and
 // that the membership was converged to want before and after: a node that
 // a slow probe takes out for a moment changes the owners, and the check
 // is then to be tried again.
@@ -160,10 +160,10 @@ func ownersAgree(nodes []*Cluster, keys []string, want ...string) error {
 	}
 	mismatch := func() error {
 		for _, key := range keys {
-			ranked := rank(want, key, 2)
+			ranked := Rank(want, key, 2)
 			for _, c := range nodes {
 				if got := ownerNames(c.Owners(key)); !slices.Equal(got, ranked) {
-					return fmt.Errorf("Owners(%s) on %s = %v, rank says %v", key, c.set.name, got, ranked)
+					return fmt.Errorf("Owners(%s) on %s = %v, Rank says %v", key, c.set.name, got, ranked)
 				}
 			}
 		}

@@ -271,8 +271,10 @@ func topScores(cands []scored, n int) []scored {
 	return cands[:min(n, len(cands))]
 }
 
-// rank returns the names that own key among names, best first (tests).
-func rank(names []string, key string, n int) []string {
+// Rank returns at most n of names, best first, in the order Owners ranks
+// members for key. Tests and tools use it to know a key's owners without
+// a running cluster.
+func Rank(names []string, key string, n int) []string {
 	cands := make([]scored, len(names))
 	for i, name := range names {
 		cands[i] = scored{name: name, score: score(name, key)}

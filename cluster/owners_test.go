@@ -25,7 +25,7 @@ func TestRankDistribution(t *testing.T) {
 	keys := randomKeys(10000)
 	counts := map[string]int{}
 	for _, k := range keys {
-		counts[rank(four, k, 1)[0]]++
+		counts[Rank(four, k, 1)[0]]++
 	}
 	for _, n := range four {
 		if share := float64(counts[n]) / float64(len(keys)); share < 0.20 || share > 0.30 {
@@ -42,7 +42,7 @@ func TestRankRemoveNode(t *testing.T) {
 			rest := slices.DeleteFunc(slices.Clone(four), func(n string) bool { return n == gone })
 			moved := 0
 			for _, k := range keys {
-				before, after := rank(four, k, 2), rank(rest, k, 2)
+				before, after := Rank(four, k, 2), Rank(rest, k, 2)
 				switch {
 				case !slices.Contains(before, gone):
 					if !slices.Equal(before, after) {
@@ -71,7 +71,7 @@ func TestRankAddNode(t *testing.T) {
 	five := append(slices.Clone(four), "node-5")
 	moved := 0
 	for _, k := range keys {
-		before, after := rank(four, k, 1)[0], rank(five, k, 1)[0]
+		before, after := Rank(four, k, 1)[0], Rank(five, k, 1)[0]
 		if before != after {
 			if after != "node-5" {
 				t.Fatalf("%s moved %s -> %s, not to the new node", k, before, after)
@@ -98,12 +98,12 @@ func TestRankDeterministic(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := rank(four, tt.key, 4); !slices.Equal(got, tt.want) {
-				t.Errorf("rank = %v, want %v", got, tt.want)
+			if got := Rank(four, tt.key, 4); !slices.Equal(got, tt.want) {
+				t.Errorf("Rank = %v, want %v", got, tt.want)
 			}
 			shuffled := []string{"node-3", "node-1", "node-4", "node-2"}
-			if got := rank(shuffled, tt.key, 4); !slices.Equal(got, tt.want) {
-				t.Errorf("rank depends on input order: %v", got)
+			if got := Rank(shuffled, tt.key, 4); !slices.Equal(got, tt.want) {
+				t.Errorf("Rank depends on input order: %v", got)
 			}
 		})
 	}
@@ -136,7 +136,7 @@ func TestViewOwners(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range randomKeys(100) {
 				got := v.owners(k, tt.replicas)
-				if want := rank(alive, k, tt.want); !slices.Equal(ownerNames(got), want) {
+				if want := Rank(alive, k, tt.want); !slices.Equal(ownerNames(got), want) {
 					t.Fatalf("owners(%s) = %v, want %v", k, ownerNames(got), want)
 				}
 				for _, m := range got {

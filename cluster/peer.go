@@ -46,6 +46,26 @@ func sign(key []byte, method, requestURI, node, ts string) []byte {
 	return m.Sum(nil)
 }
 
+// SignRequest signs req as node at now with the cluster secret (Config.Secret),
+// as the PeerClient signs every request: RequirePeer on a node with the same
+// secret lets it through. Tests use it to send signed requests by hand.
+func SignRequest(req *http.Request, secret []byte, node string, now time.Time) {
+	signWith(req, deriveKey(secret, peerKeyLabel), node, now)
+}
+
+// signWith sets the peer headers on req, signed with the derived peer key.
+func signWith(req *http.Request, key []byte, node string, now time.Time) {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	req.Header.Set(HeaderPeer, node)
+	req.Header.Set(HeaderPeerTime, ts)
+	// RequestURI is what the transport writes on the request line.
+	req.Header.Set("Authorization", authScheme+" "+hex.EncodeToString(sign(key, method, req.URL.RequestURI(), node, ts)))
+}
+
 // signer is the PeerClient's RoundTripper.
 type signer struct {
 	name string
@@ -56,15 +76,7 @@ type signer struct {
 
 func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := req.Clone(req.Context()) // a RoundTripper must not modify req
-	method := r.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	ts := strconv.FormatInt(s.now().Unix(), 10)
-	r.Header.Set(HeaderPeer, s.name)
-	r.Header.Set(HeaderPeerTime, ts)
-	// RequestURI is what the transport writes on the request line.
-	r.Header.Set("Authorization", authScheme+" "+hex.EncodeToString(sign(s.key, method, r.URL.RequestURI(), s.name, ts)))
+	signWith(r, s.key, s.name, s.now())
 	return s.base.RoundTrip(r)
 }
 

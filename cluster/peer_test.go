@@ -49,6 +49,14 @@ func TestRequirePeer(t *testing.T) {
 			return plain.RoundTrip(r)
 		})}
 	}
+	// signedBy signs with SignRequest as node-a with the cluster secret sec.
+	signedBy := func(sec []byte) *http.Client {
+		return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			r = r.Clone(r.Context())
+			SignRequest(r, sec, "node-a", time.Now())
+			return plain.RoundTrip(r)
+		})}
+	}
 	const path = "/v2/library/alpine/blobs/sha256:abc?ns=docker.io"
 	tests := []struct {
 		name     string
@@ -75,6 +83,8 @@ func TestRequirePeer(t *testing.T) {
 		{name: "signature not hex", client: forged("GET", path, "node-a", func(h http.Header) { h.Set("Authorization", "Berth-Peer zz") }), path: path, wantCode: 401},
 		{name: "other scheme", client: forged("GET", path, "node-a", func(h http.Header) { h.Set("Authorization", "Bearer x") }), path: path, wantCode: 401},
 		{name: "no node", client: forged("GET", path, "node-a", func(h http.Header) { h.Del(HeaderPeer) }), path: path, wantCode: 401},
+		{name: "SignRequest", client: signedBy(secret(1)), path: path, wantCode: 200, wantBody: "node-a true"},
+		{name: "SignRequest, other secret", client: signedBy(secret(9)), path: path, wantCode: 401},
 		{name: "forged with the key", client: forged("GET", path, "node-a", nil), path: path, wantCode: 200, wantBody: "node-a true"},
 	}
 	for _, tt := range tests {

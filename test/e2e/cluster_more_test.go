@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"cmp"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -22,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"berth/cluster"
 	"berth/test/clients"
 	"berth/test/testreg"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -76,20 +73,6 @@ func cmStartCluster(t *testing.T, upURL string, o cmOpts) []*clusterNode {
 func cmStartBerthGid(t *testing.T, configBody string, gid uint32) *Berth {
 	t.Helper()
 	return StartBerth(t, "", configBody, func(b *Berth) { b.Credential = &syscall.Credential{Uid: 0, Gid: gid} })
-}
-
-// cmRank orders node names by rendezvous weight for key, best first, as
-// the cluster package does: xxhash64(name, 0x00, key), ties by name.
-func cmRank(names []string, key string) []string {
-	out := slices.Clone(names)
-	score := func(n string) uint64 { return xxhash.Sum64String(n + "\x00" + key) }
-	slices.SortFunc(out, func(a, b string) int {
-		if c := cmp.Compare(score(b), score(a)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
-	return out
 }
 
 // cmWaitAlive waits until every node in nodes sees want alive members and
@@ -309,7 +292,7 @@ func TestClusterNodeLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	byName := map[string]*clusterNode{"node0": nodes[0], "node1": nodes[1], "node2": nodes[2]}
-	rank := cmRank([]string{"node0", "node1", "node2"}, ld.String())
+	rank := cluster.Rank([]string{"node0", "node1", "node2"}, ld.String(), 3)
 	f := byName[rank[0]]
 	t.Logf("layer %s: owners %v (first owner %s is killed)", ld, rank[:2], rank[0])
 	cmSlowBlobs(up, 100*time.Millisecond) // 10 MiB/s: about 4 s
@@ -495,16 +478,6 @@ func cmMemberNames(t *testing.T, nd *clusterNode) []string {
 	return names
 }
 
-// cmSign signs a peer request as the cluster package does, with the peer
-// key derived from secret.
-func cmSign(secret []byte, method, uri, node, ts string) string {
-	km := hmac.New(sha256.New, secret)
-	km.Write([]byte("berth cluster peer v1"))
-	m := hmac.New(sha256.New, km.Sum(nil))
-	m.Write([]byte(method + "\n" + uri + "\n" + node + "\n" + ts))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
 // TestClusterSecretRequired: a node with another secret cannot join, and
 // the peer API refuses unsigned or wrongly signed requests with 401
 // UNAUTHORIZED.
@@ -555,11 +528,11 @@ func TestClusterSecretRequired(t *testing.T) {
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
 	uri := "/v2/hub/team/x/blobs/" + ld.String()
-	get := func(hdr map[string]string) (*http.Response, []byte) {
+	get := func(sign func(*http.Request)) (*http.Response, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, "http://"+nodes[0].peer+uri, nil)
-		for k, v := range hdr {
-			req.Header.Set(k, v)
+		if sign != nil {
+			sign(req)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -569,17 +542,15 @@ func TestClusterSecretRequired(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp, body
 	}
-	signed := func(secretHex, node string) map[string]string {
+	signed := func(secretHex, node string) func(*http.Request) {
 		secret, _ := hex.DecodeString(secretHex)
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		return map[string]string{"X-Berth-Peer": node, "X-Berth-Peer-Time": ts,
-			"Authorization": "Berth-Peer " + cmSign(secret, http.MethodGet, uri, node, ts)}
+		return func(req *http.Request) { cluster.SignRequest(req, secret, node, time.Now()) }
 	}
-	for name, hdr := range map[string]map[string]string{
+	for name, sign := range map[string]func(*http.Request){
 		"unsigned":                 nil,
 		"signed with other secret": signed(otherHex, "node3"),
 	} {
-		resp, body := get(hdr)
+		resp, body := get(sign)
 		var eb struct {
 			Errors []struct{ Code, Message string }
 		}
@@ -672,7 +643,7 @@ func TestClusterReplicaRefillsAnEmptyOwner(t *testing.T) {
 	ld, _ := layers[0].Digest()
 	nodes := startCluster(t, 3, up.URL, "")
 	names := []string{"node0", "node1", "node2"}
-	first := cmRank(names, ld.String())[0]
+	first := cluster.Rank(names, ld.String(), 1)[0]
 	var owner *clusterNode
 	for i, n := range names {
 		if n == first {
