@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/oci"
 	"berth/local"
 	"berth/mirror"
 	"berth/proxy"
@@ -32,8 +33,8 @@ import (
 
 // Media types used by the tests.
 const (
-	ociManifest  = local.MediaOCIManifest
-	ociIndex     = local.MediaOCIIndex
+	ociManifest  = oci.MediaTypeImageManifest
+	ociIndex     = oci.MediaTypeImageIndex
 	ociConfig    = "application/vnd.oci.image.config.v1+json"
 	ociLayer     = "application/vnd.oci.image.layer.v1.tar+gzip"
 	ociEmpty     = "application/vnd.oci.empty.v1+json"

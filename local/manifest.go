@@ -9,63 +9,21 @@ import (
 	"mime"
 	"net/http"
 	"slices"
-	"strings"
 
-	"berth/reclaim"
+	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
 
 	"go.uber.org/zap"
 )
 
-// Manifest media types accepted on push.
-const (
-	MediaOCIManifest    = reclaim.MediaOCIManifest
-	MediaOCIIndex       = reclaim.MediaOCIIndex
-	MediaDockerManifest = reclaim.MediaDockerManifest
-	MediaDockerList     = reclaim.MediaDockerList
-)
-
-func isManifestType(mt string) bool { return reclaim.IsManifestType(mt) }
-
-func isIndex(mt string) bool { return mt == MediaOCIIndex || mt == MediaDockerList }
-
-// descriptor is the part of an OCI descriptor Berth reads.
-type descriptor struct {
-	MediaType    string            `json:"mediaType"`
-	Digest       string            `json:"digest"`
-	Size         int64             `json:"size"`
-	URLs         []string          `json:"urls,omitempty"`
-	Data         string            `json:"data,omitempty"`
-	ArtifactType string            `json:"artifactType,omitempty"`
-	Annotations  map[string]string `json:"annotations,omitempty"`
-}
-
-// manifestDoc is the part of an image manifest or index Berth reads.
-type manifestDoc struct {
-	SchemaVersion int               `json:"schemaVersion"`
-	MediaType     string            `json:"mediaType"`
-	ArtifactType  string            `json:"artifactType"`
-	Config        *descriptor       `json:"config"`
-	Layers        []descriptor      `json:"layers"`
-	Manifests     []descriptor      `json:"manifests"`
-	Subject       *descriptor       `json:"subject"`
-	Annotations   map[string]string `json:"annotations"`
-}
-
-// nonDistributable layers are not pushed to registries; a manifest may name
-// them without the blob being present.
-func nonDistributable(mt string) bool {
-	return strings.Contains(mt, ".nondistributable.") || strings.Contains(mt, ".foreign.")
-}
-
 func invalid(format string, args ...any) error {
 	return registry.Errorf(http.StatusBadRequest, registry.CodeManifestInvalid, format, args...)
 }
 
 // parseManifest validates a pushed manifest's JSON and media type.
-func parseManifest(contentType string, body []byte) (*manifestDoc, string, error) {
-	var doc manifestDoc
+func parseManifest(contentType string, body []byte) (*oci.Manifest, string, error) {
+	var doc oci.Manifest
 	// Unmarshal, not a Decoder: data after the top-level value is invalid.
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, "", invalid("manifest is not valid JSON: %v", err)
@@ -81,20 +39,20 @@ func parseManifest(contentType string, body []byte) (*manifestDoc, string, error
 		}
 		mt = ct
 	}
-	if !isManifestType(mt) {
+	if !oci.IsManifest(mt) {
 		return nil, "", invalid("manifest media type %q is not supported (OCI image manifest or index, Docker schema 2 manifest or list)", mt)
 	}
 	if doc.SchemaVersion != 2 {
 		return nil, "", invalid("schemaVersion must be 2, not %d", doc.SchemaVersion)
 	}
-	if isIndex(mt) {
+	if oci.IsIndex(mt) {
 		if doc.Config != nil || doc.Layers != nil {
 			return nil, "", invalid("an index has no config or layers")
 		}
 	} else if doc.Config == nil {
 		return nil, "", invalid("an image manifest needs a config descriptor")
 	}
-	for _, d := range doc.refs() {
+	for _, d := range doc.Refs() {
 		if _, err := registry.ParseDigest(d.Digest); err != nil {
 			return nil, "", invalid("descriptor digest %q is invalid", d.Digest)
 		}
@@ -110,18 +68,8 @@ func parseManifest(contentType string, body []byte) (*manifestDoc, string, error
 	return &doc, mt, nil
 }
 
-// refs returns the descriptors that must exist: config, layers, children.
-func (m *manifestDoc) refs() []descriptor {
-	var out []descriptor
-	if m.Config != nil {
-		out = append(out, *m.Config)
-	}
-	out = append(out, m.Layers...)
-	return append(out, m.Manifests...)
-}
-
 // inlineData reports whether a descriptor carries its content in data.
-func inlineData(d descriptor) bool {
+func inlineData(d oci.Descriptor) bool {
 	if d.Data == "" {
 		return false
 	}
@@ -163,11 +111,11 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 		return registry.PutResult{}, err
 	}
 	var links []string
-	for _, d := range doc.refs() {
-		if nonDistributable(d.MediaType) || inlineData(d) {
+	for _, d := range doc.Refs() {
+		if oci.NonDistributable(d.MediaType) || inlineData(d) {
 			continue
 		}
-		if isManifestType(d.MediaType) {
+		if oci.IsManifest(d.MediaType) {
 			if err := r.requireManifest(ctx, repo, d.Digest); err != nil {
 				return registry.PutResult{}, err
 			}
@@ -224,7 +172,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	if doc.Subject != nil {
 		desc, _ := json.Marshal(registry.Descriptor{
 			MediaType: mt, Digest: dg, Size: int64(len(req.Body)),
-			ArtifactType: doc.artifactType(), Annotations: doc.Annotations,
+			ArtifactType: doc.ReferrerType(), Annotations: doc.Annotations,
 		})
 		if err := b.PutReferrer(store.LocalKey(repo), doc.Subject.Digest, dg.String(), desc); err != nil {
 			return registry.PutResult{}, err
@@ -236,18 +184,6 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	}
 	r.log.Info("manifest pushed", zap.String("repo", repo), zap.String("digest", dg.String()), zap.Strings("tags", tags))
 	return res, nil
-}
-
-// artifactType is the manifest's artifactType, or for an image manifest
-// without one its config's media type (the spec's rule for referrers).
-func (m *manifestDoc) artifactType() string {
-	if m.ArtifactType != "" {
-		return m.ArtifactType
-	}
-	if m.Config != nil {
-		return m.Config.MediaType
-	}
-	return ""
 }
 
 // requireManifest checks that a child manifest of an index exists.

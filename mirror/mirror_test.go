@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"berth/internal/oci"
 	"berth/local"
 	"berth/proxy"
 	"berth/registry"
@@ -105,7 +106,7 @@ func newLocalImage(name string) localImage {
 	im := localImage{config: []byte(`{"name":"` + name + `"}`), layer: []byte("layer of " + name)}
 	m := map[string]any{
 		"schemaVersion": 2,
-		"mediaType":     local.MediaOCIManifest,
+		"mediaType":     oci.MediaTypeImageManifest,
 		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(im.config), "size": len(im.config)},
 		"layers":        []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(im.layer), "size": len(im.layer)}},
 	}
@@ -122,7 +123,7 @@ func (e *mirrorEnv) push(name, tag string, im localImage) {
 			e.t.Fatalf("blob push to %s: %d %s", name, resp.StatusCode, body)
 		}
 	}
-	resp, body := e.do(http.MethodPut, "/v2/"+name+"/manifests/"+tag, im.manifest, "Content-Type", local.MediaOCIManifest)
+	resp, body := e.do(http.MethodPut, "/v2/"+name+"/manifests/"+tag, im.manifest, "Content-Type", oci.MediaTypeImageManifest)
 	if resp.StatusCode != http.StatusCreated {
 		e.t.Fatalf("manifest push to %s:%s: %d %s", name, tag, resp.StatusCode, body)
 	}
@@ -168,8 +169,8 @@ func TestMirrorRefusesWritesToCachedRepositories(t *testing.T) {
 		body   []byte
 		hdr    []string
 	}{
-		{name: "PUT manifest by tag", method: http.MethodPut, path: "/manifests/v2", body: im.manifest, hdr: []string{"Content-Type", local.MediaOCIManifest}},
-		{name: "PUT manifest by digest", method: http.MethodPut, path: "/manifests/" + sha(im.manifest), body: im.manifest, hdr: []string{"Content-Type", local.MediaOCIManifest}},
+		{name: "PUT manifest by tag", method: http.MethodPut, path: "/manifests/v2", body: im.manifest, hdr: []string{"Content-Type", oci.MediaTypeImageManifest}},
+		{name: "PUT manifest by digest", method: http.MethodPut, path: "/manifests/" + sha(im.manifest), body: im.manifest, hdr: []string{"Content-Type", oci.MediaTypeImageManifest}},
 		{name: "POST upload", method: http.MethodPost, path: "/blobs/uploads/"},
 		{name: "POST monolithic upload", method: http.MethodPost, path: "/blobs/uploads/?digest=" + sha(im.layer), body: im.layer},
 		{name: "POST mount", method: http.MethodPost, path: "/blobs/uploads/?mount=" + ld.String() + "&from=hub/team/app"},
@@ -207,7 +208,7 @@ func TestMirrorRefusesWritesToCachedRepositories(t *testing.T) {
 	resp, body = e.do(http.MethodGet, "/v2/hub/team/app/blobs/"+ld.String(), nil)
 	wantStatus200(t, resp, body)
 	// An ns no rule mirrors is unknown, not a refused write.
-	resp, body = e.do(http.MethodPut, "/v2/team/app/manifests/v2?ns=other.example", im.manifest, "Content-Type", local.MediaOCIManifest)
+	resp, body = e.do(http.MethodPut, "/v2/team/app/manifests/v2?ns=other.example", im.manifest, "Content-Type", oci.MediaTypeImageManifest)
 	wantMirrorError(t, resp, body, http.StatusNotFound, registry.CodeNameUnknown)
 }
 
@@ -248,7 +249,7 @@ func TestMirrorLocalNamesAreWritable(t *testing.T) {
 			}
 			for _, name := range tt.cached {
 				im := newLocalImage(name)
-				resp, body := e.do(http.MethodPut, "/v2/"+name+"/manifests/v1", im.manifest, "Content-Type", local.MediaOCIManifest)
+				resp, body := e.do(http.MethodPut, "/v2/"+name+"/manifests/v1", im.manifest, "Content-Type", oci.MediaTypeImageManifest)
 				wantMirrorError(t, resp, body, http.StatusMethodNotAllowed, registry.CodeUnsupported)
 			}
 			// Reads of a local name never ask the upstream.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"berth/cluster"
+	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -141,13 +142,13 @@ func (p *Proxy) peerManifest(ctx context.Context, t upstream.Target, m cluster.M
 	if err != nil {
 		return "", nil, "", err
 	}
-	req.Header.Set("Accept", strings.Join(upstream.ManifestMediaTypes, ", "))
+	req.Header.Set("Accept", oci.AcceptManifests)
 	resp, err := p.opts.Cluster.PeerClient().Do(req)
 	if err != nil {
 		return "", nil, "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, upstream.MaxManifestBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestBytes+1))
 	if err != nil {
 		return "", nil, "", err
 	}

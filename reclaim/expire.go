@@ -162,7 +162,7 @@ func (r *Reclaimer) dropImage(ctx context.Context, im image) error {
 	}
 	if m, err := r.store.GetManifest(ctx, im.digest); err == nil {
 		if doc, ok := readManifest(m.Body); ok && doc.Subject != nil {
-			if err := b.DeleteReferrer(im.repo, doc.Subject.Digest.String(), im.digest); err != nil {
+			if err := b.DeleteReferrer(im.repo, doc.Subject.Digest, im.digest); err != nil {
 				return err
 			}
 		}

@@ -77,12 +77,12 @@ func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, erro
 		if m, err := r.store.GetManifest(ctx, d); err == nil {
 			im.MediaType = m.MediaType
 			if doc, ok := readManifest(m.Body); ok {
-				im.ArtifactType = doc.artifactType()
+				im.ArtifactType = doc.ReferrerType()
 				for _, c := range doc.Manifests {
-					im.Children = append(im.Children, c.Digest.String())
+					im.Children = append(im.Children, c.Digest)
 				}
 				if doc.Subject != nil {
-					im.Subject = doc.Subject.Digest.String()
+					im.Subject = doc.Subject.Digest
 				}
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -142,7 +142,7 @@ func (r *Reclaimer) imageSize(ctx context.Context, d string, sizes map[string]in
 		n += l.Size
 	}
 	for _, c := range doc.Manifests {
-		n += r.imageSize(ctx, c.Digest.String(), sizes, depth+1)
+		n += r.imageSize(ctx, c.Digest, sizes, depth+1)
 	}
 	sizes[d] = n
 	return n

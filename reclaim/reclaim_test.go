@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
 )
@@ -59,16 +60,16 @@ func (f *fixture) blob(data string) registry.Descriptor {
 // tag, with its blobs linked to repo, pulled at pulled.
 func (f *fixture) image(repo store.RepoKey, tag string, pulled time.Time, config string, layers ...string) string {
 	f.t.Helper()
-	doc := manifest{Config: ptr(f.blob(config))}
+	desc := func(data string) oci.Descriptor {
+		d := f.blob(data)
+		return oci.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}
+	}
+	doc := oci.Manifest{SchemaVersion: 2, MediaType: oci.MediaTypeImageManifest, Config: ptr(desc(config))}
 	doc.Config.MediaType = "application/vnd.oci.image.config.v1+json"
 	for _, l := range layers {
-		doc.Layers = append(doc.Layers, f.blob(l))
+		doc.Layers = append(doc.Layers, desc(l))
 	}
-	body, err := json.Marshal(struct {
-		SchemaVersion int    `json:"schemaVersion"`
-		MediaType     string `json:"mediaType"`
-		manifest
-	}{2, MediaOCIManifest, doc})
+	body, err := json.Marshal(doc)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -76,17 +77,17 @@ func (f *fixture) image(repo store.RepoKey, tag string, pulled time.Time, config
 	b := f.st.NewBatch()
 	defer b.Close()
 	for _, err := range []error{
-		b.PutManifest(d, &store.Manifest{MediaType: MediaOCIManifest, Body: body}),
+		b.PutManifest(d, &store.Manifest{MediaType: oci.MediaTypeImageManifest, Body: body}),
 		b.PutImage(repo, d, store.Image{PushedAt: pulled, LastPulledAt: pulled}),
 		b.PutTag(repo.Upstream, repo.Name, tag, store.Tag{Digest: d, FetchedAt: pulled}),
-		b.Link(repo, doc.Config.Digest.String()),
+		b.Link(repo, doc.Config.Digest),
 	} {
 		if err != nil {
 			f.t.Fatal(err)
 		}
 	}
 	for _, l := range doc.Layers {
-		if err := b.Link(repo, l.Digest.String()); err != nil {
+		if err := b.Link(repo, l.Digest); err != nil {
 			f.t.Fatal(err)
 		}
 	}

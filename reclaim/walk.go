@@ -48,7 +48,7 @@ func (g *graph) edgesOf(ctx context.Context, d string) edges {
 	var e edges
 	if m, err := g.st.GetManifest(ctx, d); err == nil {
 		if doc, ok := readManifest(m.Body); ok {
-			e.blobs, e.children = doc.edges()
+			e.blobs, e.children = split(&doc)
 		}
 	}
 	g.edges[d] = e

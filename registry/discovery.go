@@ -4,10 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-)
 
-// mediaTypeImageIndex is the media type of a referrers response.
-const mediaTypeImageIndex = "application/vnd.oci.image.index.v1+json"
+	"berth/internal/oci"
+)
 
 // serveCatalog serves GET /v2/_catalog[?n=…&last=…]. The catalog is not
 // part of the OCI spec; a backend without a Cataloger answers 405
@@ -73,8 +72,8 @@ func (s *Server) serveReferrers(w *recorder, r *http.Request, rt Route) error {
 		SchemaVersion int          `json:"schemaVersion"`
 		MediaType     string       `json:"mediaType"`
 		Manifests     []Descriptor `json:"manifests"`
-	}{2, mediaTypeImageIndex, list})
-	return writeJSON(w, r, mediaTypeImageIndex, body)
+	}{2, oci.MediaTypeImageIndex, list})
+	return writeJSON(w, r, oci.MediaTypeImageIndex, body)
 }
 
 // writeJSON answers 200 with body; HEAD gets the headers only.

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"berth/internal/oci"
 )
 
 // putManifest serves PUT /v2/<name>/manifests/<reference>[?tag=…].
@@ -28,15 +30,15 @@ func (s *Server) putManifest(w *recorder, r *http.Request, rt Route) error {
 			tags = append(tags, t)
 		}
 	}
-	if r.ContentLength > MaxManifestBytes {
+	if r.ContentLength > oci.MaxManifestBytes {
 		return errManifestTooLarge(r.ContentLength)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxManifestBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, oci.MaxManifestBytes+1))
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: CodeManifestInvalid,
 			Message: "reading the manifest failed", Err: err}
 	}
-	if len(body) > MaxManifestBytes {
+	if len(body) > oci.MaxManifestBytes {
 		return errManifestTooLarge(-1)
 	}
 	if rt.Digest != "" && !rt.Digest.Verify(body) {
@@ -77,12 +79,12 @@ func (s *Server) putManifest(w *recorder, r *http.Request, rt Route) error {
 }
 
 func errManifestTooLarge(n int64) *Error {
-	size := "more than " + strconv.Itoa(MaxManifestBytes) + " bytes"
+	size := "more than " + strconv.Itoa(oci.MaxManifestBytes) + " bytes"
 	if n >= 0 {
 		size = strconv.FormatInt(n, 10) + " bytes"
 	}
 	return Errorf(http.StatusRequestEntityTooLarge, CodeManifestInvalid,
-		"the manifest is %s; the limit is %d bytes", size, MaxManifestBytes)
+		"the manifest is %s; the limit is %d bytes", size, oci.MaxManifestBytes)
 }
 
 // contentType is the media type of the Content-Type header, parameters

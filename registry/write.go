@@ -93,6 +93,3 @@ type Descriptor struct {
 type ReferrersLister interface {
 	Referrers(ctx context.Context, repo Repo, d Digest) ([]Descriptor, error)
 }
-
-// MaxManifestBytes is the largest manifest accepted by PUT (413 beyond).
-const MaxManifestBytes = 4 << 20

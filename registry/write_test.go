@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"berth/internal/oci"
 )
 
 // writeEnv is a Server over a memStore under httptest.
@@ -617,8 +619,8 @@ func TestManifestPut(t *testing.T) {
 	artifactD := FromBytes(artifact)
 	orphan := manifest(config, nil, &missing, "application/vnd.example.sbom", nil)
 	unknownBlob := manifest(config, []Descriptor{{MediaType: layer.MediaType, Digest: FromBytes([]byte("nope")), Size: 4}}, nil, "", nil)
-	largest := paddedManifest(MaxManifestBytes)
-	tooLarge := paddedManifest(MaxManifestBytes + 1)
+	largest := paddedManifest(oci.MaxManifestBytes)
+	tooLarge := paddedManifest(oci.MaxManifestBytes + 1)
 	ct := map[string]string{"Content-Type": mediaTypeOCIManifest}
 	created := func(d Digest) map[string]string {
 		return map[string]string{"Location": "/v2/a/b/manifests/" + d.String(), "Docker-Content-Digest": d.String(), "Content-Length": "0"}
@@ -926,7 +928,7 @@ func TestReferrers(t *testing.T) {
 			if err := json.Unmarshal(body, &raw); err != nil {
 				t.Fatalf("body %s: %v", body, err)
 			}
-			if string(raw["schemaVersion"]) != "2" || string(raw["mediaType"]) != `"`+mediaTypeImageIndex+`"` {
+			if string(raw["schemaVersion"]) != "2" || string(raw["mediaType"]) != `"`+oci.MediaTypeImageIndex+`"` {
 				t.Errorf("body %s: not an OCI index", body)
 			}
 			if descs == nil && string(raw["manifests"]) != "[]" {
@@ -948,8 +950,8 @@ func TestReferrers(t *testing.T) {
 			}
 		}
 	}
-	ct := map[string]string{"Content-Type": mediaTypeImageIndex}
-	filtered := map[string]string{"Content-Type": mediaTypeImageIndex, "OCI-Filters-Applied": "artifactType"}
+	ct := map[string]string{"Content-Type": oci.MediaTypeImageIndex}
+	filtered := map[string]string{"Content-Type": oci.MediaTypeImageIndex, "OCI-Filters-Applied": "artifactType"}
 	base := "/v2/a/b/referrers/" + subjectD.String()
 
 	tests := []struct {

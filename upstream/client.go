@@ -16,23 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"berth/internal/oci"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"go.uber.org/zap"
 )
-
-// MaxManifestBytes bounds a manifest read from an upstream.
-const MaxManifestBytes = 4 << 20
-
-// ManifestMediaTypes are the manifest types Berth asks upstreams for.
-var ManifestMediaTypes = []string{
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-	"application/vnd.docker.distribution.manifest.v2+json",
-}
-
-var acceptHeader = strings.Join(ManifestMediaTypes, ", ")
 
 // ErrNotFound means the upstream answered 404 for the object.
 var ErrNotFound = errors.New("not found upstream")
@@ -273,7 +262,7 @@ type Descriptor struct {
 func (u *Upstream) HeadManifest(ctx context.Context, repo, ref string) (Descriptor, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
 	defer cancel()
-	resp, err := u.do(ctx, repo, http.MethodHead, u.url(repo, "manifests", ref), http.Header{"Accept": {acceptHeader}})
+	resp, err := u.do(ctx, repo, http.MethodHead, u.url(repo, "manifests", ref), http.Header{"Accept": {oci.AcceptManifests}})
 	if err != nil {
 		return Descriptor{}, err
 	}
@@ -290,17 +279,17 @@ func (u *Upstream) HeadManifest(ctx context.Context, repo, ref string) (Descript
 func (u *Upstream) GetManifest(ctx context.Context, repo, ref string) (Descriptor, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
 	defer cancel()
-	resp, err := u.do(ctx, repo, http.MethodGet, u.url(repo, "manifests", ref), http.Header{"Accept": {acceptHeader}})
+	resp, err := u.do(ctx, repo, http.MethodGet, u.url(repo, "manifests", ref), http.Header{"Accept": {oci.AcceptManifests}})
 	if err != nil {
 		return Descriptor{}, nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestBytes+1))
 	if err != nil {
 		return Descriptor{}, nil, u.classify(err)
 	}
-	if len(body) > MaxManifestBytes {
-		return Descriptor{}, nil, fmt.Errorf("upstream %s: manifest %s:%s is larger than %d bytes", u.Rule.Name, repo, ref, MaxManifestBytes)
+	if len(body) > oci.MaxManifestBytes {
+		return Descriptor{}, nil, fmt.Errorf("upstream %s: manifest %s:%s is larger than %d bytes", u.Rule.Name, repo, ref, oci.MaxManifestBytes)
 	}
 	sum := sha256.Sum256(body)
 	d := Descriptor{MediaType: mediaType(resp.Header), Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(body))}
@@ -430,9 +419,9 @@ func sniffMediaType(body []byte) string {
 		return m.MediaType
 	}
 	if m.Manifests != nil {
-		return "application/vnd.oci.image.index.v1+json"
+		return oci.MediaTypeImageIndex
 	}
-	return "application/vnd.oci.image.manifest.v1+json"
+	return oci.MediaTypeImageManifest
 }
 
 // GetReferrers fetches the referrers index of digest from the upstream's
@@ -442,14 +431,14 @@ func sniffMediaType(body []byte) string {
 func (u *Upstream) GetReferrers(ctx context.Context, repo, digest string) ([]byte, error) {
 	tctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
 	defer cancel()
-	resp, err := u.do(tctx, repo, http.MethodGet, u.url(repo, "referrers", digest), http.Header{"Accept": {"application/vnd.oci.image.index.v1+json"}})
+	resp, err := u.do(tctx, repo, http.MethodGet, u.url(repo, "referrers", digest), http.Header{"Accept": {oci.MediaTypeImageIndex}})
 	if err == nil {
 		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBytes+1))
+		body, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestBytes+1))
 		if err != nil {
 			return nil, u.classify(err)
 		}
-		if len(body) > MaxManifestBytes {
+		if len(body) > oci.MaxManifestBytes {
 			return nil, fmt.Errorf("upstream %s: referrers index of %s is too large", u.Rule.Name, digest)
 		}
 		return body, nil
@@ -463,7 +452,7 @@ func (u *Upstream) GetReferrers(ctx context.Context, repo, digest string) ([]byt
 	alg, hx, _ := strings.Cut(digest, ":")
 	_, body, err := u.GetManifest(ctx, repo, alg+"-"+hx)
 	if errors.Is(err, ErrNotFound) {
-		return []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`), nil
+		return []byte(oci.EmptyIndex), nil
 	}
 	return body, err
 }

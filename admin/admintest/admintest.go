@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"berth/admin"
+	"berth/internal/oci"
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
@@ -30,8 +31,8 @@ import (
 
 // Media types of the images built here.
 const (
-	MediaManifest = local.MediaOCIManifest
-	MediaIndex    = local.MediaOCIIndex
+	MediaManifest = oci.MediaTypeImageManifest
+	MediaIndex    = oci.MediaTypeImageIndex
 	MediaConfig   = "application/vnd.oci.image.config.v1+json"
 	MediaLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
 )
