@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 
+	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
-
-	"go.uber.org/zap"
 )
 
 // GetManifest serves a manifest by digest from the store (filling it on a
@@ -66,42 +64,24 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 }
 
 func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string) (*registry.Manifest, error) {
-	ns := t.Upstream.Rule.Name
-	cachedTag, err := p.store.GetTag(ctx, ns, t.Repo, tag)
-	var cached *store.Manifest
-	if err == nil {
-		cached, err = p.store.GetManifest(ctx, cachedTag.Digest)
-		if errors.Is(err, store.ErrNotFound) {
-			p.log.Warn("tag points at a manifest that is not stored; fetching again",
-				zap.String("repo", t.Repo), zap.String("tag", tag), zap.String("digest", cachedTag.Digest))
-			err = store.ErrNotFound
-		}
-	}
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
-	}
-	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
-		p.opts.Metrics.CacheResult("tag", "hit")
-		_ = p.store.TouchImage(ctx, store.CachedKey(ns, t.Repo), cachedTag.Digest)
-		return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
-	}
-	key := "tag\x00" + ns + "\x00" + t.Repo + "\x00" + tag
-	m, err := p.shared(ctx, key, func(ctx context.Context) (*registry.Manifest, error) {
+	r := ttlRecord{t: t, tag: tag, kind: "tag", metered: true, touch: true,
+		what: "tag " + tag + " of " + t.Repo, notFound: registry.ErrManifestUnknown(tag)}
+	return p.ttlCached(ctx, r, func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error) {
 		// In a cluster the tag's owner revalidates it, once per TTL for
 		// the whole cluster; the others ask it.
 		if m, ok, err := p.manifestFromOwners(ctx, t, tagKey(t, tag), tag); ok {
 			return m, err
 		}
-		if cached != nil {
+		if old != nil {
 			desc, err := t.Upstream.HeadManifest(ctx, t.Repo, tag)
 			if err != nil {
 				return nil, err
 			}
-			if desc.Digest == cachedTag.Digest {
-				if err := p.store.PutTag(ctx, ns, t.Repo, tag, store.Tag{Digest: cachedTag.Digest, FetchedAt: p.now()}); err != nil {
+			if desc.Digest == old.tag.Digest {
+				if err := p.store.PutTag(ctx, t.Upstream.Rule.Name, t.Repo, tag, store.Tag{Digest: old.tag.Digest, FetchedAt: p.now()}); err != nil {
 					return nil, err
 				}
-				return toManifest(cachedTag.Digest, cached, registry.SourceStore), nil
+				return old.served(registry.SourceStore), nil
 			}
 		}
 		desc, body, err := t.Upstream.GetManifest(ctx, t.Repo, tag)
@@ -114,30 +94,6 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 		}
 		return toManifest(desc.Digest, sm, registry.SourceUpstream), nil
 	})
-	if err == nil {
-		result := "miss"
-		if m.Source == registry.SourceStore {
-			result = "revalidated"
-		}
-		p.opts.Metrics.CacheResult("tag", result)
-		return m, nil
-	}
-	if errors.Is(err, upstream.ErrNotFound) {
-		if cached != nil {
-			p.log.Info("tag is gone upstream; forgetting it", zap.String("repo", t.Repo), zap.String("tag", tag))
-			if derr := p.store.DeleteTag(ctx, ns, t.Repo, tag); derr != nil {
-				p.log.Warn("delete tag", zap.Error(derr))
-			}
-		}
-		return nil, registry.ErrManifestUnknown(tag)
-	}
-	if cached != nil && !errors.Is(err, context.Canceled) {
-		p.opts.Metrics.CacheResult("tag", "stale")
-		p.log.Warn("upstream failed; serving the cached tag", zap.String("upstream", ns),
-			zap.String("repo", t.Repo), zap.String("tag", tag), zap.Error(err))
-		return toManifest(cachedTag.Digest, cached, registry.SourceStale), nil
-	}
-	return nil, p.upstreamError(t, "tag "+tag+" of "+t.Repo, registry.ErrManifestUnknown(tag), err)
 }
 
 // shared runs fn once for every concurrent caller with the same key. fn
@@ -184,13 +140,6 @@ func toManifest(d string, sm *store.Manifest, src registry.Source) *registry.Man
 	return &registry.Manifest{MediaType: sm.MediaType, Digest: registry.Digest(d), Body: sm.Body, Source: src}
 }
 
-// Index media types, which a client that does not accept them gets the
-// linux/amd64 entry of.
-var indexTypes = []string{
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-}
-
 // negotiate honours Accept: a client that does not accept the stored type
 // of an index gets the linux/amd64 manifest, as registries do for old
 // clients; other mismatches are MANIFEST_UNKNOWN.
@@ -202,25 +151,16 @@ func (p *Proxy) negotiate(ctx context.Context, t upstream.Target, req registry.M
 		// A digest names exactly one manifest; serve it as it is.
 		return m, nil
 	}
-	if !slices.Contains(indexTypes, m.MediaType) {
+	if !oci.IsIndex(m.MediaType) {
 		return nil, registry.Errorf(http.StatusNotFound, registry.CodeManifestUnknown,
 			"manifest %s is a %s, which the client does not accept", req.Reference, m.MediaType)
 	}
-	var idx struct {
-		Manifests []struct {
-			MediaType string `json:"mediaType"`
-			Digest    string `json:"digest"`
-			Platform  struct {
-				OS           string `json:"os"`
-				Architecture string `json:"architecture"`
-			} `json:"platform"`
-		} `json:"manifests"`
-	}
+	var idx oci.Manifest
 	if err := json.Unmarshal(m.Body, &idx); err != nil {
 		return nil, fmt.Errorf("parse index %s: %w", m.Digest, err)
 	}
 	for _, e := range idx.Manifests {
-		if e.Platform.OS == "linux" && e.Platform.Architecture == "amd64" && accepts(req.Accept, e.MediaType) {
+		if e.Platform != nil && e.Platform.OS == "linux" && e.Platform.Architecture == "amd64" && accepts(req.Accept, e.MediaType) {
 			d, err := registry.ParseDigest(e.Digest)
 			if err != nil {
 				return nil, err

@@ -3,14 +3,12 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
+	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
-
-	"go.uber.org/zap"
 )
 
 // referrersTag is the store key, among a cached repository's tags, of the
@@ -28,16 +26,10 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 	if err != nil {
 		return nil, err
 	}
-	ns, tag := t.Upstream.Rule.Name, referrersTag(d)
-	cachedTag, err := p.store.GetTag(ctx, ns, t.Repo, tag)
-	var cached *store.Manifest
-	if err == nil {
-		cached, _ = p.store.GetManifest(ctx, cachedTag.Digest)
-	}
-	if cached != nil && p.now().Sub(cachedTag.FetchedAt) < t.Upstream.Rule.TTL {
-		return parseReferrers(cached.Body)
-	}
-	m, err := p.shared(ctx, "referrers\x00"+ns+"\x00"+t.Repo+"\x00"+d.String(), func(ctx context.Context) (*registry.Manifest, error) {
+	ns := t.Upstream.Rule.Name
+	r := ttlRecord{t: t, tag: referrersTag(d), kind: "referrers",
+		what: "referrers of " + d.String(), notFound: registry.ErrManifestUnknown(d.String())}
+	m, err := p.ttlCached(ctx, r, func(ctx context.Context, _ *ttlEntry) (*registry.Manifest, error) {
 		body, err := t.Upstream.GetReferrers(ctx, t.Repo, d.String())
 		if err != nil {
 			return nil, err
@@ -46,13 +38,13 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 			return nil, fmt.Errorf("upstream %s: %w", ns, err)
 		}
 		dg := registry.FromBytes(body).String()
-		sm := &store.Manifest{MediaType: "application/vnd.oci.image.index.v1+json", Body: body}
+		sm := &store.Manifest{MediaType: oci.MediaTypeImageIndex, Body: body}
 		b := p.store.NewBatch()
 		defer b.Close()
 		if err := b.PutManifest(dg, sm); err != nil {
 			return nil, err
 		}
-		if err := b.PutTag(ns, t.Repo, tag, store.Tag{Digest: dg, FetchedAt: p.now()}); err != nil {
+		if err := b.PutTag(ns, t.Repo, r.tag, store.Tag{Digest: dg, FetchedAt: p.now()}); err != nil {
 			return nil, err
 		}
 		if err := b.Commit(); err != nil {
@@ -60,14 +52,10 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 		}
 		return toManifest(dg, sm, registry.SourceUpstream), nil
 	})
-	if err == nil {
-		return parseReferrers(m.Body)
+	if err != nil {
+		return nil, err
 	}
-	if cached != nil && !errors.Is(err, context.Canceled) {
-		p.log.Warn("upstream failed; serving cached referrers", zap.String("repo", t.Repo), zap.String("digest", d.String()), zap.Error(err))
-		return parseReferrers(cached.Body)
-	}
-	return nil, p.upstreamError(t, "referrers of "+d.String(), registry.ErrManifestUnknown(d.String()), err)
+	return parseReferrers(m.Body)
 }
 
 func parseReferrers(body []byte) ([]registry.Descriptor, error) {

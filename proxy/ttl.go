@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+
+	"berth/registry"
+	"berth/store"
+	"berth/upstream"
+
+	"go.uber.org/zap"
+)
+
+// A ttlRecord is an upstream answer the store keeps under a tag of a
+// cached repository for the rule's TTL: an upstream tag, or Berth's record
+// of a digest's referrers index.
+type ttlRecord struct {
+	t   upstream.Target
+	tag string // the store tag the record is kept under
+	// kind names the record in the singleflight key and, when metered,
+	// in berth_cache_requests_total.
+	kind    string
+	metered bool
+	// touch marks the image the record points at as pulled on a hit.
+	touch bool
+	// what names the record in errors and logs; notFound is the client's
+	// error when the upstream has no such thing.
+	what     string
+	notFound *registry.Error
+}
+
+// ttlEntry is a stored record: the tag and the manifest it points at.
+type ttlEntry struct {
+	tag      store.Tag
+	manifest *store.Manifest
+}
+
+func (e *ttlEntry) served(src registry.Source) *registry.Manifest {
+	return toManifest(e.tag.Digest, e.manifest, src)
+}
+
+// ttlCached serves r from the store while it is younger than the rule's
+// TTL. Past that, fetch runs once for all concurrent callers, detached
+// from them; it gets the stored entry (nil when there is none) so it can
+// revalidate it. When the upstream says the thing is gone the entry is
+// forgotten; when the upstream fails, the stored entry is served stale.
+func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error)) (*registry.Manifest, error) {
+	ns, repo := r.t.Upstream.Rule.Name, r.t.Repo
+	old, err := p.loadEntry(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil && p.now().Sub(old.tag.FetchedAt) < r.t.Upstream.Rule.TTL {
+		p.count(r, "hit")
+		if r.touch {
+			_ = p.store.TouchImage(ctx, store.CachedKey(ns, repo), old.tag.Digest)
+		}
+		return old.served(registry.SourceStore), nil
+	}
+	m, err := p.shared(ctx, r.kind+"\x00"+ns+"\x00"+repo+"\x00"+r.tag, func(ctx context.Context) (*registry.Manifest, error) {
+		return fetch(ctx, old)
+	})
+	switch {
+	case err == nil:
+		result := "miss"
+		if m.Source == registry.SourceStore {
+			result = "revalidated"
+		}
+		p.count(r, result)
+		return m, nil
+	case errors.Is(err, upstream.ErrNotFound):
+		if old != nil {
+			p.log.Info("gone upstream; forgetting it", zap.String("what", r.what))
+			if derr := p.store.DeleteTag(ctx, ns, repo, r.tag); derr != nil {
+				p.log.Warn("delete tag", zap.Error(derr))
+			}
+		}
+		return nil, r.notFound
+	case old != nil && !errors.Is(err, context.Canceled):
+		p.count(r, "stale")
+		p.log.Warn("upstream failed; serving the cached copy", zap.String("upstream", ns),
+			zap.String("what", r.what), zap.Error(err))
+		return old.served(registry.SourceStale), nil
+	}
+	return nil, p.upstreamError(r.t, r.what, r.notFound, err)
+}
+
+// loadEntry reads r's stored entry; nil when there is none, or when its
+// manifest is not stored (then it is fetched again).
+func (p *Proxy) loadEntry(ctx context.Context, r ttlRecord) (*ttlEntry, error) {
+	tag, err := p.store.GetTag(ctx, r.t.Upstream.Rule.Name, r.t.Repo, r.tag)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	m, err := p.store.GetManifest(ctx, tag.Digest)
+	if errors.Is(err, store.ErrNotFound) {
+		p.log.Warn("a cached record points at a manifest that is not stored; fetching again",
+			zap.String("what", r.what), zap.String("digest", tag.Digest))
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return &ttlEntry{tag: tag, manifest: m}, nil
+}
+
+func (p *Proxy) count(r ttlRecord, result string) {
+	if r.metered {
+		p.opts.Metrics.CacheResult(r.kind, result)
+	}
+}
