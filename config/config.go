@@ -168,7 +168,7 @@ func (c Config) problems() []error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen: %q is not host:port (%v)", c.Listen, err))
 	}
-	errs = append(errs, c.Admin.validate()...)
+	errs = append(errs, c.Admin.validate(c.Auth.Enabled)...)
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.TLS.validate()...)

@@ -186,6 +186,16 @@ func TestLoadInvalid(t *testing.T) {
 		want []string
 	}{
 		{
+			name: "admin API beyond loopback with auth off",
+			body: "admin: {listen: \"0.0.0.0:5001\"}\n",
+			want: []string{`admin.listen: "0.0.0.0:5001" is reachable beyond this host while auth is off`, "allowUnauthenticatedRemote"},
+		},
+		{
+			name: "admin API on every address with auth off",
+			body: "admin: {listen: \":5001\"}\n",
+			want: []string{`admin.listen: ":5001" is reachable beyond this host`},
+		},
+		{
 			name: "every problem reported at once",
 			body: `
 listen: "5000"
@@ -268,5 +278,21 @@ func TestDefaultsOfOptionalSections(t *testing.T) {
 	}
 	if cfg.Auth.TokenTTL != 12*time.Hour || len(cfg.Auth.Anonymous.Cached) == 0 || len(cfg.Auth.Authenticated.Local) == 0 {
 		t.Fatalf("auth defaults lost: %+v", cfg.Auth)
+	}
+}
+
+// The admin listener may leave loopback with auth on, or by the operator's
+// explicit word.
+func TestAdminBeyondLoopback(t *testing.T) {
+	for _, body := range []string{
+		"admin: {listen: \"127.0.0.1:5001\"}\n",
+		"admin: {listen: \"[::1]:5001\"}\n",
+		"admin: {listen: \"localhost:5001\"}\n",
+		"admin: {listen: \"0.0.0.0:5001\", allowUnauthenticatedRemote: true}\n",
+		"admin: {listen: \"0.0.0.0:5001\"}\nauth: {enabled: true, htpasswd: /etc/berth/htpasswd}\n",
+	} {
+		if _, err := Parse([]byte(body)); err != nil {
+			t.Errorf("%s: %v", body, err)
+		}
 	}
 }

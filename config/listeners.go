@@ -14,6 +14,10 @@ type Admin struct {
 	Listen string `yaml:"listen"`
 	// Pprof exposes net/http/pprof under /debug/pprof/.
 	Pprof bool `yaml:"pprof"`
+	// AllowUnauthenticatedRemote lets the admin listener listen beyond
+	// loopback while auth is off, when anyone who reaches it may delete
+	// repositories. Without it such a config is refused.
+	AllowUnauthenticatedRemote bool `yaml:"allowUnauthenticatedRemote"`
 }
 
 // TLS serves the registry API over HTTPS too. The plain listener stays
@@ -117,14 +121,30 @@ func (c TLS) validate() []error {
 	return errs
 }
 
-func (c Admin) validate() []error {
+func (c Admin) validate(authOn bool) []error {
 	if c.Listen == "" {
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
 		return []error{fmt.Errorf("admin.listen: %q is not host:port (%v)", c.Listen, err)}
 	}
+	if !authOn && !c.AllowUnauthenticatedRemote && !IsLoopback(host) {
+		return []error{fmt.Errorf("admin.listen: %q is reachable beyond this host while auth is off, so anyone "+
+			"who reaches it could delete repositories; listen on 127.0.0.1, turn auth on, or set "+
+			"admin.allowUnauthenticatedRemote: true if a firewall guards it", c.Listen)}
+	}
 	return nil
+}
+
+// IsLoopback says whether a listen host binds loopback only: localhost or
+// a loopback address. An empty host (every address) is not.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c Audit) validate() []error {

@@ -11,8 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// adminMux builds the admin listener's routes.
-func adminMux(cfg config.Admin, gatherer prometheus.Gatherer, ready *atomic.Bool, extra map[string]http.Handler) *http.ServeMux {
+// adminMux builds the admin listener's routes. Metrics and health are
+// open; everything else (profiles and extra) passes guard.
+func adminMux(cfg config.Admin, gatherer prometheus.Gatherer, ready *atomic.Bool, guard func(http.Handler) http.Handler, extra map[string]http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -26,14 +27,14 @@ func adminMux(cfg config.Admin, gatherer prometheus.Gatherer, ready *atomic.Bool
 		w.Write([]byte("ready\n"))
 	})
 	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", guard(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", guard(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("/debug/pprof/profile", guard(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", guard(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
 	}
 	for pattern, h := range extra {
-		mux.Handle(pattern, h)
+		mux.Handle(pattern, guard(h))
 	}
 	return mux
 }

@@ -62,7 +62,7 @@ func newReloadEnv(t *testing.T, first string) *reloadEnv {
 // write puts a config in the file: the common part, then extra.
 func (e *reloadEnv) write(extra string) {
 	e.t.Helper()
-	base := fmt.Sprintf("dataDir: %q\nadmin: {listen: \"127.0.0.1:0\"}\n", filepath.Join(e.dir, "data"))
+	base := fmt.Sprintf("dataDir: %q\nadmin: {listen: \"127.0.0.1:0\", pprof: true}\n", filepath.Join(e.dir, "data"))
 	r := strings.NewReplacer("UP_A", e.upA.URL, "UP_B", e.upB.URL, "DIR", e.dir)
 	if err := os.WriteFile(e.path, []byte(base+r.Replace(extra)), 0o600); err != nil {
 		e.t.Fatal(err)

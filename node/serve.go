@@ -91,17 +91,19 @@ func (n *Node) servers(cfg config.Config) []*namedServer {
 	return servers
 }
 
-// AdminHandler is the admin listener: metrics, health, the config in
-// force, cluster members, and the admin API behind the live admin guard.
+// AdminHandler is the admin listener: metrics and health, open to
+// monitoring; and, behind the live admin guard (with auth on, members of
+// the admin group only), the config in force, cluster members, profiles
+// and the admin API.
 func (n *Node) AdminHandler() http.Handler {
 	extra := map[string]http.Handler{
-		"GET /config": n.requireAdmin(http.HandlerFunc(n.serveConfigStatus)),
-		admin.Prefix:  n.requireAdmin(n.admin.Handler()),
+		"GET /config": http.HandlerFunc(n.serveConfigStatus),
+		admin.Prefix:  n.admin.Handler(),
 	}
 	if n.cluster != nil {
 		extra["GET /cluster/members"] = n.cluster.MembersHandler(n.ownedBytes)
 	}
-	return adminMux(n.Live().Config.Admin, n.prom, &n.ready, extra)
+	return adminMux(n.Live().Config.Admin, n.prom, &n.ready, n.requireAdmin, extra)
 }
 
 // shutdown leaves the cluster first, so peers stop choosing this node as

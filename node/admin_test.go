@@ -1,0 +1,44 @@
+package node
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// With auth on, the admin listener serves metrics and health to anyone
+// and everything else (profiles, the config in force, the admin API) to
+// members of the admin group only.
+func TestAdminListenerNeedsAnAdmin(t *testing.T) {
+	e := newReloadEnv(t, `upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+`)
+	e.htpasswd("alice:alice-pw", "bob:bob-pw")
+	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+auth: {enabled: true, htpasswd: DIR/htpasswd, groups: {admins: [alice]}}
+`)
+	if err := e.reload(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path, user string
+		want       int
+	}{
+		{"/metrics", "", http.StatusOK},
+		{"/healthz", "", http.StatusOK},
+		{"/config", "", http.StatusUnauthorized},
+		{"/config", "bob:bob-pw", http.StatusForbidden},
+		{"/config", "alice:alice-pw", http.StatusOK},
+		{"/debug/pprof/", "", http.StatusUnauthorized},
+		{"/debug/pprof/cmdline", "bob:bob-pw", http.StatusForbidden},
+		{"/debug/pprof/cmdline", "alice:alice-pw", http.StatusOK},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(http.MethodGet, e.admin.URL+tt.path, nil)
+		if name, pw, ok := strings.Cut(tt.user, ":"); ok {
+			req.SetBasicAuth(name, pw)
+		}
+		if got := e.do(req, nil); got != tt.want {
+			t.Errorf("GET %s as %q: %d, want %d", tt.path, tt.user, got, tt.want)
+		}
+	}
+}
