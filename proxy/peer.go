@@ -2,15 +2,11 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
 	"berth/cluster"
-	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -79,26 +75,31 @@ func (b peerBackend) GetBlob(ctx context.Context, req registry.BlobRequest) (reg
 	return b.p.blob(ctx, t, req)
 }
 
-// peerOwners returns the owners of key ahead of this node, or nil when the
-// request must not go to peers (no cluster, this node owns the key first,
-// or the request came from a peer).
-func (p *Proxy) peerOwners(ctx context.Context, key string) []cluster.Member {
+// ownersToAsk returns the owners of key this node asks before the
+// upstream: the owners ranked ahead of it, or, when it is the first owner,
+// the other owners (replicas is true then), which only give a copy they
+// already hold. Nothing without a cluster, or for a request that came from
+// a peer (no loops).
+func (p *Proxy) ownersToAsk(ctx context.Context, key string) (owners []cluster.Member, replicas bool) {
 	if p.opts.Cluster == nil {
-		return nil
+		return nil, false
 	}
 	if _, fromPeer := cluster.FromPeer(ctx); fromPeer {
-		return nil
+		return nil, false
 	}
-	var out []cluster.Member
-	for _, m := range p.opts.Cluster.Owners(key) {
+	for i, m := range p.opts.Cluster.Owners(key) {
 		if m.Self {
-			break
+			if i > 0 {
+				break // the owners ahead of this node are enough
+			}
+			replicas = true
+			continue
 		}
 		if m.PeerAddr != "" {
-			out = append(out, m)
+			owners = append(owners, m)
 		}
 	}
-	return out
+	return owners, replicas
 }
 
 // tagKey is the ownership key of an upstream tag.
@@ -111,8 +112,12 @@ func tagKey(t upstream.Target, tag string) string {
 // could answer: the caller then asks the upstream itself. An owner's 404
 // is the upstream's, and is returned as upstream.ErrNotFound.
 func (p *Proxy) manifestFromOwners(ctx context.Context, t upstream.Target, key, ref string) (*registry.Manifest, bool, error) {
-	for _, m := range p.peerOwners(ctx, key) {
-		mt, body, d, err := p.peerManifest(ctx, t, m, ref)
+	owners, replicas := p.ownersToAsk(ctx, key)
+	if replicas {
+		return nil, false, nil // the first owner asks the upstream
+	}
+	for _, m := range owners {
+		mt, body, d, err := p.peerClient(m, t).manifest(ctx, ref)
 		if errors.Is(err, upstream.ErrNotFound) {
 			return nil, true, err
 		}
@@ -131,43 +136,4 @@ func (p *Proxy) manifestFromOwners(ctx context.Context, t upstream.Target, key, 
 		return toManifest(d, sm, registry.SourcePeer), true, nil
 	}
 	return nil, false, nil
-}
-
-// peerManifest fetches a manifest from a peer and verifies its digest.
-func (p *Proxy) peerManifest(ctx context.Context, t upstream.Target, m cluster.Member, ref string) (string, []byte, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*t.Upstream.Rule.Timeout)
-	defer cancel()
-	u := p.opts.Cluster.PeerURL(m) + "/v2/" + t.Upstream.Rule.Name + "/" + t.Repo + "/manifests/" + ref
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", nil, "", err
-	}
-	req.Header.Set("Accept", oci.AcceptManifests)
-	resp, err := p.opts.Cluster.PeerClient().Do(req)
-	if err != nil {
-		return "", nil, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestBytes+1))
-	if err != nil {
-		return "", nil, "", err
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		var eb struct{ Errors []struct{ Code string } }
-		if json.Unmarshal(body, &eb) == nil && len(eb.Errors) > 0 && eb.Errors[0].Code == registry.CodeManifestUnknown {
-			return "", nil, "", fmt.Errorf("peer %s: %w", m.Name, upstream.ErrNotFound)
-		}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", nil, "", fmt.Errorf("peer %s answered %d", m.Name, resp.StatusCode)
-	}
-	d := resp.Header.Get("Docker-Content-Digest")
-	if registry.IsDigest(ref) {
-		d = ref
-	}
-	dg, err := registry.ParseDigest(d)
-	if err != nil || !dg.Verify(body) {
-		return "", nil, "", fmt.Errorf("peer %s sent a manifest that does not match %q", m.Name, d)
-	}
-	return resp.Header.Get("Content-Type"), body, d, nil
 }

@@ -312,11 +312,8 @@ func (u *Upstream) GetBlobRange(ctx context.Context, repo, digest string, off, l
 	ctx, cancel := context.WithCancel(ctx)
 	wd := newWatchdog(u.Rule.Timeout, cancel)
 	hdr := http.Header{}
-	switch {
-	case off > 0 && last >= off:
-		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", off, last))
-	case off > 0:
-		hdr.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	if r := RangeHeader(off, last); r != "" {
+		hdr.Set("Range", r)
 	}
 	resp, err := u.do(ctx, repo, http.MethodGet, u.url(repo, "blobs", digest), hdr)
 	if err != nil {
@@ -330,12 +327,7 @@ func (u *Upstream) GetBlobRange(ctx context.Context, repo, digest string, off, l
 	size := resp.ContentLength
 	switch {
 	case off > 0 && resp.StatusCode == http.StatusPartialContent:
-		size = -1
-		if _, total, ok := strings.Cut(resp.Header.Get("Content-Range"), "/"); ok {
-			if n, err := strconv.ParseInt(total, 10, 64); err == nil {
-				size = n
-			}
-		}
+		size = RangeTotal(resp.Header)
 	case off > 0:
 		resp.Body.Close()
 		wd.stop()
@@ -344,6 +336,29 @@ func (u *Upstream) GetBlobRange(ctx context.Context, repo, digest string, off, l
 	}
 	wd.reset(u.Rule.IdleTimeout)
 	return &watchedBody{ReadCloser: resp.Body, wd: wd, cancel: cancel, u: u}, size, nil
+}
+
+// RangeHeader is the Range of a request for the bytes off..last of a blob
+// (last < 0: to the end); "" for the whole blob.
+func RangeHeader(off, last int64) string {
+	switch {
+	case off > 0 && last >= off:
+		return fmt.Sprintf("bytes=%d-%d", off, last)
+	case off > 0:
+		return fmt.Sprintf("bytes=%d-", off)
+	}
+	return ""
+}
+
+// RangeTotal is the whole blob's size named by a 206 answer's
+// Content-Range, or -1 when it names none.
+func RangeTotal(h http.Header) int64 {
+	if _, total, ok := strings.Cut(h.Get("Content-Range"), "/"); ok {
+		if n, err := strconv.ParseInt(total, 10, 64); err == nil {
+			return n
+		}
+	}
+	return -1
 }
 
 // HeadBlob returns a blob's size at the upstream.
