@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"berth/errdefs"
 )
 
 // Error is the one error type handlers return to the client. The mux turns
@@ -90,13 +92,62 @@ type errorEntry struct {
 	Message string `json:"message"`
 }
 
-// asError turns any error into an *Error; unknown errors are a 500.
+// CodeInsufficientStorage is the code of a store that has no room (507).
+const CodeInsufficientStorage = "INSUFFICIENT_STORAGE"
+
+// asError turns any error into an *Error: the backends' domain errors
+// (package errdefs) get their wire status and code here, and only here;
+// unknown errors are a 500.
 func asError(err error) *Error {
 	var re *Error
 	if errors.As(err, &re) {
 		return re
 	}
-	return &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error", Err: err}
+	kind, msg, retry := errdefs.KindOf(err)
+	if kind == nil {
+		return &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error", Err: err}
+	}
+	status, code := wire(kind)
+	return &Error{Status: status, Code: code, Message: msg, RetryAfter: retry, Err: err}
+}
+
+// wire is the OCI status and code of a kind of domain error.
+func wire(kind error) (status int, code string) {
+	switch kind {
+	case errdefs.ErrNameInvalid:
+		return http.StatusBadRequest, CodeNameInvalid
+	case errdefs.ErrRepositoryUnknown:
+		return http.StatusNotFound, CodeNameUnknown
+	case errdefs.ErrRepositoryExists:
+		return http.StatusConflict, CodeDenied
+	case errdefs.ErrManifestUnknown:
+		return http.StatusNotFound, CodeManifestUnknown
+	case errdefs.ErrManifestInvalid:
+		return http.StatusBadRequest, CodeManifestInvalid
+	case errdefs.ErrManifestBlobUnknown:
+		return http.StatusBadRequest, CodeManifestBlobUnknown
+	case errdefs.ErrBlobUnknown:
+		return http.StatusNotFound, CodeBlobUnknown
+	case errdefs.ErrUploadUnknown:
+		return http.StatusNotFound, CodeBlobUploadUnknown
+	case errdefs.ErrDigestInvalid:
+		return http.StatusBadRequest, CodeDigestInvalid
+	case errdefs.ErrTagImmutable:
+		return http.StatusForbidden, CodeDenied
+	case errdefs.ErrInvalidParameter:
+		return http.StatusBadRequest, CodeUnsupported
+	case errdefs.ErrUnsupported:
+		return http.StatusMethodNotAllowed, CodeUnsupported
+	case errdefs.ErrStoreFull:
+		return http.StatusInsufficientStorage, CodeInsufficientStorage
+	case errdefs.ErrUpstreamBackoff:
+		return http.StatusServiceUnavailable, CodeUpstreamUnavailable
+	case errdefs.ErrUpstreamTimeout:
+		return http.StatusGatewayTimeout, CodeUpstreamTimeout
+	case errdefs.ErrUpstreamUnavailable:
+		return http.StatusBadGateway, CodeUpstreamUnavailable
+	}
+	return http.StatusInternalServerError, CodeUnknown
 }
 
 // WriteError writes err as the spec's JSON error body. It is the only place

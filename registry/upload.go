@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -124,12 +123,9 @@ func (s *Server) mountBlob(ctx context.Context, rt Route, from Repo, d Digest) (
 	if err == nil {
 		return true, nil
 	}
-	var re *Error
-	if errors.As(err, &re) {
-		switch re.Code {
-		case CodeBlobUnknown, CodeNameUnknown, CodeUnsupported:
-			return false, nil
-		}
+	switch asError(err).Code {
+	case CodeBlobUnknown, CodeNameUnknown, CodeUnsupported:
+		return false, nil
 	}
 	return false, err
 }

@@ -16,6 +16,7 @@ var layer = map[string]int{
 	"berth/internal/reponame": 0,
 	"berth/internal/wildcard": 0,
 	"berth/internal/oci":      0,
+	"berth/errdefs":           0,
 	"berth/config":            1,
 	"berth/registry":          1,
 	"berth/store":             1,
