@@ -223,27 +223,10 @@ func randomBytes(name string, n int) []byte {
 }
 
 // desc is an OCI descriptor.
-type desc struct {
-	MediaType    string            `json:"mediaType"`
-	Digest       string            `json:"digest"`
-	Size         int64             `json:"size"`
-	URLs         []string          `json:"urls,omitempty"`
-	Data         string            `json:"data,omitempty"`
-	ArtifactType string            `json:"artifactType,omitempty"`
-	Annotations  map[string]string `json:"annotations,omitempty"`
-}
+type desc = oci.Descriptor
 
 // manifest is an OCI image manifest or index.
-type manifest struct {
-	SchemaVersion int               `json:"schemaVersion"`
-	MediaType     string            `json:"mediaType,omitempty"`
-	ArtifactType  string            `json:"artifactType,omitempty"`
-	Config        *desc             `json:"config,omitempty"`
-	Layers        []desc            `json:"layers,omitempty"`
-	Manifests     []desc            `json:"manifests,omitempty"`
-	Subject       *desc             `json:"subject,omitempty"`
-	Annotations   map[string]string `json:"annotations,omitempty"`
-}
+type manifest oci.Manifest
 
 func (m manifest) bytes() []byte {
 	b, err := json.Marshal(m)
