@@ -117,7 +117,7 @@ func (e *env) start() {
 		}
 		ups = append(ups, u)
 	}
-	e.proxy = proxy.New(st, upstream.NewRouter(ups), proxy.Options{Logger: e.log})
+	e.proxy = proxy.New(st, upstream.Fixed(upstream.NewRouter(ups)), proxy.Options{Logger: e.log})
 	e.reclaim = reclaim.New(st, reclaim.Options{Logger: e.log, Now: e.clock.Now})
 	e.repos = local.New(st, local.Options{
 		AutoCreate:        !e.o.manualCreate,

@@ -57,7 +57,7 @@ func newMirrorEnv(t *testing.T, o mirrorOpts) *mirrorEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := proxy.New(e.store, upstream.NewRouter([]*upstream.Upstream{u}, o.localPrefixes...), proxy.Options{Logger: zl})
+	p := proxy.New(e.store, upstream.Fixed(upstream.NewRouter([]*upstream.Upstream{u}, o.localPrefixes...)), proxy.Options{Logger: zl})
 	t.Cleanup(p.Close)
 	repos := local.New(e.store, local.Options{AutoCreate: true, Logger: zl})
 	e.srv = httptest.NewServer(registry.New(New(p, repos, e.store, Options{}), registry.WithLogger(zl)))

@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if err := n.startCluster(ctx, cfg); err != nil {
 		return nil, err
 	}
-	n.proxy = proxy.New(n.store, upstream.NewRouter(nil), proxy.Options{FillTimeout: cfg.Cache.FillTimeout,
+	n.proxy = proxy.New(n.store, func() *upstream.Router { return n.Live().Router }, proxy.Options{FillTimeout: cfg.Cache.FillTimeout,
 		Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster, Reserve: n.cap.Reserve})
 	n.closers = append(n.closers, n.proxy.Close)
 	n.mirror = mirror.New(n.proxy, n.repos, n.store, mirror.Options{Reserve: n.cap.Reserve})

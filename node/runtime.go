@@ -48,12 +48,11 @@ func (n *Node) build(ctx context.Context, cfg config.Config) (*Runtime, error) {
 	return rt, nil
 }
 
-// apply puts rt in force: the pointer every request reads, and the two
-// long-lived objects that hold settings of their own (the proxy's router
-// for fills, the limiter's rates, which keep every client's bucket).
+// apply puts rt in force: the pointer every request reads, and the one
+// long-lived object that holds settings of its own, the limiter (whose
+// buckets survive the new rates).
 func (n *Node) apply(rt *Runtime) {
 	n.rt.Store(rt)
-	n.proxy.SetRouter(rt.Router)
 	n.upstreamMetrics(rt.Router)
 	rl := rt.Config.RateLimit
 	rps, burst := rl.RequestsPerSecond, rl.Burst

@@ -74,7 +74,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.proxy = New(e.store, upstream.NewRouter([]*upstream.Upstream{u}), Options{Logger: zl, Now: e.clock.Now, FillTimeout: time.Minute, Metrics: e.metrics})
+	e.proxy = New(e.store, upstream.Fixed(upstream.NewRouter([]*upstream.Upstream{u})), Options{Logger: zl, Now: e.clock.Now, FillTimeout: time.Minute, Metrics: e.metrics})
 	t.Cleanup(e.proxy.Close)
 	e.berth = httptest.NewServer(registry.New(e.proxy, registry.WithLogger(zl)))
 	t.Cleanup(e.berth.Close)

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"sync/atomic"
 	"time"
 
 	"berth/cluster"
@@ -46,9 +45,9 @@ type Options struct {
 // of upstreams.
 type Proxy struct {
 	store *store.Store
-	// router is swapped whole by a config reload; requests in flight keep
-	// the one they started with.
-	router atomic.Pointer[upstream.Router]
+	// routes returns the routing rules in force (the node's live config);
+	// a request or fill keeps the router it started with.
+	routes func() *upstream.Router
 	log    *zap.Logger
 	opts   Options
 	now    func() time.Time
@@ -60,8 +59,10 @@ type Proxy struct {
 	manifests singleflight.Group
 }
 
-// New returns a Proxy. Close it to stop fills still running.
-func New(store *store.Store, router *upstream.Router, opts Options) *Proxy {
+// New returns a Proxy over store, routing by the rules routes returns when
+// asked (upstream.Fixed for rules that never change). Close it to stop
+// fills still running.
+func New(store *store.Store, routes func() *upstream.Router, opts Options) *Proxy {
 	if opts.FillTimeout <= 0 {
 		opts.FillTimeout = time.Hour
 	}
@@ -73,19 +74,14 @@ func New(store *store.Store, router *upstream.Router, opts Options) *Proxy {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	p := &Proxy{
-		store: store, log: opts.Logger, opts: opts, now: opts.Now,
+		store: store, routes: routes, log: opts.Logger, opts: opts, now: opts.Now,
 		baseCtx: ctx, stop: stop, fills: fillGroup{fills: map[string]*fill{}},
 	}
-	p.router.Store(router)
 	return p
 }
 
-// Router is the current routing rules.
-func (p *Proxy) Router() *upstream.Router { return p.router.Load() }
-
-// SetRouter swaps the routing rules (a config reload). New requests use
-// them; requests and fills in flight finish with the old ones.
-func (p *Proxy) SetRouter(r *upstream.Router) { p.router.Store(r) }
+// Router is the routing rules in force.
+func (p *Proxy) Router() *upstream.Router { return p.routes() }
 
 // Close cancels fills in flight, discarding their partial data, and waits
 // for them to end, so the store can be closed after it.

@@ -84,7 +84,7 @@ func TestTTLRecordConcurrentMissesFetchOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := New(st, upstream.NewRouter([]*upstream.Upstream{u}), Options{})
+		p := New(st, upstream.Fixed(upstream.NewRouter([]*upstream.Upstream{u})), Options{})
 		defer p.Close()
 		r := ttlRecord{t: upstream.Target{Upstream: u, Repo: "team/app"}, tag: "v1", kind: "tag",
 			what: "tag v1", notFound: registry.ErrManifestUnknown("v1")}

@@ -84,6 +84,10 @@ func NewRouter(ups []*Upstream, localPrefixes ...string) *Router {
 	return r
 }
 
+// Fixed returns r whenever asked: routing rules that never change, for a
+// proxy that is not under a live configuration (tests, tools).
+func Fixed(r *Router) func() *Router { return func() *Router { return r } }
+
 // Upstreams returns every upstream, in configuration order.
 func (r *Router) Upstreams() []*Upstream { return r.all }
 
