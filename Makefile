@@ -7,6 +7,8 @@
 GO       ?= go
 BIN      := bin/berth
 CONFIG   ?=
+LISTEN   ?=
+ADMIN_LISTEN ?=
 PKGS     := ./...
 # Packages without the end-to-end tests (test/...): run with -race.
 UNIT      = $(shell $(GO) list ./... | grep -v /test/)
@@ -25,8 +27,9 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
 
+# make run LISTEN=127.0.0.1:5100 ADMIN_LISTEN=127.0.0.1:5101 CONFIG=my.yaml
 run: build
-	./$(BIN) serve $(if $(CONFIG),--config $(CONFIG))
+	./$(BIN) serve $(if $(CONFIG),--config $(CONFIG)) $(if $(LISTEN),--listen $(LISTEN)) $(if $(ADMIN_LISTEN),--admin-listen $(ADMIN_LISTEN))
 
 # deps installs the clients and programs the tests drive (a no-op when they
 # are there); .ci/run gets them the same way, through make test.

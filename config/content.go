@@ -67,6 +67,9 @@ type Local struct {
 	// LifecycleInterval is how often lifecycle policies expire images
 	// (0: never; ECR evaluates daily).
 	LifecycleInterval time.Duration `yaml:"lifecycleInterval"`
+	// AllowAnonymousRemoteWrites, with auth off, accepts pushes and deletes
+	// from every client; without it only loopback clients may write.
+	AllowAnonymousRemoteWrites bool `yaml:"allowAnonymousRemoteWrites"`
 }
 
 // SplitRef splits a pinned image, "name:tag" or "name@digest", into the

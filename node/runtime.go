@@ -157,14 +157,18 @@ type reloadStatus struct {
 	Error      string    `json:"error,omitempty"`
 }
 
-// liveGuard is the registry's guard: the guard of the runtime in force, or
-// none when auth is off.
+// liveGuard is the registry's guard: the guard of the runtime in force, or,
+// when auth is off, loopbackWrites unless local.allowAnonymousRemoteWrites.
 type liveGuard struct{ n *Node }
 
 func (g liveGuard) Check(r *http.Request, req registry.AccessRequest) (string, error) {
-	sec := g.n.Live().Security
+	rt := g.n.Live()
+	sec := rt.Security
 	if sec == nil {
-		return "", nil
+		if rt.Config.Local.AllowAnonymousRemoteWrites {
+			return "", nil
+		}
+		return loopbackWrites{}.Check(r, req)
 	}
 	return sec.guard.Check(r, req)
 }

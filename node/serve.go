@@ -37,6 +37,7 @@ func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	cfg = n.Live().Config // with the overrides
 	defer n.Close()
+	warnOpen(cfg, log)
 	// Background work ends (and is waited for) before the store closes.
 	bctx, stopBackground := context.WithCancel(ctx)
 	var background sync.WaitGroup

@@ -321,3 +321,32 @@ func TestTouch(t *testing.T) {
 		}
 	}
 }
+
+// TestExpireUploadsByIdleTime: a session is expired once it has received no
+// bytes for maxAge, however old it is.
+func TestExpireUploadsByIdleTime(t *testing.T) {
+	ctx := context.Background()
+	s := stOpen(t, t.TempDir())
+	at := time.Unix(1_700_000_000, 0)
+	s.now = func() time.Time { return at }
+	u, err := s.CreateUpload(ctx, "team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // three hours old, but never idle for an hour
+		at = at.Add(50 * time.Minute)
+		if _, err := s.AppendUpload(ctx, u.ID, strings.NewReader("chunk")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.ExpireUploads(ctx, time.Hour); err != nil || n != 0 {
+			t.Fatalf("after append %d, 50m after the last: ExpireUploads(1h) = %d, %v; want 0", i+1, n, err)
+		}
+	}
+	at = at.Add(61 * time.Minute)
+	if n, err := s.ExpireUploads(ctx, time.Hour); err != nil || n != 1 {
+		t.Fatalf("idle for 61m: ExpireUploads(1h) = %d, %v; want 1", n, err)
+	}
+	if _, _, err := s.GetUpload(ctx, u.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetUpload after expiry: %v", err)
+	}
+}

@@ -42,6 +42,7 @@ func (s *Store) CreateUpload(ctx context.Context, repo string) (*Upload, error) 
 		return nil, err
 	}
 	f.Close()
+	s.touchUpload(u.ID)
 	v, _ := json.Marshal(u)
 	if err := s.db.Set(uploadKey(u.ID), v, pebble.Sync); err != nil {
 		os.Remove(s.uploadPath(u.ID))
@@ -88,7 +89,24 @@ func (s *Store) AppendUpload(ctx context.Context, id string, r io.Reader) (int64
 		_ = f.Truncate(start)
 		return start, err
 	}
+	s.touchUpload(id)
 	return start + n, nil
+}
+
+// touchUpload sets the session file's modification time to the store's
+// clock: the time of its last append, which ExpireUploads measures idleness
+// from.
+func (s *Store) touchUpload(id string) {
+	now := s.now()
+	_ = os.Chtimes(s.uploadPath(id), now, now)
+}
+
+// lastActive is when a session last received bytes (or was created).
+func (s *Store) lastActive(u Upload) time.Time {
+	if st, err := os.Stat(s.uploadPath(u.ID)); err == nil && st.ModTime().After(u.CreatedAt) {
+		return st.ModTime()
+	}
+	return u.CreatedAt
 }
 
 // DeleteUpload ends a session and removes its bytes.
@@ -180,15 +198,16 @@ func (s *Store) moveIntoPlace(path, digest string, size int64, public bool) erro
 	return nil
 }
 
-// ExpireUploads removes sessions older than maxAge, and files in uploads/
-// that have no session.
+// ExpireUploads removes sessions that received no bytes for maxAge (idle
+// since their last append, or since they were opened), and files in
+// uploads/ that have no session.
 func (s *Store) ExpireUploads(ctx context.Context, maxAge time.Duration) (int, error) {
 	cutoff := s.now().Add(-maxAge)
 	var old []string
 	live := map[string]bool{}
 	err := s.scan(ctx, prefixUpload, func(k, v []byte) error {
 		var u Upload
-		if json.Unmarshal(v, &u) != nil || u.CreatedAt.Before(cutoff) {
+		if json.Unmarshal(v, &u) != nil || s.lastActive(u).Before(cutoff) {
 			old = append(old, string(k))
 		} else {
 			live[string(k)] = true

@@ -15,6 +15,7 @@ func serveCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := fs.String("config", "", "config file (built-in defaults when empty)")
 	listen := fs.String("listen", "", "override listen address")
+	adminListen := fs.String("admin-listen", "", "override admin.listen, the admin API's address")
 	dataDir := fs.String("data-dir", "", "override data directory")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -26,6 +27,9 @@ func serveCmd(ctx context.Context, args []string) error {
 	overrides := func(c *config.Config) {
 		if *listen != "" {
 			c.Listen = *listen
+		}
+		if *adminListen != "" {
+			c.Admin.Listen = *adminListen
 		}
 		if *dataDir != "" {
 			c.DataDir = *dataDir

@@ -295,6 +295,13 @@ func LookBin(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
+		// Programs go install puts in GOPATH/bin, which may not be in PATH.
+		if out, gerr := exec.Command("go", "env", "GOPATH").Output(); gerr == nil {
+			gp := filepath.Join(strings.TrimSpace(string(out)), "bin", name)
+			if _, serr := os.Stat(gp); serr == nil {
+				return gp
+			}
+		}
 		fix := "sudo scripts/install-test-deps"
 		if pkg := debPackage(name); pkg != "" {
 			fix = "sudo apt-get install -y " + pkg + ", or " + fix

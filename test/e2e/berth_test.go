@@ -58,7 +58,10 @@ func removeBinary() {
 type Berth struct {
 	t    testing.TB
 	Addr string // host:port
-	URL  string
+	// Listen is the config's listen address: Addr, unless an option of
+	// StartBerth sets another (e.g. every address, at Addr's port).
+	Listen string
+	URL    string
 	// AdminURL is the admin listener (metrics, health, admin API).
 	AdminURL string
 	DataDir  string
@@ -94,16 +97,16 @@ func StartBerth(t testing.TB, dataDir, configBody string, opts ...func(*Berth)) 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	body := fmt.Sprintf("listen: %q\ndataDir: %q\nlog:\n  format: json\n  level: info\n", addr, dataDir) + configBody
+	b := &Berth{t: t, Addr: addr, Listen: addr, URL: "http://" + addr, AdminURL: "http://" + admin, DataDir: dataDir, Config: cfg}
+	for _, o := range opts {
+		o(b)
+	}
+	body := fmt.Sprintf("listen: %q\ndataDir: %q\nlog:\n  format: json\n  level: info\n", b.Listen, dataDir) + configBody
 	if !strings.Contains(configBody, "admin:") {
 		body += fmt.Sprintf("admin:\n  listen: %q\n", admin)
 	}
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	b := &Berth{t: t, Addr: addr, URL: "http://" + addr, AdminURL: "http://" + admin, DataDir: dataDir, Config: cfg}
-	for _, o := range opts {
-		o(b)
 	}
 	b.start()
 	t.Cleanup(b.Stop)

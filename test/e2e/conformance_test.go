@@ -16,26 +16,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"berth/test/clients"
 	"berth/test/testreg"
 )
-
-// conformanceBin finds the OCI distribution-spec conformance program, which
-// scripts/install-test-deps installs with go install.
-func conformanceBin(t *testing.T) string {
-	if p, err := exec.LookPath("conformance"); err == nil {
-		return p
-	}
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "conformance")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("the OCI conformance program is not installed: run `scripts/install-test-deps` " +
-		"(or opt out of the end-to-end tests with make test-unit or BERTH_E2E=0)")
-	return ""
-}
 
 // runConformance runs the conformance program against b with env (OCI_*
 // settings on top of the registry's address) and fails the test unless the
@@ -60,7 +43,7 @@ func runConformance(t *testing.T, b *Berth, env ...string) {
 // directory and its exit error.
 func execConformance(t *testing.T, b *Berth, env ...string) (out, results string, err error) {
 	t.Helper()
-	bin := conformanceBin(t)
+	bin := clients.LookBin(t, "conformance")
 	results = t.TempDir()
 	writeFile(t, filepath.Join(results, "oci-conformance.yaml"), "{}\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
