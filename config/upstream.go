@@ -48,6 +48,16 @@ type Upstream struct {
 	// redirect or a token realm, and that may receive its credentials:
 	// "name" (any port), "name:port" or "*.domain".
 	AllowedHosts []string `yaml:"allowedHosts"`
+	// CAFile is a PEM file of CA certificates the upstream's certificate
+	// may chain to, besides the system's roots (an in-house registry).
+	CAFile string `yaml:"caFile"`
+	// CertFile and KeyFile are a PEM client certificate and its key, sent
+	// to an upstream that asks for one (mutual TLS).
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	// InsecureSkipVerify accepts any certificate from the upstream. For
+	// tests only; Berth warns at start.
+	InsecureSkipVerify bool `yaml:"insecureSkipVerify"`
 }
 
 // Credential is one account of a rule's credential pool.
@@ -162,11 +172,25 @@ func upstreamProblems(rules []Upstream) []error {
 		if r.PasswordFile != "" && r.DockerConfig != "" {
 			errs = append(errs, fmt.Errorf("%s: give passwordFile or dockerConfig, not both", at))
 		}
+		errs = append(errs, validateUpstreamTLS(at, r, u)...)
 		errs = append(errs, validateQuota(at, r)...)
 		errs = append(errs, validateAllowedHosts(at, r.AllowedHosts)...)
 	}
 	if defaults > 1 {
 		errs = append(errs, fmt.Errorf("upstreams: %d rules are marked default; at most one may be", defaults))
+	}
+	return errs
+}
+
+// validateUpstreamTLS checks the TLS keys of r, whose URL parsed as u (nil
+// when it did not parse).
+func validateUpstreamTLS(at string, r Upstream, u *url.URL) []error {
+	var errs []error
+	if (r.CertFile == "") != (r.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("%s: certFile and keyFile go together", at))
+	}
+	if u != nil && u.Scheme == "http" && (r.CAFile != "" || r.CertFile != "" || r.KeyFile != "" || r.InsecureSkipVerify) {
+		errs = append(errs, fmt.Errorf("%s: caFile, certFile, keyFile and insecureSkipVerify need an https url", at))
 	}
 	return errs
 }

@@ -20,7 +20,15 @@ func (n *Node) buildRouter(ctx context.Context, cfg config.Config) (*upstream.Ro
 	}
 	var ups []*upstream.Upstream
 	for _, r := range rules {
-		u, err := upstream.New(r, n.metrics.Transport(r.Name, upstream.DefaultTransport(r)), n.log.Named("upstream"))
+		if r.InsecureSkipVerify {
+			n.log.Warn("upstream certificates are not verified (insecureSkipVerify): anyone on the path can read and change what it serves",
+				zap.String("upstream", r.Name))
+		}
+		base, err := upstream.DefaultTransport(r)
+		if err != nil {
+			return nil, err
+		}
+		u, err := upstream.New(r, n.metrics.Transport(r.Name, base), n.log.Named("upstream"))
 		if err != nil {
 			return nil, err
 		}

@@ -104,7 +104,9 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger, opts ...Option) (*U
 		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
 	}
 	if base == nil {
-		base = DefaultTransport(rule)
+		if base, err = DefaultTransport(rule); err != nil {
+			return nil, err
+		}
 	}
 	creds, err := loadCredentials(rule, u.Host)
 	if err != nil {
@@ -129,17 +131,26 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger, opts ...Option) (*U
 
 // DefaultTransport is the network transport of an upstream: a clone of
 // http.DefaultTransport (which honours HTTPS_PROXY) that waits at most the
-// rule's timeout for response headers and never connects to a link-local
-// or cloud-metadata address (ErrBlockedAddress).
-func DefaultTransport(rule Rule) http.RoundTripper {
+// rule's timeout for response headers, never connects to a link-local or
+// cloud-metadata address (ErrBlockedAddress), and uses the rule's CA file,
+// client certificate and insecureSkipVerify. It fails when those files
+// cannot be read.
+func DefaultTransport(rule Rule) (http.RoundTripper, error) {
 	rule = rule.WithDefaults()
+	tc, err := tlsConfig(rule)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if tc != nil {
+		t.TLSClientConfig = tc
+	}
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
 	t.DialContext = d.DialContext
 	t.Proxy = http.ProxyFromEnvironment
 	t.ResponseHeaderTimeout = rule.Timeout
 	t.MaxIdleConnsPerHost = 32
-	return t
+	return t, nil
 }
 
 // schemeForcer sends every request for the upstream's host with the

@@ -254,7 +254,11 @@ func TestDialControl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp, err := DefaultTransport(Rule{}).RoundTrip(req); !errors.Is(err, ErrBlockedAddress) {
+	base, err := DefaultTransport(Rule{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := base.RoundTrip(req); !errors.Is(err, ErrBlockedAddress) {
 		if err == nil {
 			resp.Body.Close()
 		}
