@@ -23,12 +23,17 @@ var (
 	buildErr  error
 )
 
+// repoRoot is the module's root directory.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
 // binary builds cmd/berth once per test run.
 func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
+		root := repoRoot()
 		dir, err := os.MkdirTemp("", "berth-bin-")
 		if err != nil {
 			buildErr = err

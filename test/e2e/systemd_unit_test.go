@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,8 +16,7 @@ import (
 // hardening 2.5 or better, it may bind ports below 1024 and nothing else,
 // and a reload checks the config before it signals berth.
 func TestSystemdUnit(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	unit := filepath.Join(filepath.Dir(file), "..", "..", "systemd", "berth.service")
+	unit := filepath.Join(repoRoot(), "systemd", "berth.service")
 	body, err := os.ReadFile(unit)
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,7 @@ import (
 // and checks that `berth version` still names the commit, the build time and
 // the Go version.
 func TestMakeBuildVersion(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
+	root := repoRoot()
 	head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
 	if err != nil {
 		t.Fatalf("git rev-parse HEAD: %v (the test needs a git checkout)", err)
