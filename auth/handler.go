@@ -276,7 +276,7 @@ func (h *TokenHandler) authenticate(r *http.Request) (Principal, *Claims, error)
 	}
 	user, pass, ok := r.BasicAuth()
 	if !ok || user == "" {
-		return Principal{}, nil, errors.New("Basic credentials with a user name are required")
+		return Principal{}, nil, errors.New("basic credentials with a user name are required")
 	}
 	if h.users == nil {
 		return Principal{Name: user}, nil, ErrBadPassword
