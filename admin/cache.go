@@ -39,11 +39,11 @@ func (s *Service) describeCache(ctx context.Context, _ *DescribeCacheRequest) (*
 			out.Local.Images += r.Images
 			continue
 		}
-		u, ok := byUp[r.Upstream]
+		u, ok := byUp[r.Key.Upstream]
 		if !ok { // cached under a rule no longer configured
-			u = &UpstreamStats{Name: r.Upstream}
-			byUp[r.Upstream] = u
-			order = append(order, r.Upstream)
+			u = &UpstreamStats{Name: r.Key.Upstream}
+			byUp[r.Key.Upstream] = u
+			order = append(order, r.Key.Upstream)
 		}
 		u.Repositories++
 		u.Images += r.Images

@@ -18,7 +18,7 @@ func (s *Service) images(ctx context.Context, field, name string) (reclaim.Image
 		return ir, nil, err
 	}
 	if !ir.Cached() {
-		if _, err := s.o.Repos.Repository(ctx, ir.Repo); err != nil {
+		if _, err := s.o.Repos.Repository(ctx, ir.Key.Name); err != nil {
 			return ir, nil, err
 		}
 	}
@@ -27,7 +27,7 @@ func (s *Service) images(ctx context.Context, field, name string) (reclaim.Image
 		return ir, nil, err
 	}
 	if ir.Cached() && len(images) == 0 {
-		return ir, nil, notFound(CodeRepositoryNotFound, "%s is a pull-through cache of upstream %s and none of its images is cached here", name, ir.Upstream)
+		return ir, nil, notFound(CodeRepositoryNotFound, "%s is a pull-through cache of upstream %s and none of its images is cached here", name, ir.Key.Upstream)
 	}
 	return ir, images, nil
 }
@@ -85,7 +85,7 @@ func detail(ir reclaim.ImageRepo, im reclaim.ImageInfo) ImageDetail {
 	return ImageDetail{
 		RepositoryName: ir.Name, ImageDigest: im.Digest, ImageTags: im.Tags, ImageSizeInBytes: im.Size,
 		ImagePushedAt: timePtr(im.PushedAt), LastRecordedPullTime: timePtr(im.LastPulledAt),
-		ImageManifestMediaType: im.MediaType, ArtifactMediaType: im.ArtifactType, SourceUpstream: ir.Upstream,
+		ImageManifestMediaType: im.MediaType, ArtifactMediaType: im.ArtifactType, SourceUpstream: ir.Key.Upstream,
 	}
 }
 
@@ -231,9 +231,9 @@ func heldBy(images []reclaim.ImageInfo, gone map[string]bool, d string) string {
 // untag removes one tag of a repository.
 func (s *Service) untag(ctx context.Context, ir reclaim.ImageRepo, tag string) error {
 	if ir.Cached() {
-		return s.o.Store.DeleteTag(ctx, ir.Upstream, ir.Repo, tag)
+		return s.o.Store.DeleteTag(ctx, ir.Key.Upstream, ir.Key.Name, tag)
 	}
-	err := s.o.Repos.DeleteManifest(ctx, registry.Repo{Name: ir.Repo}, tag)
+	err := s.o.Repos.DeleteManifest(ctx, registry.Repo{Name: ir.Key.Name}, tag)
 	if isManifestUnknown(err) {
 		return nil // untagged meanwhile
 	}

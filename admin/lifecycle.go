@@ -134,7 +134,7 @@ func (s *Service) scope(ctx context.Context, name string, mustExist bool) (strin
 		return "", err
 	}
 	if mustExist && !ir.Cached() {
-		if _, err := s.o.Repos.Repository(ctx, ir.Repo); err != nil {
+		if _, err := s.o.Repos.Repository(ctx, ir.Key.Name); err != nil {
 			return "", err
 		}
 	}
@@ -260,7 +260,7 @@ func (s *Service) allRepositories(ctx context.Context) ([]reclaim.ImageRepo, err
 	for _, r := range stored {
 		if r.Cached() {
 			ir := r.ImageRepo
-			ir.Name = s.cachedName(ir.Upstream, ir.Repo)
+			ir.Name = s.cachedName(ir.Key.Upstream, ir.Key.Name)
 			out = append(out, ir)
 		}
 	}

@@ -42,7 +42,7 @@ func (s *Service) target(field, name string) (reclaim.ImageRepo, error) {
 		return reclaim.ImageRepo{}, invalidf(field, "%q: %v", name, err)
 	}
 	up := t.Upstream.Rule.Name
-	return reclaim.ImageRepo{Name: t.Canonical(), Upstream: up, Repo: t.Repo}, nil
+	return reclaim.ImageRepo{Name: t.Canonical(), Key: store.CachedKey(up, t.Repo)}, nil
 }
 
 // cachedName is the canonical name of a cached repository; an upstream
@@ -77,7 +77,7 @@ func (s *Service) localRepository(ctx context.Context, field, name string) (*sto
 		return nil, err
 	}
 	if ir.Cached() {
-		return nil, notFound(CodeRepositoryNotFound, "%s is a pull-through cache of upstream %s, not a local repository", name, ir.Upstream)
+		return nil, notFound(CodeRepositoryNotFound, "%s is a pull-through cache of upstream %s, not a local repository", name, ir.Key.Upstream)
 	}
 	rec, err := s.o.Repos.Repository(ctx, name)
 	if err != nil {
@@ -127,7 +127,7 @@ func (s *Service) createRepository(ctx context.Context, req *CreateRepositoryReq
 		return nil, err
 	}
 	if ir.Cached() {
-		return nil, invalidf("repositoryName", "%s is routed to upstream %s as a pull-through cache; local repositories are names no upstream rule takes (see local.prefixes)", req.RepositoryName, ir.Upstream)
+		return nil, invalidf("repositoryName", "%s is routed to upstream %s as a pull-through cache; local repositories are names no upstream rule takes (see local.prefixes)", req.RepositoryName, ir.Key.Upstream)
 	}
 	if _, err := s.o.Repos.Repository(ctx, req.RepositoryName); err == nil {
 		return nil, conflict(CodeRepositoryAlreadyExists, "repository %s already exists", req.RepositoryName)

@@ -84,7 +84,7 @@ func TestImagesAndExpire(t *testing.T) {
 	c2 := imageOf(newBlob(ociConfig, []byte(`{"c":2}`)), newBlob(ociLayer, []byte("c1 and c2")))
 	e.cacheImage("lib/x", "1", c1, e.clock.Now())
 	e.cacheImage("lib/x", "2", c2, e.clock.Now())
-	cached := reclaim.ImageRepo{Name: "hub/lib/x", Upstream: "hub", Repo: "lib/x"}
+	cached := reclaim.ImageRepo{Name: "hub/lib/x", Key: store.CachedKey("hub", "lib/x")}
 	if imgs, err := e.reclaim.Images(ctx, cached); err != nil || len(imgs) != 2 {
 		t.Fatalf("cached images %+v, %v", imgs, err)
 	}
@@ -92,7 +92,7 @@ func TestImagesAndExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(repos) != 2 || repos[0].Repo != "lc/app" || repos[0].Images != 3 || repos[1].Upstream != "hub" || repos[1].Repo != "lib/x" || repos[1].Images != 2 {
+	if len(repos) != 2 || repos[0].Key.Name != "lc/app" || repos[0].Images != 3 || repos[1].Key.Upstream != "hub" || repos[1].Key.Name != "lib/x" || repos[1].Images != 2 {
 		t.Fatalf("store repositories %+v", repos)
 	}
 

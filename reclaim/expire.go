@@ -46,7 +46,7 @@ func (r *Reclaimer) ExpireImages(ctx context.Context, refs []ImageRef) (ExpireRe
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		im := image{ref.Repo.Key(), ref.Digest}
+		im := image{ref.Repo.Key, ref.Digest}
 		if _, err := r.store.GetImage(ctx, im.repo, im.digest); errors.Is(err, store.ErrNotFound) {
 			continue
 		} else if err != nil {

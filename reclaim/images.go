@@ -20,22 +20,15 @@ type ImageRepo struct {
 	// Name is the name clients use: "private/app",
 	// "docker-hub/library/alpine". It is only carried along, for reports.
 	Name string
-	// Upstream is the upstream rule's name of a cached repository; empty
-	// for a local one.
-	Upstream string
-	// Repo is the repository's name in the store: the local name, or the
-	// name at the upstream ("library/alpine").
-	Repo string
+	// Key is the repository in the store.
+	Key store.RepoKey
 }
 
 // LocalRepo is the ImageRepo of a local repository.
-func LocalRepo(name string) ImageRepo { return ImageRepo{Name: name, Repo: name} }
+func LocalRepo(name string) ImageRepo { return ImageRepo{Name: name, Key: store.LocalKey(name)} }
 
 // Cached reports whether ir is a cached repository.
-func (ir ImageRepo) Cached() bool { return ir.Upstream != "" }
-
-// Key is the repository's key in the store.
-func (ir ImageRepo) Key() store.RepoKey { return store.RepoKey{Upstream: ir.Upstream, Name: ir.Repo} }
+func (ir ImageRepo) Cached() bool { return ir.Key.Cached() }
 
 // ImageInfo describes one image (manifest) of a repository.
 type ImageInfo struct {
@@ -59,7 +52,7 @@ type ImageInfo struct {
 // digest). A repository without images, or one that does not exist, has
 // none; checking that it exists is the caller's job.
 func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, error) {
-	recs, err := r.store.ListImages(ctx, ir.Key())
+	recs, err := r.store.ListImages(ctx, ir.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -102,13 +95,13 @@ func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, erro
 
 // tagsByDigest maps digests to the repository's tags pointing at them.
 func (r *Reclaimer) tagsByDigest(ctx context.Context, ir ImageRepo) (map[string][]string, error) {
-	names, err := r.store.ListTags(ctx, ir.Upstream, ir.Repo)
+	names, err := r.store.ListTags(ctx, ir.Key.Upstream, ir.Key.Name)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]string{}
 	for _, tag := range names {
-		t, err := r.store.GetTag(ctx, ir.Upstream, ir.Repo, tag)
+		t, err := r.store.GetTag(ctx, ir.Key.Upstream, ir.Key.Name, tag)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile
 		}
@@ -165,14 +158,14 @@ type RepoImages struct {
 }
 
 // StoreRepositories lists every repository that has images in the store,
-// local (Upstream empty) and cached, sorted by upstream then name. Local
+// local (Key.Upstream empty) and cached, sorted by upstream then name. Local
 // repositories without images are not listed (see the store's
 // ListRepositories). Name is left empty: only the caller knows the
 // prefixes clients use.
 func (r *Reclaimer) StoreRepositories(ctx context.Context) ([]RepoImages, error) {
 	counts := map[ImageRepo]int{}
 	err := r.store.Sweep().Images(ctx, func(repo store.RepoKey, _ string) error {
-		counts[ImageRepo{Upstream: repo.Upstream, Repo: repo.Name}]++
+		counts[ImageRepo{Key: repo}]++
 		return nil
 	})
 	if err != nil {
@@ -183,10 +176,10 @@ func (r *Reclaimer) StoreRepositories(ctx context.Context) ([]RepoImages, error)
 		out = append(out, RepoImages{ImageRepo: ir, Images: n})
 	}
 	slices.SortFunc(out, func(a, b RepoImages) int {
-		if c := strings.Compare(a.Upstream, b.Upstream); c != 0 {
+		if c := strings.Compare(a.Key.Upstream, b.Key.Upstream); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Repo, b.Repo)
+		return strings.Compare(a.Key.Name, b.Key.Name)
 	})
 	return out, nil
 }

@@ -196,7 +196,7 @@ func TestDeletersAgree(t *testing.T) {
 	})
 	t.Run("lifecycle expiry", func(t *testing.T) {
 		s := newShared(t)
-		rep, err := s.r.ExpireImages(ctx, []ImageRef{{Repo: ImageRepo{Upstream: "hub", Repo: "team/b"}, Digest: s.old}})
+		rep, err := s.r.ExpireImages(ctx, []ImageRef{{Repo: ImageRepo{Key: hubB}, Digest: s.old}})
 		if err != nil {
 			t.Fatal(err)
 		}
