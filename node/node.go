@@ -94,6 +94,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 			n.Close()
 		}
 	}()
+	warnReadableSecrets(log, cfg)
 	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = metrics.New(n.prom)
 	if n.store, err = store.Open(ctx, cfg.DataDir, store.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("store")}); err != nil {

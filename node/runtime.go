@@ -114,6 +114,7 @@ func (n *Node) Reload(ctx context.Context) error {
 			n.overrides(&cfg)
 		}
 		n.keepRestartOnly(old.Config, &cfg)
+		warnReadableSecrets(n.log, cfg)
 		var rt *Runtime
 		if rt, err = n.build(ctx, cfg); err == nil {
 			n.apply(rt)

@@ -84,10 +84,12 @@ func (n *Node) servers(cfg config.Config) []*namedServer {
 	}
 	if n.cluster != nil {
 		servers = append(servers, &namedServer{name: "peer", addr: cfg.Cluster.PeerAddr,
-			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(n.log.Named("peer"))), TLSConfig: n.peerTLS}})
+			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(n.log.Named("peer"))), TLSConfig: n.peerTLS,
+				ReadTimeout: smallBodyTimeout}})
 	}
 	if cfg.Admin.Listen != "" {
-		servers = append(servers, &namedServer{name: "admin", addr: cfg.Admin.Listen, srv: &http.Server{Handler: n.AdminHandler()}})
+		servers = append(servers, &namedServer{name: "admin", addr: cfg.Admin.Listen,
+			srv: &http.Server{Handler: n.AdminHandler(), ReadTimeout: smallBodyTimeout}})
 	}
 	return servers
 }
@@ -150,6 +152,11 @@ func (n *Node) shutdown(servers []*namedServer, errc <-chan error, timeout time.
 	n.log.Info("stopped")
 	return nil
 }
+
+// smallBodyTimeout bounds reading a whole request on the listeners whose
+// requests are small (admin, peer); the registry's upload bodies are
+// paced instead (registry.WithBodyPace).
+const smallBodyTimeout = 30 * time.Second
 
 // peerDrain bounds how long a stopping node serves its peers.
 const peerDrain = 2 * time.Second

@@ -27,6 +27,9 @@ type Server struct {
 	guard     Guard
 	resolver  Resolver
 	observe   func(RequestInfo)
+	// bodyIdle and bodyMinRate pace upload bodies; see bodypace.go.
+	bodyIdle    time.Duration
+	bodyMinRate int64
 }
 
 // RequestInfo describes a finished request, for metrics.
@@ -62,7 +65,7 @@ func WithObserver(f func(RequestInfo)) Option { return func(s *Server) { s.obser
 // New returns a Server for backend. backend must serve manifests; blobs and
 // tag lists are found by type assertion.
 func New(backend ManifestHandler, opts ...Option) *Server {
-	s := &Server{manifests: backend, log: zap.NewNop()}
+	s := &Server{manifests: backend, log: zap.NewNop(), bodyIdle: DefaultBodyIdle, bodyMinRate: DefaultBodyMinRate}
 	s.blobs, _ = backend.(BlobHandler)
 	s.tags, _ = backend.(TagLister)
 	s.resolver, _ = backend.(Resolver)
@@ -116,7 +119,7 @@ var errAbort = errors.New("stream aborted")
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{ResponseWriter: w, bodyIdle: s.bodyIdle, bodyMinRate: s.bodyMinRate}
 	client := ClientIP(r)
 	var principal string
 	route, err := ParseRequest(r)
@@ -403,7 +406,13 @@ type recorder struct {
 	status int
 	bytes  int64
 	source Source
+	// bodyIdle and bodyMinRate pace request bodies (bodypace.go).
+	bodyIdle    time.Duration
+	bodyMinRate int64
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 {

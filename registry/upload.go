@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Blob uploads: POST /v2/<name>/blobs/uploads/ starts a session (or pushes
@@ -97,7 +98,7 @@ func (s *Server) startUpload(w *recorder, r *http.Request, rt Route, up Uploader
 	// session, whose Location the client never saw, is discarded.
 	err = func() error {
 		if r.ContentLength != 0 {
-			if err := appendBody(r, sess, -1); err != nil {
+			if err := appendBody(w, r, sess, -1); err != nil {
 				return err
 			}
 		}
@@ -203,7 +204,7 @@ func (s *Server) cancelUpload(w *recorder, r *http.Request, rt Route, up Uploade
 func appendChunk(w *recorder, r *http.Request, rt Route, sess Upload) error {
 	cr := r.Header.Get("Content-Range")
 	if cr == "" {
-		return appendBody(r, sess, -1)
+		return appendBody(w, r, sess, -1)
 	}
 	start, end, ok := parseContentRange(cr)
 	size := sess.Size()
@@ -218,7 +219,7 @@ func appendChunk(w *recorder, r *http.Request, rt Route, sess Upload) error {
 		return Errorf(http.StatusBadRequest, CodeSizeInvalid,
 			"content length %d does not match content range %s", r.ContentLength, quoteTrunc(cr))
 	}
-	return appendBody(r, sess, n)
+	return appendBody(w, r, sess, n)
 }
 
 // parseContentRange parses the spec's "<start>-<end>" (inclusive). It also
@@ -252,8 +253,8 @@ func parseContentRange(h string) (start, end int64, ok bool) {
 // appendBody streams the request body into sess. want >= 0 is the exact
 // number of bytes the body must hold. A failure of the client's side (a
 // body that ends early, runs long or breaks) is a 400, not a 500.
-func appendBody(r *http.Request, sess Upload, want int64) error {
-	body := &uploadBody{r: r.Body, want: want}
+func appendBody(w *recorder, r *http.Request, sess Upload, want int64) error {
+	body := &uploadBody{r: r.Body, want: want, pace: newBodyPace(w, time.Now())}
 	_, err := sess.Append(r.Context(), body)
 	if body.err != nil {
 		return body.err
@@ -272,6 +273,7 @@ type uploadBody struct {
 	want int64 // exact length, -1 when unknown
 	n    int64
 	err  *Error
+	pace *bodyPace
 }
 
 func (b *uploadBody) Read(p []byte) (int, error) {
@@ -298,9 +300,16 @@ func (b *uploadBody) Read(p []byte) (int, error) {
 			p = p[:rem]
 		}
 	}
+	if err := b.pace.before(b.n, time.Now()); err != nil {
+		b.err = err
+		return 0, err
+	}
 	k, err := b.r.Read(p)
 	b.n += int64(k)
 	switch {
+	case err != nil && b.pace.expired(err):
+		b.err = b.pace.tooSlow()
+		return k, b.err
 	case err == io.EOF:
 		if b.want >= 0 && b.n < b.want {
 			b.err = Errorf(http.StatusBadRequest, CodeSizeInvalid, "the body ended after %d of the %d bytes of its content range", b.n, b.want)
