@@ -81,6 +81,8 @@ lint:
 fuzz:
 	$(GO) test ./registry/ -run '^$$' -fuzz FuzzParsePath -fuzztime 30s
 	$(GO) test ./registry/ -run '^$$' -fuzz FuzzParseRange -fuzztime 30s
+	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 30s
+	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseScope$$' -fuzztime 30s
 
 clean:
 	rm -rf bin

@@ -86,7 +86,7 @@ func pemFile(t *testing.T, data []byte) string {
 
 func secret(b byte) []byte { return []byte(strings.Repeat(string(rune('a'+b%26)), MinSecretLen)) }
 
-func newIssuer(t *testing.T, clk *clock, keys ...KeyConfig) *Issuer {
+func newIssuer(t testing.TB, clk *clock, keys ...KeyConfig) *Issuer {
 	t.Helper()
 	is, err := NewIssuer(IssuerConfig{Keys: keys, Now: clk.Now}, zaptest.NewLogger(t))
 	if err != nil {
