@@ -14,11 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"berth/internal/oci"
+	"berth/internal/testclock"
 	"berth/local"
 	"berth/mirror"
 	"berth/proxy"
@@ -42,27 +41,6 @@ const (
 	dockerConfig = "application/vnd.docker.container.image.v1+json"
 )
 
-// clock is the clock of the store, local and reclaim: it stands still
-// until the test moves it.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // envOptions shape a test node.
 type envOptions struct {
 	// manualCreate turns auto-create off.
@@ -81,7 +59,7 @@ type env struct {
 	t       *testing.T
 	dir     string
 	o       envOptions
-	clock   *clock
+	clock   *testclock.Clock
 	store   *store.Store
 	repos   *local.Repos
 	reclaim *reclaim.Reclaimer
@@ -93,7 +71,7 @@ type env struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), o: o, clock: newClock(),
+	e := &env{t: t, dir: t.TempDir(), o: o, clock: testclock.New(),
 		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 	e.start()
 	t.Cleanup(e.stop)

@@ -64,26 +64,6 @@ func ctInProcess(t *testing.T, reg *testreg.Registry, edit func(*Rule), opts ...
 	return ctNew(t, reg.URL, reg.Transport(), edit, opts...)
 }
 
-// ctClock is a clock the test moves by hand, starting on a whole second.
-type ctClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newCtClock() *ctClock { return &ctClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *ctClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *ctClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // ctPushBlob pushes an image whose only layer is data as repo:tag and
 // returns the layer's digest.
 func ctPushBlob(t *testing.T, reg *testreg.Registry, repo, tag string, data []byte) string {

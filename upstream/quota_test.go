@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"berth/internal/testclock"
 	"berth/test/testreg"
 
 	"go.uber.org/zap/zapcore"
@@ -325,7 +326,7 @@ func TestBackoff(t *testing.T) {
 			t.Parallel()
 			reg := testreg.Start(t)
 			d := ctPushBlob(t, reg, "team/app", "v1", testreg.Bytes(1000, 33))
-			clock := newCtClock()
+			clock := testclock.New()
 			var once atomic.Bool
 			reg.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
 				if testreg.Kind(r.URL.Path) != "manifests" || !once.CompareAndSwap(false, true) {
@@ -427,7 +428,7 @@ func TestBackoffLoggedOnce(t *testing.T) {
 	reg.Push(t, "team/app", "v1", testreg.Image(t, 34, 100))
 	var retryAfter atomic.Value
 	retryAfter.Store("30")
-	clock := newCtClock()
+	clock := testclock.New()
 	u, logs := ctNew(t, reg.URL, nil, nil, WithClock(clock.Now))
 	if _, err := u.HeadManifest(context.Background(), "team/app", "v1"); err != nil {
 		t.Fatal(err)
