@@ -89,6 +89,8 @@ func (e *Error) Is(target error) bool {
 // KindOf returns the kind of err and the message for the user: the
 // outermost *Error's, or else the first kind err matches with its text. It
 // returns a nil kind for an error that is no domain error.
+//
+//lint:ignore ST1008 kind is a sentinel naming the error's kind, not a failure of KindOf
 func KindOf(err error) (kind error, msg string, retryAfter time.Duration) {
 	var e *Error
 	if errors.As(err, &e) {
