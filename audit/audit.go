@@ -21,16 +21,20 @@ import (
 
 // Event is one audit record.
 type Event struct {
-	Time       time.Time `json:"time"`
-	Principal  string    `json:"principal"`
-	SourceIP   string    `json:"sourceIP"`
-	Action     string    `json:"action"`
-	Repository string    `json:"repository,omitempty"`
-	Reference  string    `json:"reference,omitempty"`
-	Digest     string    `json:"digest,omitempty"`
-	Result     string    `json:"result"`
-	Status     int       `json:"status"`
-	Bytes      int64     `json:"bytes"`
+	Time      time.Time `json:"time"`
+	Principal string    `json:"principal"`
+	// User is the name a failed login presented.
+	User       string `json:"attemptedUser,omitempty"`
+	SourceIP   string `json:"sourceIP"`
+	Action     string `json:"action"`
+	Repository string `json:"repository,omitempty"`
+	// Target is what an admin action acted on, when it names no repository.
+	Target    string `json:"target,omitempty"`
+	Reference string `json:"reference,omitempty"`
+	Digest    string `json:"digest,omitempty"`
+	Result    string `json:"result"`
+	Status    int    `json:"status"`
+	Bytes     int64  `json:"bytes"`
 }
 
 // Options configure the log.

@@ -49,15 +49,23 @@ func Action(info registry.RequestInfo) string {
 	return ""
 }
 
-// FromRequest turns a finished registry request into an audit event;
-// requests that touch no content (the /v2/ ping) give ok=false.
+// FromRequest turns a finished registry request into an audit event. The
+// /v2/ ping is a login (GetAuthorizationToken) when it carried credentials
+// and is left out otherwise. A failed login records the user name it
+// presented; a request whose backend crashed has result "crashed".
 func FromRequest(info registry.RequestInfo, now time.Time) (Event, bool) {
 	action := Action(info)
+	if info.Kind == registry.KindBase && (info.Principal != "" || info.User != "") {
+		action = "GetAuthorizationToken"
+	}
 	if action == "" {
 		return Event{}, false
 	}
 	result := "success"
-	if info.Status >= 400 {
+	switch {
+	case info.Crashed:
+		result = "crashed"
+	case info.Status >= 400:
 		result = "failure"
 		if info.Code != "" {
 			result = info.Code
@@ -70,7 +78,7 @@ func FromRequest(info registry.RequestInfo, now time.Time) (Event, bool) {
 		repo = info.Repo.String()
 	}
 	e := Event{
-		Time: now.UTC(), Principal: info.Principal, SourceIP: info.Client, Action: action,
+		Time: now.UTC(), Principal: info.Principal, User: info.User, SourceIP: info.Client, Action: action,
 		Repository: repo, Reference: info.Reference, Result: result, Status: info.Status, Bytes: info.Bytes,
 	}
 	if e.Principal == "" {

@@ -12,7 +12,7 @@ import (
 )
 
 // adminMux builds the admin listener's routes. Metrics and health are
-// open; everything else (profiles and extra) passes guard.
+// open; profiles pass guard; extra routes come guarded by the caller.
 func adminMux(cfg config.Admin, gatherer prometheus.Gatherer, ready *atomic.Bool, guard func(http.Handler) http.Handler, extra map[string]http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
@@ -34,7 +34,7 @@ func adminMux(cfg config.Admin, gatherer prometheus.Gatherer, ready *atomic.Bool
 		mux.Handle("/debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
 	}
 	for pattern, h := range extra {
-		mux.Handle(pattern, guard(h))
+		mux.Handle(pattern, h)
 	}
 	return mux
 }

@@ -230,7 +230,7 @@ func (n *Node) registryHandler() http.Handler {
 	reg := registry.New(n.mirror, registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe),
 		registry.WithLimiter(n.limiter), registry.WithGuard(liveGuard{n}))
 	mux := http.NewServeMux()
-	mux.HandleFunc("/token", n.serveToken)
+	mux.Handle("/token", n.audited(http.HandlerFunc(n.serveToken), tokenAction))
 	mux.Handle("/", reg)
 	return mux
 }

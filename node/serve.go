@@ -99,12 +99,14 @@ func (n *Node) servers(cfg config.Config) []*namedServer {
 // the admin group only), the config in force, cluster members, profiles
 // and the admin API.
 func (n *Node) AdminHandler() http.Handler {
+	// The admin API is audited outside its guard, so a refused login is
+	// recorded with the user it presented.
 	extra := map[string]http.Handler{
-		"GET /config": http.HandlerFunc(n.serveConfigStatus),
-		admin.Prefix:  n.admin.Handler(),
+		"GET /config": n.requireAdmin(http.HandlerFunc(n.serveConfigStatus)),
+		admin.Prefix:  n.audited(n.requireAdmin(n.admin.Handler()), adminAction),
 	}
 	if n.cluster != nil {
-		extra["GET /cluster/members"] = n.cluster.MembersHandler(n.ownedBytes)
+		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.ownedBytes))
 	}
 	return adminMux(n.Live().Config.Admin, n.prom, &n.ready, n.requireAdmin, extra)
 }

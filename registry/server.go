@@ -47,6 +47,11 @@ type RequestInfo struct {
 	Client    string
 	// Principal is the authenticated user, empty for anonymous requests.
 	Principal string
+	// User is the name a client presented that was not accepted (a
+	// failed login); empty otherwise.
+	User string
+	// Crashed says the backend panicked serving the request.
+	Crashed bool
 }
 
 // Option configures a Server.
@@ -143,8 +148,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		err = s.limiter.Admit(key, route, time.Now())
 	}
+	crashed := false
 	if err == nil {
-		err = s.dispatch(rec, r, route)
+		crashed, err = s.dispatchSafely(rec, r, route)
 	}
 	var code string
 	aborted := errors.Is(err, errAbort)
@@ -177,12 +183,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.observe != nil {
 		s.observe(RequestInfo{Method: r.Method, Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
-			UploadID: route.UploadID, Status: status, Code: code, Principal: principal,
-			Bytes: rec.bytes, Duration: dur, Source: rec.source, Client: client})
+			UploadID: route.UploadID, Status: status, Code: code, Principal: principal, User: presentedUser(r, principal),
+			Bytes: rec.bytes, Duration: dur, Source: rec.source, Client: client, Crashed: crashed})
 	}
 	if aborted {
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// dispatchSafely is dispatch with a backend's panic turned into a 500 for
+// this request (or a cut stream once headers were sent) and a logged stack,
+// instead of a dropped connection.
+func (s *Server) dispatchSafely(w *recorder, r *http.Request, rt Route) (crashed bool, err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		s.log.Error("request crashed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.Any("panic", p), zap.Stack("stack"))
+		crashed = true
+		err = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown,
+			Message: "the server failed on this request; it was logged, please report it"}
+		if w.status != 0 {
+			err = errAbort
+		}
+	}()
+	return false, s.dispatch(w, r, rt)
+}
+
+// presentedUser is the user name a client presented and that was not
+// accepted (a failed login), for the audit log; "" otherwise.
+func presentedUser(r *http.Request, principal string) string {
+	if principal != "" {
+		return ""
+	}
+	user, _, _ := r.BasicAuth()
+	return user
 }
 
 // resolve sets the route's targets: its repository's and, for a mount, its
