@@ -72,7 +72,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	// A request is counted just after its last byte reaches the client:
 	// scrape until the counts settle (bounded).
 	s := scrape(t, b)
-	for i := 0; i < 40 && metric(t, s, `berth_http_requests_total{method="GET",route="blob",status="200"}`) < 6; i++ {
+	for deadline := time.Now().Add(10 * time.Second); metric(t, s, `berth_http_requests_total{method="GET",route="blob",status="200"}`) < 6; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the blob GETs are not all counted 10s after they ended:\n%s", s)
+		}
 		time.Sleep(50 * time.Millisecond)
 		s = scrape(t, b)
 	}
