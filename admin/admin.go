@@ -38,6 +38,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/errdefs"
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
@@ -398,6 +399,26 @@ func writeError(w http.ResponseWriter, e *Error) {
 }
 
 // invalidf is an InvalidParameterException about field.
+// serverStatus is the status of a ServerException for a domain error no
+// ECR exception names.
+func serverStatus(kind error) int {
+	switch kind {
+	case errdefs.ErrStoreFull:
+		return http.StatusInsufficientStorage
+	case errdefs.ErrUpstreamBackoff:
+		return http.StatusServiceUnavailable
+	case errdefs.ErrUpstreamTimeout:
+		return http.StatusGatewayTimeout
+	case errdefs.ErrUpstreamUnavailable:
+		return http.StatusBadGateway
+	case errdefs.ErrTagImmutable:
+		return http.StatusForbidden
+	case errdefs.ErrBlobUnknown, errdefs.ErrUploadUnknown:
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
 func invalidf(field, format string, args ...any) *Error {
 	msg := fmt.Sprintf(format, args...)
 	if field != "" {
@@ -414,7 +435,8 @@ func conflict(code, format string, args ...any) *Error {
 	return &Error{Status: http.StatusConflict, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// apiError maps an error from the layers below to the API's.
+// apiError maps an error from the layers below to the API's: it is the
+// one place the domain errors (package errdefs) get their ECR exception.
 func (s *Service) apiError(err error) *Error {
 	var ae *Error
 	if errors.As(err, &ae) {
@@ -423,17 +445,19 @@ func (s *Service) apiError(err error) *Error {
 	if errors.Is(err, reclaim.ErrRepositoryNotEmpty) {
 		return conflict(CodeRepositoryNotEmpty, "%s", err.Error())
 	}
-	var re *registry.Error
-	if errors.As(err, &re) {
-		switch {
-		case re.Code == registry.CodeNameUnknown:
-			return notFound(CodeRepositoryNotFound, "%s", re.Message)
-		case re.Code == registry.CodeManifestUnknown:
-			return notFound(CodeImageNotFound, "%s", re.Message)
-		case re.Status == http.StatusBadRequest || re.Code == registry.CodeNameInvalid:
-			return invalidf("", "%s", re.Message)
+	if kind, msg, _ := errdefs.KindOf(err); kind != nil {
+		switch kind {
+		case errdefs.ErrRepositoryUnknown:
+			return notFound(CodeRepositoryNotFound, "%s", msg)
+		case errdefs.ErrManifestUnknown:
+			return notFound(CodeImageNotFound, "%s", msg)
+		case errdefs.ErrRepositoryExists:
+			return conflict(CodeRepositoryAlreadyExists, "%s", msg)
+		case errdefs.ErrNameInvalid, errdefs.ErrInvalidParameter, errdefs.ErrManifestInvalid,
+			errdefs.ErrManifestBlobUnknown, errdefs.ErrDigestInvalid:
+			return invalidf("", "%s", msg)
 		}
-		return &Error{Status: re.Status, Code: CodeServer, Message: re.Message}
+		return &Error{Status: serverStatus(kind), Code: CodeServer, Message: msg}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeServer, Message: "the operation was cut short: " + err.Error()}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"berth/errdefs"
 	"berth/reclaim"
 	"berth/registry"
 )
@@ -241,6 +242,5 @@ func (s *Service) untag(ctx context.Context, ir reclaim.ImageRepo, tag string) e
 }
 
 func isManifestUnknown(err error) bool {
-	var re *registry.Error
-	return errors.As(err, &re) && re.Code == registry.CodeManifestUnknown
+	return errors.Is(err, errdefs.ErrManifestUnknown)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"berth/errdefs"
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
@@ -110,13 +111,13 @@ func exclusions(filters []ExclusionFilter) ([]string, error) {
 }
 
 func mutabilityError(err error) error {
-	var re *registry.Error
-	if errors.As(err, &re) && re.Status == 400 {
+	var de *errdefs.Error
+	if errors.As(err, &de) && de.Kind == errdefs.ErrInvalidParameter {
 		field := "imageTagMutability"
-		if strings.Contains(re.Message, "filter") {
+		if strings.Contains(de.Msg, "filter") {
 			field = "imageTagMutabilityExclusionFilters"
 		}
-		return invalidf(field, "%s", re.Message)
+		return invalidf(field, "%s", de.Msg)
 	}
 	return err
 }
@@ -142,10 +143,6 @@ func (s *Service) createRepository(ctx context.Context, req *CreateRepositoryReq
 	}
 	rec, err := s.o.Repos.CreateRepository(ctx, req.RepositoryName, m, ex)
 	if err != nil {
-		var re *registry.Error
-		if errors.As(err, &re) && re.Code == registry.CodeDenied {
-			return nil, conflict(CodeRepositoryAlreadyExists, "repository %s already exists", req.RepositoryName)
-		}
 		return nil, mutabilityError(err)
 	}
 	return &RepositoryResponse{Repository: toRepository(rec)}, nil
@@ -181,8 +178,7 @@ func (s *Service) describeRepositories(ctx context.Context, req *DescribeReposit
 }
 
 func isNameUnknown(err error) bool {
-	var re *registry.Error
-	return errors.As(err, &re) && re.Code == registry.CodeNameUnknown
+	return errors.Is(err, errdefs.ErrRepositoryUnknown)
 }
 
 func (s *Service) deleteRepository(ctx context.Context, req *DeleteRepositoryRequest) (*RepositoryResponse, error) {

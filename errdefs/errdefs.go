@@ -5,7 +5,8 @@
 // exception names.
 //
 // Each kind is a sentinel, checked with errors.Is. An *Error carries a kind,
-// the message for the user and the cause (kept for logs, never shown).
+// the message for the user and the cause (kept for logs and errors.Is,
+// never sent to the user).
 package errdefs
 
 import (
@@ -39,6 +40,8 @@ var (
 	ErrTagImmutable = errors.New("tag immutable")
 	// ErrInvalidParameter: a setting or filter given by the user is not valid.
 	ErrInvalidParameter = errors.New("invalid parameter")
+	// ErrNotWritable: the repository is a pull-through cache and cannot be written.
+	ErrNotWritable = errors.New("repository not writable")
 	// ErrUnsupported: the operation is not supported for this repository.
 	ErrUnsupported = errors.New("unsupported")
 	// ErrStoreFull: the store has no room for the content.
@@ -74,8 +77,14 @@ func Wrap(kind, cause error, format string, args ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...), Err: cause}
 }
 
-// Error is the message for the user; the cause is not part of it.
-func (e *Error) Error() string { return e.Msg }
+// Error is the message for the user followed, for logs, by the cause.
+// The edges send the user Msg alone.
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
 
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
@@ -100,7 +109,7 @@ func KindOf(err error) (kind error, msg string, retryAfter time.Duration) {
 	kinds := [...]error{
 		ErrNameInvalid, ErrRepositoryUnknown, ErrRepositoryExists, ErrManifestUnknown,
 		ErrManifestInvalid, ErrManifestBlobUnknown, ErrBlobUnknown, ErrUploadUnknown,
-		ErrDigestInvalid, ErrTagImmutable, ErrInvalidParameter, ErrUnsupported,
+		ErrDigestInvalid, ErrTagImmutable, ErrInvalidParameter, ErrNotWritable, ErrUnsupported,
 		ErrStoreFull, ErrUpstreamBackoff, ErrUpstreamTimeout, ErrUpstreamUnavailable,
 	}
 	for _, k := range kinds {
@@ -109,4 +118,19 @@ func KindOf(err error) (kind error, msg string, retryAfter time.Duration) {
 		}
 	}
 	return nil, "", 0
+}
+
+// RepositoryUnknown says that the repository name is not known here.
+func RepositoryUnknown(name string) *Error {
+	return New(ErrRepositoryUnknown, "repository %q is not known to this registry", name)
+}
+
+// ManifestUnknown says that no manifest answers to ref (a tag or digest).
+func ManifestUnknown(ref string) *Error {
+	return New(ErrManifestUnknown, "manifest %q is unknown", ref)
+}
+
+// BlobUnknown says that the blob of digest d is not there.
+func BlobUnknown(d string) *Error {
+	return New(ErrBlobUnknown, "blob %s is unknown", d)
 }

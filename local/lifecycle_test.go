@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/errdefs"
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
@@ -150,7 +151,7 @@ func TestDeleteRepository(t *testing.T) {
 	if _, err := e.reclaim.DeleteRepository(ctx, "del/repo", false); !errors.Is(err, reclaim.ErrRepositoryNotEmpty) {
 		t.Fatalf("deleting a non-empty repository: %v", err)
 	}
-	if _, err := e.reclaim.DeleteRepository(ctx, "del/nope", true); !hasCode(err, registry.CodeNameUnknown) {
+	if _, err := e.reclaim.DeleteRepository(ctx, "del/nope", true); !errors.Is(err, errdefs.ErrRepositoryUnknown) {
 		t.Fatalf("deleting an unknown repository: %v", err)
 	}
 	if rec, err := e.reclaim.DeleteRepository(ctx, "del/empty", false); err != nil || rec.Name != "del/empty" {
@@ -160,7 +161,7 @@ func TestDeleteRepository(t *testing.T) {
 	if err != nil || rec.Name != "del/repo" {
 		t.Fatalf("forced delete: %+v, %v", rec, err)
 	}
-	if _, err := e.repos.Repository(ctx, "del/repo"); !hasCode(err, registry.CodeNameUnknown) {
+	if _, err := e.repos.Repository(ctx, "del/repo"); !errors.Is(err, errdefs.ErrRepositoryUnknown) {
 		t.Fatalf("deleted repository: %v", err)
 	}
 	if imgs, _ := e.store.ListImages(ctx, store.LocalKey("del/repo")); len(imgs) != 0 {
@@ -193,9 +194,4 @@ func TestDeleteRepository(t *testing.T) {
 	if e.inStore(sig.layers[0].desc.Digest) || !e.inStore(a.layers[0].desc.Digest) {
 		t.Fatal("garbage collection after the delete")
 	}
-}
-
-func hasCode(err error, code string) bool {
-	var re *registry.Error
-	return errors.As(err, &re) && re.Code == code
 }

@@ -9,11 +9,11 @@ package local
 import (
 	"context"
 	"errors"
-	"net/http"
 	"path"
 	"sync"
 	"time"
 
+	"berth/errdefs"
 	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
@@ -79,11 +79,11 @@ func New(store *store.Store, opts Options) *Repos {
 	return &Repos{store: store, opts: opts, log: opts.Logger, reclaim: opts.Reclaim, uploads: map[string]*sync.Mutex{}}
 }
 
-// Repository returns a repository's record, or NAME_UNKNOWN.
+// Repository returns a repository's record, or errdefs.ErrRepositoryUnknown.
 func (r *Repos) Repository(ctx context.Context, name string) (*store.Repository, error) {
 	rec, err := r.store.GetRepository(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, registry.ErrNameUnknown(name)
+		return nil, errdefs.RepositoryUnknown(name)
 	}
 	return rec, err
 }
@@ -91,13 +91,13 @@ func (r *Repos) Repository(ctx context.Context, name string) (*store.Repository,
 // CreateRepository creates a repository; it is an error if it exists.
 func (r *Repos) CreateRepository(ctx context.Context, name, mutability string, exclusions []string) (*store.Repository, error) {
 	if !registry.ValidName(name) {
-		return nil, registry.ErrNameInvalid("invalid repository name " + name)
+		return nil, errdefs.New(errdefs.ErrNameInvalid, "invalid repository name %s", name)
 	}
 	if err := ValidateMutability(mutability, exclusions); err != nil {
 		return nil, err
 	}
 	if _, err := r.store.GetRepository(ctx, name); err == nil {
-		return nil, registry.Errorf(http.StatusConflict, registry.CodeDenied, "repository %s already exists", name)
+		return nil, errdefs.New(errdefs.ErrRepositoryExists, "repository %s already exists", name)
 	}
 	rec := &store.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: mutability, Exclusions: exclusions}
 	return rec, r.store.PutRepository(ctx, rec)
@@ -121,21 +121,21 @@ func ValidateMutability(m string, exclusions []string) error {
 	switch m {
 	case Mutable, Immutable:
 		if len(exclusions) > 0 {
-			return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported,
+			return errdefs.New(errdefs.ErrInvalidParameter,
 				"imageTagMutabilityExclusionFilters need %s, not %s", ImmutableWithExclusion, m)
 		}
 	case ImmutableWithExclusion:
 		if len(exclusions) == 0 {
-			return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported,
+			return errdefs.New(errdefs.ErrInvalidParameter,
 				"%s needs at least one exclusion filter", ImmutableWithExclusion)
 		}
 		for _, p := range exclusions {
 			if _, err := path.Match(p, "x"); err != nil || p == "" {
-				return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported, "invalid exclusion filter %q", p)
+				return errdefs.New(errdefs.ErrInvalidParameter, "invalid exclusion filter %q", p)
 			}
 		}
 	default:
-		return registry.Errorf(http.StatusBadRequest, registry.CodeUnsupported,
+		return errdefs.New(errdefs.ErrInvalidParameter,
 			"imageTagMutability %q is not %s, %s or %s", m, Mutable, Immutable, ImmutableWithExclusion)
 	}
 	return nil
@@ -168,7 +168,7 @@ func (r *Repos) ensureRepository(ctx context.Context, name string) (*store.Repos
 		return nil, err
 	}
 	if !r.opts.AutoCreate {
-		return nil, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
+		return nil, errdefs.New(errdefs.ErrRepositoryUnknown,
 			"repository %s does not exist and auto-create is off; create it first (berth create-repository)", name)
 	}
 	rec = &store.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: r.opts.DefaultMutability}
@@ -217,7 +217,7 @@ func (r *Repos) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 		return nil, err
 	}
 	if !ok {
-		return nil, registry.ErrBlobUnknown(req.Digest.String())
+		return nil, errdefs.BlobUnknown(req.Digest.String())
 	}
 	_ = r.store.Touch(ctx, req.Digest.String())
 	return storedBlob(r.store, req.Digest.String(), size, registry.SourceLocal), nil
@@ -232,7 +232,7 @@ func (r *Repos) DeleteBlob(ctx context.Context, repo registry.Repo, d registry.D
 		return err
 	}
 	if !ok {
-		return registry.ErrBlobUnknown(d.String())
+		return errdefs.BlobUnknown(d.String())
 	}
 	b := r.store.NewBatch()
 	if err := b.Unlink(store.LocalKey(repo.Name), d.String()); err != nil {
@@ -249,7 +249,7 @@ func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, p
 	defer r.reclaim.Push()()
 	info, err := r.store.StatBlob(ctx, d.String())
 	if errors.Is(err, store.ErrNotFound) || err == nil && publicOnly && !info.Public {
-		return registry.ErrBlobUnknown(d.String())
+		return errdefs.BlobUnknown(d.String())
 	}
 	if err != nil {
 		return err
@@ -288,6 +288,5 @@ func storedBlob(st *store.Store, digest string, size int64, from registry.Source
 }
 
 func isNameUnknown(err error) bool {
-	var re *registry.Error
-	return errors.As(err, &re) && re.Code == registry.CodeNameUnknown
+	return errors.Is(err, errdefs.ErrRepositoryUnknown)
 }

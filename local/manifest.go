@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"mime"
-	"net/http"
 	"slices"
 
+	"berth/errdefs"
 	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
@@ -18,7 +18,7 @@ import (
 )
 
 func invalid(format string, args ...any) error {
-	return registry.Errorf(http.StatusBadRequest, registry.CodeManifestInvalid, format, args...)
+	return errdefs.New(errdefs.ErrManifestInvalid, format, args...)
 }
 
 // parseManifest validates a pushed manifest's JSON and media type.
@@ -93,7 +93,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	var dg registry.Digest
 	if req.Digest != "" {
 		if !req.Digest.Verify(req.Body) {
-			return registry.PutResult{}, registry.ErrDigestInvalid("manifest body does not match digest " + req.Digest.String())
+			return registry.PutResult{}, errdefs.New(errdefs.ErrDigestInvalid, "manifest body does not match digest %s", req.Digest)
 		}
 		dg = req.Digest
 	} else {
@@ -124,7 +124,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 		if _, ok, err := r.visible(ctx, repo, d.Digest); err != nil {
 			return registry.PutResult{}, err
 		} else if !ok {
-			return registry.PutResult{}, registry.Errorf(http.StatusBadRequest, registry.CodeManifestBlobUnknown,
+			return registry.PutResult{}, errdefs.New(errdefs.ErrManifestBlobUnknown,
 				"manifest references blob %s, which is not in repository %s", d.Digest, repo)
 		}
 		links = append(links, d.Digest)
@@ -141,7 +141,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 		}
 		old, err := r.store.GetTag(ctx, NS, repo, tag)
 		if err == nil && old.Digest != dg.String() {
-			return registry.PutResult{}, registry.Errorf(http.StatusForbidden, registry.CodeDenied,
+			return registry.PutResult{}, errdefs.New(errdefs.ErrTagImmutable,
 				"tag %s of %s is immutable and points at %s; push under a new tag", tag, repo, old.Digest)
 		}
 	}
@@ -196,7 +196,7 @@ func (r *Repos) requireManifest(ctx context.Context, repo, d string) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	return registry.Errorf(http.StatusBadRequest, registry.CodeManifestBlobUnknown,
+	return errdefs.New(errdefs.ErrManifestBlobUnknown,
 		"index references manifest %s, which is not in repository %s", d, repo)
 }
 
@@ -210,7 +210,7 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 	if req.Digest == "" {
 		t, err := r.store.GetTag(ctx, NS, repo, req.Reference)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, registry.ErrManifestUnknown(req.Reference)
+			return nil, errdefs.ManifestUnknown(req.Reference)
 		}
 		if err != nil {
 			return nil, err
@@ -218,13 +218,13 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 		d = t.Digest
 	}
 	if _, err := r.store.GetImage(ctx, store.LocalKey(repo), d); errors.Is(err, store.ErrNotFound) {
-		return nil, registry.ErrManifestUnknown(req.Reference)
+		return nil, errdefs.ManifestUnknown(req.Reference)
 	} else if err != nil {
 		return nil, err
 	}
 	m, err := r.store.GetManifest(ctx, d)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, registry.ErrManifestUnknown(req.Reference)
+		return nil, errdefs.ManifestUnknown(req.Reference)
 	}
 	if err != nil {
 		return nil, err
@@ -243,7 +243,7 @@ func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref stri
 	name := repo.Name
 	if !registry.IsDigest(ref) {
 		if _, err := r.store.GetTag(ctx, NS, name, ref); errors.Is(err, store.ErrNotFound) {
-			return registry.ErrManifestUnknown(ref)
+			return errdefs.ManifestUnknown(ref)
 		} else if err != nil {
 			return err
 		}
@@ -256,7 +256,7 @@ func (r *Repos) DeleteManifest(ctx context.Context, repo registry.Repo, ref stri
 	}
 	err := r.reclaim.DeleteImage(ctx, store.LocalKey(name), ref)
 	if errors.Is(err, store.ErrNotFound) {
-		return registry.ErrManifestUnknown(ref)
+		return errdefs.ManifestUnknown(ref)
 	}
 	if err != nil {
 		return fmt.Errorf("delete manifest: %w", err)

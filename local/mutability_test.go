@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"berth/errdefs"
 	"berth/local"
 	"berth/registry"
 )
@@ -137,14 +138,9 @@ func TestSetMutabilityAppliesToLaterPushes(t *testing.T) {
 	if d, _ := e.getManifest("flip", "v1"); d != b.digest {
 		t.Fatalf("v1 is %s, want %s", d, b.digest)
 	}
-	if err := e.repos.SetMutability(ctx, "nope", local.Mutable, nil); !isCode(err, registry.CodeNameUnknown) {
+	if err := e.repos.SetMutability(ctx, "nope", local.Mutable, nil); !errors.Is(err, errdefs.ErrRepositoryUnknown) {
 		t.Fatalf("SetMutability of a missing repository: %v, want NAME_UNKNOWN", err)
 	}
-}
-
-func isCode(err error, code string) bool {
-	var re *registry.Error
-	return errors.As(err, &re) && re.Code == code
 }
 
 func TestValidateMutability(t *testing.T) {
@@ -184,14 +180,13 @@ func TestValidateMutability(t *testing.T) {
 				}
 				return
 			}
-			var re *registry.Error
-			if !errors.As(err, &re) || re.Status != http.StatusBadRequest {
-				t.Fatalf("error %v is not a 400 registry error", err)
+			if !errors.Is(err, errdefs.ErrInvalidParameter) {
+				t.Fatalf("error %v is not an invalid parameter", err)
 			}
 			if cerr == nil {
 				t.Fatal("CreateRepository accepted an invalid setting")
 			}
-			if _, err := e.repos.Repository(ctx, name); !isCode(err, registry.CodeNameUnknown) {
+			if _, err := e.repos.Repository(ctx, name); !errors.Is(err, errdefs.ErrRepositoryUnknown) {
 				t.Fatalf("refused repository exists: %v", err)
 			}
 		})
@@ -201,7 +196,7 @@ func TestValidateMutability(t *testing.T) {
 func TestCreateRepository(t *testing.T) {
 	e := newEnv(t, envOptions{manualCreate: true})
 	ctx := context.Background()
-	if _, err := e.repos.CreateRepository(ctx, "Bad_Name", local.Mutable, nil); !isCode(err, registry.CodeNameInvalid) {
+	if _, err := e.repos.CreateRepository(ctx, "Bad_Name", local.Mutable, nil); !errors.Is(err, errdefs.ErrNameInvalid) {
 		t.Fatalf("invalid name: %v, want NAME_INVALID", err)
 	}
 	e.createRepo("team/app", local.Mutable)
@@ -220,7 +215,7 @@ func TestCreateRepository(t *testing.T) {
 	im := newImage("x", 1)
 	resp, body = e.putManifest("other", "v1", ociManifest, im.body)
 	wantError(t, resp, body, http.StatusNotFound, registry.CodeNameUnknown)
-	if _, err := e.repos.Repository(ctx, "other"); !isCode(err, registry.CodeNameUnknown) {
+	if _, err := e.repos.Repository(ctx, "other"); !errors.Is(err, errdefs.ErrRepositoryUnknown) {
 		t.Fatalf("refused push created the repository: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/errdefs"
 	"berth/registry"
 	"berth/store"
 
@@ -37,7 +38,7 @@ func (r *Repos) StartUpload(ctx context.Context, repo registry.Repo) (registry.U
 func (r *Repos) GetUpload(ctx context.Context, repo registry.Repo, id string) (registry.Upload, error) {
 	u, size, err := r.store.GetUpload(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && u.Repo != repo.Name {
-		return nil, registry.Errorf(404, registry.CodeBlobUploadUnknown, "upload %s is unknown in %s", id, repo.Name)
+		return nil, errdefs.New(errdefs.ErrUploadUnknown, "upload %s is unknown in %s", id, repo.Name)
 	}
 	if err != nil {
 		return nil, err
@@ -82,7 +83,7 @@ func (u *upload) Commit(ctx context.Context, d registry.Digest) error {
 	defer u.r.reclaim.Push()()
 	if _, err := u.r.store.CommitUpload(ctx, u.id, d.String()); err != nil {
 		if errors.Is(err, store.ErrDigestMismatch) {
-			return registry.ErrDigestInvalid(err.Error())
+			return errdefs.New(errdefs.ErrDigestInvalid, "%s", err.Error())
 		}
 		return err
 	}

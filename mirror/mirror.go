@@ -6,9 +6,9 @@ package mirror
 
 import (
 	"context"
-	"net/http"
 	"sort"
 
+	"berth/errdefs"
 	"berth/local"
 	"berth/proxy"
 	"berth/registry"
@@ -45,7 +45,7 @@ func (m *Mirror) Resolve(repo registry.Repo) (registry.Target, error) {
 // writable refuses writes to cached repositories.
 func writable(repo registry.Repo) error {
 	if t := repo.Target; !t.Local() {
-		return registry.Errorf(http.StatusMethodNotAllowed, registry.CodeUnsupported,
+		return errdefs.New(errdefs.ErrNotWritable,
 			"repository %s is a pull-through cache of upstream %s and cannot be written; push to a local repository",
 			repo.Name, t.Upstream)
 	}
@@ -109,7 +109,7 @@ func (m *Mirror) MountBlob(ctx context.Context, repo registry.Repo, from registr
 	publicOnly := true
 	if from.Name != "" {
 		if from.Target.Name == "" {
-			return registry.ErrBlobUnknown(d.String())
+			return errdefs.BlobUnknown(d.String())
 		}
 		if from.Target.Local() {
 			ok, err := m.local.Visible(ctx, from.Target.Name, d)
@@ -117,7 +117,7 @@ func (m *Mirror) MountBlob(ctx context.Context, repo registry.Repo, from registr
 				return err
 			}
 			if !ok {
-				return registry.ErrBlobUnknown(d.String())
+				return errdefs.BlobUnknown(d.String())
 			}
 			publicOnly = false
 		}

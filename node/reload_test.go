@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"berth/admin"
-	"berth/registry"
+	"berth/errdefs"
 	"berth/test/testreg"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -214,9 +214,8 @@ auth:
 		len(rules.PullThroughCacheRules) != 1 || rules.PullThroughCacheRules[0].EcrRepositoryPrefix != "b" {
 		t.Fatalf("admin rules after the reload: %d %+v", st, rules)
 	}
-	var re *registry.Error
-	if err := e.n.cap.Reserve(context.Background(), 2<<20); !errors.As(err, &re) || re.Status != http.StatusInsufficientStorage {
-		t.Fatalf("a 2 MiB fill under the reloaded 1 MiB cap: %v, want 507", err)
+	if err := e.n.cap.Reserve(context.Background(), 2<<20); !errors.Is(err, errdefs.ErrStoreFull) {
+		t.Fatalf("a 2 MiB fill under the reloaded 1 MiB cap: %v, want the store full", err)
 	}
 	// The anonymous burst of 3 (the 401s spend it too), then 429.
 	for i := 0; i < 3; i++ {

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 
+	"berth/errdefs"
 	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
@@ -58,14 +58,14 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 		return toManifest(d, sm, registry.SourceUpstream), nil
 	})
 	if err != nil {
-		return nil, p.upstreamError(t, "manifest "+d, registry.ErrManifestUnknown(d), err)
+		return nil, p.upstreamError(t, "manifest "+d, errdefs.ManifestUnknown(d), err)
 	}
 	return v, nil
 }
 
 func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string) (*registry.Manifest, error) {
 	r := ttlRecord{t: t, tag: tag, kind: "tag", metered: true, touch: true,
-		what: "tag " + tag + " of " + t.Repo, notFound: registry.ErrManifestUnknown(tag)}
+		what: "tag " + tag + " of " + t.Repo, notFound: errdefs.ManifestUnknown(tag)}
 	return p.ttlCached(ctx, r, func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error) {
 		// In a cluster the tag's owner revalidates it, once per TTL for
 		// the whole cluster; the others ask it.
@@ -152,7 +152,7 @@ func (p *Proxy) negotiate(ctx context.Context, t upstream.Target, req registry.M
 		return m, nil
 	}
 	if !oci.IsIndex(m.MediaType) {
-		return nil, registry.Errorf(http.StatusNotFound, registry.CodeManifestUnknown,
+		return nil, errdefs.New(errdefs.ErrManifestUnknown,
 			"manifest %s is a %s, which the client does not accept", req.Reference, m.MediaType)
 	}
 	var idx oci.Manifest
@@ -168,7 +168,7 @@ func (p *Proxy) negotiate(ctx context.Context, t upstream.Target, req registry.M
 			return p.manifestByDigest(ctx, t, d.String())
 		}
 	}
-	return nil, registry.Errorf(http.StatusNotFound, registry.CodeManifestUnknown,
+	return nil, errdefs.New(errdefs.ErrManifestUnknown,
 		"manifest %s is an index and the client accepts none of its entries", req.Reference)
 }
 

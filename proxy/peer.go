@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"berth/cluster"
+	"berth/errdefs"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -53,7 +54,7 @@ func (b peerBackend) target(repo registry.Repo) (upstream.Target, error) {
 			}
 		}
 	}
-	return upstream.Target{}, registry.ErrNameUnknown(repo.Name)
+	return upstream.Target{}, errdefs.RepositoryUnknown(repo.Name)
 }
 
 func (b peerBackend) GetManifest(ctx context.Context, req registry.ManifestRequest) (*registry.Manifest, error) {

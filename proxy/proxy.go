@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"sort"
 	"time"
 
 	"berth/cluster"
+	"berth/errdefs"
 	"berth/metrics"
 	"berth/registry"
 	"berth/store"
@@ -101,7 +101,7 @@ func (p *Proxy) Resolve(repo registry.Repo) (registry.Target, error) {
 	t, err := p.Router().Route(repo.NS, repo.Name)
 	switch {
 	case errors.Is(err, upstream.ErrUnknownNamespace):
-		return registry.Target{}, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
+		return registry.Target{}, errdefs.New(errdefs.ErrRepositoryUnknown,
 			"registry %q is not mirrored here; add an upstream rule with registry: %s", repo.NS, repo.NS)
 	case errors.Is(err, upstream.ErrNoRoute):
 		return registry.Target{Name: repo.Name}, nil
@@ -123,18 +123,18 @@ func (p *Proxy) route(repo registry.Repo) (upstream.Target, error) {
 		}
 	}
 	if t.Local() {
-		return upstream.Target{}, registry.ErrNameUnknown(repo.Name)
+		return upstream.Target{}, errdefs.RepositoryUnknown(repo.Name)
 	}
 	u := p.Router().Upstream(t.Upstream)
 	if u == nil { // the rule was removed by a reload since the request resolved
-		return upstream.Target{}, registry.Errorf(http.StatusNotFound, registry.CodeNameUnknown,
+		return upstream.Target{}, errdefs.New(errdefs.ErrRepositoryUnknown,
 			"upstream %s of repository %s is no longer configured", t.Upstream, repo.Name)
 	}
 	return upstream.Target{Upstream: u, Repo: t.Remote}, nil
 }
 
 // upstreamError turns an upstream failure into the error the client sees.
-func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry.Error, err error) error {
+func (p *Proxy) upstreamError(t upstream.Target, what string, notFound, err error) error {
 	switch {
 	case errors.Is(err, upstream.ErrNotFound):
 		return notFound
@@ -144,8 +144,8 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry
 	name := t.Upstream.Rule.Name
 	var be *upstream.BackoffError
 	if errors.As(err, &be) {
-		return &registry.Error{Status: http.StatusServiceUnavailable, Code: registry.CodeUpstreamUnavailable,
-			Message:    fmt.Sprintf("upstream %s asked Berth to wait until %s (quota) and %s is not cached here", name, be.Until.UTC().Format(time.RFC3339), what),
+		return &errdefs.Error{Kind: errdefs.ErrUpstreamBackoff,
+			Msg:        fmt.Sprintf("upstream %s asked Berth to wait until %s (quota) and %s is not cached here", name, be.Until.UTC().Format(time.RFC3339), what),
 			RetryAfter: time.Until(be.Until), Err: err}
 	}
 	// The cause in plain words goes to the client too (docker, skopeo and
@@ -155,8 +155,8 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry
 		cause = ": " + c
 	}
 	if errors.Is(err, upstream.ErrTimeout) {
-		return &registry.Error{Status: http.StatusGatewayTimeout, Code: registry.CodeUpstreamTimeout,
-			Message: fmt.Sprintf("upstream %s did not answer for %s in time and it is not cached here%s", name, what, cause), Err: err}
+		return errdefs.Wrap(errdefs.ErrUpstreamTimeout, err,
+			"upstream %s did not answer for %s in time and it is not cached here%s", name, what, cause)
 	}
 	msg := fmt.Sprintf("upstream %s failed for %s and it is not cached here%s", name, what, cause)
 	var se *upstream.StatusError
@@ -166,7 +166,7 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound *registry
 	if errors.Is(err, store.ErrDigestMismatch) {
 		msg = fmt.Sprintf("upstream %s sent content for %s that does not match its digest; nothing was cached", name, what)
 	}
-	return &registry.Error{Status: http.StatusBadGateway, Code: registry.CodeUpstreamUnavailable, Message: msg, Err: err}
+	return errdefs.Wrap(errdefs.ErrUpstreamUnavailable, err, "%s", msg)
 }
 
 // ListTags lists the upstream's tags, or the cached ones when the upstream
@@ -187,7 +187,7 @@ func (p *Proxy) ListTags(ctx context.Context, repo registry.Repo) ([]string, err
 		p.log.Warn("serving cached tag list", zap.String("repo", t.Repo), zap.Error(err))
 		return cached, nil
 	}
-	return nil, p.upstreamError(t, "the tag list of "+t.Repo, registry.ErrNameUnknown(repo.Name), err)
+	return nil, p.upstreamError(t, "the tag list of "+t.Repo, errdefs.RepositoryUnknown(repo.Name), err)
 }
 
 // GetBlob serves a blob from the store, or starts (or joins) its fill.
@@ -213,7 +213,7 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		return nil, err
 	}
 	if storeOnly(ctx) {
-		return nil, registry.ErrBlobUnknown(d)
+		return nil, errdefs.BlobUnknown(d)
 	}
 	srcs := p.sources(ctx, t, d)
 	if req.Head {
@@ -229,7 +229,7 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 			}
 		}
 		if err != nil || size < 0 {
-			return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), err)
+			return nil, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), err)
 		}
 		return &headBlob{size: size}, nil
 	}
@@ -237,14 +237,14 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 	f := p.fills.join(d, func(f *fill) { p.runFill(f, t.Upstream, t.Repo, srcs) })
 	size, err := f.waitStarted(ctx)
 	if err != nil {
-		var re *registry.Error
-		if ctx.Err() != nil || errors.As(err, &re) {
+		var de *errdefs.Error
+		if ctx.Err() != nil || errors.As(err, &de) {
 			return nil, err
 		}
-		return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), err)
+		return nil, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), err)
 	}
 	if size < 0 {
-		return nil, p.upstreamError(t, "blob "+d, registry.ErrBlobUnknown(d), upstream.ErrUnavailable)
+		return nil, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), upstream.ErrUnavailable)
 	}
 	return &fillBlob{p: p, f: f}, nil
 }

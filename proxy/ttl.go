@@ -26,7 +26,7 @@ type ttlRecord struct {
 	// what names the record in errors and logs; notFound is the client's
 	// error when the upstream has no such thing.
 	what     string
-	notFound *registry.Error
+	notFound error
 }
 
 // ttlEntry is a stored record: the tag and the manifest it points at.

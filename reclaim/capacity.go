@@ -1,14 +1,12 @@
 package reclaim
 
 import (
+	"berth/errdefs"
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"syscall"
 	"time"
-
-	"berth/registry"
 
 	"go.uber.org/zap"
 )
@@ -123,7 +121,7 @@ func (c *Capacity) evict(ctx context.Context, target int64) {
 }
 
 // Reserve makes room for a fill or upload of size bytes, or refuses it
-// with 507 when nothing more can be evicted.
+// with errdefs.ErrStoreFull when nothing more can be evicted.
 func (c *Capacity) Reserve(ctx context.Context, size int64) error {
 	s := c.opts.Settings()
 	t, due := Target(s, c.used(), size, c.freeBytes(), false)
@@ -137,7 +135,7 @@ func (c *Capacity) Reserve(ctx context.Context, size int64) error {
 		return nil
 	}
 	c.opts.Logger.Warn("refusing a fill: no room", zap.Int64("size", size), zap.Int64("used", used))
-	return &registry.Error{Status: http.StatusInsufficientStorage, Code: "INSUFFICIENT_STORAGE", Message: msg}
+	return errdefs.New(errdefs.ErrStoreFull, "%s", msg)
 }
 
 // Run checks capacity every EvictInterval (as it is at each turn; a

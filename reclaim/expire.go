@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"berth/registry"
+	"berth/errdefs"
 	"berth/store"
 
 	"go.uber.org/zap"
@@ -187,7 +187,7 @@ func (r *Reclaimer) DeleteRepository(ctx context.Context, name string, force boo
 	defer r.mu.Unlock()
 	rec, err := r.store.GetRepository(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, registry.ErrNameUnknown(name)
+		return nil, errdefs.RepositoryUnknown(name)
 	}
 	if err != nil {
 		return nil, err
@@ -201,7 +201,7 @@ func (r *Reclaimer) DeleteRepository(ctx context.Context, name string, force boo
 	}
 	if err := r.store.PurgeRepository(ctx, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, registry.ErrNameUnknown(name)
+			return nil, errdefs.RepositoryUnknown(name)
 		}
 		return nil, err
 	}

@@ -66,15 +66,11 @@ func Errorf(status int, code, format string, args ...any) *Error {
 func ErrNameInvalid(msg string) *Error {
 	return Errorf(http.StatusBadRequest, CodeNameInvalid, "%s", msg)
 }
-func ErrNameUnknown(name string) *Error {
-	return Errorf(http.StatusNotFound, CodeNameUnknown, "repository %q is not known to this registry", name)
-}
+func ErrNameUnknown(name string) *Error { return asError(errdefs.RepositoryUnknown(name)) }
 func ErrManifestUnknown(ref string) *Error {
-	return Errorf(http.StatusNotFound, CodeManifestUnknown, "manifest %q is unknown", ref)
+	return asError(errdefs.ManifestUnknown(ref))
 }
-func ErrBlobUnknown(dgst string) *Error {
-	return Errorf(http.StatusNotFound, CodeBlobUnknown, "blob %s is unknown", dgst)
-}
+func ErrBlobUnknown(dgst string) *Error { return asError(errdefs.BlobUnknown(dgst)) }
 func ErrDigestInvalid(msg string) *Error {
 	return Errorf(http.StatusBadRequest, CodeDigestInvalid, "%s", msg)
 }
@@ -136,7 +132,7 @@ func wire(kind error) (status int, code string) {
 		return http.StatusForbidden, CodeDenied
 	case errdefs.ErrInvalidParameter:
 		return http.StatusBadRequest, CodeUnsupported
-	case errdefs.ErrUnsupported:
+	case errdefs.ErrNotWritable, errdefs.ErrUnsupported:
 		return http.StatusMethodNotAllowed, CodeUnsupported
 	case errdefs.ErrStoreFull:
 		return http.StatusInsufficientStorage, CodeInsufficientStorage
