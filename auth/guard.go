@@ -95,6 +95,24 @@ func (g *Guard) Check(r *http.Request, req registry.AccessRequest) (string, erro
 		Message: "user " + p.Name + " may not " + req.Action + " " + name}
 }
 
+// Listable keeps the names (canonical repository names) the request's
+// principal may list; isLocal tells local repositories from cached ones.
+// A request whose credentials do not authenticate lists nothing.
+func (g *Guard) Listable(r *http.Request, names []string, isLocal func(string) bool) []string {
+	p, _, err := g.authenticate(r)
+	if err != nil {
+		return nil
+	}
+	ip := remoteIP(r)
+	out := names[:0:0]
+	for _, n := range names {
+		if g.Evaluator.Authorize(r.Context(), Request{Principal: p, SourceIP: ip, Repo: n, Action: ActionList, RepoIsLocal: isLocal(n)}).Allowed {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // authenticate reads the request's credentials. No credentials is the
 // anonymous principal; bad ones are a 401.
 func (g *Guard) authenticate(r *http.Request) (Principal, *Claims, error) {

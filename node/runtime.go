@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"reflect"
@@ -172,6 +173,20 @@ func (g liveGuard) Check(r *http.Request, req registry.AccessRequest) (string, e
 		return loopbackWrites{}.Check(r, req)
 	}
 	return sec.guard.Check(r, req)
+}
+
+// FilterCatalog keeps the repositories the request's principal may list,
+// by the runtime in force; with auth off, all.
+func (g liveGuard) FilterCatalog(r *http.Request, names []string) []string {
+	rt := g.n.Live()
+	if rt.Security == nil {
+		return names
+	}
+	isLocal := func(name string) bool {
+		_, err := rt.Router.RouteCanonical(name)
+		return errors.Is(err, upstream.ErrNoRoute)
+	}
+	return rt.Security.guard.Listable(r, names, isLocal)
 }
 
 // serveToken is the token endpoint of the runtime in force; with auth off

@@ -29,6 +29,9 @@ func (s *Server) serveCatalog(w *recorder, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if f, ok := s.guard.(CatalogFilter); ok {
+		repos = f.FilterCatalog(r, repos)
+	}
 	page, more := Paginate(repos, n, q.Get("last"))
 	if more && len(page) > 0 {
 		next := "/v2/_catalog?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]

@@ -58,3 +58,10 @@ func Access(r *http.Request, rt Route) AccessRequest {
 	}
 	return req
 }
+
+// CatalogFilter is an optional ability of a Guard: it keeps, of the
+// repositories a catalog would list, those the request's principal may
+// list (the "list" action on each).
+type CatalogFilter interface {
+	FilterCatalog(r *http.Request, names []string) []string
+}
