@@ -57,6 +57,9 @@ type Local struct {
 	AutoCreate bool `yaml:"autoCreate"`
 	// DefaultMutability is the tag mutability of auto-created repositories.
 	DefaultMutability string `yaml:"defaultMutability"`
+	// MaxUploadBytes caps one blob upload (0: no cap); a chunk that would
+	// cross it is refused with 413 SIZE_INVALID.
+	MaxUploadBytes int64 `yaml:"maxUploadBytes"`
 	// UploadTimeout ends upload sessions idle for longer and reclaims
 	// their bytes.
 	UploadTimeout time.Duration `yaml:"uploadTimeout"`

@@ -46,6 +46,8 @@ var (
 	ErrUnsupported = errors.New("unsupported")
 	// ErrStoreFull: the store has no room for the content.
 	ErrStoreFull = errors.New("store full")
+	// ErrTooLarge: the content is larger than a configured cap allows.
+	ErrTooLarge = errors.New("too large")
 	// ErrUpstreamUnavailable: the upstream could not be asked, or failed.
 	ErrUpstreamUnavailable = errors.New("upstream unavailable")
 	// ErrUpstreamTimeout: the upstream did not answer in time.
@@ -110,7 +112,7 @@ func KindOf(err error) (kind error, msg string, retryAfter time.Duration) {
 		ErrNameInvalid, ErrRepositoryUnknown, ErrRepositoryExists, ErrManifestUnknown,
 		ErrManifestInvalid, ErrManifestBlobUnknown, ErrBlobUnknown, ErrUploadUnknown,
 		ErrDigestInvalid, ErrTagImmutable, ErrInvalidParameter, ErrNotWritable, ErrUnsupported,
-		ErrStoreFull, ErrUpstreamBackoff, ErrUpstreamTimeout, ErrUpstreamUnavailable,
+		ErrStoreFull, ErrTooLarge, ErrUpstreamBackoff, ErrUpstreamTimeout, ErrUpstreamUnavailable,
 	}
 	for _, k := range kinds {
 		if errors.Is(err, k) {

@@ -18,8 +18,12 @@ import (
 
 // Options configures a Mirror.
 type Options struct {
-	// Reserve, when set, is asked for room before an upload starts.
+	// Reserve, when set, is asked for room before an upload starts and
+	// for the upload's bytes as they arrive.
 	Reserve func(ctx context.Context, size int64) error
+	// MaxUploadBytes, when set, gives the cap on one upload in force
+	// (0: none).
+	MaxUploadBytes func() int64
 }
 
 // Mirror joins the pull-through proxy and the local repositories.
@@ -89,14 +93,22 @@ func (m *Mirror) StartUpload(ctx context.Context, repo registry.Repo) (registry.
 			return nil, err
 		}
 	}
-	return m.local.StartUpload(ctx, repo)
+	u, err := m.local.StartUpload(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return m.charged(u), nil
 }
 
 func (m *Mirror) GetUpload(ctx context.Context, repo registry.Repo, id string) (registry.Upload, error) {
 	if err := writable(repo); err != nil {
 		return nil, err
 	}
-	return m.local.GetUpload(ctx, repo, id)
+	u, err := m.local.GetUpload(ctx, repo, id)
+	if err != nil {
+		return nil, err
+	}
+	return m.charged(u), nil
 }
 
 // MountBlob links a blob into a local repository from from: a local

@@ -114,7 +114,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.proxy = proxy.New(n.store, func() *upstream.Router { return n.Live().Router }, proxy.Options{FillTimeout: cfg.Cache.FillTimeout,
 		Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster, Reserve: n.cap.Reserve})
 	n.closers = append(n.closers, n.proxy.Close)
-	n.mirror = mirror.New(n.proxy, n.repos, n.store, mirror.Options{Reserve: n.cap.Reserve})
+	n.mirror = mirror.New(n.proxy, n.repos, n.store, mirror.Options{Reserve: n.cap.Reserve,
+		MaxUploadBytes: func() int64 { return n.Live().Config.Local.MaxUploadBytes }})
 	rt, err := n.build(ctx, cfg)
 	if err != nil {
 		return nil, err

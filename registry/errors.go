@@ -136,6 +136,8 @@ func wire(kind error) (status int, code string) {
 		return http.StatusMethodNotAllowed, CodeUnsupported
 	case errdefs.ErrStoreFull:
 		return http.StatusInsufficientStorage, CodeInsufficientStorage
+	case errdefs.ErrTooLarge:
+		return http.StatusRequestEntityTooLarge, CodeSizeInvalid
 	case errdefs.ErrUpstreamBackoff:
 		return http.StatusServiceUnavailable, CodeUpstreamUnavailable
 	case errdefs.ErrUpstreamTimeout:
