@@ -186,18 +186,20 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	return res, nil
 }
 
-// requireManifest checks that a child manifest of an index exists.
+// requireManifest checks that a child manifest of an index is an image of
+// the repository. A manifest stored for another repository does not count,
+// and is answered exactly like one never pushed: an index push must not
+// tell whether someone else's digest exists.
 func (r *Repos) requireManifest(ctx context.Context, repo, d string) error {
-	if _, err := r.store.GetImage(ctx, store.LocalKey(repo), d); err == nil {
+	_, err := r.store.GetImage(ctx, store.LocalKey(repo), d)
+	switch {
+	case err == nil:
 		return nil
-	}
-	if _, err := r.store.GetManifest(ctx, d); err == nil {
-		return nil
-	} else if !errors.Is(err, store.ErrNotFound) {
+	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
 	return errdefs.New(errdefs.ErrManifestBlobUnknown,
-		"index references manifest %s, which is not in repository %s", d, repo)
+		"index references manifest %s, which is not in repository %s; push it there first", d, repo)
 }
 
 // GetManifest serves a manifest of a local repository.

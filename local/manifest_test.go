@@ -20,6 +20,10 @@ func TestManifestValidation(t *testing.T) {
 	const repo = "val/app"
 	base := newImage("base", 2)
 	e.push(repo, "base", base)
+	// A manifest of another user's repository: an index here may not name
+	// it, and the answer must not tell it apart from one never pushed.
+	elsewhere := newImage("someone else's", 1)
+	e.push("other/secret", "v1", elsewhere)
 	missing := newBlob(ociLayer, []byte("never uploaded"))
 	small := newBlob(ociLayer, []byte("small enough to inline"))
 
@@ -60,6 +64,9 @@ func TestManifestValidation(t *testing.T) {
 			body: imageOf(newBlob(ociConfig, []byte(`{"missing":true}`)), base.layers...).body, wantStatus: 400, wantCode: registry.CodeManifestBlobUnknown},
 		{name: "index with missing child", contentType: ociIndex,
 			body:       manifest{SchemaVersion: 2, MediaType: ociIndex, Manifests: []desc{base.desc(), newImage("never pushed", 1).desc()}}.bytes(),
+			wantStatus: 400, wantCode: registry.CodeManifestBlobUnknown},
+		{name: "index with a child only in another repository", contentType: ociIndex,
+			body:       manifest{SchemaVersion: 2, MediaType: ociIndex, Manifests: []desc{base.desc(), elsewhere.desc()}}.bytes(),
 			wantStatus: 400, wantCode: registry.CodeManifestBlobUnknown},
 		{name: "index with present child", contentType: ociIndex,
 			body: manifest{SchemaVersion: 2, MediaType: ociIndex, Manifests: []desc{base.desc()}}.bytes(), wantStatus: http.StatusCreated},
