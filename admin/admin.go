@@ -153,6 +153,9 @@ type Options struct {
 	// OnRepositoryPolicy, when set, is told of every repository policy
 	// set (text) or deleted (nil) so it takes effect at once.
 	OnRepositoryPolicy func(name string, text []byte) error
+	// OnRevokeTokens, when set, is told of a revocation (the user and its
+	// mark) so it takes effect at once.
+	OnRevokeTokens func(user, mark string)
 	// OnRulesChanged, when set, is told that a pull-through cache rule
 	// was created or deleted, so the node can route by it at once.
 	OnRulesChanged func()
@@ -253,6 +256,7 @@ func (s *Service) operations() map[string]operation {
 		"delete-repository-policy":          op(s.deleteRepositoryPolicy),
 		"describe-cache":                    op(s.describeCache),
 		"start-gc":                          op(s.startGC),
+		"revoke-tokens":                     op(s.revokeTokens),
 	}
 }
 

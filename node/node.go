@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.apply(rt)
 	n.reloaded(nil)
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
-		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy,
+		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
 		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Logger: log.Named("admin")})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {

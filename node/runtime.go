@@ -209,7 +209,7 @@ func (n *Node) requireAdmin(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		auth.RequireAdmin(auth.TokenAuthenticator{Users: rt.Security.users, Issuer: rt.Security.issuer},
+		auth.RequireAdmin(auth.TokenAuthenticator{Users: rt.Security.creds, Issuer: rt.Security.issuer},
 			rt.Config.Auth.AdminGroup, next).ServeHTTP(w, r)
 	})
 }
@@ -231,6 +231,14 @@ func (n *Node) reloadRules(ctx context.Context) {
 	}
 	n.apply(rt)
 	n.log.Info("pull-through cache rules applied", zap.Int("upstreams", len(rt.Router.Upstreams())))
+}
+
+// revokeTokens ends the tokens a user holds now, by the mark the admin API
+// stored; with auth off there are none.
+func (n *Node) revokeTokens(user, mark string) {
+	if sec := n.Live().Security; sec != nil {
+		sec.creds.Revoke(user, mark)
+	}
 }
 
 // applyRepositoryPolicy puts a policy set (or deleted: nil) through the

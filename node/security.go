@@ -15,8 +15,11 @@ import (
 
 // security is what auth builds for the node.
 type security struct {
-	ev     *auth.Evaluator
-	users  *auth.Reloadable
+	ev    *auth.Evaluator
+	users *auth.Reloadable
+	// creds are the users with their revocation marks: what every
+	// password and token check asks.
+	creds  *auth.Revocable
 	issuer *auth.Issuer
 	guard  *auth.Guard
 	token  http.Handler
@@ -76,17 +79,35 @@ func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, resolver 
 		}
 		ev.SetPolicy(e.Name, p)
 	}
+	creds, err := revocable(ctx, users, st)
+	if err != nil {
+		return nil, err
+	}
 	token, err := auth.NewTokenHandler(auth.TokenHandlerConfig{
 		Issuer: issuer, Authorizer: ev, Resolver: resolver,
-		Users: auth.TokenAuthenticator{Users: users, Issuer: issuer}, TTL: cfg.TokenTTL,
+		Users: auth.TokenAuthenticator{Users: creds, Issuer: issuer}, TTL: cfg.TokenTTL,
 	}, log)
 	if err != nil {
 		return nil, err
 	}
 	return &security{
-		ev: ev, users: users, issuer: issuer, token: token,
-		guard: &auth.Guard{Users: users, Issuer: issuer, Evaluator: ev, Realm: cfg.Realm, Log: log},
+		ev: ev, users: users, creds: creds, issuer: issuer, token: token,
+		guard: &auth.Guard{Users: creds, Issuer: issuer, Evaluator: ev, Realm: cfg.Realm, Log: log},
 	}, nil
+}
+
+// revocable wraps users with the token revocations recorded in the store
+// (berth revoke-tokens), which survive restarts and reloads.
+func revocable(ctx context.Context, users *auth.Reloadable, st *store.Store) (*auth.Revocable, error) {
+	entries, err := st.ListPolicies(ctx, store.PolicyRevocation)
+	if err != nil {
+		return nil, err
+	}
+	marks := map[string]string{}
+	for _, e := range entries {
+		marks[e.Name] = string(e.Value)
+	}
+	return auth.NewRevocable(users, marks), nil
 }
 
 // grants are configured default grants in auth's terms.

@@ -21,6 +21,9 @@ const (
 	// PolicyRepository is a repository policy (who may pull, push, delete)
 	// set through the admin API; its name is the repository or pattern.
 	PolicyRepository = "repositoryPolicy"
+	// PolicyRevocation records when a user's tokens were last revoked
+	// (berth revoke-tokens), by user name.
+	PolicyRevocation = "tokenRevocation"
 )
 
 // PolicyEntry is one stored setting.

@@ -336,3 +336,11 @@ func tableRepositoryPolicy(w io.Writer, body []byte) error {
 	fmt.Fprintln(w)
 	return printJSON(w, []byte(p.PolicyText))
 }
+
+func tableRevoke(w io.Writer, body []byte) error {
+	r, err := decodeInto[admin.RevokeTokensResponse](body)
+	if err != nil {
+		return err
+	}
+	return writeTable(w, "USER\tREVOKED AT\tNOTE", []string{cells(r.UserName, r.RevokedAt.Format(time.RFC3339), r.Note)})
+}

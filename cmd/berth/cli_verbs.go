@@ -256,6 +256,19 @@ var cliVerbs = map[string]cliVerb{
 		flags:   noFlags(admin.DescribeCacheRequest{}),
 		table:   tableCache,
 	},
+	"revoke-tokens": {
+		summary: "end every token a user holds now (incident response)",
+		flags: func(fs *flag.FlagSet) func() (any, error) {
+			user := fs.String("user", "", "the user whose tokens end (required)")
+			return func() (any, error) {
+				if err := requireFlag("user", *user); err != nil {
+					return nil, err
+				}
+				return admin.RevokeTokensRequest{UserName: *user}, nil
+			}
+		},
+		table: tableRevoke,
+	},
 	"start-gc": {
 		summary: "run garbage collection now",
 		flags: func(fs *flag.FlagSet) func() (any, error) {
