@@ -124,6 +124,9 @@ func (c *Capacity) evict(ctx context.Context, target int64) {
 // with errdefs.ErrStoreFull when nothing more can be evicted.
 func (c *Capacity) Reserve(ctx context.Context, size int64) error {
 	s := c.opts.Settings()
+	if !s.Limited() {
+		return nil // no cap and no floor: nothing to measure
+	}
 	t, due := Target(s, c.used(), size, c.freeBytes(), false)
 	if !due {
 		return nil
