@@ -13,12 +13,9 @@ func TestAdminListenerNeedsAnAdmin(t *testing.T) {
 	e := newReloadEnv(t, `upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 `)
 	e.htpasswd("alice:alice-pw", "bob:bob-pw")
-	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+	e.apply(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 auth: {enabled: true, htpasswd: DIR/htpasswd, groups: {admins: [alice]}}
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		path, user string
 		want       int

@@ -18,12 +18,9 @@ func TestAuditRecordsLoginsAndAdminActions(t *testing.T) {
 	e := newReloadEnv(t, `upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 `)
 	e.htpasswd("alice:alice-pw")
-	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+	e.apply(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 auth: {enabled: true, htpasswd: DIR/htpasswd, groups: {admins: [alice]}}
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	e.get("/v2/", "mallory:guess")
 	req, _ := http.NewRequest(http.MethodGet, e.reg.URL+"/token?service=berth&scope=repository:b/x:pull", nil)
 	req.SetBasicAuth("eve", "guess")

@@ -18,7 +18,7 @@ func TestCatalogIsFilteredByList(t *testing.T) {
 		}
 	}
 	e.htpasswd("alice:alice-pw", "bob:bob-pw")
-	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+	e.apply(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 auth:
   enabled: true
   htpasswd: DIR/htpasswd
@@ -30,9 +30,6 @@ auth:
     - namespace: "*"
       policy: '{"Statement":[{"Effect":"Allow","Principal":{"AWS":"user:alice"},"Action":"ecr:ListImages"}]}'
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	catalog := func(user string) []string {
 		req, _ := http.NewRequest(http.MethodGet, e.reg.URL+"/v2/_catalog", nil)
 		name, pw, _ := strings.Cut(user, ":")

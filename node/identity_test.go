@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // identityNode is an in-process node with auth on and two upstreams:
@@ -45,17 +44,7 @@ func newIdentityNode(t *testing.T) *identityNode {
 	e.privDigest = e.priv.Push(t, "secret/app", "v1", privImg).String()
 	dir := t.TempDir()
 	htpasswd := filepath.Join(dir, "htpasswd")
-	var lines []string
-	for _, u := range []string{"alice", "bob"} {
-		h, err := bcrypt.GenerateFromPassword([]byte(u+"-pw"), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, u+":"+string(h))
-	}
-	if err := os.WriteFile(htpasswd, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeHtpasswd(t, htpasswd, "alice:alice-pw", "bob:bob-pw")
 	cfgPath := filepath.Join(dir, "berth.yaml")
 	cfg := fmt.Sprintf(`dataDir: %q
 upstreams:

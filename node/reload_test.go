@@ -69,23 +69,39 @@ func (e *reloadEnv) write(extra string) {
 	}
 }
 
+// htpasswd writes DIR/htpasswd for "name:password" users.
 func (e *reloadEnv) htpasswd(users ...string) {
 	e.t.Helper()
+	writeHtpasswd(e.t, filepath.Join(e.dir, "htpasswd"), users...)
+}
+
+// writeHtpasswd writes an htpasswd file (bcrypt) for "name:password" users.
+func writeHtpasswd(t *testing.T, path string, users ...string) {
+	t.Helper()
 	var lines []string
 	for _, u := range users {
 		name, pw, _ := strings.Cut(u, ":")
 		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
 		if err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 		lines = append(lines, name+":"+string(h))
 	}
-	if err := os.WriteFile(filepath.Join(e.dir, "htpasswd"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		e.t.Fatal(err)
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func (e *reloadEnv) reload() error { return e.n.Reload(context.Background()) }
+
+// apply writes a config and reloads it, which must succeed.
+func (e *reloadEnv) apply(extra string) {
+	e.t.Helper()
+	e.write(extra)
+	if err := e.reload(); err != nil {
+		e.t.Fatal(err)
+	}
+}
 
 // get is a registry GET; user "name:password" sends Basic credentials.
 func (e *reloadEnv) get(path, user string) int {
@@ -181,7 +197,7 @@ rateLimit: {requestsPerSecond: 1000, burst: 2000}
 	// Upstream b replaces a; auth on with alice in group ops as the admin
 	// group; anonymous clients get a burst of 3; the store is capped.
 	e.htpasswd("alice:alice-pw", "bob:bob-pw")
-	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+	e.apply(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 rateLimit: {requestsPerSecond: 0.0001, burst: 3, users: {alice: {requestsPerSecond: 1000, burst: 1000}}}
 cache: {maxBytes: 1048576}
 auth:
@@ -191,9 +207,6 @@ auth:
   adminGroup: ops
   anonymous: {cached: []}
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	if h, ok := e.configStatus("alice:alice-pw"); h != fileHash(t, e.path) || !ok {
 		t.Fatalf("/config after the reload: hash %s ok %v, want %s true", h, ok, fileHash(t, e.path))
 	}
@@ -230,7 +243,7 @@ auth:
 	// New passwords and groups, another admin group, the same limits: the
 	// anonymous bucket stays empty across the reload.
 	e.htpasswd("alice:new-pw", "bob:bob-pw")
-	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+	e.apply(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 rateLimit: {requestsPerSecond: 0.0001, burst: 3, users: {alice: {requestsPerSecond: 1000, burst: 1000}, bob: {requestsPerSecond: 1000, burst: 1000}}}
 cache: {maxBytes: 1048576}
 auth:
@@ -240,9 +253,6 @@ auth:
   adminGroup: admins
   anonymous: {cached: []}
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	if st := e.adminOp("describe-repositories", "alice:alice-pw", nil); st != http.StatusUnauthorized {
 		t.Fatalf("alice's old password on the admin API: %d, want 401", st)
 	}
@@ -273,12 +283,9 @@ auth:
 	}
 
 	// Auth and rate limits off again: the admin API and pulls are open.
-	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+	e.apply(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 rateLimit: {disabled: true}
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	if st := e.adminOp("describe-repositories", "", nil); st != http.StatusOK {
 		t.Fatalf("admin API after auth was turned off: %d, want 200", st)
 	}

@@ -14,12 +14,9 @@ func TestRevokeTokens(t *testing.T) {
 	e := newReloadEnv(t, `upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 `)
 	e.htpasswd("alice:alice-pw", "bob:bob-pw")
-	e.write(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+	e.apply(`upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
 auth: {enabled: true, htpasswd: DIR/htpasswd, groups: {admins: [alice]}}
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	token := func() string {
 		req, _ := http.NewRequest(http.MethodGet, e.reg.URL+"/token?service=berth&scope=repository:b/lib/app:pull", nil)
 		req.SetBasicAuth("bob", "bob-pw")

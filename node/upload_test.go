@@ -49,12 +49,9 @@ cache: {maxBytes: 16777216}
 
 	// The cap on the store: 16 MiB; with maxUploadBytes lifted, an upload
 	// past it gets 507 as its bytes arrive.
-	e.write(`local: {maxUploadBytes: 0}
+	e.apply(`local: {maxUploadBytes: 0}
 cache: {maxBytes: 16777216}
 `)
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
 	loc = start()
 	st, body = patch(loc, 24<<20)
 	if st != http.StatusInsufficientStorage {
