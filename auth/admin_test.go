@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"berth/internal/testclock"
 	"berth/registry"
 
 	"go.uber.org/zap/zaptest"
@@ -24,7 +25,7 @@ func TestRequireAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer := newIssuer(t, newClock(), KeyConfig{Secret: secret(1)})
+	issuer := newIssuer(t, testclock.New(), KeyConfig{Secret: secret(1)})
 	rootToken := loginToken(t, issuer, users, "root")
 	devToken := loginToken(t, issuer, users, "dev")
 	h := RequireAdmin(TokenAuthenticator{Users: users, Issuer: issuer}, "admins",
@@ -101,7 +102,7 @@ func TestEnsureKey(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v, %v; want 0600", fi.Mode(), err)
 	}
-	newIssuer(t, newClock(), KeyConfig{PEMFile: path})
+	newIssuer(t, testclock.New(), KeyConfig{PEMFile: path})
 	if _, err := EnsureKey(path); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/testclock"
 	"berth/registry"
 
 	"go.uber.org/zap/zaptest"
@@ -24,7 +25,7 @@ import (
 type cfFixture struct {
 	srv      *httptest.Server
 	is       *Issuer
-	clk      *clock
+	clk      *testclock.Clock
 	users    *Reloadable
 	guard    *Guard
 	htpasswd string
@@ -33,7 +34,7 @@ type cfFixture struct {
 func cfStart(t *testing.T) *cfFixture {
 	t.Helper()
 	log := zaptest.NewLogger(t)
-	f := &cfFixture{clk: newClock()}
+	f := &cfFixture{clk: testclock.New()}
 	f.htpasswd = writeFile(t, t.TempDir(), "htpasswd", bcryptLine(t, "alice", "wonderland"), bcryptLine(t, "bob", "builder"))
 	users, err := NewReloadable(UsersSource{HtpasswdPath: f.htpasswd, Groups: map[string][]string{"dev": {"alice"}}}, log)
 	if err != nil {
@@ -214,7 +215,7 @@ func TestMintedTokenNeverOutlivesItsParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.clk.Add(DefaultTokenTTL - time.Hour)
+	f.clk.Advance(DefaultTokenTTL - time.Hour)
 	for _, asLogin := range []bool{false, true} {
 		child := f.mustToken(t, "alice", login, asLogin, "repository:private/app:pull")
 		cc, err := f.is.Verify(child)
@@ -225,7 +226,7 @@ func TestMintedTokenNeverOutlivesItsParent(t *testing.T) {
 			t.Errorf("token minted (login %v) with a login token expiring %s expires %s", asLogin, lc.ExpiresAt, cc.ExpiresAt)
 		}
 	}
-	f.clk.Add(2 * time.Hour)
+	f.clk.Advance(2 * time.Hour)
 	if st, _, _ := f.token(t, "alice", login, true); st != http.StatusUnauthorized {
 		t.Errorf("an expired login token minted a token: %d, want 401", st)
 	}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"berth/internal/testclock"
 	"strings"
 	"testing"
 )
@@ -8,7 +9,7 @@ import (
 // FuzzVerify: no input makes Verify panic, and whatever it accepts says
 // what the issuer signed (an attacker's bytes are never a token).
 func FuzzVerify(f *testing.F) {
-	is := newIssuer(f, newClock(), KeyConfig{Secret: secret(1)})
+	is := newIssuer(f, testclock.New(), KeyConfig{Secret: secret(1)})
 	good, _, err := is.Sign(TokenSpec{Subject: "alice", Login: true, Binding: "b",
 		Access: []Access{{Type: TypeRepository, Name: "private/app", Actions: []string{ActionPull}}}})
 	if err != nil {

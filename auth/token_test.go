@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"berth/internal/testclock"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -14,33 +15,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap/zaptest"
 )
-
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func ed25519PEM(t *testing.T) []byte {
 	t.Helper()
@@ -86,7 +66,7 @@ func pemFile(t *testing.T, data []byte) string {
 
 func secret(b byte) []byte { return []byte(strings.Repeat(string(rune('a'+b%26)), MinSecretLen)) }
 
-func newIssuer(t testing.TB, clk *clock, keys ...KeyConfig) *Issuer {
+func newIssuer(t testing.TB, clk *testclock.Clock, keys ...KeyConfig) *Issuer {
 	t.Helper()
 	is, err := NewIssuer(IssuerConfig{Keys: keys, Now: clk.Now}, zaptest.NewLogger(t))
 	if err != nil {
@@ -110,7 +90,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := newClock()
+			clk := testclock.New()
 			is := newIssuer(t, clk, tt.key)
 			tok, exp, err := is.Issue("alice", access, 0)
 			if err != nil {
@@ -126,7 +106,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 			if tt.key.ID != "" && hdr["kid"] != tt.key.ID {
 				t.Errorf("kid = %v, want %s", hdr["kid"], tt.key.ID)
 			}
-			clk.Add(11 * time.Hour)
+			clk.Advance(11 * time.Hour)
 			c, err := is.Verify(tok)
 			if err != nil {
 				t.Fatal(err)
@@ -162,7 +142,7 @@ func tokenHeader(t *testing.T, tok string) map[string]string {
 
 func TestVerifyRefuses(t *testing.T) {
 	edKey := KeyConfig{PEM: ed25519PEM(t)}
-	clk := newClock()
+	clk := testclock.New()
 	is := newIssuer(t, clk, edKey)
 	access := []Access{{Type: TypeRepository, Name: "private/app", Actions: []string{"pull"}}}
 	good, _, err := is.Issue("alice", access, time.Hour)
@@ -229,8 +209,8 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClock()
-			c.Add(tt.advance)
+			c := testclock.New()
+			c.Advance(tt.advance)
 			v := newIssuer(t, c, edKey)
 			_, err := v.Verify(tt.token)
 			if !errors.Is(err, tt.wantErr) || !errors.Is(err, ErrInvalidToken) {
@@ -239,8 +219,8 @@ func TestVerifyRefuses(t *testing.T) {
 		})
 	}
 	t.Run("within leeway", func(t *testing.T) {
-		c := newClock()
-		c.Add(time.Hour + DefaultLeeway/2)
+		c := testclock.New()
+		c.Advance(time.Hour + DefaultLeeway/2)
 		v := newIssuer(t, c, edKey)
 		if _, err := v.Verify(good); err != nil {
 			t.Fatalf("Verify within leeway: %v", err)
@@ -249,7 +229,7 @@ func TestVerifyRefuses(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	oldKey := KeyConfig{PEM: ed25519PEM(t)}
 	newKey := KeyConfig{PEM: ecdsaPEM(t, elliptic.P256(), false)}
 	hmacKey := KeyConfig{ID: "shared", Secret: secret(2)}
