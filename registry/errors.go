@@ -149,7 +149,9 @@ func wire(kind error) (status int, code string) {
 }
 
 // WriteError writes err as the spec's JSON error body. It is the only place
-// that writes errors; HEAD requests get the status and headers only.
+// that writes errors; HEAD requests get the status and headers only. A 5xx
+// answer of the registry API on HTTP/1.x also carries the message as its
+// status line's reason phrase (see reason.go).
 func WriteError(w http.ResponseWriter, r *http.Request, err error) *Error {
 	re := asError(err)
 	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: re.Code, Message: re.Message}}})
@@ -164,6 +166,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) *Error {
 	if re.RetryAfter > 0 {
 		secs := int((re.RetryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.Itoa(secs))
+	}
+	if rec, ok := w.(*recorder); ok && rec.writeWithReason(r, re.Status, re.Message, body) {
+		return re
 	}
 	w.WriteHeader(re.Status)
 	if r.Method != http.MethodHead {

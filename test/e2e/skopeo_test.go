@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,7 +24,8 @@ import (
 )
 
 // runSkopeo runs skopeo with a bounded context, an accept-anything policy
-// and a private HOME (no auth files of the machine), returning stdout.
+// and a private HOME (no auth files of the machine), returning stdout; a
+// failure's error holds what skopeo printed on stderr.
 func runSkopeo(ctx context.Context, t *testing.T, policy string, args ...string) (string, error) {
 	t.Helper()
 	bin := clients.LookBin(t, "skopeo")
@@ -35,6 +37,7 @@ func runSkopeo(ctx context.Context, t *testing.T, policy string, args ...string)
 	err := cmd.Run()
 	if err != nil {
 		t.Logf("skopeo %v:\n%s%s", args, stdout.String(), stderr.String())
+		err = fmt.Errorf("skopeo %s: %w: %s", args[0], err, stderr.String())
 	}
 	return stdout.String(), err
 }
