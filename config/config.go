@@ -31,6 +31,9 @@ type Config struct {
 	TLS             TLS           `yaml:"tls"`
 	Cluster         Cluster       `yaml:"cluster"`
 	Log             Log           `yaml:"log"`
+
+	// Offline makes every upstream rule offline (Upstream.Offline).
+	Offline bool `yaml:"offline"`
 	// Source says where the values came from; it is not a key of the file.
 	Source Source `yaml:"-"`
 }

@@ -58,6 +58,10 @@ type Upstream struct {
 	// InsecureSkipVerify accepts any certificate from the upstream. For
 	// tests only; Berth warns at start.
 	InsecureSkipVerify bool `yaml:"insecureSkipVerify"`
+	// Offline never contacts the upstream: cached tags are served past
+	// their TTL and a miss fails at once. The top-level offline key sets
+	// it for every rule.
+	Offline bool `yaml:"offline"`
 }
 
 // Credential is one account of a rule's credential pool.

@@ -12,7 +12,8 @@ import (
 )
 
 // buildRouter makes the upstream clients and the router for cfg, with the
-// pull-through rules created through the admin API merged in.
+// pull-through rules created through the admin API merged in. The
+// top-level offline key makes every rule offline.
 func (n *Node) buildRouter(ctx context.Context, cfg config.Config) (*upstream.Router, error) {
 	rules, err := admin.MergeRules(ctx, n.store, cfg.Upstreams, cfg.Local.Prefixes)
 	if err != nil {
@@ -20,6 +21,7 @@ func (n *Node) buildRouter(ctx context.Context, cfg config.Config) (*upstream.Ro
 	}
 	var ups []*upstream.Upstream
 	for _, r := range rules {
+		r.Offline = r.Offline || cfg.Offline
 		if r.InsecureSkipVerify {
 			n.log.Warn("upstream certificates are not verified (insecureSkipVerify): anyone on the path can read and change what it serves",
 				zap.String("upstream", r.Name))

@@ -142,6 +142,11 @@ func (p *Proxy) upstreamError(t upstream.Target, what string, notFound, err erro
 		return err
 	}
 	name := t.Upstream.Rule.Name
+	if errors.Is(err, upstream.ErrOffline) {
+		kind, _, _ := errdefs.KindOf(notFound)
+		return errdefs.Wrap(kind, err, "the mirror is offline for upstream %s and does not hold %s; "+
+			"bring it here with berth import, or set offline: false for the rule", name, what)
+	}
 	var be *upstream.BackoffError
 	if errors.As(err, &be) {
 		return &errdefs.Error{Kind: errdefs.ErrUpstreamBackoff,

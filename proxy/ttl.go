@@ -78,8 +78,10 @@ func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx conte
 		return nil, r.notFound
 	case old != nil && !errors.Is(err, context.Canceled):
 		p.count(r, "stale")
-		p.log.Warn("upstream failed; serving the cached copy", zap.String("upstream", ns),
-			zap.String("what", r.what), zap.Error(err))
+		if !errors.Is(err, upstream.ErrOffline) {
+			p.log.Warn("upstream failed; serving the cached copy", zap.String("upstream", ns),
+				zap.String("what", r.what), zap.Error(err))
+		}
 		return old.served(registry.SourceStale), nil
 	}
 	return nil, p.upstreamError(r.t, r.what, r.notFound, err)

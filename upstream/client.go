@@ -33,6 +33,10 @@ var ErrUnavailable = errors.New("upstream unavailable")
 // ErrTimeout marks an ErrUnavailable that was a timeout.
 var ErrTimeout = errors.New("upstream timed out")
 
+// ErrOffline means the rule is offline: the upstream was not asked, and
+// never is while the rule stays offline. Cached content may be served.
+var ErrOffline = errors.New("upstream is offline")
+
 // StatusError is an unexpected HTTP answer from an upstream.
 type StatusError struct {
 	Upstream string
@@ -221,10 +225,14 @@ func (u *Upstream) url(repo, kind, ref string) string {
 	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, kind, ref)
 }
 
-// do sends a request for repo once the quota allows it: not while the
-// upstream backs off, and after a token from the rule's bucket, waited for
-// no later than ctx's deadline.
+// do sends a request for repo once the quota allows it: never while the
+// rule is offline (ErrOffline), not while the upstream backs off, and
+// after a token from the rule's bucket, waited for no later than ctx's
+// deadline.
 func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http.Header) (*http.Response, error) {
+	if u.Rule.Offline {
+		return nil, fmt.Errorf("upstream %s: %w", u.Rule.Name, ErrOffline)
+	}
 	if until, off := u.pool.backoff(method, u.now()); off {
 		return nil, u.throttle(until)
 	}
