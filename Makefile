@@ -20,7 +20,7 @@ REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: all build run deps test test-unit test-e2e bench lint fuzz clean
+.PHONY: all build run deps test test-unit test-e2e bench lint fuzz clean image
 
 all: build
 
@@ -30,6 +30,17 @@ build:
 # make run LISTEN=127.0.0.1:5100 ADMIN_LISTEN=127.0.0.1:5101 CONFIG=my.yaml
 run: build
 	./$(BIN) serve $(if $(CONFIG),--config $(CONFIG)) $(if $(LISTEN),--listen $(LISTEN)) $(if $(ADMIN_LISTEN),--admin-listen $(ADMIN_LISTEN))
+
+# image builds the container image (Dockerfile) with the local docker:
+# scripts/image-context stages a static binary, the CA bundle and the
+# default config, and the Dockerfile copies them into an empty image, so
+# the build needs no registry. make image IMAGE=registry.example/berth:1.0
+IMAGE  ?= berth:$(VERSION)
+SOURCE ?= $(shell git config --get remote.origin.url 2>/dev/null)
+image:
+	LDFLAGS='$(LDFLAGS)' GO='$(GO)' scripts/image-context bin/image
+	docker build -t $(IMAGE) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	  --build-arg CREATED=$(BUILD_TIME) --build-arg SOURCE=$(SOURCE) bin/image
 
 # deps installs the clients and programs the tests drive (a no-op when they
 # are there); .ci/run gets them the same way, through make test.

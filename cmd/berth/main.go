@@ -29,6 +29,11 @@ const usage = `Usage: berth <command> [flags]
 Commands:
   serve         run the mirror (berth serve --config FILE)
   check-config  load and validate a config file
+  healthcheck   GET the admin listener's /healthz (--url for another, such
+                as /readyz); exits 1 unless it answers 200
+  prepare-node  write containerd's certs.d/<registry>/hosts.toml for the
+                mirror and create the data directory (the DaemonSet's init
+                container)
   login, get-login-password
                 print a registry token for the user (password on stdin or
                 BERTH_PASSWORD), for docker login --password-stdin
@@ -56,6 +61,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintln(out, "config is valid")
 		return nil
+	case "healthcheck":
+		return healthcheckCmd(ctx, args[1:], out)
+	case "prepare-node":
+		return prepareNodeCmd(args[1:], out)
 	case "login", "get-login-password":
 		return loginCmd(ctx, args[0], args[1:], os.Stdin, out)
 	case "cluster":
