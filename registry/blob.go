@@ -18,44 +18,57 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, rt Route) error {
 	}
 	w.source = b.Source()
 	size := b.Size()
-	start, end, partial, err := ParseRange(r.Header.Get("Range"), size)
+	ranges, err := ParseRanges(r.Header.Get("Range"), size)
 	if err != nil {
 		return err
 	}
-	if !partial {
-		start, end = 0, size-1
-	}
 	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Type", blobContentType)
 	h.Set("Docker-Content-Digest", rt.Digest.String())
 	h.Set("Etag", `"`+rt.Digest.String()+`"`)
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
-	status := http.StatusOK
-	if partial {
-		status = http.StatusPartialContent
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, size))
+	if len(ranges) > 1 {
+		return serveRanges(w, r, b, ranges)
 	}
+	whole := ByteRange{Start: 0, End: size - 1}
+	status := http.StatusOK
+	if len(ranges) == 1 {
+		whole, status = ranges[0], http.StatusPartialContent
+		h.Set("Content-Range", whole.ContentRange(size))
+	}
+	h.Set("Content-Length", strconv.FormatInt(whole.Len(), 10))
 	if head || size == 0 {
 		w.WriteHeader(status)
 		return nil
 	}
-	rc, err := b.Open(r.Context(), start)
+	rc, err := b.Open(r.Context(), whole.Start)
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
 	w.WriteHeader(status)
-	want := end - start + 1
-	var n int64
+	if err := sendRange(r.Context(), w, rc, whole.Len()); err != nil {
+		return fmt.Errorf("blob %s: %w", rt.Digest, err)
+	}
+	return nil
+}
+
+// blobContentType is the Content-Type of every blob Berth serves.
+const blobContentType = "application/octet-stream"
+
+// sendRange sends n bytes of rc to w and closes rc. A failure part way is
+// errAbort: the headers are out, so the client must see a broken stream.
+func sendRange(ctx context.Context, w *recorder, rc io.ReadCloser, n int64) error {
+	defer rc.Close()
+	var sent int64
+	var err error
 	if f, ok := rc.(*os.File); ok {
 		// A stored file: let the kernel copy it (sendfile).
-		n, err = io.Copy(w, io.LimitReader(f, want))
+		sent, err = io.Copy(w, io.LimitReader(f, n))
 	} else {
-		n, err = copyFlushing(r.Context(), w, rc, want)
+		sent, err = copyFlushing(ctx, w, rc, n)
 	}
-	if err != nil || n != want {
-		return fmt.Errorf("blob %s: sent %d of %d bytes: %w (%v)", rt.Digest, n, want, errAbort, err)
+	if err != nil || sent != n {
+		return fmt.Errorf("sent %d of %d bytes: %w (%v)", sent, n, errAbort, err)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func TestServerBlob(t *testing.T) {
 		{name: "range beyond size", method: http.MethodGet, path: blobPath, rangeHdr: "bytes=1000-", status: 416, code: CodeRangeInvalid},
 		{name: "range beyond size HEAD", method: http.MethodHead, path: blobPath, rangeHdr: "bytes=5000-6000", status: 416, code: CodeRangeInvalid},
 		{name: "range reversed", method: http.MethodGet, path: blobPath, rangeHdr: "bytes=200-100", status: 416, code: CodeRangeInvalid},
-		{name: "range multiple", method: http.MethodGet, path: blobPath, rangeHdr: "bytes=0-1,3-4", status: 416, code: CodeRangeInvalid},
+		{name: "range multiple overlapping", method: http.MethodGet, path: blobPath, rangeHdr: "bytes=0-999,3-4", status: 416, code: CodeRangeInvalid},
 		{name: "range garbage", method: http.MethodGet, path: blobPath, rangeHdr: "pages=1", status: 416, code: CodeRangeInvalid},
 		{name: "range on empty blob", method: http.MethodGet, path: "/v2/library/ubuntu/blobs/" + tr.emptyDigest.String(), rangeHdr: "bytes=0-", status: 416, code: CodeRangeInvalid},
 		{name: "unknown blob", method: http.MethodGet, path: "/v2/library/ubuntu/blobs/" + testSHA512, status: 404, code: CodeBlobUnknown},

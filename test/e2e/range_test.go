@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"berth/test/testreg"
+)
+
+// TestMultiRangeThroughBerth asks for several ranges of a layer as
+// zstd:chunked readers do (head, middle and the footer): cold, so the
+// range request starts the fill and is answered as the fill reaches each
+// range, by two clients at once (the second joins the fill in progress),
+// then warm from the store. Every answer is a 206 multipart/byteranges
+// checked byte for byte, and the upstream sees one GET of the blob.
+func TestMultiRangeThroughBerth(t *testing.T) {
+	t.Parallel()
+	up := testreg.Start(t)
+	img := testreg.Image(t, 17, 6<<20)
+	up.Push(t, "team/app", "v1", img)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Reset()
+	up.SlowBlobs(20 * time.Millisecond) // a fill of 6 pieces: the ranges arrive as it goes
+
+	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, false, ""))
+	url := b.URL + "/v2/hub/team/app/blobs/" + d.String()
+	size := int64(len(blob))
+	ranges := [][2]int64{{0, 99}, {3 << 20, 3<<20 + 999}, {size - 100, size - 1}}
+	hdr := fmt.Sprintf("bytes=0-99,%d-%d,-100", 3<<20, 3<<20+999)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = checkMultiRange(ctx, url, hdr, blob, ranges)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("cold multi-range GET %d: %v", i+1, err)
+		}
+	}
+	if err := checkMultiRange(ctx, url, hdr, blob, ranges); err != nil {
+		t.Errorf("warm multi-range GET: %v", err)
+	}
+	assertOneGETPerBlob(t, "multi-range", up, "team/app", []string{d.String()})
+}
+
+// checkMultiRange GETs url with the Range header hdr and checks the 206
+// multipart/byteranges answer against the ranges of blob.
+func checkMultiRange(ctx context.Context, url, hdr string, blob []byte, ranges [][2]int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Range", hdr)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusPartialContent {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/byteranges" {
+		return fmt.Errorf("Content-Type %q (%v)", resp.Header.Get("Content-Type"), err)
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for i := 0; ; i++ {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			if i != len(ranges) {
+				return fmt.Errorf("%d parts, want %d", i, len(ranges))
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if i >= len(ranges) {
+			return fmt.Errorf("more than %d parts", len(ranges))
+		}
+		rg := ranges[i]
+		want := fmt.Sprintf("bytes %d-%d/%d", rg[0], rg[1], len(blob))
+		if cr := p.Header.Get("Content-Range"); cr != want {
+			return fmt.Errorf("part %d: Content-Range %q, want %q", i, cr, want)
+		}
+		got, err := io.ReadAll(p)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, blob[rg[0]:rg[1]+1]) {
+			return fmt.Errorf("part %d: %d bytes differ from the blob's bytes %s", i, len(got), want)
+		}
+	}
+}
