@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"slices"
 
 	"berth/errdefs"
@@ -16,57 +15,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-func invalid(format string, args ...any) error {
-	return errdefs.New(errdefs.ErrManifestInvalid, format, args...)
-}
-
-// parseManifest validates a pushed manifest's JSON and media type.
-func parseManifest(contentType string, body []byte) (*oci.Manifest, string, error) {
-	var doc oci.Manifest
-	// Unmarshal, not a Decoder: data after the top-level value is invalid.
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, "", invalid("manifest is not valid JSON: %v", err)
-	}
-	mt := doc.MediaType
-	if contentType != "" {
-		ct, _, err := mime.ParseMediaType(contentType)
-		if err != nil {
-			return nil, "", invalid("invalid Content-Type %q", contentType)
-		}
-		if mt != "" && mt != ct {
-			return nil, "", invalid("Content-Type %s does not match the manifest's mediaType %s", ct, mt)
-		}
-		mt = ct
-	}
-	if !oci.IsManifest(mt) {
-		return nil, "", invalid("manifest media type %q is not supported (OCI image manifest or index, Docker schema 2 manifest or list)", mt)
-	}
-	if doc.SchemaVersion != 2 {
-		return nil, "", invalid("schemaVersion must be 2, not %d", doc.SchemaVersion)
-	}
-	if oci.IsIndex(mt) {
-		if doc.Config != nil || doc.Layers != nil {
-			return nil, "", invalid("an index has no config or layers")
-		}
-	} else if doc.Config == nil {
-		return nil, "", invalid("an image manifest needs a config descriptor")
-	}
-	for _, d := range doc.Refs() {
-		if _, err := registry.ParseDigest(d.Digest); err != nil {
-			return nil, "", invalid("descriptor digest %q is invalid", d.Digest)
-		}
-		if d.Size < 0 {
-			return nil, "", invalid("descriptor %s has a negative size", d.Digest)
-		}
-	}
-	if doc.Subject != nil {
-		if _, err := registry.ParseDigest(doc.Subject.Digest); err != nil {
-			return nil, "", invalid("subject digest %q is invalid", doc.Subject.Digest)
-		}
-	}
-	return &doc, mt, nil
-}
 
 // inlineData reports whether a descriptor carries its content in data.
 func inlineData(d oci.Descriptor) bool {
@@ -86,7 +34,7 @@ func inlineData(d oci.Descriptor) bool {
 // immutability; then the manifest, its image record, tags, blob links and
 // referrer entry land in one batch.
 func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (registry.PutResult, error) {
-	doc, mt, err := parseManifest(req.MediaType, req.Body)
+	doc, mt, err := registry.ParseManifest(req.MediaType, req.Body)
 	if err != nil {
 		return registry.PutResult{}, err
 	}

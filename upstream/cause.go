@@ -27,10 +27,14 @@ func (e *unreachableError) Is(target error) bool {
 }
 
 // Cause says in plain words why an upstream could not be asked, e.g.
-// "dial tcp: lookup registry-1.docker.io: no such host", or "" when err is
-// not such a failure. The request's method and URL are left out: the caller
+// "dial tcp: lookup registry-1.docker.io: no such host", or why its answer
+// was refused, or "" when err is not such a failure. The request's method and URL are left out: the caller
 // names the operation.
 func Cause(err error) string {
+	var me *manifestError
+	if errors.As(err, &me) {
+		return fmt.Sprintf("its answer for %s is not a manifest Berth accepts: %v", me.what, me.reason)
+	}
 	var ue *unreachableError
 	if !errors.As(err, &ue) {
 		return ""

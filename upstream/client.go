@@ -293,8 +293,11 @@ func (u *Upstream) HeadManifest(ctx context.Context, repo, ref string) (Descript
 	return d, nil
 }
 
-// GetManifest downloads a manifest. When ref is a digest the body is checked
-// against it; for a tag the digest is the sha256 of the body.
+// GetManifest downloads a manifest and checks that it is one: a body that
+// does not parse as a manifest of an accepted media type fails with
+// ErrInvalidManifest. For a tag the digest is the sha256 of the body; for
+// a digest it is ref, and the store, which keeps nothing that does not hash
+// to its digest, checks the body against it.
 func (u *Upstream) GetManifest(ctx context.Context, repo, ref string) (Descriptor, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.Rule.Timeout)
 	defer cancel()
@@ -317,6 +320,9 @@ func (u *Upstream) GetManifest(ctx context.Context, repo, ref string) (Descripto
 	}
 	if d.MediaType == "" {
 		d.MediaType = sniffMediaType(body)
+	}
+	if err := u.checkManifest("manifest "+repo+":"+ref, d.MediaType, body, false); err != nil {
+		return Descriptor{}, nil, err
 	}
 	return d, body, nil
 }
@@ -475,6 +481,13 @@ func (u *Upstream) GetReferrers(ctx context.Context, repo, digest string) ([]byt
 		if len(body) > oci.MaxManifestBytes {
 			return nil, fmt.Errorf("upstream %s: referrers index of %s is too large", u.Rule.Name, digest)
 		}
+		mt := mediaType(resp.Header)
+		if mt == "" {
+			mt = oci.MediaTypeImageIndex
+		}
+		if err := u.checkManifest("the referrers of "+digest, mt, body, true); err != nil {
+			return nil, err
+		}
 		return body, nil
 	}
 	if !errors.Is(err, ErrNotFound) {
@@ -484,9 +497,15 @@ func (u *Upstream) GetReferrers(ctx context.Context, repo, digest string) ([]byt
 		}
 	}
 	alg, hx, _ := strings.Cut(digest, ":")
-	_, body, err := u.GetManifest(ctx, repo, alg+"-"+hx)
+	desc, body, err := u.GetManifest(ctx, repo, alg+"-"+hx)
 	if errors.Is(err, ErrNotFound) {
 		return []byte(oci.EmptyIndex), nil
+	} else if err != nil {
+		return nil, err
 	}
-	return body, err
+	if !oci.IsIndex(desc.MediaType) {
+		return nil, &manifestError{upstream: u.Rule.Name, what: "the referrers of " + digest,
+			reason: fmt.Errorf("tag %s-%s is a %s, not an image index", alg, hx, desc.MediaType)}
+	}
+	return body, nil
 }

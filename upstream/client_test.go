@@ -184,10 +184,10 @@ func TestGetManifestSniffsMediaType(t *testing.T) {
 		body string
 		want string
 	}{
-		{name: "mediaType field", body: `{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`,
+		{name: "mediaType field", body: `{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":` + ctConfig + `}`,
 			want: "application/vnd.docker.distribution.manifest.v2+json"},
 		{name: "index without mediaType", body: `{"schemaVersion":2,"manifests":[]}`, want: "application/vnd.oci.image.index.v1+json"},
-		{name: "manifest without mediaType", body: `{"schemaVersion":2,"layers":[]}`, want: "application/vnd.oci.image.manifest.v1+json"},
+		{name: "manifest without mediaType", body: `{"schemaVersion":2,"config":` + ctConfig + `,"layers":[]}`, want: "application/vnd.oci.image.manifest.v1+json"},
 	}
 	u := ctUpstream(t, reg.URL, nil)
 	for _, tt := range tests {

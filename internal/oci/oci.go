@@ -15,6 +15,19 @@ const (
 	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
 )
 
+// Docker schema 1 manifests: never pushed or asked for. An upstream that
+// answers with one anyway (a registry too old for schema 2) is passed
+// through as it is, after a check of its shape.
+const (
+	MediaTypeDockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
+	MediaTypeDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+)
+
+// IsSchema1 reports whether mt is a Docker schema 1 manifest type.
+func IsSchema1(mt string) bool {
+	return mt == MediaTypeDockerSchema1 || mt == MediaTypeDockerSchema1Signed
+}
+
 // AcceptManifests is the Accept header that asks a registry for any
 // manifest type Berth knows, indexes first.
 const AcceptManifests = MediaTypeImageIndex + ", " + MediaTypeImageManifest + ", " +

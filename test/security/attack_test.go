@@ -3,6 +3,8 @@
 package security
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,14 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/oci"
 	"berth/test/testreg"
 )
 
 // target is a berth with auth on and the parties the attacks need: users
 // alice, bob and carol; a default upstream (hub); an upstream (redir) that
 // redirects every download to an internal service; one (realm) with
-// credentials whose token realm is that internal service; and local
-// repositories under private/.
+// credentials whose token realm is that internal service; one (liar) that
+// answers every manifest with liarBody; and local repositories under
+// private/.
 type target struct {
 	*node
 	htpasswd string
@@ -64,6 +68,14 @@ func startTarget(t *testing.T) *target {
 		w.WriteHeader(http.StatusUnauthorized)
 	}))
 	t.Cleanup(realm.Close)
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		w.Header().Set("Content-Type", oci.MediaTypeImageManifest)
+		fmt.Fprint(w, liarBody)
+	}))
+	t.Cleanup(liar.Close)
 	hub := testreg.Start(t)
 
 	users := writeFile(t, "htpasswd", htpasswd(t, "alice:alice-pw", "bob:bob-pw", "carol:carol-pw"))
@@ -72,6 +84,7 @@ func startTarget(t *testing.T) *target {
 		fmt.Sprintf("  - {name: hub, prefix: hub, registry: docker.io, url: %q, default: true}\n", hub.URL) +
 		fmt.Sprintf("  - {name: redir, prefix: redir, url: %q}\n", redir.URL) +
 		fmt.Sprintf("  - {name: realm, prefix: realm, url: %q, username: berth, passwordFile: %q}\n", realm.URL, upPass) +
+		fmt.Sprintf("  - {name: liar, prefix: liar, url: %q}\n", liar.URL) +
 		"local:\n  prefixes: [private]\n  autoCreate: true\n" +
 		fmt.Sprintf("auth:\n  enabled: true\n  htpasswd: %q\n", users)
 	return &target{node: startBerth(t, cfg), htpasswd: users, internal: internal}
@@ -84,6 +97,9 @@ type attack struct {
 	safe   string // the safe answer
 	run    func(t *testing.T, tg *target)
 }
+
+// liarBody is what the liar upstream answers for every manifest.
+const liarBody = `{"token":"t","secret":"instance credentials"}`
 
 var attacks = []attack{
 	{
@@ -111,6 +127,21 @@ var attacks = []attack{
 			}
 			if got := tg.internal.requests(); len(got) != 0 {
 				t.Errorf("the realm was contacted: %q", got)
+			}
+		},
+	},
+	{
+		name:   "upstream-not-a-manifest",
+		attack: "an upstream answers a manifest request with another service's JSON under a manifest Content-Type",
+		safe:   "502 naming the upstream and why; nothing is stored, so the body is not served by its digest either",
+		run: func(t *testing.T, tg *target) {
+			d := sha256.Sum256([]byte(liarBody))
+			for _, ref := range []string{"v1", "sha256:" + hex.EncodeToString(d[:])} {
+				st, body := tg.do(t, http.MethodGet, "/v2/liar/team/app/manifests/"+ref, "", nil)
+				if st != http.StatusBadGateway || !strings.Contains(string(body), "upstream liar") ||
+					strings.Contains(string(body), "instance credentials") {
+					t.Errorf("GET manifest %s: %d %s; want 502 naming the upstream, without the body", ref, st, body)
+				}
 			}
 		},
 	},
