@@ -170,3 +170,38 @@ func TestTokenIsBoundToTheCanonicalRepository(t *testing.T) {
 		t.Fatalf("hub read with a token granted for priv/secret/app: status %d, want 403", st)
 	}
 }
+
+// A repository reached by its registry's host name in the path
+// (/v2/priv.example/secret/app) is the one reached with ns: a token
+// granted for either name reads both, the policies of priv/* apply, and a
+// token of the default rule's secret/app reads neither.
+func TestHostNamedRouteIsTheNSRepository(t *testing.T) {
+	e := newIdentityNode(t)
+	byHost := "/v2/priv.example/secret/app/manifests/" + e.privDigest
+	byNS := "/v2/secret/app/manifests/" + e.privDigest + "?ns=priv.example"
+
+	anon := e.token(t, "", "repository:secret/app:pull", "")
+	if st, _ := e.get(t, byHost, anon); st != http.StatusUnauthorized {
+		t.Fatalf("host-named read with the default rule's token: status %d, want 401", st)
+	}
+	if st, _ := e.get(t, byHost, e.token(t, "", "repository:priv.example/secret/app:pull", "bob")); st != http.StatusForbidden {
+		t.Fatalf("bob (not a dev) by host name: status %d, want 403", st)
+	}
+	byHostToken := e.token(t, "", "repository:priv.example/secret/app:pull", "alice")
+	if st, _ := e.get(t, byHost, byHostToken); st != http.StatusOK {
+		t.Fatalf("alice by host name: status %d, want 200", st)
+	}
+	if st, _ := e.get(t, byNS, byHostToken); st != http.StatusOK {
+		t.Fatalf("alice's host-named token by ns: status %d, want 200", st)
+	}
+	byNSToken := e.token(t, e.srv.URL+"/token?ns=priv.example", "repository:secret/app:pull", "alice")
+	if st, _ := e.get(t, byHost, byNSToken); st != http.StatusOK {
+		t.Fatalf("alice's ns token by host name: status %d, want 200", st)
+	}
+	if st, _ := e.get(t, "/v2/secret/app/manifests/v1", byHostToken); st != http.StatusForbidden {
+		t.Fatalf("hub read with the host-named token: status %d, want 403", st)
+	}
+	if n := e.priv.Count("GET manifests"); n != 1 {
+		t.Errorf("the private upstream was asked %d times for the manifest, want once (one repository)", n)
+	}
+}

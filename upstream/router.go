@@ -39,11 +39,18 @@ func CanonicalName(rule Rule, repo string) string {
 //     back to its next host).
 //  2. A first path component equal to a rule's prefix picks that rule, with
 //     the prefix stripped.
-//  3. A first path component equal to a local prefix makes the name a local
+//  3. A first path component that is a host name (it has a dot or a colon,
+//     or is localhost, as in an image reference) and names a rule as an ns
+//     would picks that rule, with the host stripped: /v2/ghcr.io/owner/app
+//     is /v2/owner/app?ns=ghcr.io.
+//  4. A first path component equal to a local prefix makes the name a local
 //     repository (ErrNoRoute).
-//  4. The default rule takes every other name.
-//  5. Without a default rule, every other name is a local repository.
+//  5. The default rule takes every other name.
+//  6. Without a default rule, every other name is a local repository.
 //
+// A rule is named, as an ns or a host, by its registry only (for Docker Hub
+// also docker.io, registry-1.docker.io and index.docker.io), never by its
+// URL's host: a registry no rule lists is never asked.
 // On Docker Hub, single-component names get library/.
 type Router struct {
 	byRegistry map[string]*Upstream
@@ -120,6 +127,9 @@ func (r *Router) Route(ns, name string) (Target, error) {
 		if u, ok := r.byPrefix[first]; ok {
 			return Target{Upstream: u, Repo: u.normalize(rest)}, nil
 		}
+		if u, ok := r.byRegistry[strings.ToLower(first)]; ok && isHostName(first) {
+			return Target{Upstream: u, Repo: u.normalize(rest)}, nil
+		}
 		if r.local[first] {
 			return Target{}, ErrNoRoute
 		}
@@ -128,6 +138,12 @@ func (r *Router) Route(ns, name string) (Target, error) {
 		return Target{Upstream: r.def, Repo: r.def.normalize(name)}, nil
 	}
 	return Target{}, ErrNoRoute
+}
+
+// isHostName says whether the first component of an image reference is a
+// registry's host rather than part of the repository's name.
+func isHostName(s string) bool {
+	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
 
 func (u *Upstream) normalize(name string) string {

@@ -43,6 +43,12 @@ func TestRoute(t *testing.T) {
 		Rule{Name: "ghcr", Registry: "ghcr.io", Prefix: "ghcr", URL: "https://ghcr.io"},
 	))
 
+	prefixIsHost := NewRouter(rtUpstreams(t,
+		Rule{Name: "ghcr", Registry: "ghcr.io", URL: "https://ghcr.io"},
+		Rule{Name: "byprefix", Prefix: "ghcr.io", URL: "https://other.example"},
+	))
+	dotless := NewRouter(rtUpstreams(t, Rule{Name: "in", Registry: "inhouse", URL: "http://10.0.0.1:5000"}))
+
 	tests := []struct {
 		name     string
 		router   *Router
@@ -84,6 +90,18 @@ func TestRoute(t *testing.T) {
 		{name: "no match", router: noDefault, repo: "team/app", wantErr: ErrNoRoute},
 		{name: "no match, one component", router: noDefault, repo: "app", wantErr: ErrNoRoute},
 		{name: "empty router", router: NewRouter(nil), repo: "app", wantErr: ErrNoRoute},
+		{name: "host-named route", router: full, repo: "ghcr.io/owner/app", wantUp: "ghcr", wantRepo: "owner/app"},
+		{name: "host-named route, upper-case registry", router: full, repo: "quay.io/a/b", wantUp: "quay", wantRepo: "a/b"},
+		{name: "host-named route, hub alias adds library", router: full, repo: "docker.io/nginx", wantUp: "hub", wantRepo: "library/nginx"},
+		{name: "host-named route by registry, not by URL", router: hubMirror, repo: "docker.io/team/app", wantUp: "hub", wantRepo: "team/app"},
+		{name: "a URL's host names no rule", router: hubMirror, repo: "mirror.example/team/app", wantErr: ErrNoRoute},
+		{name: "a URL's host is no ns", router: hubDefault, ns: "ghcr.io", repo: "x", wantErr: ErrUnknownNamespace},
+		{name: "unknown host goes to the default", router: full, repo: "gcr.io/distroless/static", wantUp: "local", wantRepo: "gcr.io/distroless/static"},
+		{name: "unknown host without default is local", router: noDefault, repo: "gcr.io/x/y", wantErr: ErrNoRoute},
+		{name: "host-named route beats local prefix", router: withLocal, repo: "ghcr.io/mine/app", wantUp: "ghcr", wantRepo: "mine/app"},
+		{name: "prefix beats host name", router: prefixIsHost, repo: "ghcr.io/o/a", wantUp: "byprefix", wantRepo: "o/a"},
+		{name: "a host name must look like one", router: dotless, repo: "inhouse/team/app", wantErr: ErrNoRoute},
+		{name: "a dotless registry is still an ns", router: dotless, ns: "inhouse", repo: "team/app", wantUp: "in", wantRepo: "team/app"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
