@@ -159,6 +159,8 @@ type Options struct {
 	// OnRulesChanged, when set, is told that a pull-through cache rule
 	// was created or deleted, so the node can route by it at once.
 	OnRulesChanged func()
+	// Sync, when set, runs the sync rules (sync-now, describe-sync).
+	Sync Syncer
 	// MaxPreviews bounds the lifecycle policy previews kept in memory
 	// (default 64); the oldest finished one goes first.
 	MaxPreviews int
@@ -257,6 +259,8 @@ func (s *Service) operations() map[string]operation {
 		"describe-cache":                    op(s.describeCache),
 		"start-gc":                          op(s.startGC),
 		"revoke-tokens":                     op(s.revokeTokens),
+		"sync-now":                          op(s.syncNow),
+		"describe-sync":                     op(s.describeSync),
 	}
 }
 

@@ -34,6 +34,8 @@ type Config struct {
 
 	// Offline makes every upstream rule offline (Upstream.Offline).
 	Offline bool `yaml:"offline"`
+	// Sync are the rules that fill the cache ahead of clients.
+	Sync []SyncRule `yaml:"sync"`
 	// Source says where the values came from; it is not a key of the file.
 	Source Source `yaml:"-"`
 }
@@ -141,6 +143,9 @@ func Parse(data []byte, checks ...Check) (Config, error) {
 	for i := range cfg.Upstreams {
 		cfg.Upstreams[i] = cfg.Upstreams[i].WithDefaults()
 	}
+	for i := range cfg.Sync {
+		cfg.Sync[i] = cfg.Sync[i].WithDefaults()
+	}
 	for _, p := range cfg.problems() {
 		// A key that did not decode is reported once, as such.
 		if key, _, _ := strings.Cut(p.Error(), ":"); !failed[key] {
@@ -183,6 +188,7 @@ func (c Config) problems() []error {
 		errs = append(errs, errors.New("shutdownTimeout: must be positive"))
 	}
 	errs = append(errs, upstreamProblems(c.Upstreams)...)
+	errs = append(errs, validateSync(c.Sync, c.Upstreams)...)
 	errs = append(errs, c.RateLimit.validate()...)
 	errs = append(errs, c.Cache.validate()...)
 	errs = append(errs, c.Local.validate(c.Upstreams)...)

@@ -16,8 +16,12 @@ func (n *Node) capacityLimits() reclaim.Settings {
 }
 
 // pinned reports whether a cached image is pinned by cache.pinned (names
-// are canonical, as docs/design.md says), in the config in force.
+// are canonical, as docs/design.md says), in the config in force, or by a
+// sync rule with pin: true.
 func (n *Node) pinned(up, repo, digest string) bool {
+	if n.sync != nil && n.sync.Pinned(context.Background(), up, repo, digest) {
+		return true
+	}
 	rt := n.Live()
 	for _, p := range rt.Config.Cache.Pinned {
 		name, ref := config.SplitRef(p)

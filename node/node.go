@@ -24,6 +24,7 @@ import (
 	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
+	"berth/syncer"
 	"berth/upstream"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,7 @@ type Node struct {
 	proxy   *proxy.Proxy
 	mirror  *mirror.Mirror
 	admin   *admin.Service
+	sync    *syncer.Syncer
 	audit   *audit.Log       // nil when audit is off
 	cluster *cluster.Cluster // nil for a single node
 	peerTLS *tls.Config      // the peer listener's mutual TLS, nil without
@@ -120,12 +122,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if err != nil {
 		return nil, err
 	}
+	n.sync = syncer.New(syncer.Options{Backend: n.mirror, Routes: func() *upstream.Router { return n.Live().Router },
+		Rules: func() []config.SyncRule { return n.Live().Config.Sync }, Store: n.store, Registerer: n.prom,
+		Logger: log.Named("sync")})
+	n.closers = append(n.closers, n.sync.Close)
 	n.limiter = registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)
 	n.apply(rt)
 	n.reloaded(nil)
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
 		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
-		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Logger: log.Named("admin")})
+		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin")})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {

@@ -45,6 +45,7 @@ func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	background.Add(2)
 	go func() { defer background.Done(); n.janitor(bctx) }()
 	go func() { defer background.Done(); n.cap.Run(bctx) }()
+	n.sync.Start()
 
 	servers := n.servers(cfg)
 	errc := make(chan error, len(servers))

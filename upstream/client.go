@@ -191,7 +191,11 @@ func (u *Upstream) client(ctx context.Context, repo, method string) (*http.Clien
 		until, _ := u.pool.backoff(method, now)
 		return nil, u.throttle(until)
 	}
-	rt, err := transport.NewWithContext(ctx, u.reg, cred.auth, &meter{u: u, cred: cred, inner: u.base}, []string{"repository:" + repo + ":pull"})
+	scope := "repository:" + repo + ":pull"
+	if repo == catalogRepo {
+		scope = "registry:catalog:*"
+	}
+	rt, err := transport.NewWithContext(ctx, u.reg, cred.auth, &meter{u: u, cred: cred, inner: u.base}, []string{scope})
 	if err != nil {
 		return nil, u.classify(err)
 	}

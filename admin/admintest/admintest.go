@@ -18,11 +18,13 @@ import (
 	"time"
 
 	"berth/admin"
+	"berth/config"
 	"berth/internal/oci"
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
 	"berth/store"
+	"berth/syncer"
 	"berth/upstream"
 
 	"go.uber.org/zap"
@@ -128,7 +130,7 @@ func New(t testing.TB) *Node {
 	n.Repos = local.New(st, local.Options{AutoCreate: true, Logger: log, Now: n.Clock.Now, Reclaim: n.Reclaim})
 	live := admin.Live{Router: n.Router, ConfigRules: n.Rules, LocalPrefixes: []string{"private"}}
 	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Live: func() admin.Live { return live }, Stats: n.Counters,
-		Now: n.Clock.Now, Logger: log})
+		Now: n.Clock.Now, Logger: log, Sync: syncer.New(syncer.Options{Rules: func() []config.SyncRule { return nil }, Store: st})})
 	n.Server = httptest.NewServer(n.Service.Handler())
 	t.Cleanup(func() {
 		n.Server.Close()

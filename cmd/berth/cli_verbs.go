@@ -278,6 +278,17 @@ var cliVerbs = map[string]cliVerb{
 		progress: "garbage collection",
 		table:    tableGC,
 	},
+	"sync-now": {
+		summary:  "run the sync rules now (--rule NAME: one; --wait: answer when done)",
+		flags:    syncNowFlags,
+		progress: "sync",
+		table:    tableSync,
+	},
+	"describe-sync": {
+		summary: "show each sync rule's last run (when, images, bytes, errors) and its next",
+		flags:   noFlags(admin.DescribeSyncRequest{}),
+		table:   tableSync,
+	},
 }
 
 func repoFlag(fs *flag.FlagSet) *string {

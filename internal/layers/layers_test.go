@@ -16,6 +16,7 @@ var layer = map[string]int{
 	"berth/internal/reponame":  0,
 	"berth/internal/wildcard":  0,
 	"berth/internal/oci":       0,
+	"berth/internal/semver":    0,
 	"berth/internal/testclock": 0, // imported by tests only
 	"berth/errdefs":            0,
 	"berth/config":             1,
@@ -30,6 +31,7 @@ var layer = map[string]int{
 	"berth/reclaim":            2,
 	"berth/local":              3,
 	"berth/proxy":              3,
+	"berth/syncer":             3,
 	"berth/mirror":             4,
 	"berth/admin":              4,
 	"berth/admin/admintest":    5,

@@ -77,6 +77,7 @@ type Descriptor struct {
 type Platform struct {
 	OS           string `json:"os"`
 	Architecture string `json:"architecture"`
+	Variant      string `json:"variant,omitempty"`
 }
 
 // Manifest is the part of an image manifest or an index Berth reads; one
