@@ -95,7 +95,7 @@ func Default() Config {
 			HighWatermark: 0.9, LowWatermark: 0.8, EvictInterval: 10 * time.Second},
 		Local: Local{
 			Prefixes: []string{"private"}, AutoCreate: true, DefaultMutability: "MUTABLE",
-			UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour, LifecycleInterval: 24 * time.Hour,
+			MaxOpenUploads: 16, UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour, LifecycleInterval: 24 * time.Hour,
 		},
 		Log:   Log{Format: "json", Level: "info"},
 		Admin: Admin{Listen: "127.0.0.1:5001"},

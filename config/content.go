@@ -60,6 +60,10 @@ type Local struct {
 	// MaxUploadBytes caps one blob upload (0: no cap); a chunk that would
 	// cross it is refused with 413 SIZE_INVALID.
 	MaxUploadBytes int64 `yaml:"maxUploadBytes"`
+	// MaxOpenUploads caps the upload sessions one client holds open at
+	// once (0: no cap): a user by name, an anonymous client by address.
+	// One more is refused with 429 TOOMANYREQUESTS.
+	MaxOpenUploads int `yaml:"maxOpenUploads"`
 	// UploadTimeout ends upload sessions idle for longer and reclaims
 	// their bytes.
 	UploadTimeout time.Duration `yaml:"uploadTimeout"`
@@ -153,6 +157,9 @@ func (c Local) validate(upstreams []Upstream) []error {
 	}
 	if c.UploadTimeout <= 0 {
 		errs = append(errs, errors.New("local.uploadTimeout: must be positive"))
+	}
+	if c.MaxOpenUploads < 0 {
+		errs = append(errs, errors.New("local.maxOpenUploads: must not be negative (0: no cap)"))
 	}
 	if c.GCInterval < 0 {
 		errs = append(errs, errors.New("local.gcInterval: must not be negative"))

@@ -48,6 +48,10 @@ var (
 	ErrStoreFull = errors.New("store full")
 	// ErrTooLarge: the content is larger than a configured cap allows.
 	ErrTooLarge = errors.New("too large")
+	// ErrTooMany: the caller holds as many of something (open upload
+	// sessions) as a configured cap allows; it may try again once it
+	// finishes or cancels some.
+	ErrTooMany = errors.New("too many open")
 	// ErrUpstreamUnavailable: the upstream could not be asked, or failed.
 	ErrUpstreamUnavailable = errors.New("upstream unavailable")
 	// ErrUpstreamTimeout: the upstream did not answer in time.
@@ -112,7 +116,7 @@ func KindOf(err error) (kind error, msg string, retryAfter time.Duration) {
 		ErrNameInvalid, ErrRepositoryUnknown, ErrRepositoryExists, ErrManifestUnknown,
 		ErrManifestInvalid, ErrManifestBlobUnknown, ErrBlobUnknown, ErrUploadUnknown,
 		ErrDigestInvalid, ErrTagImmutable, ErrInvalidParameter, ErrNotWritable, ErrUnsupported,
-		ErrStoreFull, ErrTooLarge, ErrUpstreamBackoff, ErrUpstreamTimeout, ErrUpstreamUnavailable,
+		ErrStoreFull, ErrTooLarge, ErrTooMany, ErrUpstreamBackoff, ErrUpstreamTimeout, ErrUpstreamUnavailable,
 	}
 	for _, k := range kinds {
 		if errors.Is(err, k) {

@@ -24,6 +24,9 @@ type Options struct {
 	// MaxUploadBytes, when set, gives the cap on one upload in force
 	// (0: none).
 	MaxUploadBytes func() int64
+	// MaxOpenUploads, when set, gives the cap in force on the upload
+	// sessions one client holds open (0: none); see openUploads.
+	MaxOpenUploads func() int
 }
 
 // Mirror joins the pull-through proxy and the local repositories.
@@ -32,6 +35,7 @@ type Mirror struct {
 	local *local.Repos
 	store *store.Store
 	opts  Options
+	open  openUploads
 }
 
 // New joins the pull-through proxy and the local repositories over one
@@ -93,7 +97,7 @@ func (m *Mirror) StartUpload(ctx context.Context, repo registry.Repo) (registry.
 			return nil, err
 		}
 	}
-	u, err := m.local.StartUpload(ctx, repo)
+	u, err := m.startCounted(ctx, func() (registry.Upload, error) { return m.local.StartUpload(ctx, repo) })
 	if err != nil {
 		return nil, err
 	}

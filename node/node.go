@@ -117,7 +117,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster, Reserve: n.cap.Reserve})
 	n.closers = append(n.closers, n.proxy.Close)
 	n.mirror = mirror.New(n.proxy, n.repos, n.store, mirror.Options{Reserve: n.cap.Reserve,
-		MaxUploadBytes: func() int64 { return n.Live().Config.Local.MaxUploadBytes }})
+		MaxUploadBytes: func() int64 { return n.Live().Config.Local.MaxUploadBytes },
+		MaxOpenUploads: func() int { return n.Live().Config.Local.MaxOpenUploads }})
 	rt, err := n.build(ctx, cfg)
 	if err != nil {
 		return nil, err

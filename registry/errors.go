@@ -138,6 +138,8 @@ func wire(kind error) (status int, code string) {
 		return http.StatusInsufficientStorage, CodeInsufficientStorage
 	case errdefs.ErrTooLarge:
 		return http.StatusRequestEntityTooLarge, CodeSizeInvalid
+	case errdefs.ErrTooMany:
+		return http.StatusTooManyRequests, CodeTooManyRequests
 	case errdefs.ErrUpstreamBackoff:
 		return http.StatusServiceUnavailable, CodeUpstreamUnavailable
 	case errdefs.ErrUpstreamTimeout:

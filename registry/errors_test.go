@@ -36,6 +36,7 @@ func TestWriteErrorMapsDomainErrors(t *testing.T) {
 		{errdefs.New(errdefs.ErrNotWritable, "read only"), 405, CodeUnsupported, "read only"},
 		{errdefs.New(errdefs.ErrUnsupported, "no such ability"), 405, CodeUnsupported, "no such ability"},
 		{errdefs.New(errdefs.ErrStoreFull, "full"), 507, CodeInsufficientStorage, "full"},
+		{errdefs.New(errdefs.ErrTooMany, "16 open"), 429, CodeTooManyRequests, "16 open"},
 		{errdefs.New(errdefs.ErrUpstreamTimeout, "slow"), 504, CodeUpstreamTimeout, "slow"},
 		{errdefs.Wrap(errdefs.ErrUpstreamUnavailable, context.DeadlineExceeded, "down"), 502, CodeUpstreamUnavailable, "down"},
 		// The outermost domain error decides, not its cause.

@@ -140,12 +140,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			principal, r, err = s.authorize(r, &route, client)
 		}
 	}
+	// Buckets, and upload sessions, are per principal; anonymous clients
+	// by address.
+	key := clientKey(principal, client)
+	r = r.WithContext(WithClientKey(r.Context(), key))
 	if err == nil && s.limiter != nil {
-		// Buckets are per principal; anonymous clients by address.
-		key := "ip:" + client
-		if principal != "" {
-			key = "user:" + principal
-		}
 		err = s.limiter.Admit(key, route, time.Now())
 	}
 	crashed := false

@@ -212,6 +212,37 @@ var attacks = []attack{
 		},
 	},
 	{
+		name:   "upload-session-flood",
+		attack: "alice opens upload sessions without end (local.maxOpenUploads is 16 by default)",
+		safe:   "the 17th is refused with 429 TOOMANYREQUESTS saying how many are open and what to do; bob is not held to alice's count, and a cancelled session frees a slot",
+		run: func(t *testing.T, tg *target) {
+			alice, bob := basic("alice", "alice-pw"), basic("bob", "bob-pw")
+			const start = "/v2/private/flood/blobs/uploads/"
+			var loc string
+			for i := range 16 {
+				st, hdr, body := tg.send(t, http.MethodPost, start, alice, nil)
+				if st != http.StatusAccepted {
+					t.Fatalf("alice's session %d: %d %s", i+1, st, body)
+				}
+				loc = hdr.Get("Location")
+			}
+			st, _, body := tg.send(t, http.MethodPost, start, alice, nil)
+			if st != http.StatusTooManyRequests || !strings.Contains(string(body), "TOOMANYREQUESTS") ||
+				!strings.Contains(string(body), "16 upload sessions") || !strings.Contains(string(body), "local.maxOpenUploads") {
+				t.Errorf("alice's 17th session: %d %s; want 429 saying 16 are open", st, body)
+			}
+			if st, _, body := tg.send(t, http.MethodPost, start, bob, nil); st != http.StatusAccepted {
+				t.Errorf("bob's session: %d %s", st, body)
+			}
+			if st, _, body := tg.send(t, http.MethodDelete, loc, alice, nil); st != http.StatusNoContent {
+				t.Fatalf("cancel: %d %s", st, body)
+			}
+			if st, _, body := tg.send(t, http.MethodPost, start, alice, nil); st != http.StatusAccepted {
+				t.Errorf("alice's session after a cancel: %d %s", st, body)
+			}
+		},
+	},
+	{
 		name:   "password-guessing",
 		attack: "20 guesses of bob's password from one address, at the registry and at the token endpoint",
 		safe:   "after 5 failures the guesses get 429 before any password check",

@@ -137,7 +137,18 @@ func (n *node) reload(t *testing.T) {
 // returns the status and body. A failed connection is status 0.
 func (n *node) do(t *testing.T, method, path, auth string, hdr http.Header) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, n.URL+path, nil)
+	st, _, body := n.send(t, method, path, auth, hdr)
+	return st, body
+}
+
+// send is do returning the answer's headers too; path may be a Location
+// the node answered.
+func (n *node) send(t *testing.T, method, path, auth string, hdr http.Header) (int, http.Header, []byte) {
+	t.Helper()
+	if !strings.HasPrefix(path, "http") {
+		path = n.URL + path
+	}
+	req, err := http.NewRequest(method, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +160,11 @@ func (n *node) do(t *testing.T, method, path, auth string, hdr http.Header) (int
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil
+		return 0, nil, nil
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, body
+	return resp.StatusCode, resp.Header, body
 }
 
 // token asks berth's token endpoint for a token with Basic user:pass
