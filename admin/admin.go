@@ -126,6 +126,9 @@ type Live struct {
 	// LocalPrefixes are local.prefixes, which a new rule's prefix may not
 	// take.
 	LocalPrefixes []string
+	// Pinned, when set, reports whether a cached image is pinned (the
+	// config's cache.pinned or pin-image): describe-images says so.
+	Pinned func(upstream, repo, digest string) bool
 	// GCGrace is the grace of start-gc (unless the request gives one) and
 	// of the collection after a lifecycle run expired local images.
 	GCGrace time.Duration
@@ -261,6 +264,8 @@ func (s *Service) operations() map[string]operation {
 		"revoke-tokens":                     op(s.revokeTokens),
 		"sync-now":                          op(s.syncNow),
 		"describe-sync":                     op(s.describeSync),
+		"pin-image":                         op(s.pinImage),
+		"unpin-image":                       op(s.unpinImage),
 	}
 }
 

@@ -82,12 +82,16 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func detail(ir reclaim.ImageRepo, im reclaim.ImageInfo) ImageDetail {
-	return ImageDetail{
+func (s *Service) detail(ir reclaim.ImageRepo, im reclaim.ImageInfo) ImageDetail {
+	d := ImageDetail{
 		RepositoryName: ir.Name, ImageDigest: im.Digest, ImageTags: im.Tags, ImageSizeInBytes: im.Size,
 		ImagePushedAt: timePtr(im.PushedAt), LastRecordedPullTime: timePtr(im.LastPulledAt),
 		ImageManifestMediaType: im.MediaType, ArtifactMediaType: im.ArtifactType, SourceUpstream: ir.Key.Upstream,
 	}
+	if pinned := s.live().Pinned; ir.Cached() && pinned != nil {
+		d.Pinned = pinned(ir.Key.Upstream, ir.Key.Name, im.Digest)
+	}
+	return d
 }
 
 // find returns the image an ImageID names, or the failure code and reason.
@@ -138,7 +142,7 @@ func (s *Service) describeImages(ctx context.Context, req *DescribeImagesRequest
 	if len(req.ImageIDs) == 0 {
 		for _, im := range images {
 			if keep(im) {
-				out.ImageDetails = append(out.ImageDetails, detail(ir, im))
+				out.ImageDetails = append(out.ImageDetails, s.detail(ir, im))
 			}
 		}
 		return out, nil
@@ -154,7 +158,7 @@ func (s *Service) describeImages(ctx context.Context, req *DescribeImagesRequest
 		}
 		if !seen[j] && keep(images[j]) {
 			seen[j] = true
-			out.ImageDetails = append(out.ImageDetails, detail(ir, images[j]))
+			out.ImageDetails = append(out.ImageDetails, s.detail(ir, images[j]))
 		}
 	}
 	return out, nil

@@ -114,6 +114,9 @@ type ImageDetail struct {
 	// SourceUpstream (Berth) is the upstream rule a cached image came
 	// from; empty for a local image.
 	SourceUpstream string `json:"sourceUpstream,omitempty"`
+	// Pinned (Berth): a cached image never evicted (cache.pinned or
+	// pin-image).
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 // DescribeImagesResponse answers describe-images.

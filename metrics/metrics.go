@@ -71,15 +71,18 @@ func (m *Metrics) Gauge(name, help string, f func() float64) {
 }
 
 // UpstreamFuncs registers, for one upstream, a counter of the requests
-// Berth refused itself to protect its quota and a gauge of the seconds
-// left in its backoff, both read at scrape time.
-func (m *Metrics) UpstreamFuncs(upstream string, throttled func() float64, backoff func() float64) {
+// Berth refused itself to protect its quota, a gauge of the seconds left in
+// its backoff, and a gauge of the last RateLimit-Remaining it sent (-1
+// before it sent one), all read at scrape time.
+func (m *Metrics) UpstreamFuncs(upstream string, throttled, backoff, remaining func() float64) {
 	labels := prometheus.Labels{"upstream": upstream}
 	m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "berth_upstream_throttled_total",
 			Help: "Requests to an upstream that Berth held back (rate limit or backoff).", ConstLabels: labels}, throttled),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_upstream_backoff_seconds",
 			Help: "Seconds until an upstream that asked Berth to back off may be asked again.", ConstLabels: labels}, backoff),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_upstream_ratelimit_remaining",
+			Help: "The last RateLimit-Remaining an upstream sent (pulls left in its window); -1 before it sent one.", ConstLabels: labels}, remaining),
 	)
 }
 

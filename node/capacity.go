@@ -15,11 +15,14 @@ func (n *Node) capacityLimits() reclaim.Settings {
 		MinFreeBytes: c.MinFreeBytes, EvictInterval: c.EvictInterval}
 }
 
-// pinned reports whether a cached image is pinned by cache.pinned (names
-// are canonical, as docs/design.md says), in the config in force, or by a
-// sync rule with pin: true.
+// pinned reports whether a cached image is pinned: by cache.pinned (names
+// are canonical, as docs/design.md says) in the config in force, by a sync
+// rule with pin: true, or through the admin API (pin-image).
 func (n *Node) pinned(up, repo, digest string) bool {
 	if n.sync != nil && n.sync.Pinned(context.Background(), up, repo, digest) {
+		return true
+	}
+	if n.admin != nil && n.admin.StoredPin(context.Background(), up, repo, digest) {
 		return true
 	}
 	rt := n.Live()

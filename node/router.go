@@ -64,6 +64,12 @@ func (n *Node) upstreamMetrics(router *upstream.Router) {
 					return time.Until(until).Seconds()
 				}
 				return 0
+			},
+			func() float64 {
+				if n, ok := cur().RateLimitRemaining(); ok {
+					return float64(n)
+				}
+				return -1
 			})
 	}
 }

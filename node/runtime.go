@@ -218,7 +218,7 @@ func (n *Node) requireAdmin(next http.Handler) http.Handler {
 func (n *Node) adminLive() admin.Live {
 	rt := n.Live()
 	return admin.Live{Router: rt.Router, ConfigRules: rt.Config.Upstreams,
-		LocalPrefixes: rt.Config.Local.Prefixes, GCGrace: rt.Config.Local.GCGrace}
+		LocalPrefixes: rt.Config.Local.Prefixes, GCGrace: rt.Config.Local.GCGrace, Pinned: n.pinned}
 }
 
 // reloadRules puts pull-through cache rules created or deleted through the

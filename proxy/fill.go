@@ -72,6 +72,7 @@ type fillGroup struct {
 	mu    sync.Mutex
 	fills map[string]*fill
 	wg    sync.WaitGroup // running fill goroutines
+	log   fillLog        // what the status page lists (fillstatus.go)
 }
 
 // join returns the fill for digest, starting one with start when none runs.
@@ -122,6 +123,7 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string, srcs []sour
 	ctx, cancel := context.WithTimeout(p.baseCtx, p.opts.FillTimeout)
 	defer cancel()
 	start := time.Now()
+	p.fills.begin(f, up.Rule.Name, repo, start)
 	err := p.doFill(ctx, f, srcs)
 	p.opts.Metrics.Fill(up.Rule.Name, time.Since(start), err)
 	if err != nil {
@@ -141,7 +143,7 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string, srcs []sour
 	}
 	// The index is written (or the fill failed) before the fill leaves the
 	// map, so a request that finds no fill finds the blob in the store.
-	p.fills.remove(f)
+	p.fills.finish(f, err, time.Now())
 	f.mu.Lock()
 	f.done, f.err = true, err
 	f.releaseLocked()

@@ -24,6 +24,9 @@ const (
 	// PolicyRevocation records when a user's tokens were last revoked
 	// (berth revoke-tokens), by user name.
 	PolicyRevocation = "tokenRevocation"
+	// PolicyPin is a cached image pinned through the admin API (never
+	// evicted); its name is "<upstream rule> <remote repository>@<digest>".
+	PolicyPin = "pin"
 )
 
 // PolicyEntry is one stored setting.

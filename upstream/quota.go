@@ -57,10 +57,14 @@ type quota struct {
 	lim       *rate.Limiter // nil: no limit
 	requests  atomic.Int64
 	throttled atomic.Int64
+	// remaining is the last RateLimit-Remaining the upstream sent; -1
+	// before it sent one.
+	remaining atomic.Int64
 }
 
 func newQuota(r Rule) *quota {
 	q := &quota{}
+	q.remaining.Store(-1)
 	if r.RequestsPerSecond > 0 {
 		q.lim = rate.NewLimiter(rate.Limit(r.RequestsPerSecond), max(1, r.Burst))
 	}
@@ -104,6 +108,13 @@ func (u *Upstream) Requests() int64 { return u.quota.requests.Load() }
 // would have held them past their deadline.
 func (u *Upstream) Throttled() int64 { return u.quota.throttled.Load() }
 
+// RateLimitRemaining is the last RateLimit-Remaining the upstream sent
+// (Docker Hub's pulls left in its window), and false before it sent one.
+func (u *Upstream) RateLimitRemaining() (int64, bool) {
+	n := u.quota.remaining.Load()
+	return n, n >= 0
+}
+
 // Backoff reports whether the upstream backs off, so that pulls fail at
 // once with ErrBackoff, and until when. With a credential pool, the
 // upstream backs off when every credential does.
@@ -120,6 +131,9 @@ func (u *Upstream) throttle(until time.Time) error {
 // observe reads what a response to a request made with c says about the
 // upstream's quota, and starts or extends a backoff if need be.
 func (u *Upstream) observe(c *credential, resp *http.Response) {
+	if n, _, ok := rateLimitField(resp.Header.Get("RateLimit-Remaining")); ok {
+		u.quota.remaining.Store(n)
+	}
 	now := u.now()
 	s, ok := readSignal(resp, now)
 	if !ok {

@@ -128,7 +128,8 @@ func New(t testing.TB) *Node {
 	n.Router = upstream.NewRouter(ups, "private")
 	n.Reclaim = reclaim.New(st, reclaim.Options{Logger: log, Now: n.Clock.Now})
 	n.Repos = local.New(st, local.Options{AutoCreate: true, Logger: log, Now: n.Clock.Now, Reclaim: n.Reclaim})
-	live := admin.Live{Router: n.Router, ConfigRules: n.Rules, LocalPrefixes: []string{"private"}}
+	live := admin.Live{Router: n.Router, ConfigRules: n.Rules, LocalPrefixes: []string{"private"},
+		Pinned: func(up, repo, digest string) bool { return n.Service.StoredPin(context.Background(), up, repo, digest) }}
 	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Live: func() admin.Live { return live }, Stats: n.Counters,
 		Now: n.Clock.Now, Logger: log, Sync: syncer.New(syncer.Options{Rules: func() []config.SyncRule { return nil }, Store: st})})
 	n.Server = httptest.NewServer(n.Service.Handler())

@@ -344,3 +344,11 @@ func tableRevoke(w io.Writer, body []byte) error {
 	}
 	return writeTable(w, "USER\tREVOKED AT\tNOTE", []string{cells(r.UserName, r.RevokedAt.Format(time.RFC3339), r.Note)})
 }
+
+func tablePin(w io.Writer, body []byte) error {
+	r, err := decodeInto[admin.PinImageResponse](body)
+	if err != nil {
+		return err
+	}
+	return writeTable(w, "REPOSITORY\tDIGEST\tPINNED", []string{cells(r.RepositoryName, r.ImageDigest, fmt.Sprint(r.Pinned))})
+}

@@ -292,6 +292,7 @@ func TestCLIRulesCacheGC(t *testing.T) {
 func TestCLIEveryTable(t *testing.T) {
 	n := admintest.New(t)
 	n.Push("private/app", admintest.Epoch, admintest.NewImage("a", 1), "v1")
+	n.Cache("docker-hub", "library/alpine", admintest.Epoch, admintest.NewImage("alpine", 1), "3.20")
 	policy := `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}`
 	for _, args := range [][]string{
 		{"create-repository", "--repository-name", "private/t"},
@@ -317,6 +318,8 @@ func TestCLIEveryTable(t *testing.T) {
 		{"revoke-tokens", "--user", "alice"},
 		{"sync-now", "--wait"},
 		{"describe-sync"},
+		{"pin-image", "--repository-name", "docker-hub/library/alpine", "--image-id", "imageTag=3.20"},
+		{"unpin-image", "--repository-name", "docker-hub/library/alpine", "--image-id", "imageTag=3.20"},
 		{"batch-delete-image", "--repository-name", "private/app", "--image-ids", "imageTag=v1"},
 		{"delete-repository", "--repository-name", "private/t"},
 	} {
@@ -330,8 +333,8 @@ func TestCLIEveryTable(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if ops := n.Service.Operations(); !slices.Equal(names, ops) || len(ops) != 25 {
-		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 25)", names, ops)
+	if ops := n.Service.Operations(); !slices.Equal(names, ops) || len(ops) != 27 {
+		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 27)", names, ops)
 	}
 }
 

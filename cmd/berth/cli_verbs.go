@@ -269,6 +269,16 @@ var cliVerbs = map[string]cliVerb{
 		},
 		table: tableRevoke,
 	},
+	"pin-image": {
+		summary: "pin a cached image (by --image-id imageDigest=... or imageTag=...): never evicted",
+		flags:   pinFlags,
+		table:   tablePin,
+	},
+	"unpin-image": {
+		summary: "unpin a cached image pinned with pin-image",
+		flags:   pinFlags,
+		table:   tablePin,
+	},
 	"start-gc": {
 		summary: "run garbage collection now",
 		flags: func(fs *flag.FlagSet) func() (any, error) {
@@ -371,5 +381,22 @@ func runPreview(ctx context.Context, k *adminCall, req any) ([]byte, error) {
 			return nil, ctx.Err()
 		case <-time.After(k.c.poll):
 		}
+	}
+}
+
+// pinFlags are pin-image's and unpin-image's: a repository and one image.
+func pinFlags(fs *flag.FlagSet) func() (any, error) {
+	name := repoFlag(fs)
+	id := fs.String("image-id", "", "the image: imageDigest=sha256:... or imageTag=v1")
+	return func() (any, error) {
+		ids, err := parseImageIDs([]string{*id})
+		if err == nil && (*id == "" || len(ids) != 1) {
+			err = errors.New("--image-id is required (imageDigest=sha256:... or imageTag=v1)")
+		}
+		req := admin.PinImageRequest{RepositoryName: *name}
+		if len(ids) == 1 {
+			req.ImageID = ids[0]
+		}
+		return req, errors.Join(err, requireFlag("repository-name", *name))
 	}
 }

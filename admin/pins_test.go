@@ -1,0 +1,61 @@
+package admin_test
+
+import (
+	"strings"
+	"testing"
+
+	"berth/admin"
+	"berth/admin/admintest"
+)
+
+// TestPinImage: pin-image pins a cached image by tag or digest, and
+// describe-images and StoredPin say so; unpin-image undoes it; a local
+// image or an image not there is refused with its reason.
+func TestPinImage(t *testing.T) {
+	n := admintest.New(t)
+	img := admintest.NewImage("alpine", 1)
+	n.Cache("docker-hub", "library/alpine", admintest.Epoch, img, "3.20")
+	n.Push("private/app", admintest.Epoch, admintest.NewImage("app", 1), "v1")
+
+	var pin admin.PinImageResponse
+	n.OK("pin-image", admin.PinImageRequest{RepositoryName: "docker-hub/library/alpine", ImageID: admin.ImageID{ImageTag: "3.20"}}, &pin)
+	if !pin.Pinned || pin.ImageDigest != img.Digest || pin.RepositoryName != "docker-hub/library/alpine" || pin.PinnedAt == nil {
+		t.Fatalf("pin-image: %+v", pin)
+	}
+	if !n.Service.StoredPin(t.Context(), "docker-hub", "library/alpine", img.Digest) {
+		t.Fatal("StoredPin: false after pin-image")
+	}
+	var di admin.DescribeImagesResponse
+	n.OK("describe-images", admin.DescribeImagesRequest{RepositoryName: "docker-hub/library/alpine"}, &di)
+	if len(di.ImageDetails) != 1 || !di.ImageDetails[0].Pinned {
+		t.Fatalf("describe-images after pin-image: %+v", di.ImageDetails)
+	}
+	n.OK("unpin-image", admin.PinImageRequest{RepositoryName: "docker-hub/library/alpine", ImageID: admin.ImageID{ImageDigest: img.Digest}}, &pin)
+	if pin.Pinned || n.Service.StoredPin(t.Context(), "docker-hub", "library/alpine", img.Digest) {
+		t.Fatalf("unpin-image: %+v, still pinned", pin)
+	}
+	di = admin.DescribeImagesResponse{}
+	n.OK("describe-images", admin.DescribeImagesRequest{RepositoryName: "docker-hub/library/alpine"}, &di)
+	if di.ImageDetails[0].Pinned {
+		t.Fatal("describe-images: still pinned after unpin-image")
+	}
+	for _, c := range []struct {
+		verb   string
+		req    admin.PinImageRequest
+		status int
+		code   string
+	}{
+		{"unpin-image", admin.PinImageRequest{RepositoryName: "docker-hub/library/alpine", ImageID: admin.ImageID{ImageTag: "3.20"}}, 404, admin.CodeImageNotFound},
+		{"pin-image", admin.PinImageRequest{RepositoryName: "private/app", ImageID: admin.ImageID{ImageTag: "v1"}}, 400, admin.CodeInvalidParameter},
+		{"pin-image", admin.PinImageRequest{RepositoryName: "docker-hub/library/alpine", ImageID: admin.ImageID{ImageTag: "nope"}}, 404, admin.CodeImageNotFound},
+		{"pin-image", admin.PinImageRequest{RepositoryName: "docker-hub/library/alpine"}, 400, admin.CodeInvalidParameter},
+	} {
+		status, body := n.Call(c.verb, c.req)
+		if status != c.status || !contains(body, c.code) {
+			t.Errorf("%s %+v: %d %s, want %d %s", c.verb, c.req, status, body, c.status, c.code)
+		}
+	}
+}
+
+func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
