@@ -58,4 +58,3 @@ func TestPinImage(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-
