@@ -334,6 +334,25 @@ func checkOrigin(r *http.Request) *Error {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
 			Message: "send the request with Content-Type: application/json"}
 	}
+	return checkHost(r)
+}
+
+// HostGuard refuses, as the API does, a request to a loopback listener
+// that names a host that is not loopback (DNS rebinding): for the other
+// pages of the admin listener that a browser reads (the status page).
+func HostGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkHost(r); err != nil {
+			writeError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkHost refuses a request to a loopback listener naming a host that
+// is not loopback.
+func checkHost(r *http.Request) *Error {
 	la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	tcp, ok := la.(*net.TCPAddr)
 	if !ok || !tcp.IP.IsLoopback() {

@@ -12,11 +12,7 @@ func (s *Service) describeCache(ctx context.Context, _ *DescribeCacheRequest) (*
 	out := &DescribeCacheResponse{Store: StoreStats{Bytes: st.BlobBytes, Blobs: st.Blobs}, Upstreams: []UpstreamStats{}}
 	if s.o.Stats != nil {
 		c := s.o.Stats.CacheCounters()
-		rs := &RequestStats{Hits: c.Hits, Misses: c.Misses, Revalidated: c.Revalidated, Stale: c.Stale}
-		if total := c.Hits + c.Misses + c.Revalidated + c.Stale; total > 0 {
-			rs.HitRatio = float64(c.Hits+c.Revalidated+c.Stale) / float64(total)
-		}
-		out.Requests = rs
+		out.Requests = &RequestStats{Hits: c.Hits, Misses: c.Misses, Revalidated: c.Revalidated, Stale: c.Stale, HitRatio: c.HitRatio()}
 		out.Evictions = &EvictionStats{Blobs: c.EvictedBlobs}
 	}
 	names, err := s.o.Store.ListRepositories(ctx)
@@ -69,6 +65,16 @@ func (s *Service) startGC(ctx context.Context, req *StartGCRequest) (*StartGCRes
 		return nil, err
 	}
 	return &StartGCResponse{GCReport: rep, DurationSeconds: time.Since(start).Seconds()}, nil
+}
+
+// HitRatio is the share of lookups served from the store (hits,
+// revalidated and stale); 0 without lookups.
+func (c CacheCounters) HitRatio() float64 {
+	total := c.Hits + c.Misses + c.Revalidated + c.Stale
+	if total == 0 {
+		return 0
+	}
+	return float64(c.Hits+c.Revalidated+c.Stale) / float64(total)
 }
 
 // PromStats reads the cache counters from a node's Prometheus registry:

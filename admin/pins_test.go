@@ -1,6 +1,8 @@
 package admin_test
 
 import (
+	"maps"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,3 +60,28 @@ func TestPinImage(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestDescribeRepositoriesIncludeCached: with includeCached the listing
+// has the cached repositories with their upstream, and image counts.
+func TestDescribeRepositoriesIncludeCached(t *testing.T) {
+	n := admintest.New(t)
+	n.Cache("docker-hub", "library/alpine", admintest.Epoch, admintest.NewImage("alpine", 1), "3.20")
+	n.Cache("docker-hub", "library/alpine", admintest.Epoch, admintest.NewImage("alpine2", 1), "3.21")
+	n.Push("private/app", admintest.Epoch, admintest.NewImage("app", 1), "v1")
+	var plain, all admin.DescribeRepositoriesResponse
+	n.OK("describe-repositories", admin.DescribeRepositoriesRequest{}, &plain)
+	if len(plain.Repositories) != 1 || plain.Repositories[0].ImageCount != nil {
+		t.Fatalf("describe-repositories: %+v, want private/app alone without counts", plain.Repositories)
+	}
+	n.OK("describe-repositories", admin.DescribeRepositoriesRequest{IncludeCached: true}, &all)
+	got := map[string]string{}
+	for _, r := range all.Repositories {
+		if r.ImageCount == nil {
+			t.Fatalf("%s without imageCount", r.RepositoryName)
+		}
+		got[r.RepositoryName] = r.SourceUpstream + " " + strconv.Itoa(*r.ImageCount)
+	}
+	if want := map[string]string{"private/app": " 1", "docker-hub/library/alpine": "docker-hub 2"}; !maps.Equal(got, want) {
+		t.Errorf("includeCached: %v, want %v", got, want)
+	}
+}

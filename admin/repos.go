@@ -174,6 +174,35 @@ func (s *Service) describeRepositories(ctx context.Context, req *DescribeReposit
 		}
 		out.Repositories = append(out.Repositories, toRepository(rec))
 	}
+	if all && req.IncludeCached {
+		return s.withCached(ctx, out)
+	}
+	return out, nil
+}
+
+// withCached adds the cached repositories and every image count to a
+// listing of the local repositories.
+func (s *Service) withCached(ctx context.Context, out *DescribeRepositoriesResponse) (*DescribeRepositoriesResponse, error) {
+	stored, err := s.o.Reclaim.StoreRepositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	local := map[string]int{}
+	for _, r := range stored {
+		n := r.Images
+		if !r.Cached() {
+			local[r.Key.Name] = n
+			continue
+		}
+		out.Repositories = append(out.Repositories, Repository{RepositoryName: s.cachedName(r.Key.Upstream, r.Key.Name),
+			SourceUpstream: r.Key.Upstream, ImageCount: &n})
+	}
+	for i := range out.Repositories {
+		if r := &out.Repositories[i]; r.SourceUpstream == "" {
+			n := local[r.RepositoryName]
+			r.ImageCount = &n
+		}
+	}
 	return out, nil
 }
 

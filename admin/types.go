@@ -15,6 +15,12 @@ type Repository struct {
 	CreatedAt                          time.Time         `json:"createdAt"`
 	ImageTagMutability                 string            `json:"imageTagMutability"`
 	ImageTagMutabilityExclusionFilters []ExclusionFilter `json:"imageTagMutabilityExclusionFilters,omitempty"`
+	// SourceUpstream (Berth) is the upstream rule of a cached repository,
+	// listed with includeCached.
+	SourceUpstream string `json:"sourceUpstream,omitempty"`
+	// ImageCount (Berth) is how many images it holds, given with
+	// includeCached.
+	ImageCount *int `json:"imageCount,omitempty"`
 }
 
 // ExclusionFilter is a tag pattern that stays mutable under
@@ -44,6 +50,9 @@ type RepositoryResponse struct {
 // names every local repository is described.
 type DescribeRepositoriesRequest struct {
 	RepositoryNames []string `json:"repositoryNames,omitempty"`
+	// IncludeCached (Berth), without names, lists the cached repositories
+	// too (with their upstream) and every repository's image count.
+	IncludeCached bool `json:"includeCached,omitempty"`
 }
 
 // DescribeRepositoriesResponse answers describe-repositories.

@@ -25,6 +25,7 @@ import (
 	"berth/registry"
 	"berth/store"
 	"berth/syncer"
+	"berth/ui"
 	"berth/upstream"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,6 +55,7 @@ type Node struct {
 	mirror  *mirror.Mirror
 	admin   *admin.Service
 	sync    *syncer.Syncer
+	ui      *ui.Page
 	audit   *audit.Log       // nil when audit is off
 	cluster *cluster.Cluster // nil for a single node
 	peerTLS *tls.Config      // the peer listener's mutual TLS, nil without
@@ -142,9 +144,26 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if err := n.openAudit(cfg); err != nil {
 		return nil, err
 	}
+	n.ui = n.statusPage(cfg)
 	n.handler = n.registryHandler()
 	n.gauges()
 	return n, nil
+}
+
+// statusPage is the admin listener's /ui/: metrics from the node's
+// registry, fills from the proxy, upstreams from the runtime in force.
+func (n *Node) statusPage(cfg config.Config) *ui.Page {
+	o := ui.Options{Gatherer: n.prom, Fills: n.proxy.Fills, Rules: func() []upstream.Rule {
+		var out []upstream.Rule
+		for _, u := range n.Live().Router.Upstreams() {
+			out = append(out, u.Rule)
+		}
+		return out
+	}}
+	if n.audit != nil {
+		o.AuditFile = cfg.Audit.File(cfg.DataDir)
+	}
+	return ui.New(o)
 }
 
 // Close unwinds what New started, in reverse: the admin API's previews,

@@ -16,6 +16,7 @@ import (
 
 	"berth/admin"
 	"berth/config"
+	"berth/ui"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
@@ -42,10 +43,11 @@ func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	bctx, stopBackground := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	defer func() { stopBackground(); background.Wait() }()
-	background.Add(2)
+	background.Add(3)
 	go func() { defer background.Done(); n.janitor(bctx) }()
 	go func() { defer background.Done(); n.cap.Run(bctx) }()
 	n.sync.Start()
+	go func() { defer background.Done(); n.ui.Run(bctx) }()
 
 	servers := n.servers(cfg)
 	errc := make(chan error, len(servers))
@@ -97,14 +99,15 @@ func (n *Node) servers(cfg config.Config) []*namedServer {
 
 // AdminHandler is the admin listener: metrics and health, open to
 // monitoring; and, behind the live admin guard (with auth on, members of
-// the admin group only), the config in force, cluster members, profiles
-// and the admin API.
+// the admin group only), the config in force, cluster members, profiles,
+// the admin API and the status page (/ui/).
 func (n *Node) AdminHandler() http.Handler {
 	// The admin API is audited outside its guard, so a refused login is
 	// recorded with the user it presented.
 	extra := map[string]http.Handler{
 		"GET /config": n.requireAdmin(http.HandlerFunc(n.serveConfigStatus)),
 		admin.Prefix:  n.audited(n.requireAdmin(n.admin.Handler()), adminAction),
+		ui.Prefix:     n.requireAdmin(admin.HostGuard(n.ui.Handler())),
 	}
 	if n.cluster != nil {
 		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.ownedBytes))

@@ -35,10 +35,11 @@ var layer = map[string]int{
 	"berth/mirror":             4,
 	"berth/admin":              4,
 	"berth/admin/admintest":    5,
-	"berth/node":               5,
-	"berth/cmd/berth":          6,
+	"berth/ui":                 5,
+	"berth/node":               6,
+	"berth/cmd/berth":          7,
 	// Build tooling: the summary line of make test.
-	"berth/internal/cmd/testsum": 6,
+	"berth/internal/cmd/testsum": 7,
 }
 
 func TestNoPackageImportsUpward(t *testing.T) {
