@@ -128,3 +128,79 @@ func checkMultiRange(ctx context.Context, url, hdr string, blob []byte, ranges [
 		}
 	}
 }
+
+// TestColdRangeDoesNotWaitForTheBlob: a multi-range GET of a blob not yet
+// stored is answered as soon as the fill has the ranges' bytes, while the
+// upstream still holds back the rest of the blob.
+func TestColdRangeDoesNotWaitForTheBlob(t *testing.T) {
+	t.Parallel()
+	up := testreg.Start(t)
+	img := testreg.Image(t, 19, 4<<20)
+	up.Push(t, "team/app", "v1", img)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	released := sync.OnceFunc(func() { close(release) })
+	defer released()
+	up.Mutate(func(w http.ResponseWriter, req *http.Request) bool {
+		if req.Method != http.MethodGet || testreg.Kind(req.URL.Path) != "blobs" {
+			return false
+		}
+		up.Serve(&gateWriter{ResponseWriter: w, open: 1 << 20, release: release}, req)
+		return true
+	})
+	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, false, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := b.URL + "/v2/hub/team/app/blobs/" + d.String()
+	if err := checkMultiRange(ctx, url, "bytes=0-99,4096-8191,100000-100099", blob,
+		[][2]int64{{0, 99}, {4096, 8191}, {100000, 100099}}); err != nil {
+		t.Fatalf("multi-range GET while the upstream holds back all but the first MiB: %v", err)
+	}
+	released()
+	if err := checkMultiRange(ctx, url, "bytes=-10,0-9", blob,
+		[][2]int64{{int64(len(blob)) - 10, int64(len(blob)) - 1}, {0, 9}}); err != nil {
+		t.Fatalf("multi-range GET once the fill could finish: %v", err)
+	}
+	assertOneGETPerBlob(t, "cold range", up, "team/app", []string{d.String()})
+}
+
+// gateWriter passes the first open bytes of a response, then waits for
+// release before passing the rest.
+type gateWriter struct {
+	http.ResponseWriter
+	open    int
+	release <-chan struct{}
+	sent    int
+}
+
+func (w *gateWriter) Write(p []byte) (int, error) {
+	if w.sent < w.open {
+		k, err := w.ResponseWriter.Write(p[:min(len(p), w.open-w.sent)])
+		w.sent += k
+		if err != nil || k == len(p) {
+			return k, err
+		}
+		w.ResponseWriter.(http.Flusher).Flush()
+		m, err := w.Write(p[k:])
+		return k + m, err
+	}
+	<-w.release
+	n, err := w.ResponseWriter.Write(p)
+	w.sent += n
+	return n, err
+}
