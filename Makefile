@@ -56,15 +56,25 @@ TESTSUM   = mkdir -p bin && $(GO) run ./internal/cmd/testsum -json bin/test.json
 UNIT_TEST = $(GO) test -race -json -count=1 -timeout 15m $(UNIT)
 E2E_TEST  = $(GO) test -json -count=1 -timeout 20m ./test/...
 
+# Every fuzz target (scripts/fuzz-targets: ./PKG/:FuzzName). make test
+# fuzzes each for FUZZTIME_SHORT; make fuzz for FUZZTIME. A failing input
+# is written to the package's testdata/fuzz, where go test replays it.
+FUZZ_TARGETS   = $(shell scripts/fuzz-targets)
+FUZZTIME       ?= 2m
+FUZZTIME_SHORT ?= 5s
+fuzz_pkg  = $(firstword $(subst :, ,$(1)))
+fuzz_name = $(lastword $(subst :, ,$(1)))
+FUZZ_TEST = $(foreach t,$(FUZZ_TARGETS),:: $(GO) test -json -run '^$$' -fuzz '^$(call fuzz_name,$(t))$$' -fuzztime $(FUZZTIME_SHORT) $(call fuzz_pkg,$(t)))
+
 ifeq ($(BERTH_E2E),0)
 test: test-unit
 else
 test: deps lint
-	$(TESTSUM) $(UNIT_TEST) :: $(E2E_TEST)
+	$(TESTSUM) $(UNIT_TEST) $(FUZZ_TEST) :: $(E2E_TEST)
 endif
 
 test-unit: lint
-	$(TESTSUM) $(UNIT_TEST)
+	$(TESTSUM) $(UNIT_TEST) $(FUZZ_TEST)
 
 test-e2e: deps
 	$(TESTSUM) $(E2E_TEST)
@@ -89,11 +99,12 @@ lint:
 	@if command -v staticcheck >/dev/null 2>&1; then echo staticcheck $(PKGS); staticcheck $(PKGS); \
 	else echo "staticcheck not installed (make deps installs it); skipped"; fi
 
+# make fuzz FUZZTIME=10m: every fuzz target for FUZZTIME each (2m: ~20 min).
 fuzz:
-	$(GO) test ./registry/ -run '^$$' -fuzz FuzzParsePath -fuzztime 30s
-	$(GO) test ./registry/ -run '^$$' -fuzz FuzzParseRange -fuzztime 30s
-	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 30s
-	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseScope$$' -fuzztime 30s
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 clean:
 	rm -rf bin
