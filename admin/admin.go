@@ -164,6 +164,8 @@ type Options struct {
 	OnRulesChanged func()
 	// Sync, when set, runs the sync rules (sync-now, describe-sync).
 	Sync Syncer
+	// Bundles serve export and import.
+	Bundles Bundles
 	// MaxPreviews bounds the lifecycle policy previews kept in memory
 	// (default 64); the oldest finished one goes first.
 	MaxPreviews int

@@ -46,8 +46,10 @@ func (n *Node) audited(next http.Handler, describe func(r *http.Request, body []
 		}
 		var body []byte
 		if r.Body != nil && r.Method == http.MethodPost {
+			// The first MiB names the action; the handler reads it all
+			// (an import's bundle is far longer).
 			body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<20))
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
 		}
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
@@ -94,4 +96,10 @@ func adminAction(r *http.Request, body []byte) (string, string) {
 		target = req.EcrRepositoryPrefix
 	}
 	return b.String(), target
+}
+
+// readCloser reads the body's first bytes again, then the rest of it.
+type readCloser struct {
+	io.Reader
+	io.Closer
 }

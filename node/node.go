@@ -15,6 +15,7 @@ import (
 
 	"berth/admin"
 	"berth/audit"
+	"berth/bundle"
 	"berth/cluster"
 	"berth/config"
 	"berth/local"
@@ -134,7 +135,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.reloaded(nil)
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
 		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
-		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin")})
+		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin"),
+		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now},
+			Pusher: n.mirror, SyncRefs: n.sync.Refs}})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {

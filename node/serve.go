@@ -109,6 +109,9 @@ func (n *Node) AdminHandler() http.Handler {
 		admin.Prefix:  n.audited(n.requireAdmin(n.admin.Handler()), adminAction),
 		ui.Prefix:     n.requireAdmin(admin.HostGuard(n.ui.Handler())),
 	}
+	// Bundles stream; they are served beside the JSON operations.
+	extra["POST "+admin.Prefix+"export"] = n.audited(n.requireAdmin(n.admin.ExportHandler()), adminAction)
+	extra["POST "+admin.Prefix+"import"] = n.audited(n.requireAdmin(n.admin.ImportHandler()), adminAction)
 	if n.cluster != nil {
 		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.ownedBytes))
 	}

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 
+	"berth/errdefs"
 	"berth/upstream"
 )
 
@@ -52,4 +53,41 @@ func (s *Syncer) covers(router *upstream.Router, names []string, up, repo string
 		}
 	}
 	return false
+}
+
+// Refs names the images a rule covers as the store holds them now, as
+// clients pull them ("docker-hub/library/alpine:3.20"): the tags the rule
+// selects of its named repositories (its "*" patterns are left out).
+func (s *Syncer) Refs(ctx context.Context, name string) ([]string, error) {
+	r, ok := s.rule(name)
+	if !ok {
+		return nil, errdefs.New(errdefs.ErrInvalidParameter, "there is no sync rule %q; the config's sync key lists them", name)
+	}
+	router := s.o.Routes()
+	u := router.Upstream(r.Upstream)
+	if u == nil {
+		return nil, errdefs.New(errdefs.ErrInvalidParameter, "sync rule %q: upstream rule %q is not configured", name, r.Upstream)
+	}
+	sel, err := newSelector(r.Tags)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range r.Repositories {
+		if isPattern(n) {
+			continue
+		}
+		t, err := router.RouteCanonical(upstream.CanonicalName(u.Rule, n))
+		if err != nil || t.Upstream != u {
+			continue
+		}
+		tags, err := s.o.Store.ListTags(ctx, u.Rule.Name, t.Repo)
+		if err != nil {
+			return nil, err
+		}
+		for _, tag := range sel.pick(tags) {
+			out = append(out, t.Canonical()+":"+tag)
+		}
+	}
+	return out, nil
 }

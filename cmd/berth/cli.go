@@ -149,11 +149,32 @@ func (k *adminCall) do(ctx context.Context, verb string, req any) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, k.base+admin.Prefix+verb, bytes.NewReader(b))
+	resp, err := k.send(ctx, verb, "application/json", bytes.NewReader(b), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the answer: %w", verb, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return body, nil
+	}
+	return nil, apiError(verb, resp.Status, body)
+}
+
+// send posts body to the verb, with the admin's credentials from the
+// environment.
+func (k *adminCall) send(ctx context.Context, verb, contentType string, body io.Reader, hdr http.Header) (*http.Response, error) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, k.base+admin.Prefix+verb, body)
 	if err != nil {
 		return nil, fmt.Errorf("--admin %q: %w", k.base, err)
 	}
-	hr.Header.Set("Content-Type", "application/json")
+	for name, v := range hdr {
+		hr.Header[name] = v
+	}
+	hr.Header.Set("Content-Type", contentType)
 	hr.Header.Set("User-Agent", "berth/"+version)
 	if user := k.c.getenv("BERTH_USERNAME"); user != "" {
 		// With auth on, the admin API takes an admin's password or token.
@@ -166,15 +187,7 @@ func (k *adminCall) do(ctx context.Context, verb string, req any) ([]byte, error
 		}
 		return nil, fmt.Errorf("cannot reach the admin API at %s (set --admin or BERTH_ADMIN): %w", k.base, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading the answer: %w", verb, err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		return body, nil
-	}
-	return nil, apiError(verb, resp.Status, body)
+	return resp, nil
 }
 
 // apiError formats an error answer like the aws CLI: "An error occurred

@@ -39,6 +39,11 @@ Commands:
                 BERTH_PASSWORD), for docker login --password-stdin
   cluster members
                 show the cluster's members (from the admin listener)
+  export        write a bundle of images held by a node (berth export
+                --output FILE [--since OLD] [--sign KEY] REF...)
+  import        import a bundle into a node (berth import
+                [--verify-key PUB] FILE)
+  keygen        make an Ed25519 key pair for signing bundles
   version       print the version, VCS revision, build time and Go version
 `
 
@@ -72,6 +77,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return errors.New("usage: berth cluster members [--admin URL]")
 		}
 		return membersCmd(ctx, args[2:], out)
+	case "export":
+		return exportCmd(ctx, args[1:], out)
+	case "import":
+		return importCmd(ctx, args[1:], out)
+	case "keygen":
+		return keygenCmd(args[1:], out)
 	case "version":
 		printVersion(out)
 		return nil

@@ -1,0 +1,153 @@
+package bundle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"berth/errdefs"
+	"berth/internal/oci"
+	"berth/registry"
+	"berth/store"
+)
+
+// image is one manifest of an imported image's closure.
+type image struct {
+	digest    string
+	mediaType string
+	body      []byte
+	blobs     []string
+}
+
+// closure is the manifests of route i, children first; a child the
+// bundle leaves out and the node does not hold is a platform not carried.
+func (im *importer) closure(ctx context.Context, d string, top bool, out *[]image, seen map[string]bool) error {
+	if seen[d] {
+		return nil
+	}
+	seen[d] = true
+	body, ok := im.manifests[d]
+	if !ok {
+		m, err := im.s.Store.GetManifest(ctx, d)
+		switch {
+		case errors.Is(err, store.ErrNotFound) && !top:
+			return nil
+		case errors.Is(err, store.ErrNotFound):
+			return im.missing("manifest " + d)
+		case err != nil:
+			return err
+		}
+		body = m.Body
+	}
+	var doc oci.Manifest
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return invalid("manifest %s is not valid JSON: %v", d, err)
+	}
+	mt := doc.MediaType
+	if mt == "" {
+		mt = oci.MediaTypeImageManifest
+		if doc.Manifests != nil {
+			mt = oci.MediaTypeImageIndex
+		}
+	}
+	img := image{digest: d, mediaType: mt, body: body}
+	for _, c := range doc.Refs() {
+		switch {
+		case oci.IsManifest(c.MediaType):
+			if err := im.closure(ctx, c.Digest, false, out, seen); err != nil {
+				return err
+			}
+		case !oci.NonDistributable(c.MediaType):
+			if _, err := im.s.Store.StatBlob(ctx, c.Digest); errors.Is(err, store.ErrNotFound) {
+				return im.missing("blob " + c.Digest)
+			} else if err != nil {
+				return err
+			}
+			img.blobs = append(img.blobs, c.Digest)
+		}
+	}
+	*out = append(*out, img)
+	return nil
+}
+
+// missing refuses a bundle that needs what neither it nor the node holds.
+func (im *importer) missing(what string) error {
+	if im.res.Base != "" {
+		return errdefs.New(errdefs.ErrInvalidParameter, "bundle refused: it is a delta on the bundle whose index is %s, and this node does not hold %s that it leaves out; import that bundle first (nothing of this one was imported)", im.res.Base, what)
+	}
+	return invalid("the bundle does not carry %s; nothing was imported", what)
+}
+
+// commit writes the images' records once everything is verified: cached
+// images as a pull-through fill records them, local ones through the
+// backend's manifest PUT.
+func (im *importer) commit(ctx context.Context) error {
+	closures := make([][]image, len(im.routes))
+	for i, rt := range im.routes {
+		if err := im.closure(ctx, rt.digest, true, &closures[i], map[string]bool{}); err != nil {
+			return err
+		}
+	}
+	b := im.s.Store.NewBatch()
+	defer b.Close()
+	stamp := im.stampOf().UTC()
+	for i, rt := range im.routes {
+		if rt.ns == LocalNS {
+			continue
+		}
+		key := store.CachedKey(rt.ns, rt.repo)
+		for _, m := range closures[i] {
+			if err := errors.Join(b.PutManifest(m.digest, &store.Manifest{MediaType: m.mediaType, Body: m.body}),
+				b.PutImage(key, m.digest, store.Image{PushedAt: stamp}), b.Link(key, m.blobs...)); err != nil {
+				return err
+			}
+		}
+		if rt.tag != "" {
+			if err := b.PutTag(rt.ns, rt.repo, rt.tag, store.Tag{Digest: rt.digest, FetchedAt: stamp}); err != nil {
+				return err
+			}
+		}
+	}
+	for i, rt := range im.routes {
+		if rt.ns == LocalNS {
+			if err := im.pushLocal(ctx, rt, closures[i]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	for _, rt := range im.routes {
+		im.res.Images = append(im.res.Images, rt.ref)
+	}
+	return nil
+}
+
+// pushLocal puts a local image's manifests, children first, the top one
+// under its tag; a blob held but not linked to the repository is mounted.
+func (im *importer) pushLocal(ctx context.Context, rt route, ms []image) error {
+	repo := localRepo(rt.repo)
+	for _, m := range ms {
+		for _, d := range m.blobs {
+			if linked, _, err := im.s.Store.LinkState(ctx, store.LocalKey(rt.repo), d); err == nil && !linked {
+				if err := im.push.MountBlob(ctx, repo, registry.Repo{}, registry.Digest(d)); err != nil {
+					return fmt.Errorf("link blob %s into %s: %w", d, rt.repo, err)
+				}
+			}
+		}
+		ref := m.digest
+		if m.digest == rt.digest && rt.tag != "" {
+			ref = rt.tag
+		}
+		put := registry.ManifestPut{Repo: repo, Reference: ref, MediaType: m.mediaType, Body: m.body}
+		if ref == m.digest {
+			put.Digest = registry.Digest(m.digest)
+		}
+		if _, err := im.push.PutManifest(ctx, put); err != nil {
+			return fmt.Errorf("import %s: %w", rt.ref, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"berth/config"
+	"berth/errdefs"
+	"berth/internal/oci"
+	"berth/registry"
+	"berth/store"
+	"berth/upstream"
+)
+
+// LocalNS is the store's tag namespace of local repositories (local.NS).
+const LocalNS = ""
+
+// Store is the node's store and routing, read by export and written by
+// import.
+type Store struct {
+	Store *store.Store
+	// Routes is the routing in force.
+	Routes func() *upstream.Router
+	Now    func() time.Time
+}
+
+// ExportRequest says what to export.
+type ExportRequest struct {
+	// Refs are images as clients pull them through Berth:
+	// "docker-hub/library/alpine:3.20", "quay/prom/prometheus@sha256:…",
+	// "private/app:v1".
+	Refs []string `json:"refs"`
+	// AllPlatforms exports every child of an index (each must be held);
+	// otherwise the children the node holds.
+	AllPlatforms bool `json:"allPlatforms,omitempty"`
+	// Since makes a delta: blobs the old bundle carried are left out.
+	Since *Since `json:"since,omitempty"`
+}
+
+// Since is what an old bundle carried.
+type Since struct {
+	// Base is the digest of the old bundle's index.json.
+	Base string `json:"base"`
+	// Blobs are the digests of the old bundle's blobs.
+	Blobs []string `json:"blobs"`
+}
+
+// Plan is an export resolved against the store: its index and the blobs
+// to write, manifests first.
+type Plan struct {
+	Index     []byte
+	manifests []string
+	blobs     []blobRef
+}
+
+type blobRef struct {
+	digest string
+	size   int64
+}
+
+// route is an image named as clients pull it, resolved.
+type route struct {
+	ref      string // as given
+	ns, repo string // the store's tag namespace and repository
+	tag      string
+	digest   string
+}
+
+// resolve finds the store's names of ref.
+func (s Store) resolve(ref string) (route, error) {
+	name, r := config.SplitRef(ref)
+	if r == "" {
+		return route{}, errdefs.New(errdefs.ErrInvalidParameter, "%q names no tag or digest; write name:tag or name@sha256:…", ref)
+	}
+	rt := route{ref: ref, repo: name, ns: LocalNS}
+	if t, err := s.Routes().RouteCanonical(name); err == nil {
+		rt.ns, rt.repo = t.Upstream.Rule.Name, t.Repo
+	} else if !errors.Is(err, upstream.ErrNoRoute) {
+		return route{}, errdefs.Wrap(errdefs.ErrRepositoryUnknown, err, "%q does not name a repository of this node", name)
+	}
+	if registry.IsDigest(r) {
+		rt.digest = r
+	} else {
+		rt.tag = r
+	}
+	return rt, nil
+}
+
+// PlanExport resolves req against the store: every image must be held,
+// with every blob it needs.
+func (s Store) PlanExport(ctx context.Context, req ExportRequest) (*Plan, error) {
+	if len(req.Refs) == 0 {
+		return nil, errdefs.New(errdefs.ErrInvalidParameter, "name at least one image to export")
+	}
+	skip := map[string]bool{}
+	x := Index{SchemaVersion: 2, MediaType: oci.MediaTypeImageIndex, Manifests: []oci.Descriptor{},
+		Annotations: map[string]string{AnnotationCreated: s.Now().UTC().Format(time.RFC3339Nano)}}
+	if req.Since != nil {
+		for _, d := range req.Since.Blobs {
+			skip[d] = true
+		}
+		x.Annotations[AnnotationBase] = req.Since.Base
+	}
+	p := &Plan{}
+	seen := map[string]bool{}
+	for _, ref := range req.Refs {
+		rt, err := s.resolve(ref)
+		if err != nil {
+			return nil, err
+		}
+		if rt.tag != "" {
+			t, err := s.Store.GetTag(ctx, rt.ns, rt.repo, rt.tag)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, errdefs.New(errdefs.ErrManifestUnknown, "%s is not held by this node; pull it through Berth first", ref)
+			} else if err != nil {
+				return nil, err
+			}
+			rt.digest = t.Digest
+		}
+		m, err := s.Store.GetManifest(ctx, rt.digest)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errdefs.New(errdefs.ErrManifestUnknown, "%s (%s) is not held by this node; pull it through Berth first", ref, rt.digest)
+		} else if err != nil {
+			return nil, err
+		}
+		x.Manifests = append(x.Manifests, oci.Descriptor{MediaType: m.MediaType, Digest: rt.digest, Size: int64(len(m.Body)),
+			Annotations: map[string]string{AnnotationRefName: ref, AnnotationRoute: ref}})
+		if err := s.walk(ctx, p, rt.digest, m, req.AllPlatforms, ref, seen, skip); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if p.Index, err = json.Marshal(x); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// walk adds manifest d (body m) and what it needs to the plan.
+func (s Store) walk(ctx context.Context, p *Plan, d string, m *store.Manifest, all bool, ref string, seen, skip map[string]bool) error {
+	if seen[d] {
+		return nil
+	}
+	seen[d] = true
+	p.manifests = append(p.manifests, d)
+	var doc oci.Manifest
+	if err := json.Unmarshal(m.Body, &doc); err != nil {
+		return fmt.Errorf("manifest %s of %s: %w", d, ref, err)
+	}
+	for _, c := range doc.Manifests {
+		cm, err := s.Store.GetManifest(ctx, c.Digest)
+		if errors.Is(err, store.ErrNotFound) && !all {
+			continue // a platform this node does not hold
+		} else if errors.Is(err, store.ErrNotFound) {
+			return errdefs.New(errdefs.ErrManifestUnknown, "%s: the platform manifest %s is not held by this node; pull it, or export without --all-platforms", ref, c.Digest)
+		} else if err != nil {
+			return err
+		}
+		if err := s.walk(ctx, p, c.Digest, cm, all, ref, seen, skip); err != nil {
+			return err
+		}
+	}
+	for _, b := range doc.Refs() {
+		if oci.IsManifest(b.MediaType) || oci.NonDistributable(b.MediaType) || seen[b.Digest] {
+			continue
+		}
+		seen[b.Digest] = true
+		info, err := s.Store.StatBlob(ctx, b.Digest)
+		if errors.Is(err, store.ErrNotFound) {
+			return errdefs.New(errdefs.ErrBlobUnknown, "%s: blob %s is not held by this node; pull the image through Berth first", ref, b.Digest)
+		} else if err != nil {
+			return err
+		}
+		if !skip[b.Digest] {
+			p.blobs = append(p.blobs, blobRef{digest: b.Digest, size: info.Size})
+		}
+	}
+	return nil
+}
+
+// WriteExport streams the plan's bundle to w: the index (and sig, when
+// not nil), then each manifest and blob read from the store.
+func (s Store) WriteExport(ctx context.Context, p *Plan, w io.Writer, sig []byte) error {
+	bw, err := NewWriter(w, p.Index, sig)
+	if err != nil {
+		return err
+	}
+	for _, d := range p.manifests {
+		m, err := s.Store.GetManifest(ctx, d)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", d, err)
+		}
+		if err := bw.Blob(d, int64(len(m.Body)), bytes.NewReader(m.Body)); err != nil {
+			return err
+		}
+	}
+	for _, b := range p.blobs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, _, err := s.Store.OpenBlob(ctx, b.digest)
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", b.digest, err)
+		}
+		err = bw.Blob(b.digest, b.size, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return bw.Close()
+}
