@@ -56,6 +56,9 @@ func (g *fillGroup) finish(f *fill, err error, now time.Time) {
 	delete(g.log.running, f)
 	f.mu.Lock()
 	st.Size, st.Written = f.size, f.written
+	if f.src != nil {
+		st.Source = f.src.String()
+	}
 	f.mu.Unlock()
 	st.Done = &now
 	if err != nil {
@@ -72,7 +75,6 @@ func (g *fillGroup) finish(f *fill, err error, now time.Time) {
 func (p *Proxy) Fills() []FillStatus {
 	g := &p.fills
 	g.log.mu.Lock()
-	out := make([]FillStatus, 0, len(g.log.running)+len(g.log.recent))
 	fills := make([]*fill, 0, len(g.log.running))
 	for f := range g.log.running {
 		fills = append(fills, f)
@@ -91,7 +93,6 @@ func (p *Proxy) Fills() []FillStatus {
 	recent := slices.Clone(g.log.recent)
 	g.log.mu.Unlock()
 	slices.SortFunc(running, func(a, b FillStatus) int { return a.StartedAt.Compare(b.StartedAt) })
-	out = append(out, running...)
 	slices.Reverse(recent)
-	return append(out, recent...)
+	return append(running, recent...)
 }

@@ -281,7 +281,7 @@ func debPackage(name string) string {
 		return "docker.io"
 	case "containerd", "ctr":
 		return "containerd"
-	case "skopeo", "iptables":
+	case "skopeo", "iptables", "chromium":
 		return name
 	case "systemd-analyze":
 		return "systemd"

@@ -5,7 +5,7 @@
 "use strict";
 
 const POLL_MS = 2000;        // status, fills, upstreams, audit
-const IMAGES_MS = 10000;     // repositories and images
+const IMAGES_MS = 30000;     // repositories and images (and after every action)
 const PAGE_SIZE = 25;
 const SOURCES = ["store", "upstream", "peer", "stale", "local"];
 const COLORS = { store: "#1a7f37", upstream: "#0969da", peer: "#8250df", stale: "#9a6700", local: "#57606a" };
@@ -178,16 +178,25 @@ function renderUpstreams(ups) {
 
 // ---- audit ----
 
+// isPageRead is an admin API read, such as the ones this page makes to
+// refresh itself; the audit table leaves them out unless asked.
+const isPageRead = (e) => /^(Describe|Get|List)/.test(e.action) && e.result === "success" &&
+  !["GetDownloadUrlForLayer", "GetAuthorizationToken"].includes(e.action);
+
 function renderAudit(st) {
   const body = $("#audit tbody");
   body.replaceChildren();
-  for (const e of [...st.audit].reverse()) {
-    const target = [e.repository || e.target, e.reference, e.digest].filter(Boolean).join(" ");
+  const all = $("#audit-reads").checked;
+  const shown = st.audit.filter((e) => all || !isPageRead(e));
+  for (const e of shown.reverse()) {
+    const target = [...new Set([e.repository || e.target, e.reference, e.digest].filter(Boolean))].join(" ");
     body.append(el("tr", { "data-action": e.action },
       el("td", {}, when(e.time)), el("td", {}, e.principal + (e.attemptedUser ? ` (tried ${e.attemptedUser})` : "")),
       el("td", {}, e.sourceIP), el("td", {}, e.action), el("td", {}, target), el("td", {}, e.result), el("td", { class: "num" }, String(e.status))));
   }
-  $("#audit-note").textContent = st.auditError ? st.auditError : st.audit.length ? `the last ${st.audit.length} events, newest first` : "no event yet (or the audit log is off)";
+  $("#audit-note").textContent = st.auditError ? st.auditError : st.audit.length ?
+    `the last ${st.audit.length} events, newest first` + (all ? "" : `; ${st.audit.length - shown.length} admin API reads left out`) :
+    "no event yet (or the audit log is off)";
 }
 
 // ---- config and cluster ----
@@ -377,6 +386,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#next").addEventListener("click", () => { state.page++; renderImages(); });
   $("#run-lifecycle").addEventListener("click", () => act("run-lifecycle", {}));
   $("#start-gc").addEventListener("click", () => act("start-gc", {}));
+  $("#audit-reads").addEventListener("change", () => refreshStatus().catch((err) => showError(err.message)));
   tick();
   tickImages();
   setInterval(tick, POLL_MS);

@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/crane"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"berth/test/testreg"
+)
+
+// pullCount is what a known sequence of pulls sent through Berth.
+type pullCount struct {
+	hits, misses              int
+	storeBytes, upstreamBytes int64
+}
+
+// pullImage GETs an image's manifest and blobs by digest through Berth,
+// reading every body, and counts them as hits or misses.
+func pullImage(t *testing.T, b *Berth, repo string, img v1.Image, hit bool, c *pullCount) {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, _ := img.MediaType()
+	paths := []string{"/v2/hub/" + repo + "/manifests/" + d.String()}
+	for _, bd := range blobDigests(t, img) {
+		paths = append(paths, "/v2/hub/"+repo+"/blobs/"+bd)
+	}
+	for _, p := range paths {
+		resp, err := b.Do(context.Background(), http.MethodGet, p, http.Header{"Accept": {string(mt)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", p, resp.StatusCode)
+		}
+		if hit {
+			c.hits, c.storeBytes = c.hits+1, c.storeBytes+n
+		} else {
+			c.misses, c.upstreamBytes = c.misses+1, c.upstreamBytes+n
+		}
+	}
+}
+
+// imageSize is what describe-images reports: config and layers.
+func imageSize(t *testing.T, img v1.Image) int64 {
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := m.Config.Size
+	for _, l := range m.Layers {
+		n += l.Size
+	}
+	return n
+}
+
+// gate makes the upstream send the first half of one blob and hold the
+// rest until release is closed; every answer says RateLimit-Remaining 77.
+func gate(up *testreg.Registry, digest string, blob []byte, release <-chan struct{}) {
+	up.Mutate(func(w http.ResponseWriter, req *http.Request) bool {
+		w.Header().Set("RateLimit-Remaining", "77;w=21600")
+		if req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, "/blobs/"+digest) {
+			return false
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(blob)))
+		w.Header().Set("Docker-Content-Digest", digest)
+		w.WriteHeader(http.StatusOK)
+		half := len(blob) / 2
+		w.Write(blob[:half])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-req.Context().Done():
+			return true
+		}
+		w.Write(blob[half:])
+		return true
+	})
+}
+
+// TestStatusPageShowsPullsAndFills: after a known sequence of pulls the
+// page shows the hit ratio, bytes by source and images they make; a fill
+// held half way by the upstream appears with its progress and completes
+// once the upstream sends the rest.
+func TestStatusPageShowsPullsAndFills(t *testing.T) {
+	t.Parallel()
+	up := testreg.Start(t)
+	imgA := realImage(t, pushSeed(), 2, runtime.GOARCH, false)
+	imgB := realImage(t, pushSeed(), 1, runtime.GOARCH, false)
+	up.Push(t, "library/a", "v1", imgA)
+	up.Push(t, "library/b", "v1", imgB)
+	big, err := random.Image(2<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Push(t, "library/c", "v1", big)
+	layers, _ := big.Layers()
+	bigDigest, _ := layers[0].Digest()
+	rc, _ := layers[0].Compressed()
+	bigBlob, _ := io.ReadAll(rc)
+	release := make(chan struct{})
+	gate(up, bigDigest.String(), bigBlob, release)
+	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, true, ""))
+
+	var c pullCount
+	pullImage(t, b, "library/a", imgA, false, &c)
+	pullImage(t, b, "library/a", imgA, true, &c)
+	pullImage(t, b, "library/b", imgB, false, &c)
+	ratio := float64(c.hits) / float64(c.hits+c.misses)
+
+	ctx := tab(t, startBrowser(t), "", "")
+	open(t, ctx, b.AdminURL+"/ui/")
+	waitFor(t, ctx, fmt.Sprintf("the hit ratio %.4f", ratio),
+		fmt.Sprintf(`Math.abs(Number(document.getElementById("hit-ratio").dataset.value) - %v) < 1e-9`, ratio))
+	got := eval[struct{ Store, Upstream, Peer float64 }](t, ctx, `({Store: Number(document.getElementById("bytes-store").dataset.value),
+		Upstream: Number(document.getElementById("bytes-upstream").dataset.value),
+		Peer: Number(document.getElementById("bytes-peer").dataset.value)})`)
+	if got.Store != float64(c.storeBytes) || got.Upstream != float64(c.upstreamBytes) || got.Peer != 0 {
+		t.Errorf("page bytes store %v, upstream %v, peer %v; the pulls were store %d, upstream %d, peer 0",
+			got.Store, got.Upstream, got.Peer, c.storeBytes, c.upstreamBytes)
+	}
+	sc := scrape(t, b)
+	if m := metric(t, sc, `berth_bytes_served_total{source="store"}`); m != got.Store {
+		t.Errorf("/metrics says %v bytes from the store, the page %v", m, got.Store)
+	}
+	for repo, img := range map[string]v1.Image{"hub/library/a": imgA, "hub/library/b": imgB} {
+		d, _ := img.Digest()
+		waitFor(t, ctx, "image "+repo+"@"+d.String(), fmt.Sprintf(
+			`!!document.querySelector('#images tr[data-repository=%s][data-digest=%s][data-size="%d"]')`,
+			jsString(repo), jsString(d.String()), imageSize(t, img)))
+	}
+	waitFor(t, ctx, "RateLimit-Remaining 77 for hub", `(document.querySelector('#upstreams tr[data-upstream="hub"] .ratelimit') || {}).textContent === "77"`)
+	screenshot(t, ctx, "ui-status.png")
+
+	// A fill the upstream holds half way.
+	done := make(chan error, 1)
+	go func() {
+		resp, err := b.Do(context.Background(), http.MethodGet, "/v2/hub/library/c/blobs/"+bigDigest.String(), nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && !bytes.Equal(body, bigBlob) {
+			err = fmt.Errorf("the blob came back with %d bytes, not the %d sent", len(body), len(bigBlob))
+		}
+		done <- err
+	}()
+	row := fmt.Sprintf(`document.querySelector('#fills tr[data-digest=%s]')`, jsString(bigDigest.String()))
+	waitFor(t, ctx, "the fill running half way", fmt.Sprintf(`(r => r && r.dataset.state === "running" && Number(r.dataset.written) > 0 &&
+		Number(r.dataset.written) < %d && r.dataset.size === "%d")(%s)`, len(bigBlob), len(bigBlob), row))
+	screenshot(t, ctx, "ui-fill.png")
+	close(release)
+	waitFor(t, ctx, "the fill done", fmt.Sprintf(`(r => r && r.dataset.state === "done" && r.dataset.written === "%d")(%s)`, len(bigBlob), row))
+	if err := <-done; err != nil {
+		t.Fatalf("the client of the held fill: %v", err)
+	}
+	waitFor(t, ctx, "no fill in flight", `document.getElementById("fills-count").dataset.value === "0"`)
+}
+
+// TestStatusPageAdminOnlyAndAudited: with auth on, the page refuses an
+// anonymous browser and a user outside the admin group; an admin's
+// actions on the page (pin an image, start garbage collection) go through
+// the admin API and show in the audit log, on the page and on disk.
+func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
+	t.Parallel()
+	up := testreg.Start(t)
+	img := realImage(t, pushSeed(), 1, runtime.GOARCH, false)
+	want := up.Push(t, "library/alpine", "3.20", img).String()
+	users := map[string]string{"root": "root-secret-pw", "bob": "bob-secret-pw"}
+	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, true, "")+
+		fmt.Sprintf("auth:\n  enabled: true\n  htpasswd: %q\n  groups: {admins: [root]}\n", auHtpasswd(t, users)))
+	bob := crane.WithAuth(&authn.Basic{Username: "bob", Password: users["bob"]})
+	if _, err := crane.Manifest(b.Addr+"/hub/library/alpine:3.20", bob); err != nil {
+		t.Fatalf("bob pulls the manifest: %v", err)
+	}
+
+	browser := startBrowser(t)
+	// Without credentials Berth answers 401 with a Basic challenge, which
+	// a headless browser, having no one to ask, ends as a failed load.
+	anon := tab(t, browser, "", "")
+	if resp, err := chromedp.RunResponse(anon, chromedp.Navigate(b.AdminURL+"/ui/")); err == nil && resp.Status != http.StatusUnauthorized {
+		t.Errorf("an anonymous browser loaded the page: %d", resp.Status)
+	} else if err != nil && !strings.Contains(err.Error(), "AUTH") {
+		t.Errorf("an anonymous browser: %v, want a refused login", err)
+	}
+	bobTab := tab(t, browser, "bob", users["bob"])
+	open(t, bobTab, b.AdminURL+"/ui/")
+	waitFor(t, bobTab, "the refusal of bob", `document.body.innerText.includes("not in the admin group") && !document.getElementById("summary")`)
+	for _, path := range []string{"/ui/api/status", "/ui/app.js"} {
+		req, _ := http.NewRequest(http.MethodGet, b.AdminURL+path, nil)
+		req.SetBasicAuth("bob", users["bob"])
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("bob GET %s: %v %v, want 403", path, resp.StatusCode, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+
+	root := tab(t, browser, "root", users["root"])
+	open(t, root, b.AdminURL+"/ui/")
+	imageRow := fmt.Sprintf(`#images tr[data-repository="hub/library/alpine"][data-digest=%s]`, jsString(want))
+	waitFor(t, root, "the cached image", fmt.Sprintf(`!!document.querySelector('%s')`, imageRow))
+	click(t, root, imageRow+" button.pin")
+	waitFor(t, root, "the image pinned", fmt.Sprintf(`(r => r && r.textContent.includes("pinned") && r.querySelector("button.pin").textContent === "Unpin")(document.querySelector('%s'))`, imageRow))
+	click(t, root, "#start-gc")
+	waitFor(t, root, "garbage collection done", `document.getElementById("action-result").textContent.startsWith("start-gc: done")`)
+	for _, action := range []string{"PinImage", "StartGc"} {
+		waitFor(t, root, action+" by root in the audit table", fmt.Sprintf(
+			`[...document.querySelectorAll('#audit tr[data-action=%s]')].some(r => r.children[1].textContent === "root")`, jsString(action)))
+	}
+	log, err := os.ReadFile(filepath.Join(b.DataDir, "audit", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, action := range []string{`"action":"PinImage"`, `"action":"StartGc"`} {
+		if !bytes.Contains(log, []byte(action)) || !bytes.Contains(log, []byte(`"principal":"root"`)) {
+			t.Errorf("audit.log has no %s by root:\n%s", action, log)
+		}
+	}
+}
