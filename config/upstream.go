@@ -271,3 +271,13 @@ func validComponent(s string) bool {
 	}
 	return true
 }
+
+// HasCredentials reports whether Berth reaches the upstream as someone:
+// with a user name and password, a Docker config, a credential pool or a
+// client certificate. What such a rule fetches may be private to the
+// account, so it is never shared beyond the cached repository it was
+// fetched for (see store.Origin).
+func (r Upstream) HasCredentials() bool {
+	return r.Username != "" || r.PasswordFile != "" || r.DockerConfig != "" ||
+		len(r.Credentials) > 0 || r.CertFile != ""
+}

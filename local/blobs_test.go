@@ -13,8 +13,9 @@ import (
 	"berth/registry"
 )
 
-// A layer pulled through the cache is stored once: a local repository sees
-// it without an upload, and a push that references it needs none.
+// A layer pulled through the cache is stored once, but a local repository
+// does not see it (it came from an upstream, not from a push there): the
+// push uploads it, and the store keeps one copy.
 func TestCachedBlobIsDeduplicated(t *testing.T) {
 	e := newEnv(t, envOptions{cachedPrefix: true})
 	layer := randomBytes("alpine layer", 8000)
@@ -22,29 +23,20 @@ func TestCachedBlobIsDeduplicated(t *testing.T) {
 
 	// team/app does not exist yet: auto-create makes it on the first push,
 	// whose client HEADs the layers first.
-	if got := e.headBlob("team/app", d); got != http.StatusOK {
-		t.Fatalf("HEAD of a stored blob in a new repository: %d, want 200", got)
+	if got := e.headBlob("team/app", d); got != http.StatusNotFound {
+		t.Fatalf("HEAD of a cached blob in a new repository: %d, want 404", got)
 	}
-	resp, _ := e.do(http.MethodHead, "/v2/team/app/blobs/"+d, nil)
-	if resp.Header.Get("Content-Length") != fmt.Sprint(len(layer)) || resp.Header.Get("Docker-Content-Digest") != d {
-		t.Fatalf("HEAD headers %v", resp.Header)
-	}
-	e.wantBlob("team/app", layer)
-
 	cfg := newBlob(ociConfig, []byte(`{"app":1}`))
 	e.pushBlob("team/app", cfg.data)
 	im := imageOf(cfg, newBlob(ociLayer, layer))
-	e.pushManifest("team/app", "v1", im) // no upload of the layer
+	resp, body := e.do(http.MethodPut, "/v2/team/app/manifests/v1", im.body, "Content-Type", ociManifest)
+	wantError(t, resp, body, http.StatusBadRequest, registry.CodeManifestBlobUnknown)
+
+	e.pushBlob("team/app", layer)
+	e.pushManifest("team/app", "v1", im)
 	e.wantBlob("team/app", layer)
 	if n := e.blobFiles(d); n != 1 {
 		t.Fatalf("%d files hold the layer, want 1", n)
-	}
-
-	// An upload of the same bytes anyway (a client that did not ask)
-	// keeps one copy and leaves no session file behind.
-	e.pushBlob("team/other", layer)
-	if n := e.blobFiles(d); n != 1 {
-		t.Fatalf("%d files hold the layer after a second upload, want 1", n)
 	}
 	if f := e.uploadFiles(); len(f) != 0 {
 		t.Fatalf("upload files left: %v", f)
@@ -61,11 +53,14 @@ func TestCachedBlobInCreatedRepository(t *testing.T) {
 	// Without auto-create an unknown repository is unknown...
 	resp, body := e.do(http.MethodGet, "/v2/team/app/blobs/"+d, nil)
 	wantError(t, resp, body, http.StatusNotFound, registry.CodeNameUnknown)
-	// ...and once created it sees the stored layer.
+	// ...and once created it does not see the cached layer either, until
+	// it mounts it from the cached repository.
 	e.createRepo("team/app", local.Mutable)
-	if got := e.headBlob("team/app", d); got != http.StatusOK {
-		t.Fatalf("HEAD of a stored blob in a created repository: %d, want 200", got)
+	if got := e.headBlob("team/app", d); got != http.StatusNotFound {
+		t.Fatalf("HEAD of a cached blob in a created repository: %d, want 404", got)
 	}
+	resp, body = e.do(http.MethodPost, "/v2/team/app/blobs/uploads/?mount="+d+"&from=hub/library/alpine", nil)
+	wantStatus(t, resp, body, http.StatusCreated)
 	cfg := newBlob(ociConfig, []byte(`{"app":2}`))
 	e.pushBlob("team/app", cfg.data)
 	e.pushManifest("team/app", "v1", imageOf(cfg, newBlob(ociLayer, layer)))
@@ -87,9 +82,10 @@ func TestMountFromCachedRepository(t *testing.T) {
 		wantStatus int
 	}{
 		{name: "from cached repository with prefix", repo: "m/one", query: "?mount=" + d + "&from=hub/library/alpine", wantStatus: http.StatusCreated},
-		{name: "anonymous", repo: "m/two", query: "?mount=" + d, wantStatus: http.StatusCreated},
+		{name: "anonymous gets a session", repo: "m/two", query: "?mount=" + d, wantStatus: http.StatusAccepted},
 		{name: "from a local repository that has it", repo: "m/three", query: "?mount=" + d + "&from=m/one", wantStatus: http.StatusCreated},
-		{name: "from a local repository that never saw it", repo: "m/four", query: "?mount=" + d + "&from=m/empty", wantStatus: http.StatusCreated},
+		{name: "from a local repository that never saw it gets a session", repo: "m/four", query: "?mount=" + d + "&from=m/empty", wantStatus: http.StatusAccepted},
+		{name: "from another cached repository gets a session", repo: "m/seven", query: "?mount=" + d + "&from=hub/library/other", wantStatus: http.StatusAccepted},
 		{name: "unknown blob gets a session", repo: "m/five", query: "?mount=" + digestOf([]byte("nope")) + "&from=hub/library/alpine", wantStatus: http.StatusAccepted},
 		{name: "unknown blob anonymous gets a session", repo: "m/six", query: "?mount=" + digestOf([]byte("nope")), wantStatus: http.StatusAccepted},
 	}

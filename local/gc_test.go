@@ -147,9 +147,11 @@ func TestGCNeverCollectsCachedBlobs(t *testing.T) {
 	ctx := context.Background()
 	layer := randomBytes("cached", 5000)
 	d := e.cacheBlob("library/alpine", layer)
-	// A local repository that saw it and deleted it changes nothing.
+	// A local repository that mounted it and deleted it changes nothing.
 	e.createRepo("gc/local", local.Mutable)
-	resp, body := e.do(http.MethodDelete, "/v2/gc/local/blobs/"+d, nil)
+	resp, body := e.do(http.MethodPost, "/v2/gc/local/blobs/uploads/?mount="+d+"&from=hub/library/alpine", nil)
+	wantStatus(t, resp, body, http.StatusCreated)
+	resp, body = e.do(http.MethodDelete, "/v2/gc/local/blobs/"+d, nil)
 	wantStatus(t, resp, body, http.StatusAccepted)
 	e.clock.Advance(24 * time.Hour)
 	rep, err := e.reclaim.GC(ctx, 0)

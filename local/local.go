@@ -179,27 +179,18 @@ func (r *Repos) ensureRepository(ctx context.Context, name string) (*store.Repos
 	return rec, nil
 }
 
-// visible reports whether repo may read blob d: it is linked to repo, or it
-// is in the store and was not deleted from repo. Blobs are stored once
-// whichever repository brought them, so a layer already pulled through
-// the cache is not uploaded again.
+// visible reports whether repo sees blob d (store.Visible): it is linked
+// to repo, by an upload, a mount or a manifest. Blobs are stored once
+// whichever repository brought them, but a blob stored for any other
+// repository, local or cached, is answered as absent: its client uploads
+// it (the bytes are kept once) or mounts it from a source it may read.
 func (r *Repos) visible(ctx context.Context, repo, d string) (int64, bool, error) {
-	linked, deleted, err := r.store.LinkState(ctx, store.LocalKey(repo), d)
-	if err != nil || deleted {
-		return 0, false, err
-	}
-	info, err := r.store.StatBlob(ctx, d)
+	info, err := r.store.Visible(ctx, store.LocalKey(repo), d)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, err
-	}
-	// Linked here, or pulled through from an upstream (public): a layer
-	// the cache holds is not uploaded again. A blob only pushed elsewhere
-	// stays invisible; a mount naming its repository links it.
-	if !linked && !info.Public {
-		return 0, false, nil
 	}
 	return info.Size, true, nil
 }
@@ -242,16 +233,14 @@ func (r *Repos) DeleteBlob(ctx context.Context, repo registry.Repo, d registry.D
 	return b.Commit()
 }
 
-// MountBlob links a stored blob into repo. The caller has checked that the
-// client may read the source; publicOnly (a mount without a source, or
-// from a cached repository) refuses blobs that were only ever pushed.
-func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, publicOnly bool) error {
+// MountBlob links a stored blob into repo from the repository from (local
+// or cached), which must see it (store.Visible). The caller has checked
+// that the client may read from.
+func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, from store.RepoKey) error {
 	defer r.reclaim.Push()()
-	info, err := r.store.StatBlob(ctx, d.String())
-	if errors.Is(err, store.ErrNotFound) || err == nil && publicOnly && !info.Public {
+	if _, err := r.store.Visible(ctx, from, d.String()); errors.Is(err, store.ErrNotFound) {
 		return errdefs.BlobUnknown(d.String())
-	}
-	if err != nil {
+	} else if err != nil {
 		return err
 	}
 	if _, err := r.ensureRepository(ctx, repo); err != nil {
@@ -266,12 +255,6 @@ func (r *Repos) MountBlob(ctx context.Context, repo string, d registry.Digest, p
 		return err
 	}
 	return b.Commit()
-}
-
-// Visible is the exported form of visible, for mounts from local sources.
-func (r *Repos) Visible(ctx context.Context, repo string, d registry.Digest) (bool, error) {
-	_, ok, err := r.visible(ctx, repo, d.String())
-	return ok, err
 }
 
 // ListTags lists a local repository's tags.

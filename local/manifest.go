@@ -104,6 +104,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	if old, err := r.store.GetImage(ctx, store.LocalKey(repo), dg.String()); err == nil {
 		im = old // a re-push keeps the first push time
 	}
+	im.MediaType = mt // this repository's type, never another's
 	if err := b.PutImage(store.LocalKey(repo), dg.String(), im); err != nil {
 		return registry.PutResult{}, err
 	}
@@ -139,7 +140,7 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 // and is answered exactly like one never pushed: an index push must not
 // tell whether someone else's digest exists.
 func (r *Repos) requireManifest(ctx context.Context, repo, d string) error {
-	_, err := r.store.GetImage(ctx, store.LocalKey(repo), d)
+	_, err := r.store.RepoManifest(ctx, store.LocalKey(repo), d)
 	switch {
 	case err == nil:
 		return nil
@@ -167,12 +168,9 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 		}
 		d = t.Digest
 	}
-	if _, err := r.store.GetImage(ctx, store.LocalKey(repo), d); errors.Is(err, store.ErrNotFound) {
-		return nil, errdefs.ManifestUnknown(req.Reference)
-	} else if err != nil {
-		return nil, err
-	}
-	m, err := r.store.GetManifest(ctx, d)
+	// Only an image of this repository, under the media type it was
+	// pushed here with; a digest stored for anyone else is unknown here.
+	m, err := r.store.RepoManifest(ctx, store.LocalKey(repo), d)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errdefs.ManifestUnknown(req.Reference)
 	}

@@ -116,29 +116,21 @@ func (m *Mirror) GetUpload(ctx context.Context, repo registry.Repo, id string) (
 }
 
 // MountBlob links a blob into a local repository from from: a local
-// repository that holds it, a cached repository whose blob is stored, or
-// (no from) any stored blob pulled through from an upstream.
+// repository or a cached one that sees it (store.Visible). A mount without
+// a source mounts nothing: the client uploads instead.
 func (m *Mirror) MountBlob(ctx context.Context, repo registry.Repo, from registry.Repo, d registry.Digest) error {
 	if err := writable(repo); err != nil {
 		return err
 	}
-	publicOnly := true
-	if from.Name != "" {
-		if from.Target.Name == "" {
-			return errdefs.BlobUnknown(d.String())
-		}
-		if from.Target.Local() {
-			ok, err := m.local.Visible(ctx, from.Target.Name, d)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return errdefs.BlobUnknown(d.String())
-			}
-			publicOnly = false
-		}
+	src := from.Target
+	if from.Name == "" || src.Name == "" {
+		return errdefs.BlobUnknown(d.String())
 	}
-	return m.local.MountBlob(ctx, repo.Target.Name, d, publicOnly)
+	key := store.LocalKey(src.Name)
+	if !src.Local() {
+		key = store.CachedKey(src.Upstream, src.Remote)
+	}
+	return m.local.MountBlob(ctx, repo.Target.Name, d, key)
 }
 
 func (m *Mirror) PutManifest(ctx context.Context, req registry.ManifestPut) (registry.PutResult, error) {

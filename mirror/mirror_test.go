@@ -264,7 +264,8 @@ func TestMirrorLocalNamesAreWritable(t *testing.T) {
 }
 
 // Mounting a blob pulled through the cache into a local repository, by the
-// name the client pulled it under.
+// name the client pulled it under; only a source that sees the blob
+// mounts it.
 func TestMirrorMountFromCache(t *testing.T) {
 	e := newMirrorEnv(t, mirrorOpts{defaultRule: true, localPrefixes: []string{"local"}})
 	img := testreg.Image(t, 2, 700)
@@ -281,7 +282,6 @@ func TestMirrorMountFromCache(t *testing.T) {
 	for _, tc := range []struct{ repo, from string }{
 		{"local/one", "hub/library/alpine"},
 		{"local/two", "library/alpine"},
-		{"local/three", ""},
 	} {
 		q := "?mount=" + ld.String()
 		if tc.from != "" {
@@ -300,6 +300,16 @@ func TestMirrorMountFromCache(t *testing.T) {
 	if n := e.up.Count("total"); n != 0 {
 		t.Fatalf("mounts asked the upstream: %v", e.up.Requests())
 	}
+	// A mount that names no source, or a source that does not see the
+	// blob, mounts nothing: the client gets an upload session.
+	for _, from := range []string{"", "&from=local/empty"} {
+		resp, body := e.do(http.MethodPost, "/v2/local/three/blobs/uploads/?mount="+ld.String()+from, nil)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("mount into local/three with %q: %d %s, want 202 (an upload session)", from, resp.StatusCode, body)
+		}
+	}
+	resp, body = e.do(http.MethodGet, "/v2/local/three/blobs/"+ld.String(), nil)
+	wantMirrorError(t, resp, body, http.StatusNotFound, registry.CodeBlobUnknown)
 }
 
 func TestMirrorCatalog(t *testing.T) {

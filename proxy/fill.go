@@ -21,6 +21,7 @@ import (
 // they are written; the last byte is released only once the blob verified,
 // so a fill that fails verification cuts every reader's stream.
 type fill struct {
+	key    string // the fill's entry in fillGroup (see fillKey)
 	digest string
 
 	mu      sync.Mutex
@@ -35,8 +36,8 @@ type fill struct {
 	refs    int // open readers
 }
 
-func newFill(digest string) *fill {
-	return &fill{digest: digest, changed: make(chan struct{}), size: -1}
+func newFill(key, digest string) *fill {
+	return &fill{key: key, digest: digest, changed: make(chan struct{}), size: -1}
 }
 
 // notify wakes waiters. Callers hold f.mu.
@@ -75,15 +76,16 @@ type fillGroup struct {
 	log   fillLog        // what the status page lists (fillstatus.go)
 }
 
-// join returns the fill for digest, starting one with start when none runs.
-func (g *fillGroup) join(digest string, start func(*fill)) *fill {
+// join returns the fill of key, starting one of digest with start when
+// none runs.
+func (g *fillGroup) join(key, digest string, start func(*fill)) *fill {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if f, ok := g.fills[digest]; ok {
+	if f, ok := g.fills[key]; ok {
 		return f
 	}
-	f := newFill(digest)
-	g.fills[digest] = f
+	f := newFill(key, digest)
+	g.fills[key] = f
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -94,17 +96,17 @@ func (g *fillGroup) join(digest string, start func(*fill)) *fill {
 
 func (g *fillGroup) remove(f *fill) {
 	g.mu.Lock()
-	if g.fills[f.digest] == f {
-		delete(g.fills, f.digest)
+	if g.fills[f.key] == f {
+		delete(g.fills, f.key)
 	}
 	g.mu.Unlock()
 }
 
-// inFlight returns the running fill for digest, if any.
-func (g *fillGroup) inFlight(digest string) *fill {
+// inFlight returns the running fill of key, if any.
+func (g *fillGroup) inFlight(key string) *fill {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.fills[digest]
+	return g.fills[key]
 }
 
 // Count is how many fills are in flight.
@@ -117,14 +119,16 @@ func (g *fillGroup) count() int {
 // maxResumes is how often a broken upstream stream is resumed with Range.
 const maxResumes = 2
 
-// runFill downloads the blob into the store. It runs detached from any
-// client: its context is the proxy's, bounded by the fill timeout.
-func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string, srcs []source) {
+// runFill downloads the blob into the store for o's repository (see
+// store.Origin). It runs detached from any client: its context is the
+// proxy's, bounded by the fill timeout.
+func (p *Proxy) runFill(f *fill, up *upstream.Upstream, o store.Origin, srcs []source) {
 	ctx, cancel := context.WithTimeout(p.baseCtx, p.opts.FillTimeout)
 	defer cancel()
 	start := time.Now()
+	repo := o.Repo.Name
 	p.fills.begin(f, up.Rule.Name, repo, start)
-	err := p.doFill(ctx, f, srcs)
+	err := p.doFill(ctx, f, o, srcs)
 	p.opts.Metrics.Fill(up.Rule.Name, time.Since(start), err)
 	if err != nil {
 		p.log.Warn("blob fill failed", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
@@ -132,14 +136,6 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, repo string, srcs []sour
 	} else {
 		p.log.Info("blob filled", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
 			zap.String("repo", repo), zap.Stringer("from", f.src), zap.Int64("bytes", f.size), zap.Duration("duration", time.Since(start)))
-		// Linked to the cached repository: garbage collection leaves
-		// cached blobs to eviction.
-		b := p.store.NewBatch()
-		if lerr := b.Link(store.CachedKey(up.Rule.Name, repo), f.digest); lerr != nil {
-			b.Close()
-		} else if lerr := b.Commit(); lerr != nil {
-			p.log.Warn("link cached blob", zap.Error(lerr))
-		}
 	}
 	// The index is written (or the fill failed) before the fill leaves the
 	// map, so a request that finds no fill finds the blob in the store.
@@ -174,7 +170,7 @@ func openFirst(ctx context.Context, srcs []source, i int, off, last int64) (io.R
 // breaks is resumed with a Range request at the byte reached: from the next
 // source when the broken one is a peer (it may have died), else from the
 // upstream again, at most maxResumes times.
-func (p *Proxy) doFill(ctx context.Context, f *fill, srcs []source) error {
+func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []source) error {
 	body, size, cur, err := openFirst(ctx, srcs, 0, 0, -1)
 	if err != nil {
 		return err
@@ -255,7 +251,10 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, srcs []source) error {
 		}
 	}
 	body.Close()
-	if err := w.Commit(ctx); err != nil {
+	// Committed with its link to the cached repository (garbage
+	// collection leaves cached blobs to eviction) and, for a rule without
+	// credentials, its origin record, in one write.
+	if err := w.CommitFor(ctx, o); err != nil {
 		if errors.Is(err, store.ErrDigestMismatch) {
 			return fmt.Errorf("%s sent bytes that do not match %s: %w", srcs[cur], f.digest, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"berth/store"
+	"berth/upstream"
 )
 
 // holdBlobs makes the upstream send the first part bytes of every blob GET
@@ -219,7 +220,7 @@ func TestClientLeavingDoesNotStopFill(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, make([]byte, 1024)); err != nil {
 		t.Fatal(err)
 	}
-	f := e.proxy.fills.inFlight(layer.String())
+	f := e.proxy.fills.inFlight(fillKey(upstream.Target{Upstream: e.proxy.Router().Upstream("up"), Repo: "big/app"}, layer.String()))
 	if f == nil {
 		t.Fatal("no fill in flight while the upstream holds the blob")
 	}

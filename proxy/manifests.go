@@ -34,16 +34,21 @@ func (p *Proxy) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 	return p.negotiate(ctx, t, req, m)
 }
 
+// manifestByDigest serves d from the store only when t's cached repository
+// has an image record for it (store.RepoManifest); a manifest stored for
+// any other repository is fetched from t's upstream, which records it for
+// t, exactly as one never stored.
 func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d string) (*registry.Manifest, error) {
-	if sm, err := p.store.GetManifest(ctx, d); err == nil {
+	repo := store.CachedKey(t.Upstream.Rule.Name, t.Repo)
+	if sm, err := p.store.RepoManifest(ctx, repo, d); err == nil {
 		p.opts.Metrics.CacheResult("manifest", "hit")
-		_ = p.store.TouchImage(ctx, store.CachedKey(t.Upstream.Rule.Name, t.Repo), d)
+		_ = p.store.TouchImage(ctx, repo, d)
 		return toManifest(d, sm, registry.SourceStore), nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	p.opts.Metrics.CacheResult("manifest", "miss")
-	v, err := p.shared(ctx, "digest\x00"+t.Upstream.Rule.Name+"\x00"+d, func(ctx context.Context) (*registry.Manifest, error) {
+	v, err := p.shared(ctx, "digest\x00"+repo.Encode()+"\x00"+d, func(ctx context.Context) (*registry.Manifest, error) {
 		if m, ok, err := p.manifestFromOwners(ctx, t, d, d); ok {
 			return m, err
 		}
@@ -64,7 +69,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 }
 
 func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string) (*registry.Manifest, error) {
-	r := ttlRecord{t: t, tag: tag, kind: "tag", metered: true, touch: true,
+	r := ttlRecord{t: t, tag: tag, kind: "tag", metered: true, image: true,
 		what: "tag " + tag + " of " + t.Repo, notFound: errdefs.ManifestUnknown(tag)}
 	return p.ttlCached(ctx, r, func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error) {
 		// In a cluster the tag's owner revalidates it, once per TTL for
@@ -116,7 +121,7 @@ func (p *Proxy) shared(ctx context.Context, key string, fn func(context.Context)
 }
 
 // storeManifest keeps a verified manifest from an upstream with its image
-// record in the cached repository (and its tag, when fetched by tag) in one
+// record (and the upstream's media type) in the cached repository (and its tag, when fetched by tag) in one
 // batch, so a tag never points at a manifest the store does not hold.
 func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, sm *store.Manifest, tag string) error {
 	b := p.store.NewBatch()
@@ -125,7 +130,7 @@ func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, 
 		return err
 	}
 	repo := store.CachedKey(t.Upstream.Rule.Name, t.Repo)
-	if err := b.PutImage(repo, d, store.Image{PushedAt: p.now().UTC()}); err != nil {
+	if err := b.PutImage(repo, d, store.Image{PushedAt: p.now().UTC(), MediaType: sm.MediaType}); err != nil {
 		return err
 	}
 	if tag != "" {

@@ -204,13 +204,15 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 	return p.blob(ctx, t, req)
 }
 
+// blob serves digest d on the cached route t. The store answers only
+// when t's repository sees the blob (store.Visible); a blob stored for
+// another route is confirmed with t's upstream first, and anything else is
+// filled from it, so stored-but-invisible content is answered as the
+// upstream answers for t, never from the store alone.
 func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRequest) (registry.Blob, error) {
-	var err error
 	d := req.Digest.String()
-	// Only blobs pulled through from an upstream are served on cached
-	// paths: a blob pushed to a local repository is no upstream's, and a
-	// digest must not open it here.
-	if info, err := p.store.StatBlob(ctx, d); err == nil && info.Public {
+	o := origin(t)
+	if info, err := p.store.Visible(ctx, o.Repo, d); err == nil {
 		p.opts.Metrics.CacheResult("blob", "hit")
 		_ = p.store.Touch(ctx, d)
 		return storedBlob(p.store, d, info.Size), nil
@@ -220,26 +222,23 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 	if storeOnly(ctx) {
 		return nil, errdefs.BlobUnknown(d)
 	}
+	if info, stored, err := p.confirm(ctx, t, d); stored {
+		if err != nil {
+			return nil, err
+		}
+		p.opts.Metrics.CacheResult("blob", "revalidated")
+		_ = p.store.Touch(ctx, d)
+		return storedBlob(p.store, d, info.Size), nil
+	} else if err != nil {
+		return nil, err
+	}
+	key := fillKey(t, d)
 	srcs := p.sources(ctx, t, d)
 	if req.Head {
-		if f := p.fills.inFlight(d); f != nil {
-			if size, err := f.waitStarted(ctx); err == nil {
-				return &headBlob{size: size}, nil
-			}
-		}
-		var size int64 = -1
-		for _, src := range srcs {
-			if size, err = src.head(ctx); err == nil && size >= 0 {
-				break
-			}
-		}
-		if err != nil || size < 0 {
-			return nil, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), err)
-		}
-		return &headBlob{size: size}, nil
+		return p.headBlob(ctx, t, key, d, srcs)
 	}
 	p.opts.Metrics.CacheResult("blob", "miss")
-	f := p.fills.join(d, func(f *fill) { p.runFill(f, t.Upstream, t.Repo, srcs) })
+	f := p.fills.join(key, d, func(f *fill) { p.runFill(f, t.Upstream, o, srcs) })
 	size, err := f.waitStarted(ctx)
 	if err != nil {
 		var de *errdefs.Error
@@ -252,6 +251,71 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		return nil, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), upstream.ErrUnavailable)
 	}
 	return &fillBlob{p: p, f: f}, nil
+}
+
+// headBlob answers a HEAD for a blob not stored here: from a fill of the
+// same scope in flight, else from the first source that knows its size.
+func (p *Proxy) headBlob(ctx context.Context, t upstream.Target, key, d string, srcs []source) (registry.Blob, error) {
+	if f := p.fills.inFlight(key); f != nil {
+		if size, err := f.waitStarted(ctx); err == nil {
+			return &headBlob{size: size}, nil
+		}
+	}
+	var size int64 = -1
+	var err error
+	for _, src := range srcs {
+		if size, err = src.head(ctx); err == nil && size >= 0 {
+			break
+		}
+	}
+	if err != nil || size < 0 {
+		return nil, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), err)
+	}
+	return &headBlob{size: size}, nil
+}
+
+// confirm handles a blob that is stored but that t's repository does not
+// see: another route brought it, or an older version stored it. t's
+// upstream is asked with a HEAD; when it has the blob, the stored bytes
+// become t's (store.Origin) and are served without a second download.
+// stored is false when the store does not hold d at all.
+func (p *Proxy) confirm(ctx context.Context, t upstream.Target, d string) (info store.BlobInfo, stored bool, err error) {
+	info, err = p.store.StatBlob(ctx, d)
+	if errors.Is(err, store.ErrNotFound) {
+		return info, false, nil
+	} else if err != nil {
+		return info, false, err
+	}
+	size, err := t.Upstream.HeadBlob(ctx, t.Repo, d)
+	if err == nil && size >= 0 && size != info.Size {
+		err = fmt.Errorf("upstream %s reports blob %s as %d bytes, not %d: %w", t.Upstream.Rule.Name, d, size, info.Size, upstream.ErrUnavailable)
+	}
+	if err != nil {
+		return info, true, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), err)
+	}
+	b := p.store.NewBatch()
+	defer b.Close()
+	if err := b.LinkOrigin(origin(t), d); err != nil {
+		return info, true, err
+	}
+	return info, true, b.Commit()
+}
+
+// origin is what t's fetches are recorded as: content of t's cached
+// repository, shared with the rule's other repositories only when the
+// rule has no credentials.
+func origin(t upstream.Target) store.Origin {
+	return store.Origin{Repo: store.CachedKey(t.Upstream.Rule.Name, t.Repo), Shared: !t.Upstream.Rule.HasCredentials()}
+}
+
+// fillKey is the scope in which requests share one fill of d: the rule for
+// a rule without credentials (its repositories see each other's blobs),
+// else the one repository. A request never reads a fill it may not see.
+func fillKey(t upstream.Target, d string) string {
+	if o := origin(t); !o.Shared {
+		return d + "\x00" + o.Repo.Encode()
+	}
+	return d + "\x00" + t.Upstream.Rule.Name
 }
 
 // headBlob answers a HEAD for a blob not stored here.

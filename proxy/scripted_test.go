@@ -124,8 +124,9 @@ func (r *scriptedStream) Close() error { return nil }
 // for a blob the store lacks does, and returns the fill.
 func (e *env) runScriptedFill(t *testing.T, data []byte, srcs ...source) *fill {
 	t.Helper()
-	up := e.proxy.Router().Upstream("up")
-	return e.proxy.fills.join(digestOf(data), func(f *fill) { e.proxy.runFill(f, up, "team/app", srcs) })
+	t1 := upstream.Target{Upstream: e.proxy.Router().Upstream("up"), Repo: "team/app"}
+	d := digestOf(data)
+	return e.proxy.fills.join(fillKey(t1, d), d, func(f *fill) { e.proxy.runFill(f, t1.Upstream, origin(t1), srcs) })
 }
 
 // readFill reads the whole of f from off, as a client of the fill does

@@ -21,8 +21,12 @@ type ttlRecord struct {
 	// in berth_cache_requests_total.
 	kind    string
 	metered bool
-	// touch marks the image the record points at as pulled on a hit.
-	touch bool
+	// image marks a record that points at an image of the repository
+	// (an upstream tag): its manifest is read through the repository's
+	// image record, and the image is marked pulled on a hit. Other
+	// records (a referrers index) are Berth's own, reached only through
+	// the repository's tag.
+	image bool
 	// what names the record in errors and logs; notFound is the client's
 	// error when the upstream has no such thing.
 	what     string
@@ -52,7 +56,7 @@ func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx conte
 	}
 	if old != nil && p.now().Sub(old.tag.FetchedAt) < r.t.Upstream.Rule.TTL {
 		p.count(r, "hit")
-		if r.touch {
+		if r.image {
 			_ = p.store.TouchImage(ctx, store.CachedKey(ns, repo), old.tag.Digest)
 		}
 		return old.served(registry.SourceStore), nil
@@ -96,7 +100,12 @@ func (p *Proxy) loadEntry(ctx context.Context, r ttlRecord) (*ttlEntry, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	m, err := p.store.GetManifest(ctx, tag.Digest)
+	var m *store.Manifest
+	if r.image {
+		m, err = p.store.RepoManifest(ctx, store.CachedKey(r.t.Upstream.Rule.Name, r.t.Repo), tag.Digest)
+	} else {
+		m, err = p.store.GetManifest(ctx, tag.Digest)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		p.log.Warn("a cached record points at a manifest that is not stored; fetching again",
 			zap.String("what", r.what), zap.String("digest", tag.Digest))

@@ -146,8 +146,8 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned 
 	return p
 }
 
-// dropCachedBlob deletes a blob no image needs any more, with its cached
-// links, unless a local repository links it; it counts what it freed.
+// dropCachedBlob deletes a blob no image needs any more, with its links
+// and origin records, unless a local repository links it; it counts what it freed.
 func (r *Reclaimer) dropCachedBlob(ctx context.Context, d string, l links, blobs *int, bytes *int64) error {
 	if l.local[d] {
 		return nil
@@ -159,10 +159,9 @@ func (r *Reclaimer) dropCachedBlob(ctx context.Context, d string, l links, blobs
 	if err != nil {
 		return err
 	}
-	if err := r.store.DeleteBlob(ctx, d); err != nil {
-		return err
-	}
-	if err := r.store.Sweep().DeleteLinks(ctx, d, l.cached[d]); err != nil {
+	// Its links (cached ones, and local ones it was deleted from) and its
+	// origin records go in the same write.
+	if err := r.store.DeleteBlob(ctx, d, l.all[d]); err != nil {
 		return err
 	}
 	*blobs++

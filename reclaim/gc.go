@@ -65,10 +65,7 @@ func (r *Reclaimer) GC(ctx context.Context, grace time.Duration) (GCReport, erro
 		return rep, err
 	}
 	for _, v := range victims {
-		if err := r.store.DeleteBlob(ctx, v.digest); err != nil {
-			return rep, err
-		}
-		if err := sw.DeleteLinks(ctx, v.digest, l.all[v.digest]); err != nil {
+		if err := r.store.DeleteBlob(ctx, v.digest, l.all[v.digest]); err != nil {
 			return rep, err
 		}
 		rep.BlobsDeleted++

@@ -67,7 +67,7 @@ func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, erro
 	out := make([]ImageInfo, 0, len(recs))
 	for d, rec := range recs {
 		im := ImageInfo{Digest: d, Tags: tags[d], PushedAt: rec.PushedAt, LastPulledAt: rec.LastPulledAt}
-		if m, err := r.store.GetManifest(ctx, d); err == nil {
+		if m, err := r.store.RepoManifest(ctx, ir.Key, d); err == nil {
 			im.MediaType = m.MediaType
 			if doc, ok := readManifest(m.Body); ok {
 				im.ArtifactType = doc.ReferrerType()

@@ -67,35 +67,22 @@ func (s *Store) blobPath(digest string) string {
 // BlobInfo describes a committed blob.
 type BlobInfo struct {
 	Size int64
-	// Public is set for blobs that came from an upstream (a fill): any
-	// repository may see them. A blob only ever pushed is visible only to
-	// the repositories it is linked to.
-	Public bool
 }
 
-// flagPublic marks a blob record as pulled through from an upstream.
-const flagPublic = 1
-
-// decodeBlob reads a blob record: size (8) | createdAt (8) | flags (1).
+// decodeBlob reads a blob record: size (8) | createdAt (8) | flags (1). The
+// flags of older versions (a "public" bit) are ignored: who sees a blob is
+// Visible's to say.
 func decodeBlob(v []byte) (BlobInfo, time.Time, bool) {
 	if len(v) < 16 {
 		return BlobInfo{}, time.Time{}, false
 	}
-	info := BlobInfo{Size: int64(binary.BigEndian.Uint64(v))}
-	if len(v) > 16 {
-		info.Public = v[16]&flagPublic != 0
-	}
-	return info, getTime(v[8:]), true
+	return BlobInfo{Size: int64(binary.BigEndian.Uint64(v))}, getTime(v[8:]), true
 }
 
 func encodeBlob(info BlobInfo, created time.Time) []byte {
 	v := binary.BigEndian.AppendUint64(make([]byte, 0, 17), uint64(info.Size))
 	v = putTime(v, created)
-	var flags byte
-	if info.Public {
-		flags |= flagPublic
-	}
-	return append(v, flags)
+	return append(v, 0)
 }
 
 // StatBlob returns the size of a committed blob, or ErrNotFound.
@@ -124,7 +111,11 @@ func (s *Store) OpenBlob(ctx context.Context, digest string) (*os.File, BlobInfo
 	f, err := os.Open(s.blobPath(digest))
 	if errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("blob indexed but its file is missing; dropping the index entry", zap.String("digest", digest))
-		if s.db.Delete(blobKey(digest), pebble.Sync) == nil {
+		b := s.db.NewBatch()
+		defer b.Close()
+		_ = b.Delete(blobKey(digest), nil)
+		_ = b.DeleteRange(originPrefix(digest), upperBound(originPrefix(digest)), nil)
+		if b.Commit(pebble.Sync) == nil {
 			s.blobBytes.Add(-info.Size)
 			s.blobCount.Add(-1)
 		}
@@ -194,13 +185,30 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 }
 
 // Commit verifies the digest and size, makes the file durable, moves it into
-// place and indexes it. On any error the blob is discarded.
+// place and indexes it. On any error the blob is discarded. The blob is
+// linked nowhere, so no repository sees it until one links it (see
+// CommitFor).
 func (w *BlobWriter) Commit(ctx context.Context) error {
+	return w.finish(nil)
+}
+
+// CommitFor commits like Commit and, in the same write as the index entry,
+// records the blob's origin (see Batch.LinkOrigin): fetched content is
+// visible only where it came from.
+func (w *BlobWriter) CommitFor(ctx context.Context, o Origin) error {
+	if err := o.check(); err != nil {
+		w.Abort()
+		return err
+	}
+	return w.finish(&o)
+}
+
+func (w *BlobWriter) finish(o *Origin) error {
 	if w.done {
 		return errors.New("blob writer already finished")
 	}
 	w.done = true
-	err := w.commit()
+	err := w.commit(o)
 	if err != nil {
 		w.f.Close()
 		os.Remove(w.f.Name())
@@ -208,7 +216,7 @@ func (w *BlobWriter) Commit(ctx context.Context) error {
 	return err
 }
 
-func (w *BlobWriter) commit() error {
+func (w *BlobWriter) commit(o *Origin) error {
 	if w.broken {
 		return fmt.Errorf("blob %s: a write failed; not committing", w.digest)
 	}
@@ -221,8 +229,7 @@ func (w *BlobWriter) commit() error {
 	if err := w.f.Close(); err != nil {
 		return err
 	}
-	// Blob writers fill from upstreams and peers: the blob is public.
-	return w.s.moveIntoPlace(w.f.Name(), w.digest, w.n, true) // fsyncs before the rename
+	return w.s.moveIntoPlace(w.f.Name(), w.digest, w.n, o) // fsyncs before the rename
 }
 
 // Abort discards the blob.

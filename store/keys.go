@@ -11,25 +11,40 @@ package store
 //	    last confirmed the mapping (the TTL counts from it).
 //	man/<digest>                        -> len(mediaType) (2) | mediaType | body
 //	    A verified manifest, stored whole (manifests are at most a few MiB).
+//	    The media type is the first writer's; a repository reads its own
+//	    from its img/ record (records of older versions have none: then
+//	    this one is used). Rewriting the record never changes the type.
 //	blb/<digest>                        -> size (8) | createdAt (8, unix ns) | flags (1)
-//	    A committed blob; flag 1 marks one pulled through from an upstream,
-//	    which any repository may read (a pushed-only blob is visible only
-//	    where it is linked). Its bytes live in blobs/<alg>/<2 hex>/<hex> under
-//	    the data directory; the key is written only after the file is
-//	    renamed into place (see docs/design.md).
+//	    A committed blob. It is visible only where lnk/ or org/ says so
+//	    (Store.Visible); the flags byte is unused (older versions marked
+//	    pulled-through blobs public there, which is now ignored). Its bytes
+//	    live in blobs/<alg>/<2 hex>/<hex> under the data directory; the key
+//	    is written only after the file is renamed into place (see
+//	    docs/design.md).
+//	org/<digest>\x00<upstream rule>      -> at (8)
+//	    The blob was fetched from a rule without credentials: every cached
+//	    repository of that rule sees it. Content a rule fetches with
+//	    credentials gets no such record and stays visible only to the
+//	    cached repository it was fetched for (its lnk/ record). Keyed by
+//	    digest first, so deleting a blob drops its records in one range.
 //	acc/<digest>                        -> lastAccess (8, unix ns)
 //	    When a blob or manifest was last served; written without sync, as
 //	    losing the newest access times in a crash is harmless.
 //	rep/<repo>                          -> JSON Repository
 //	    A local (pushed-to) repository: created-at, tag mutability.
-//	img/<repo>\x00<digest>               -> pushedAt (8) | lastPulledAt (8)
-//	    A manifest that belongs to a repository. <repo> here, in lnk/ and in
-//	    ref/ is a RepoKey's encoding: a local repository's name, or for a
-//	    cached one 0x01 <upstream rule name> "/" <name at the upstream>.
-//	    Names never start with 0x01, so the two never collide.
+//	img/<repo>\x00<digest>               -> pushedAt (8) | lastPulledAt (8) | mediaType
+//	    A manifest that belongs to a repository, with the media type that
+//	    repository stored it under (missing in records of older versions).
+//	    A repository sees a manifest only through this record. <repo>
+//	    here, in lnk/ and in ref/ is a RepoKey's encoding: a local
+//	    repository's name, or for a cached one 0x01 <upstream rule name>
+//	    "/" <name at the upstream>. Names never start with 0x01, so the
+//	    two never collide.
 //	lnk/<repo>\x00<digest>               -> state (1: 1 linked, 0 deleted) | at (8)
-//	    A blob of a repository: uploaded, mounted or referenced by one of its
-//	    manifests. A deleted link hides a blob that other repositories keep.
+//	    A blob of a repository: for a local one uploaded, mounted or
+//	    referenced by one of its manifests; for a cached one fetched for it
+//	    (a fill or a peer's copy) or confirmed by its upstream. A deleted
+//	    link hides a blob that other repositories keep.
 //	ref/<repo>\x00<subject>\x00<digest>  -> JSON descriptor
 //	    A manifest of repo whose subject is <subject> (the referrers API).
 //	upl/<id>                            -> JSON Upload
@@ -58,6 +73,7 @@ var (
 	prefixReferrer = []byte("ref/")
 	prefixUpload   = []byte("upl/")
 	prefixPolicy   = []byte("pol/")
+	prefixOrigin   = []byte("org/")
 )
 
 func join(prefix []byte, parts ...string) []byte {
@@ -93,6 +109,12 @@ func referrerKey(repo RepoKey, subject, digest string) []byte {
 	return join(prefixReferrer, repo.Encode(), subject, digest)
 }
 func uploadKey(id string) []byte { return join(prefixUpload, id) }
+func originKey(digest, rule string) []byte {
+	return join(prefixOrigin, digest, rule)
+}
+
+// originPrefix is the prefix of every origin record of a digest.
+func originPrefix(digest string) []byte { return append(join(prefixOrigin, digest), 0) }
 
 // RepoKey names a repository in image, link and referrer records.
 type RepoKey struct {

@@ -83,11 +83,22 @@ func (s *Store) scan(ctx context.Context, p []byte, fn func(k, v []byte) error) 
 type Image struct {
 	PushedAt     time.Time
 	LastPulledAt time.Time
+	// MediaType is the type the repository stored the manifest under;
+	// empty in records of older versions (the manifest record's applies).
+	MediaType string
 }
 
 func encodeImage(im Image) []byte {
-	v := putTime(make([]byte, 0, 16), im.PushedAt)
-	return putTime(v, im.LastPulledAt)
+	v := putTime(make([]byte, 0, 16+len(im.MediaType)), im.PushedAt)
+	v = putTime(v, im.LastPulledAt)
+	return append(v, im.MediaType...)
+}
+
+func decodeImage(v []byte) (Image, bool) {
+	if len(v) < 16 {
+		return Image{}, false
+	}
+	return Image{PushedAt: getTime(v), LastPulledAt: getTime(v[8:]), MediaType: string(v[16:])}, true
 }
 
 // GetImage returns the image record of digest in repo, or ErrNotFound.
@@ -96,10 +107,11 @@ func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Imag
 	if err != nil {
 		return Image{}, err
 	}
-	if len(v) < 16 {
+	im, ok := decodeImage(v)
+	if !ok {
 		return Image{}, fmt.Errorf("image %s@%s: corrupt record", repo, digest)
 	}
-	return Image{PushedAt: getTime(v), LastPulledAt: getTime(v[8:])}, nil
+	return im, nil
 }
 
 // TouchImage records a pull of an image. Not synced.
@@ -120,8 +132,8 @@ func (s *Store) ListImages(ctx context.Context, repo RepoKey) (map[string]Image,
 	p := append(join(prefixImage, repo.Encode()), 0)
 	out := map[string]Image{}
 	err := s.scan(ctx, p, func(k, v []byte) error {
-		if len(v) >= 16 {
-			out[string(k)] = Image{PushedAt: getTime(v), LastPulledAt: getTime(v[8:])}
+		if im, ok := decodeImage(v); ok {
+			out[string(k)] = im
 		}
 		return nil
 	})
@@ -175,11 +187,14 @@ type manifestEntry struct {
 // NewBatch starts a batch.
 func (s *Store) NewBatch() *Batch { return &Batch{s: s, b: s.db.NewBatch()} }
 
-// PutManifest adds a manifest after checking its digest.
+// PutManifest adds a manifest after checking its digest. A manifest stored
+// already keeps its media type (see firstType); repositories keep theirs in
+// their image records.
 func (b *Batch) PutManifest(digest string, m *Manifest) error {
 	if err := verifyBytes(digest, m.Body); err != nil {
 		return err
 	}
+	m = b.s.firstType(digest, m)
 	v, err := encodeManifest(m)
 	if err != nil {
 		return err
@@ -287,20 +302,32 @@ func (s *Store) RefreshBlob(ctx context.Context, digest string) error {
 	return s.db.Set(blobKey(digest), encodeBlob(info, s.now()), pebble.Sync)
 }
 
-// DeleteBlob removes a committed blob's bytes, index entry and access time.
-// Callers (garbage collection) make sure nothing references it.
-func (s *Store) DeleteBlob(ctx context.Context, digest string) error {
-	info, statErr := s.StatBlob(ctx, digest)
+// DeleteBlob removes a committed blob's bytes, index entry, access time,
+// origin records and its link records in the repositories links names, in
+// one batch. Callers (garbage collection, eviction) make sure nothing
+// references it.
+func (s *Store) DeleteBlob(ctx context.Context, digest string, links []RepoKey) error {
+	if _, _, err := splitDigest(digest); err != nil {
+		return err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(blobKey(digest), nil)
 	_ = b.Delete(accessKey(digest), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return err
+	_ = b.DeleteRange(originPrefix(digest), upperBound(originPrefix(digest)), nil)
+	for _, r := range links {
+		_ = b.Delete(linkKey(r, digest), nil)
 	}
-	if statErr == nil {
+	s.commitMu.Lock()
+	info, statErr := s.StatBlob(ctx, digest)
+	err := b.Commit(pebble.Sync)
+	if err == nil && statErr == nil {
 		s.blobBytes.Add(-info.Size)
 		s.blobCount.Add(-1)
+	}
+	s.commitMu.Unlock()
+	if err != nil {
+		return err
 	}
 	if err := os.Remove(s.blobPath(digest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -360,16 +387,6 @@ func (w Sweep) Blobs(ctx context.Context, fn func(digest string, size int64, cre
 // Manifests calls fn for every stored manifest digest.
 func (w Sweep) Manifests(ctx context.Context, fn func(digest string) error) error {
 	return w.s.scan(ctx, prefixManifest, func(k, _ []byte) error { return fn(string(k)) })
-}
-
-// DeleteLinks removes the given link keys of a digest.
-func (w Sweep) DeleteLinks(ctx context.Context, digest string, repos []RepoKey) error {
-	b := w.s.db.NewBatch()
-	defer b.Close()
-	for _, r := range repos {
-		_ = b.Delete(linkKey(r, digest), nil)
-	}
-	return b.Commit(pebble.Sync)
 }
 
 // DeleteManifest removes a manifest body no image references.

@@ -58,6 +58,9 @@ type Store struct {
 	// manifest or blob costs one store write a minute, not one a pull.
 	touchMu sync.Mutex
 	touched map[string]time.Time
+
+	// commitMu orders blob index writes with the totals they change.
+	commitMu sync.Mutex
 }
 
 // touchEvery is how stale a recorded access time may get.
@@ -270,6 +273,10 @@ type Manifest struct {
 // GetManifest returns the manifest with the given digest, from memory when
 // it is hot.
 func (s *Store) GetManifest(ctx context.Context, digest string) (*Manifest, error) {
+	return s.manifest(digest)
+}
+
+func (s *Store) manifest(digest string) (*Manifest, error) {
 	if m, ok := s.hot.Get(digest); ok {
 		return m, nil
 	}
@@ -307,10 +314,12 @@ func encodeTag(t Tag) []byte {
 }
 
 // PutManifest stores a manifest after checking that body hashes to digest.
+// A manifest stored already keeps its media type (see firstType).
 func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) error {
 	if err := verifyBytes(digest, m.Body); err != nil {
 		return err
 	}
+	m = s.firstType(digest, m)
 	v, err := encodeManifest(m)
 	if err != nil {
 		return err

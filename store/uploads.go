@@ -148,15 +148,16 @@ func (s *Store) CommitUpload(ctx context.Context, id, digest string) (int64, err
 		}
 		return n, s.DeleteUpload(ctx, id)
 	}
-	if err := s.moveIntoPlace(path, digest, n, false); err != nil {
+	if err := s.moveIntoPlace(path, digest, n, nil); err != nil {
 		return 0, err
 	}
 	return n, s.db.Delete(uploadKey(id), pebble.Sync)
 }
 
 // moveIntoPlace makes a verified file a committed blob: fsync the file,
-// rename it into place, fsync the directory, then index it (synced).
-func (s *Store) moveIntoPlace(path, digest string, size int64, public bool) error {
+// rename it into place, fsync the directory, then index it (synced), with
+// its origin's records when o is set.
+func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -184,11 +185,19 @@ func (s *Store) moveIntoPlace(path, digest string, size int64, public bool) erro
 			return err
 		}
 	}
-	old, existed := s.get(blobKey(digest))
-	if prev, _, ok := decodeBlob(old); existed == nil && ok && prev.Public {
-		public = true // once pulled through, always public
+	b := s.db.NewBatch()
+	defer b.Close()
+	now := s.now()
+	_ = b.Set(blobKey(digest), encodeBlob(BlobInfo{Size: size}, now), nil)
+	if o != nil {
+		o.write(b, digest, now)
 	}
-	if err := s.db.Set(blobKey(digest), encodeBlob(BlobInfo{Size: size, Public: public}, s.now()), pebble.Sync); err != nil {
+	// Two fills of one digest for different routes may commit at once:
+	// the totals count it once.
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	_, existed := s.get(blobKey(digest))
+	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
 	if existed != nil {

@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// This file is the visibility rule: which stored content a repository
+// sees. Content is stored once per digest, but a repository sees only what
+// belongs to it:
+//
+//   - a blob linked to it (lnk/ state 1): for a local repository one
+//     uploaded, mounted or referenced by its manifests; for a cached one a
+//     blob fetched for it or confirmed by its upstream;
+//   - for a cached repository, also a blob its upstream rule fetched
+//     without credentials for any of the rule's repositories (org/);
+//   - a manifest it has an image record for (img/), under that record's
+//     media type.
+//
+// Everything else is answered exactly as if it were not stored
+// (ErrNotFound), so a digest opens nothing across repositories or rules.
+
+// Origin is where a fetched blob came from: the cached repository it was
+// fetched for, and whether every cached repository of that upstream rule
+// may see it. Shared must be false for a rule with credentials: what it
+// fetches stays with the one repository.
+type Origin struct {
+	Repo   RepoKey
+	Shared bool
+}
+
+func (o Origin) check() error {
+	if !o.Repo.Cached() {
+		return fmt.Errorf("blob origin %s is not a cached repository", o.Repo)
+	}
+	return nil
+}
+
+// write adds o's records for digest to b.
+func (o Origin) write(b *pebble.Batch, digest string, now time.Time) {
+	_ = b.Set(linkKey(o.Repo, digest), putTime([]byte{1}, now), nil)
+	if o.Shared {
+		_ = b.Set(originKey(digest, o.Repo.Upstream), putTime(nil, now), nil)
+	}
+}
+
+// LinkOrigin records that blobs already stored were fetched from, or
+// confirmed by, o's upstream for o's repository.
+func (b *Batch) LinkOrigin(o Origin, digests ...string) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	now := b.s.now()
+	for _, d := range digests {
+		o.write(b.b, d, now)
+	}
+	return nil
+}
+
+// Visible returns a committed blob's info when repo sees it, and
+// ErrNotFound both when the blob is not stored and when it is stored but
+// repo does not see it. Both answers cost the same lookups.
+func (s *Store) Visible(ctx context.Context, repo RepoKey, digest string) (BlobInfo, error) {
+	if _, _, err := splitDigest(digest); err != nil {
+		return BlobInfo{}, err
+	}
+	sees, err := s.sees(repo, digest)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	info, err := s.StatBlob(ctx, digest)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	if !sees {
+		return BlobInfo{}, ErrNotFound
+	}
+	return info, nil
+}
+
+// sees reads repo's link and, for a cached repository, its rule's origin
+// record of digest.
+func (s *Store) sees(repo RepoKey, digest string) (bool, error) {
+	v, err := s.get(linkKey(repo, digest))
+	switch {
+	case err == nil && len(v) > 0:
+		if v[0] == 1 {
+			return true, nil
+		}
+		if !repo.Cached() {
+			return false, nil // deleted from this repository
+		}
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return false, err
+	}
+	if !repo.Cached() {
+		return false, nil
+	}
+	_, err = s.get(originKey(digest, repo.Upstream))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// RepoManifest returns the manifest digest as repo sees it: only when repo
+// has an image record for it, and with the media type repo stored it
+// under. Otherwise it is ErrNotFound, stored or not.
+func (s *Store) RepoManifest(ctx context.Context, repo RepoKey, digest string) (*Manifest, error) {
+	im, err := s.GetImage(ctx, repo, digest)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.GetManifest(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	if im.MediaType != "" && im.MediaType != m.MediaType {
+		return &Manifest{MediaType: im.MediaType, Body: m.Body}, nil
+	}
+	return m, nil
+}
+
+// firstType returns m with the media type of the stored record of digest,
+// if there is one: rewriting a manifest never changes the type another
+// repository's older image record falls back to.
+func (s *Store) firstType(digest string, m *Manifest) *Manifest {
+	old, err := s.manifest(digest)
+	if err != nil || old.MediaType == m.MediaType {
+		return m
+	}
+	return &Manifest{MediaType: old.MediaType, Body: m.Body}
+}
