@@ -31,6 +31,7 @@ import (
 type mirrorEnv struct {
 	t      *testing.T
 	up     *testreg.Registry
+	priv   *testreg.Registry // with privateRule
 	store  *store.Store
 	srv    *httptest.Server
 	client *http.Client
@@ -41,6 +42,9 @@ type mirrorOpts struct {
 	defaultRule bool
 	// localPrefixes are first components that stay local even then.
 	localPrefixes []string
+	// privateRule adds a second upstream, named and prefixed "priv",
+	// that Berth reaches with credentials.
+	privateRule bool
 }
 
 func newMirrorEnv(t *testing.T, o mirrorOpts) *mirrorEnv {
@@ -57,7 +61,11 @@ func newMirrorEnv(t *testing.T, o mirrorOpts) *mirrorEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := proxy.New(e.store, upstream.Fixed(upstream.NewRouter([]*upstream.Upstream{u}, o.localPrefixes...)), proxy.Options{Logger: zl})
+	ups := []*upstream.Upstream{u}
+	if o.privateRule {
+		ups = append(ups, e.privateUpstream(zl))
+	}
+	p := proxy.New(e.store, upstream.Fixed(upstream.NewRouter(ups, o.localPrefixes...)), proxy.Options{Logger: zl})
 	t.Cleanup(p.Close)
 	repos := local.New(e.store, local.Options{AutoCreate: true, Logger: zl})
 	e.srv = httptest.NewServer(registry.New(New(p, repos, e.store, Options{}), registry.WithLogger(zl)))
