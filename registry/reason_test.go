@@ -3,6 +3,7 @@ package registry
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -102,6 +103,30 @@ func TestUpstreamFailureInStatusLine(t *testing.T) {
 		if ri.Bytes != want {
 			t.Errorf("observed %d body bytes for %s, want %d", ri.Bytes, ri.Method, want)
 		}
+	}
+}
+
+// TestStatusLineReasonOverTLS: on HTTP/1.1 over TLS the hijacked
+// connection is the TLS one, so the reason phrase arrives encrypted and
+// whole.
+func TestStatusLineReasonOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(New(failingBackend{errdefs.New(errdefs.ErrUpstreamUnavailable, upstreamDown)}))
+	defer srv.Close()
+	c, err := tls.Dial("tcp", srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.Status != "502 "+upstreamDown || !resp.Close || !strings.Contains(string(body), CodeUpstreamUnavailable) {
+		t.Errorf("over TLS: %q, close %v, body %q (%v)", resp.Status, resp.Close, body, err)
 	}
 }
 
