@@ -29,6 +29,9 @@ const reasonWriteTimeout = 10 * time.Second
 // without a body (so closing the connection cannot cut a request the
 // client is still sending). It reports whether it wrote the response;
 // when it did not, nothing was written and the caller writes as usual.
+// The response is buffered; w.finish flushes it and closes the connection
+// once the request was logged and observed, as net/http would have sent
+// it only when the handler returned.
 func (w *recorder) writeWithReason(r *http.Request, status int, msg string, body []byte) bool {
 	if status < 500 || r.ProtoMajor != 1 || w.status != 0 || r.ContentLength != 0 {
 		return false
@@ -41,7 +44,10 @@ func (w *recorder) writeWithReason(r *http.Request, status int, msg string, body
 	if err != nil {
 		return false // HTTP/2, or a writer that cannot hijack
 	}
-	defer conn.Close()
+	w.finish = func() {
+		_ = rw.Writer.Flush()
+		_ = conn.Close()
+	}
 	w.status = status
 	_ = conn.SetDeadline(time.Now().Add(reasonWriteTimeout))
 	proto := "HTTP/1.1"
@@ -59,8 +65,15 @@ func (w *recorder) writeWithReason(r *http.Request, status int, msg string, body
 		n, _ := rw.Writer.Write(body)
 		w.bytes += int64(n)
 	}
-	_ = rw.Writer.Flush()
 	return true
+}
+
+// done sends what is left of the response once the request was logged
+// and observed.
+func (w *recorder) done() {
+	if w.finish != nil {
+		w.finish()
+	}
 }
 
 func writeRaw(bw *bufio.Writer, proto string, status int, reason string, h http.Header) error {

@@ -125,6 +125,7 @@ var errAbort = errors.New("stream aborted")
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, bodyIdle: s.bodyIdle, bodyMinRate: s.bodyMinRate}
+	defer rec.done()
 	client := ClientIP(r)
 	var principal string
 	route, err := ParseRequest(r)
@@ -448,6 +449,9 @@ type recorder struct {
 	// bodyIdle and bodyMinRate pace request bodies (bodypace.go).
 	bodyIdle    time.Duration
 	bodyMinRate int64
+	// finish sends a response written on the hijacked connection
+	// (reason.go); nil otherwise.
+	finish func()
 }
 
 // Unwrap lets http.ResponseController reach the connection.
