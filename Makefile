@@ -20,7 +20,7 @@ REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: all build run deps test test-unit test-e2e bench lint fuzz clean image
+.PHONY: all build run deps test test-unit test-e2e bench lint fuzz soak clean image
 
 all: build
 
@@ -95,8 +95,9 @@ bench-smoke:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w on them):"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags soak ./test/soak/
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
-	@if command -v staticcheck >/dev/null 2>&1; then echo staticcheck $(PKGS); staticcheck $(PKGS); \
+	@if command -v staticcheck >/dev/null 2>&1; then echo staticcheck $(PKGS); staticcheck $(PKGS); staticcheck -tags soak ./test/soak/; \
 	else echo "staticcheck not installed (make deps installs it); skipped"; fi
 
 # make fuzz FUZZTIME=10m: every fuzz target for FUZZTIME each (2m: ~20 min).
@@ -105,6 +106,13 @@ fuzz:
 		echo "== $$t for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
 	done
+
+# The soak test (test/soak, build tag soak, so make test never builds it):
+# a node in process under -race, with a real upstream, for SOAK_DURATION of
+# concurrent pushes, pulls, deletes, GC, eviction and reloads.
+SOAK_DURATION ?= 2m
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -race -count=1 -v -timeout 2h -run TestSoak ./test/soak/
 
 clean:
 	rm -rf bin
