@@ -2,6 +2,8 @@ package admin_test
 
 import (
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,5 +85,26 @@ func TestDescribeRepositoriesIncludeCached(t *testing.T) {
 	}
 	if want := map[string]string{"private/app": " 1", "docker-hub/library/alpine": "docker-hub 2"}; !maps.Equal(got, want) {
 		t.Errorf("includeCached: %v, want %v", got, want)
+	}
+}
+
+// TestHostGuard: a page of the loopback admin listener refuses a request
+// naming a host that is not loopback (DNS rebinding), as the API does.
+func TestHostGuard(t *testing.T) {
+	srv := httptest.NewServer(admin.HostGuard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	defer srv.Close()
+	for host, want := range map[string]int{"evil.example": http.StatusForbidden, "localhost": http.StatusOK, "": http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/ui/", nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, want)
+		}
 	}
 }

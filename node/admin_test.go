@@ -28,6 +28,11 @@ auth: {enabled: true, htpasswd: DIR/htpasswd, groups: {admins: [alice]}}
 		{"/debug/pprof/", "", http.StatusUnauthorized},
 		{"/debug/pprof/cmdline", "bob:bob-pw", http.StatusForbidden},
 		{"/debug/pprof/cmdline", "alice:alice-pw", http.StatusOK},
+		{"/ui/", "", http.StatusUnauthorized},
+		{"/ui/api/status", "bob:bob-pw", http.StatusForbidden},
+		{"/ui/app.js", "bob:bob-pw", http.StatusForbidden},
+		{"/ui/", "alice:alice-pw", http.StatusOK},
+		{"/ui/api/status", "alice:alice-pw", http.StatusOK},
 	}
 	for _, tt := range tests {
 		req, _ := http.NewRequest(http.MethodGet, e.admin.URL+tt.path, nil)
