@@ -2,7 +2,9 @@ package registry
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,21 +25,27 @@ const maxReason = 300
 // connection (the server's own deadlines no longer apply to it).
 const reasonWriteTimeout = 10 * time.Second
 
+// maxDrain is how much of a request body that was not read writeWithReason
+// reads to its end before it closes the connection; a longer one is left
+// to net/http.
+const maxDrain = 64 << 10
+
 // writeWithReason writes a 5xx error response with msg as its reason
 // phrase on the hijacked connection. It does so only on HTTP/1.x, only
-// before anything of the response was written, and only for requests
-// without a body (so closing the connection cannot cut a request the
-// client is still sending). It reports whether it wrote the response;
+// before anything of the response was written, and only when the request
+// body was read to its end (or has at most maxDrain bytes left, which are
+// read), so closing the connection cannot cut a request the client is
+// still sending. It reports whether it wrote the response;
 // when it did not, nothing was written and the caller writes as usual.
 // The response is buffered; w.finish flushes it and closes the connection
 // once the request was logged and observed, as net/http would have sent
 // it only when the handler returned.
 func (w *recorder) writeWithReason(r *http.Request, status int, msg string, body []byte) bool {
-	if status < 500 || r.ProtoMajor != 1 || w.status != 0 || r.ContentLength != 0 {
+	if status < 500 || r.ProtoMajor != 1 || w.status != 0 {
 		return false
 	}
 	reason := Reason(msg)
-	if reason == "" {
+	if reason == "" || !w.drained(r) {
 		return false
 	}
 	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
@@ -66,6 +74,21 @@ func (w *recorder) writeWithReason(r *http.Request, status int, msg string, body
 		w.bytes += int64(n)
 	}
 	return true
+}
+
+// drained says whether r's body has been read to its end, reading at most
+// maxDrain more bytes of it (within reasonWriteTimeout) to find out. A
+// body the client sends only after "100 Continue" is not asked for.
+func (w *recorder) drained(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return false
+	}
+	_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now().Add(reasonWriteTimeout))
+	n, err := io.CopyN(io.Discard, r.Body, maxDrain+1)
+	return errors.Is(err, io.EOF) && n <= maxDrain
 }
 
 // done sends what is left of the response once the request was logged

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,7 +59,7 @@ func rawRequest(t *testing.T, addr, req string) (status string, h http.Header, b
 // its JSON body and headers, closes the connection, and is observed with
 // its status.
 func TestUpstreamFailureInStatusLine(t *testing.T) {
-	observed := make(chan RequestInfo, 3)
+	observed := make(chan RequestInfo, 5)
 	s := New(failingBackend{errdefs.New(errdefs.ErrUpstreamUnavailable, upstreamDown)},
 		WithObserver(func(ri RequestInfo) { observed <- ri }))
 	srv := httptest.NewServer(s)
@@ -84,14 +85,25 @@ func TestUpstreamFailureInStatusLine(t *testing.T) {
 		t.Errorf("HEAD: status line %q, body %q, headers %v; want %q, no body and the body's length", status, body, h, want)
 	}
 
-	// A request with a body is answered as net/http answers (the
-	// connection stays usable for what the client is still sending).
+	// A short request body is read to its end first.
 	status, _, _ = rawRequest(t, addr, "GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-	if status != "HTTP/1.1 502 Bad Gateway" {
-		t.Errorf("with a request body: status line %q, want the plain one", status)
+	if want := "HTTP/1.1 502 " + upstreamDown; status != want {
+		t.Errorf("with a short request body: status line %q, want %q", status, want)
 	}
 
-	for range 3 {
+	// A long body the client is still sending, or one it sends only
+	// after "100 Continue", is answered as net/http answers.
+	long := strings.Repeat("x", maxDrain+10)
+	for name, req := range map[string]string{
+		"long body":    "GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(long)) + "\r\n\r\n" + long,
+		"100-continue": "GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+	} {
+		if status, _, _ := rawRequest(t, addr, req); status != "HTTP/1.1 502 Bad Gateway" {
+			t.Errorf("%s: status line %q, want the plain one", name, status)
+		}
+	}
+
+	for range 5 {
 		ri := <-observed
 		if ri.Status != http.StatusBadGateway || ri.Code != CodeUpstreamUnavailable {
 			t.Errorf("observed %s with status %d code %q, want 502 %s", ri.Method, ri.Status, ri.Code, CodeUpstreamUnavailable)
