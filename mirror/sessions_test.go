@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +159,28 @@ func TestOpenUploadsAreCappedPerClient(t *testing.T) {
 		}
 	}
 	e.wantFull("after expiry")
+}
+
+// Sessions of clients that never come back are forgotten once many are
+// tracked, so the count's memory stays bounded.
+func TestOpenUploadsForgetEndedSessionsOfEveryClient(t *testing.T) {
+	var o openUploads
+	ended := false
+	open := func(context.Context, string) bool { return !ended }
+	ctx := context.Background()
+	for i := range minPrune {
+		client := "ip:10.0." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256)
+		if err := o.admit(ctx, client, 1, open); err != nil {
+			t.Fatal(err)
+		}
+		o.opened(client, "id-"+strconv.Itoa(i))
+	}
+	ended = true // every one of them committed, cancelled or expired
+	if err := o.admit(ctx, "user:alice", 1, open); err != nil {
+		t.Fatal(err)
+	}
+	o.opened("user:alice", "")
+	if o.tracked != 0 || len(o.by) != 0 || len(o.pending) != 0 {
+		t.Fatalf("after the sessions ended: %d tracked, %d clients, %d pending", o.tracked, len(o.by), len(o.pending))
+	}
 }
