@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -192,14 +191,7 @@ func TestGetManifestSniffsMediaType(t *testing.T) {
 	u := ctUpstream(t, reg.URL, nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reg.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
-				if testreg.Kind(r.URL.Path) != "manifests" {
-					return false
-				}
-				w.Header().Set("Content-Type", "application/json; charset=utf-8")
-				io.WriteString(w, tt.body)
-				return true
-			})
+			ctServeManifests(reg, "application/json; charset=utf-8", tt.body)
 			desc, body, err := u.GetManifest(context.Background(), "team/app", "v1")
 			if err != nil {
 				t.Fatal(err)

@@ -16,6 +16,19 @@ import (
 const ctConfig = `{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,` +
 	`"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}`
 
+// ctServeManifests makes reg answer every manifest request with body as
+// Content-Type ct.
+func ctServeManifests(reg *testreg.Registry, ct, body string) {
+	reg.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
+		if testreg.Kind(r.URL.Path) != "manifests" {
+			return false
+		}
+		w.Header().Set("Content-Type", ct)
+		io.WriteString(w, body)
+		return true
+	})
+}
+
 // An upstream answer that is not a manifest of an accepted media type is
 // refused with ErrInvalidManifest (an ErrUnavailable), naming the upstream
 // and the reason; a real manifest and a labelled schema 1 manifest pass.
@@ -56,14 +69,7 @@ func TestGetManifestRefusesWhatIsNotAManifest(t *testing.T) {
 	u := ctUpstream(t, reg.URL, nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reg.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
-				if testreg.Kind(r.URL.Path) != "manifests" {
-					return false
-				}
-				w.Header().Set("Content-Type", tt.ct)
-				io.WriteString(w, tt.body)
-				return true
-			})
+			ctServeManifests(reg, tt.ct, tt.body)
 			desc, body, err := u.GetManifest(context.Background(), "team/app", "v1")
 			if tt.reason == "" {
 				if err != nil || string(body) != tt.body || desc.MediaType != tt.ct {
