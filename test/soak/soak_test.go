@@ -29,6 +29,7 @@ import (
 	"berth/node"
 	"berth/test/testreg"
 
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -48,6 +49,7 @@ type soak struct {
 
 	mu       sync.Mutex
 	local    []image // pushed to local repositories and not deleted
+	deleted  []image // deleted from local repositories, the last 32
 	cached   []image // in the upstream, pulled through hub/
 	outcomes map[string]int
 	failures []string
@@ -204,11 +206,17 @@ func (s *soak) waitReady(served <-chan error) {
 	}
 }
 
-// workers are the concurrent loops of the soak, by name.
+// workers are the concurrent loops of the soak, by name. The pushers
+// share a base layer; two push to the same repository.
 func (s *soak) workers() map[string]func() {
+	base, err := random.Layer(96<<10, "application/vnd.oci.image.layer.v1.tar+gzip")
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	return map[string]func(){
-		"push 1":          func() { s.pushLoop(1) },
-		"push 2":          func() { s.pushLoop(2) },
+		"push 1":          func() { s.pushLoop("private/soak-1", base) },
+		"push 2":          func() { s.pushLoop("private/soak-2", base) },
+		"push 3":          func() { s.pushLoop("private/soak-1", base) },
 		"pull local 1":    s.pullLocalLoop,
 		"pull local 2":    s.pullLocalLoop,
 		"pull cached 1":   s.pullCachedLoop,

@@ -18,6 +18,8 @@ import (
 	"berth/internal/oci"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -63,22 +65,16 @@ func (s *soak) pushUpstream(i int) {
 	s.outcome("upstream push")
 }
 
-// pushLoop pushes images to private/soak-n with a real client, sharing a
-// base layer, and pulls each back by digest.
-func (s *soak) pushLoop(n int) {
-	base, err := random.Image(96<<10, 1)
-	if err != nil {
-		s.fail("random image: %v", err)
-		return
-	}
-	repo := fmt.Sprintf("private/soak-%d", n)
+// pushLoop pushes images of base and one layer of their own to repo with
+// a real client, and pulls each back by digest.
+func (s *soak) pushLoop(repo string, base v1.Layer) {
 	for i := 0; s.running(); i++ {
 		layer, err := random.Layer(int64(32<<10+rand.IntN(256<<10)), "application/vnd.oci.image.layer.v1.tar+gzip")
 		if err != nil {
 			s.fail("random layer: %v", err)
 			return
 		}
-		img, err := mutate.AppendLayers(base, layer)
+		img, err := mutate.AppendLayers(empty.Image, base, layer)
 		if err != nil {
 			s.fail("image: %v", err)
 			return
@@ -113,20 +109,31 @@ func (s *soak) pushFailed(err error) {
 	s.fail("push: %v", err)
 }
 
-// pullLocalLoop pulls pushed images back.
+// pullLocalLoop pulls pushed images back, and now and then a deleted one,
+// which must be gone.
 func (s *soak) pullLocalLoop() {
-	for s.running() {
+	for i := 0; s.running(); i++ {
 		s.mu.Lock()
-		var im image
+		var im, gone image
 		if len(s.local) > 0 {
 			im = s.local[rand.IntN(len(s.local))]
 		}
-		s.mu.Unlock()
-		if im.repo == "" {
-			s.pullImage("private/soak-1", "v0", "local")
-			continue
+		if len(s.deleted) > 0 && i%5 == 0 {
+			gone = s.deleted[rand.IntN(len(s.deleted))]
 		}
-		s.pullImage(im.repo, im.ref, "local")
+		s.mu.Unlock()
+		switch {
+		case gone.repo != "":
+			st, body := s.do(http.MethodGet, "/v2/"+gone.repo+"/manifests/"+gone.ref, oci.AcceptManifests)
+			if st != http.StatusNotFound {
+				s.fail("deleted manifest %s@%s: %d %s, want 404", gone.repo, gone.ref, st, body)
+			}
+			s.outcome("deleted manifest 404")
+		case im.repo == "":
+			s.pullImage("private/soak-1", "v0", "local")
+		default:
+			s.pullImage(im.repo, im.ref, "local")
+		}
 	}
 }
 
@@ -154,6 +161,12 @@ func (s *soak) deleteOldest() {
 	switch st {
 	case http.StatusAccepted:
 		s.outcome("local delete")
+		s.mu.Lock()
+		s.deleted = append(s.deleted, im)
+		if len(s.deleted) > 32 {
+			s.deleted = s.deleted[1:]
+		}
+		s.mu.Unlock()
 	case http.StatusNotFound:
 		s.outcome("local delete 404")
 	default:
