@@ -146,6 +146,10 @@ func TestStatusPageShowsPullsAndFills(t *testing.T) {
 			`!!document.querySelector('#images tr[data-repository=%s][data-digest=%s][data-size="%d"]')`,
 			jsString(repo), jsString(d.String()), imageSize(t, img)))
 	}
+	// The filter keeps the images whose repository, tag or digest match.
+	eval[bool](t, ctx, `(s => { s.value = "library/b"; s.dispatchEvent(new Event("input")); return true })(document.getElementById("search"))`)
+	waitFor(t, ctx, "hub/library/b alone after filtering", `(rows => rows.length === 1 && rows[0].dataset.repository === "hub/library/b")(document.querySelectorAll("#images tbody tr"))`)
+	eval[bool](t, ctx, `(s => { s.value = ""; s.dispatchEvent(new Event("input")); return true })(document.getElementById("search"))`)
 	waitFor(t, ctx, "RateLimit-Remaining 77 for hub", `(document.querySelector('#upstreams tr[data-upstream="hub"] .ratelimit') || {}).textContent === "77"`)
 	screenshot(t, ctx, "ui-status.png")
 
@@ -189,8 +193,11 @@ func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
 	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, true, "")+
 		fmt.Sprintf("auth:\n  enabled: true\n  htpasswd: %q\n  groups: {admins: [root]}\n", auHtpasswd(t, users)))
 	bob := crane.WithAuth(&authn.Basic{Username: "bob", Password: users["bob"]})
-	if _, err := crane.Manifest(b.Addr+"/hub/library/alpine:3.20", bob); err != nil {
-		t.Fatalf("bob pulls the manifest: %v", err)
+	up.Push(t, "library/alpine", "3.19", realImage(t, pushSeed(), 1, runtime.GOARCH, false))
+	for _, tag := range []string{"3.19", "3.20"} {
+		if _, err := crane.Manifest(b.Addr+"/hub/library/alpine:"+tag, bob); err != nil {
+			t.Fatalf("bob pulls the manifest of %s: %v", tag, err)
+		}
 	}
 
 	browser := startBrowser(t)
@@ -221,9 +228,17 @@ func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
 	waitFor(t, root, "the cached image", fmt.Sprintf(`!!document.querySelector('%s')`, imageRow))
 	click(t, root, imageRow+" button.pin")
 	waitFor(t, root, "the image pinned", fmt.Sprintf(`(r => r && r.textContent.includes("pinned") && r.querySelector("button.pin").textContent === "Unpin")(document.querySelector('%s'))`, imageRow))
+	// A lifecycle policy's preview lists what it would expire (one of the
+	// two images), and expires nothing.
+	policy := `{"rules":[{"rulePriority":1,"description":"keep one","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}`
+	adminCall(t, b, "root", users["root"], "put-lifecycle-policy", fmt.Sprintf(`{"repositoryName":"hub/*","lifecyclePolicyText":%q}`, policy))
+	waitFor(t, root, "the policy listed", `!!document.querySelector('#policies tr[data-scope="hub/*"]')`)
+	click(t, root, `#policies tr[data-scope="hub/*"] button.preview`)
+	waitFor(t, root, "the preview complete", `document.getElementById("preview-title").textContent.includes("COMPLETE — 1 images would expire") &&
+		document.querySelectorAll("#preview-rows tr").length === 1`)
 	click(t, root, "#start-gc")
 	waitFor(t, root, "garbage collection done", `document.getElementById("action-result").textContent.startsWith("start-gc: done")`)
-	for _, action := range []string{"PinImage", "StartGc"} {
+	for _, action := range []string{"PinImage", "StartLifecyclePolicyPreview", "StartGc"} {
 		waitFor(t, root, action+" by root in the audit table", fmt.Sprintf(
 			`[...document.querySelectorAll('#audit tr[data-action=%s]')].some(r => r.children[1].textContent === "root")`, jsString(action)))
 	}
@@ -235,5 +250,23 @@ func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
 		if !bytes.Contains(log, []byte(action)) || !bytes.Contains(log, []byte(`"principal":"root"`)) {
 			t.Errorf("audit.log has no %s by root:\n%s", action, log)
 		}
+	}
+}
+
+// adminCall sends one admin API request as user and fails the test unless
+// it succeeds.
+func adminCall(t *testing.T, b *Berth, user, pass, verb, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, b.AdminURL+"/admin/v1/"+verb, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(user, pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s: %d %s", verb, resp.StatusCode, msg)
 	}
 }
