@@ -44,6 +44,9 @@ Commands:
   import        import a bundle into a node (berth import
                 [--verify-key PUB] FILE)
   keygen        make an Ed25519 key pair for signing bundles
+  doctor        check this host's Docker, containerd and podman configs,
+                the node, its upstreams, disk and permissions; prints each
+                fix (berth doctor [--config FILE] [-o json])
   version       print the version, VCS revision, build time and Go version
 `
 
@@ -83,6 +86,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return importCmd(ctx, args[1:], out)
 	case "keygen":
 		return keygenCmd(args[1:], out)
+	case "doctor":
+		return doctorCmd(ctx, args[1:], out)
 	case "version":
 		printVersion(out)
 		return nil

@@ -58,12 +58,7 @@ func writeHostsToml(dir, registry, mirror string) (string, error) {
 	if strings.ContainsAny(registry, "/\\ \"") || registry == "." || registry == ".." {
 		return "", fmt.Errorf("prepare-node: %q is not a registry host name", registry)
 	}
-	server := "https://" + registry
-	if registry == "docker.io" {
-		server = "https://registry-1.docker.io"
-	}
-	body := fmt.Sprintf("# Written by berth prepare-node: pulls of %s go to the Berth on this host first.\n"+
-		"server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", registry, server, strings.TrimRight(mirror, "/"))
+	body := hostsTomlBody(registry, mirror)
 	d := filepath.Join(dir, registry)
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return "", fmt.Errorf("prepare-node: %w", err)
@@ -77,6 +72,17 @@ func writeHostsToml(dir, registry, mirror string) (string, error) {
 		return "", fmt.Errorf("prepare-node: %w", err)
 	}
 	return p, nil
+}
+
+// hostsTomlBody is the hosts.toml of registry that sends its pulls to the
+// mirror first.
+func hostsTomlBody(registry, mirror string) string {
+	server := "https://" + registry
+	if registry == "docker.io" {
+		server = "https://registry-1.docker.io"
+	}
+	return fmt.Sprintf("# Written by berth prepare-node: pulls of %s go to the Berth on this host first.\n"+
+		"server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", registry, server, strings.TrimRight(mirror, "/"))
 }
 
 // ownedDir creates dir (mode 0750) and gives it to owner, "uid:gid".
