@@ -25,29 +25,12 @@ import (
 func TestMultiRangeThroughBerth(t *testing.T) {
 	t.Parallel()
 	up := testreg.Start(t)
-	img := testreg.Image(t, 17, 6<<20)
-	up.Push(t, "team/app", "v1", img)
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := layers[0].Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, blob := pushOneLayer(t, up, 17, 6<<20)
 	up.Reset()
 	up.SlowBlobs(20 * time.Millisecond) // a fill of 6 pieces: the ranges arrive as it goes
 
 	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, false, ""))
-	url := b.URL + "/v2/hub/team/app/blobs/" + d.String()
+	url := b.URL + "/v2/hub/team/app/blobs/" + d
 	size := int64(len(blob))
 	ranges := [][2]int64{{0, 99}, {3 << 20, 3<<20 + 999}, {size - 100, size - 1}}
 	hdr := fmt.Sprintf("bytes=0-99,%d-%d,-100", 3<<20, 3<<20+999)
@@ -72,7 +55,33 @@ func TestMultiRangeThroughBerth(t *testing.T) {
 	if err := checkMultiRange(ctx, url, hdr, blob, ranges); err != nil {
 		t.Errorf("warm multi-range GET: %v", err)
 	}
-	assertOneGETPerBlob(t, "multi-range", up, "team/app", []string{d.String()})
+	assertOneGETPerBlob(t, "multi-range", up, "team/app", []string{d})
+}
+
+// pushOneLayer pushes team/app:v1, an image of one layer of size bytes,
+// to up and returns the layer's digest and bytes.
+func pushOneLayer(t *testing.T, up *testreg.Registry, seed uint64, size int) (string, []byte) {
+	t.Helper()
+	img := testreg.Image(t, seed, size)
+	up.Push(t, "team/app", "v1", img)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dg.String(), blob
 }
 
 // checkMultiRange GETs url with the Range header hdr and checks the 206
@@ -135,24 +144,7 @@ func checkMultiRange(ctx context.Context, url, hdr string, blob []byte, ranges [
 func TestColdRangeDoesNotWaitForTheBlob(t *testing.T) {
 	t.Parallel()
 	up := testreg.Start(t)
-	img := testreg.Image(t, 19, 4<<20)
-	up.Push(t, "team/app", "v1", img)
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := layers[0].Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, blob := pushOneLayer(t, up, 19, 4<<20)
 	release := make(chan struct{})
 	released := sync.OnceFunc(func() { close(release) })
 	defer released()
@@ -166,7 +158,7 @@ func TestColdRangeDoesNotWaitForTheBlob(t *testing.T) {
 	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, false, ""))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	url := b.URL + "/v2/hub/team/app/blobs/" + d.String()
+	url := b.URL + "/v2/hub/team/app/blobs/" + d
 	if err := checkMultiRange(ctx, url, "bytes=0-99,4096-8191,100000-100099", blob,
 		[][2]int64{{0, 99}, {4096, 8191}, {100000, 100099}}); err != nil {
 		t.Fatalf("multi-range GET while the upstream holds back all but the first MiB: %v", err)
@@ -176,7 +168,7 @@ func TestColdRangeDoesNotWaitForTheBlob(t *testing.T) {
 		[][2]int64{{int64(len(blob)) - 10, int64(len(blob)) - 1}, {0, 9}}); err != nil {
 		t.Fatalf("multi-range GET once the fill could finish: %v", err)
 	}
-	assertOneGETPerBlob(t, "cold range", up, "team/app", []string{d.String()})
+	assertOneGETPerBlob(t, "cold range", up, "team/app", []string{d})
 }
 
 // gateWriter passes the first open bytes of a response, then waits for
