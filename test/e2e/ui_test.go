@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -268,5 +269,43 @@ func adminCall(t *testing.T, b *Berth, user, pass, verb, body string) {
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(resp.Body)
 		t.Fatalf("%s: %d %s", verb, resp.StatusCode, msg)
+	}
+}
+
+// TestStatusPageClusterMembers: a node's page lists the cluster's members
+// with the stored and owned bytes /cluster/members gives, once what was
+// pulled through another node reached it by gossip.
+func TestStatusPageClusterMembers(t *testing.T) {
+	t.Parallel()
+	up := testreg.Start(t)
+	img := realImage(t, pushSeed(), 2, runtime.GOARCH, false)
+	up.Push(t, "library/a", "v1", img)
+	nodes := startCluster(t, 2, up.URL, "")
+	var c pullCount
+	pullImage(t, nodes[0].Berth, "library/a", img, false, &c)
+
+	ctx := tab(t, startBrowser(t), "", "")
+	open(t, ctx, nodes[1].AdminURL+"/ui/")
+	waitFor(t, ctx, "two members alive, node0 with stored bytes", `(rows => rows.length === 2 && [...rows].every(r => r.dataset.state === "alive") &&
+		Number(document.querySelector('#members tr[data-member="node0"]').dataset.stored) > 0)(document.querySelectorAll("#members tbody tr"))`)
+	var members struct {
+		Members []struct {
+			Name                    string
+			StoredBytes, OwnedBytes int64
+		}
+	}
+	resp, err := http.Get(nodes[1].AdminURL + "/cluster/members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&members); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members.Members {
+		got := eval[[]string](t, ctx, fmt.Sprintf(`(r => [r.dataset.stored, r.dataset.owned])(document.querySelector('#members tr[data-member=%s]'))`, jsString(m.Name)))
+		if got[0] != fmt.Sprint(m.StoredBytes) || got[1] != fmt.Sprint(m.OwnedBytes) {
+			t.Errorf("member %s on the page: stored %s, owned %s; /cluster/members: %d, %d", m.Name, got[0], got[1], m.StoredBytes, m.OwnedBytes)
+		}
 	}
 }

@@ -223,7 +223,8 @@ async function refreshMembers() {
   const body = $("#members tbody");
   body.replaceChildren();
   for (const x of m.members) {
-    body.append(el("tr", {}, el("td", {}, x.name + (x.name === m.self ? " (this node)" : "")), el("td", {}, x.state),
+    body.append(el("tr", { "data-member": x.name, "data-state": x.state, "data-stored": String(x.storedBytes), "data-owned": String(x.ownedBytes) },
+      el("td", {}, x.name + (x.name === m.self ? " (this node)" : "")), el("td", {}, x.state),
       el("td", {}, x.peerAddr || x.gossipAddr), el("td", { class: "num" }, bytes(x.storedBytes)),
       el("td", { class: "num" }, bytes(x.ownedBytes)), el("td", {}, x.version)));
   }
