@@ -39,6 +39,29 @@ func (e *mirrorEnv) privateUpstream(zl *zap.Logger) *upstream.Upstream {
 	return u
 }
 
+// pullPrivate pushes a one-layer image to the private upstream under each
+// of repos, pulls its layer through priv/<repos[0]>, forgets the requests
+// the upstream saw so far, and returns the layer's digest and bytes.
+func (e *mirrorEnv) pullPrivate(t *testing.T, seed uint64, repos ...string) (string, []byte) {
+	t.Helper()
+	img := testreg.Image(t, seed, 1000)
+	for _, r := range repos {
+		e.priv.Push(t, r, "v1", img)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.do(http.MethodGet, "/v2/priv/"+repos[0]+"/blobs/"+d.String(), nil)
+	wantStatus200(t, resp, body)
+	e.priv.Reset()
+	return d.String(), body
+}
+
 // A manifest pushed only to a local repository is not served by digest on
 // any cached route, and a pushed blob is not either (that probe used to
 // crash the handler): the upstream is asked, and its 404 is the answer.
@@ -76,14 +99,7 @@ func TestPushedContentIsNotOnCachedRoutes(t *testing.T) {
 // source that does not see it.
 func TestCredentialedBlobStaysInItsRepository(t *testing.T) {
 	e := newMirrorEnv(t, mirrorOpts{localPrefixes: []string{"local"}, privateRule: true})
-	img := testreg.Image(t, 7, 900)
-	e.priv.Push(t, "team/a", "v1", img)
-	layers, _ := img.Layers()
-	d, _ := layers[0].Digest()
-	ld := d.String()
-	resp, body := e.do(http.MethodGet, "/v2/priv/team/a/blobs/"+ld, nil)
-	wantStatus200(t, resp, body)
-	e.priv.Reset()
+	ld, _ := e.pullPrivate(t, 7, "team/a")
 	// The in-memory upstream keeps blobs per digest; a real one with
 	// accounts answers per repository: team/b does not hold the blob.
 	e.priv.Mutate(func(w http.ResponseWriter, r *http.Request) bool {
@@ -116,7 +132,7 @@ func TestCredentialedBlobStaysInItsRepository(t *testing.T) {
 		}
 	}
 	// From the repository that sees it, the mount works.
-	resp, body = e.do(http.MethodPost, "/v2/local/app/blobs/uploads/?mount="+ld+"&from=priv/team/a", nil)
+	resp, body := e.do(http.MethodPost, "/v2/local/app/blobs/uploads/?mount="+ld+"&from=priv/team/a", nil)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("mount from priv/team/a: %d %s, want 201", resp.StatusCode, body)
 	}
@@ -172,15 +188,7 @@ func TestPushedMediaTypeStaysInItsRepository(t *testing.T) {
 // download, and no question the next time.
 func TestStoredBlobConfirmedOncePerRepository(t *testing.T) {
 	e := newMirrorEnv(t, mirrorOpts{privateRule: true})
-	img := testreg.Image(t, 8, 1200)
-	e.priv.Push(t, "team/a", "v1", img)
-	e.priv.Push(t, "team/b", "v1", img)
-	layers, _ := img.Layers()
-	d, _ := layers[0].Digest()
-	ld := d.String()
-	resp, want := e.do(http.MethodGet, "/v2/priv/team/a/blobs/"+ld, nil)
-	wantStatus200(t, resp, want)
-	e.priv.Reset()
+	ld, want := e.pullPrivate(t, 8, "team/a", "team/b")
 	for range 2 {
 		resp, body := e.do(http.MethodGet, "/v2/priv/team/b/blobs/"+ld, nil)
 		wantStatus200(t, resp, body)
@@ -224,5 +232,27 @@ func (e *mirrorEnv) upPut(t *testing.T, path, mt string, bodies ...[]byte) {
 		if resp.StatusCode != http.StatusCreated {
 			t.Fatalf("PUT %s upstream: %d", u, resp.StatusCode)
 		}
+	}
+}
+
+// A blob a rule without credentials fetched is public content: every
+// repository of that rule sees it without asking the upstream again, and
+// no other rule does.
+func TestAnonymousRuleSharesItsBlobs(t *testing.T) {
+	e := newMirrorEnv(t, mirrorOpts{privateRule: true})
+	img := testreg.Image(t, 9, 800)
+	e.up.Push(t, "team/a", "v1", img)
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	resp, body := e.do(http.MethodGet, "/v2/hub/team/a/blobs/"+d.String(), nil)
+	wantStatus200(t, resp, body)
+	e.up.Reset()
+	resp, body = e.do(http.MethodGet, "/v2/hub/team/b/blobs/"+d.String(), nil)
+	wantStatus200(t, resp, body)
+	if n := e.up.Count("total"); n != 0 {
+		t.Errorf("the upstream was asked again: %v", e.up.Requests())
+	}
+	if resp, _ := e.do(http.MethodGet, "/v2/priv/team/a/blobs/"+d.String(), nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("another rule: %d, want 404", resp.StatusCode)
 	}
 }
