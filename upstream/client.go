@@ -404,24 +404,31 @@ func (u *Upstream) HeadBlob(ctx context.Context, repo, digest string) (int64, er
 
 // ListTags returns every tag of repo at the upstream, following pagination.
 func (u *Upstream) ListTags(ctx context.Context, repo string) ([]string, error) {
+	var body struct {
+		Tags []string `json:"tags"`
+	}
+	return u.paged(ctx, repo, fmt.Sprintf("%s://%s/v2/%s/tags/list", u.reg.Scheme(), u.reg.RegistryStr(), repo),
+		&body, func() []string { t := body.Tags; body.Tags = nil; return t })
+}
+
+// paged reads a listing from first on, following its next links (100
+// pages at most): each page decodes into body, and list gives its names.
+func (u *Upstream) paged(ctx context.Context, repo, first string, body any, list func() []string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*u.Rule.Timeout)
 	defer cancel()
 	var all []string
-	next := fmt.Sprintf("%s://%s/v2/%s/tags/list", u.reg.Scheme(), u.reg.RegistryStr(), repo)
+	next := first
 	for page := 0; next != "" && page < 100; page++ {
 		resp, err := u.do(ctx, repo, http.MethodGet, next, nil)
 		if err != nil {
 			return nil, err
 		}
-		var body struct {
-			Tags []string `json:"tags"`
-		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&body)
+		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(body)
 		resp.Body.Close()
 		if err != nil {
 			return nil, u.classify(err)
 		}
-		all = append(all, body.Tags...)
+		all = append(all, list()...)
 		next = nextLink(resp, next)
 	}
 	return all, nil

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"berth/admin"
@@ -23,13 +22,7 @@ import (
 // adminFor is the admin client of a bundle command's --admin flag.
 func adminFor(fs *flag.FlagSet, c *cli) func() *adminCall {
 	url := fs.String("admin", c.env("BERTH_ADMIN", defaultAdmin), "the node's admin API (env BERTH_ADMIN)")
-	return func() *adminCall {
-		base := strings.TrimRight(*url, "/")
-		if !strings.Contains(base, "://") {
-			base = "http://" + base
-		}
-		return &adminCall{c: c, base: base}
-	}
+	return func() *adminCall { return &adminCall{c: c, base: adminBase(*url)} }
 }
 
 func newCLI(out io.Writer) *cli {

@@ -96,11 +96,7 @@ func (c *cli) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
-	base := strings.TrimRight(*adminURL, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base // host:port, as admin.listen is written
-	}
-	call := &adminCall{c: c, base: base}
+	call := &adminCall{c: c, base: adminBase(*adminURL)}
 	var body []byte
 	if v.run != nil {
 		body, err = v.run(ctx, call, req)
@@ -116,6 +112,16 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return v.table(c.out, body)
 	}
 	return printJSON(c.out, body)
+}
+
+// adminBase is the admin API's base URL of --admin: a URL, or host:port
+// as admin.listen is written.
+func adminBase(u string) string {
+	base := strings.TrimRight(u, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return base
 }
 
 func (c *cli) env(k, def string) string {

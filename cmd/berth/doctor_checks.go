@@ -58,15 +58,26 @@ func (d *doctor) skew(check, who string, date time.Time) {
 	}
 }
 
+// readClientFile reads a client's config file; a missing one means the
+// client is not configured here (a skip), ok false.
+func (d *doctor) readClientFile(check, path, client string) ([]byte, bool) {
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.add(check, "skip", path+" does not exist: "+client+" is not configured on this host", nil)
+		return nil, false
+	case err != nil:
+		d.add(check, "fail", err.Error(), nil)
+		return nil, false
+	}
+	return raw, true
+}
+
 // checkDocker checks daemon.json: registry-mirrors names the mirror, and
 // insecure-registries its host when it speaks plain HTTP off loopback.
 func (d *doctor) checkDocker() {
-	raw, err := os.ReadFile(d.daemonJSON)
-	if errors.Is(err, fs.ErrNotExist) {
-		d.add("docker", "skip", d.daemonJSON+" does not exist: Docker is not configured on this host", nil)
-		return
-	} else if err != nil {
-		d.add("docker", "fail", err.Error(), nil)
+	raw, ok := d.readClientFile("docker", d.daemonJSON, "Docker")
+	if !ok {
 		return
 	}
 	conf := map[string]any{}
@@ -111,12 +122,8 @@ var configPathRe = regexp.MustCompile(`(?m)^\s*config_path\s*=\s*"([^"]*)"`)
 // checkContainerd checks that containerd reads a hosts directory and that
 // it has a hosts.toml sending each mirrored registry to the mirror.
 func (d *doctor) checkContainerd() {
-	raw, err := os.ReadFile(d.containerdConfig)
-	if errors.Is(err, fs.ErrNotExist) {
-		d.add("containerd", "skip", d.containerdConfig+" does not exist: containerd is not configured on this host", nil)
-		return
-	} else if err != nil {
-		d.add("containerd", "fail", err.Error(), nil)
+	raw, ok := d.readClientFile("containerd", d.containerdConfig, "containerd")
+	if !ok {
 		return
 	}
 	m := configPathRe.FindSubmatch(raw)
@@ -147,12 +154,8 @@ func (d *doctor) checkContainerd() {
 // checkRegistriesConf checks podman's and CRI-O's registries.conf for a
 // mirror entry of each mirrored registry.
 func (d *doctor) checkRegistriesConf() {
-	raw, err := os.ReadFile(d.registriesConf)
-	if errors.Is(err, fs.ErrNotExist) {
-		d.add("registries.conf", "skip", d.registriesConf+" does not exist: podman and CRI-O are not configured on this host", nil)
-		return
-	} else if err != nil {
-		d.add("registries.conf", "fail", err.Error(), nil)
+	raw, ok := d.readClientFile("registries.conf", d.registriesConf, "podman and CRI-O")
+	if !ok {
 		return
 	}
 	text := string(raw)
