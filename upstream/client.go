@@ -314,18 +314,19 @@ func (u *Upstream) GetManifest(ctx context.Context, repo, ref string) (Descripto
 	if err != nil {
 		return Descriptor{}, nil, u.classify(err)
 	}
-	if len(body) > oci.MaxManifestBytes {
-		return Descriptor{}, nil, fmt.Errorf("upstream %s: manifest %s:%s is larger than %d bytes", u.Rule.Name, repo, ref, oci.MaxManifestBytes)
-	}
+	what := "manifest " + repo + ":" + ref
 	sum := sha256.Sum256(body)
 	d := Descriptor{MediaType: mediaType(resp.Header), Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(body))}
 	if strings.Contains(ref, ":") {
-		d.Digest = ref
+		d.Digest, what = ref, "manifest "+repo+"@"+ref
+	}
+	if len(body) > oci.MaxManifestBytes {
+		return Descriptor{}, nil, fmt.Errorf("upstream %s: %s is larger than %d bytes", u.Rule.Name, what, oci.MaxManifestBytes)
 	}
 	if d.MediaType == "" {
 		d.MediaType = sniffMediaType(body)
 	}
-	if err := u.checkManifest("manifest "+repo+":"+ref, d.MediaType, body, false); err != nil {
+	if err := u.checkManifest(what, d.MediaType, body, false); err != nil {
 		return Descriptor{}, nil, err
 	}
 	return d, body, nil
