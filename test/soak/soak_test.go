@@ -179,6 +179,7 @@ func TestSoak(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the node did not stop within a minute of its context ending")
 	}
+	s.checkAudit(filepath.Join(dir, "data", "audit"))
 	s.report(logs)
 }
 
@@ -287,6 +288,34 @@ func (s *soak) checkEvictions() {
 	s.mu.Unlock()
 	if dc.Evictions == nil || dc.Evictions.Blobs == 0 {
 		s.fail("nothing was evicted: the soak did not exercise eviction")
+	}
+}
+
+// checkAudit reads the audit log the node wrote: no request may have
+// crashed.
+func (s *soak) checkAudit(dir string) {
+	files, err := filepath.Glob(filepath.Join(dir, "audit.log*"))
+	if err != nil || len(files) == 0 {
+		s.fail("no audit log in %s: %v", dir, err)
+		return
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			s.fail("read the audit log: %v", err)
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var e struct{ Action, Repository, Reference, Result string }
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				s.fail("audit line %q: %v", line, err)
+				continue
+			}
+			s.outcome("audit events")
+			if e.Result == "crashed" {
+				s.fail("the audit log records a crashed request: %s %s %s", e.Action, e.Repository, e.Reference)
+			}
+		}
 	}
 }
 
