@@ -36,7 +36,9 @@ VOLUME ["/var/lib/berth"]
 # config, the cluster uses 7946 (gossip, TCP and UDP) and 5002 (peers).
 EXPOSE 5000
 
-# No shell or curl here: berth asks its own admin listener.
+# No shell or curl here: berth asks its own admin listener. A config that
+# moves admin.listen needs the same address here (docker run
+# --health-cmd '/usr/local/bin/berth healthcheck --url http://ADDR/healthz').
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/berth", "healthcheck", "--url", "http://127.0.0.1:5001/healthz"]
 

@@ -152,6 +152,14 @@ func TestStatusPageShowsPullsAndFills(t *testing.T) {
 	waitFor(t, ctx, "hub/library/b alone after filtering", `(rows => rows.length === 1 && rows[0].dataset.repository === "hub/library/b")(document.querySelectorAll("#images tbody tr"))`)
 	eval[bool](t, ctx, `(s => { s.value = ""; s.dispatchEvent(new Event("input")); return true })(document.getElementById("search"))`)
 	waitFor(t, ctx, "RateLimit-Remaining 77 for hub", `(document.querySelector('#upstreams tr[data-upstream="hub"] .ratelimit') || {}).textContent === "77"`)
+	var cfg struct{ Hash string }
+	resp, err := http.Get(b.AdminURL + "/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&cfg)
+	resp.Body.Close()
+	waitFor(t, ctx, "the config's hash", fmt.Sprintf(`document.getElementById("config").dataset.hash === %s && document.getElementById("config").textContent.includes("loaded")`, jsString(cfg.Hash)))
 	screenshot(t, ctx, "ui-status.png")
 
 	// A fill the upstream holds half way.
