@@ -12,10 +12,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"berth/internal/oci"
+	"berth/test/testreg"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -42,6 +44,57 @@ func (s *soak) seedUpstream() {
 	}
 	d, _ := idx.Digest()
 	s.cached = append(s.cached, image{"lib/multi", "v1"}, image{"lib/multi", d.String()})
+	s.up.Mutate(s.chaos)
+}
+
+// chaos makes the upstream fail now and then while it serves pulls: 3% of
+// manifest GETs answer 503, 2% a body that is no manifest, and 3% of blob
+// GETs stop halfway. Berth must answer its clients with verified bytes or
+// an error, never with wrong bytes or a 500.
+func (s *soak) chaos(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	n := rand.IntN(100)
+	switch testreg.Kind(r.URL.Path) {
+	case "manifests":
+		switch {
+		case n < 3:
+			s.outcome("upstream chaos: manifest 503")
+			http.Error(w, "chaos", http.StatusServiceUnavailable)
+			return true
+		case n < 5:
+			s.outcome("upstream chaos: not a manifest")
+			w.Header().Set("Content-Type", oci.MediaTypeImageManifest)
+			io.WriteString(w, `{"schemaVersion":2,"config":{"digest":"sha256:chaos","size":-1}}`)
+			return true
+		}
+	case "blobs":
+		if n < 3 {
+			s.outcome("upstream chaos: blob cut short")
+			s.up.Serve(&halfWriter{ResponseWriter: w}, r)
+			return true
+		}
+	}
+	return false
+}
+
+// halfWriter passes on the first half of a body of known length, then
+// refuses the rest: the client sees the connection end early.
+type halfWriter struct {
+	http.ResponseWriter
+	written int64
+}
+
+func (h *halfWriter) Write(p []byte) (int, error) {
+	limit, _ := strconv.ParseInt(h.Header().Get("Content-Length"), 10, 64)
+	if limit <= 0 || h.written >= limit/2 {
+		return 0, errors.New("chaos: cut short")
+	}
+	p = p[:min(int64(len(p)), limit/2-h.written)]
+	n, err := h.ResponseWriter.Write(p)
+	h.written += int64(n)
+	return n, err
 }
 
 // pushUpstream pushes a new image to the upstream, over one of six tags, so
