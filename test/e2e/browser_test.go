@@ -19,9 +19,11 @@ import (
 // chromedp. Every wait is a condition polled in the page (chromedp.Poll)
 // with a deadline, never a sleep.
 
-// pageTimeout bounds each wait for the page to show something; the page
-// polls its status every 2 s.
-const pageTimeout = 30 * time.Second
+// pageTimeout bounds each wait for the page to show something: the page
+// polls its status every 2 s, the config and members every 10 s, and a
+// cluster gossips its members' stored bytes every 10 s; the machine may be
+// busy with other tests.
+const pageTimeout = 60 * time.Second
 
 // startBrowser starts a headless chromium with a fresh profile and returns
 // its context; the browser ends with the test.

@@ -5,6 +5,7 @@
 "use strict";
 
 const POLL_MS = 2000;        // status, fills, upstreams, audit
+const SLOW_MS = 10000;       // config and cluster members (with auth on, every request checks a password)
 const IMAGES_MS = 30000;     // repositories and images (and after every action)
 const PAGE_SIZE = 25;
 const SOURCES = ["store", "upstream", "peer", "stale", "local"];
@@ -368,14 +369,18 @@ async function refreshStatus() {
   $("#updated").dataset.at = st.time;
 }
 
-async function tick() {
+// refresh runs the refreshes and shows their first error, or clears it.
+async function refresh(...fs) {
   try {
-    await Promise.all([refreshStatus(), refreshConfig(), refreshMembers(), pollPreview()]);
+    await Promise.all(fs.map((f) => f()));
     showError("");
   } catch (err) {
     showError(err.status === 401 || err.status === 403 ? "Access refused: " + err.message + " — log in as a member of the admin group." : err.message);
   }
 }
+
+const tick = () => refresh(refreshStatus, pollPreview);
+const tickSlow = () => refresh(refreshConfig, refreshMembers);
 
 async function tickImages() {
   try { await Promise.all([refreshImages(), refreshPolicies()]); } catch (err) { showError(err.message); }
@@ -389,7 +394,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#start-gc").addEventListener("click", () => act("start-gc", {}));
   $("#audit-reads").addEventListener("change", () => refreshStatus().catch((err) => showError(err.message)));
   tick();
+  tickSlow();
   tickImages();
   setInterval(tick, POLL_MS);
+  setInterval(tickSlow, SLOW_MS);
   setInterval(tickImages, IMAGES_MS);
 });
