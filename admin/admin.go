@@ -42,6 +42,7 @@ import (
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
+	"berth/replicate"
 	"berth/store"
 	"berth/upstream"
 
@@ -166,6 +167,10 @@ type Options struct {
 	Sync Syncer
 	// Bundles serve export and import.
 	Bundles Bundles
+	// Replication, when set, reports an image's replication (by digest,
+	// or by tag when the digest is ""): its digest and a status per
+	// destination.
+	Replication func(ctx context.Context, repo, digest, tag string) (string, []replicate.Status, error)
 	// MaxPreviews bounds the lifecycle policy previews kept in memory
 	// (default 64); the oldest finished one goes first.
 	MaxPreviews int
@@ -266,6 +271,7 @@ func (s *Service) operations() map[string]operation {
 		"revoke-tokens":                     op(s.revokeTokens),
 		"sync-now":                          op(s.syncNow),
 		"describe-sync":                     op(s.describeSync),
+		"describe-image-replication-status": op(s.describeImageReplicationStatus),
 		"pin-image":                         op(s.pinImage),
 		"unpin-image":                       op(s.unpinImage),
 	}

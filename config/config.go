@@ -36,6 +36,8 @@ type Config struct {
 	Offline bool `yaml:"offline"`
 	// Sync are the rules that fill the cache ahead of clients.
 	Sync []SyncRule `yaml:"sync"`
+	// Replication copies pushes to local repositories to other registries.
+	Replication []Replication `yaml:"replication"`
 	// Source says where the values came from; it is not a key of the file.
 	Source Source `yaml:"-"`
 }
@@ -189,6 +191,7 @@ func (c Config) problems() []error {
 	}
 	errs = append(errs, upstreamProblems(c.Upstreams)...)
 	errs = append(errs, validateSync(c.Sync, c.Upstreams)...)
+	errs = append(errs, validateReplication(c.Replication)...)
 	errs = append(errs, c.RateLimit.validate()...)
 	errs = append(errs, c.Cache.validate()...)
 	errs = append(errs, c.Local.validate(c.Upstreams)...)

@@ -24,6 +24,7 @@ import (
 	"berth/proxy"
 	"berth/reclaim"
 	"berth/registry"
+	"berth/replicate"
 	"berth/store"
 	"berth/syncer"
 	"berth/ui"
@@ -56,6 +57,8 @@ type Node struct {
 	mirror  *mirror.Mirror
 	admin   *admin.Service
 	sync    *syncer.Syncer
+	repl    *replicate.Replicator
+	backend replicating // the mirror, queueing pushes for replication
 	ui      *ui.Page
 	audit   *audit.Log       // nil when audit is off
 	cluster *cluster.Cluster // nil for a single node
@@ -130,6 +133,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Rules: func() []config.SyncRule { return n.Live().Config.Sync }, Store: n.store, Registerer: n.prom,
 		Logger: log.Named("sync")})
 	n.closers = append(n.closers, n.sync.Close)
+	n.repl = replicate.New(replicate.Options{Store: n.store, Rules: func() []config.Replication { return n.Live().Config.Replication },
+		Registerer: n.prom, Logger: log.Named("replication")})
+	n.backend = replicating{Mirror: n.mirror, r: n.repl, log: log.Named("replication")}
 	n.limiter = registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)
 	n.apply(rt)
 	n.reloaded(nil)
@@ -137,7 +143,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
 		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin"),
 		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now},
-			Pusher: n.mirror, SyncRefs: n.sync.Refs}})
+			Pusher: n.backend, SyncRefs: n.sync.Refs}, Replication: n.repl.ImageStatus})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {
@@ -257,7 +263,7 @@ func (n *Node) observe(info registry.RequestInfo) {
 // registryHandler is the registry API, built once: its guard, limiter
 // rates and token endpoint read the runtime in force on every request.
 func (n *Node) registryHandler() http.Handler {
-	reg := registry.New(n.mirror, registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe),
+	reg := registry.New(n.backend, registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe),
 		registry.WithLimiter(n.limiter), registry.WithGuard(liveGuard{n}))
 	mux := http.NewServeMux()
 	mux.Handle("/token", n.audited(http.HandlerFunc(n.serveToken), tokenAction))

@@ -47,6 +47,8 @@ func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	go func() { defer background.Done(); n.janitor(bctx) }()
 	go func() { defer background.Done(); n.cap.Run(bctx) }()
 	n.sync.Start()
+	background.Add(1)
+	go func() { defer background.Done(); n.repl.Run(bctx) }()
 	go func() { defer background.Done(); n.ui.Run(bctx) }()
 
 	servers := n.servers(cfg)

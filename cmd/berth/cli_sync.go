@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"strings"
@@ -43,4 +44,32 @@ func tableSync(w io.Writer, body []byte) error {
 		rows = append(rows, cells(st.Rule, st.Upstream, last, took, images, bytes, next, errs))
 	}
 	return writeTable(w, "RULE\tUPSTREAM\tLAST RUN\tTOOK\tIMAGES\tBYTES\tNEXT RUN\tERRORS", rows)
+}
+
+func replicationStatusFlags(fs *flag.FlagSet) func() (any, error) {
+	name := repoFlag(fs)
+	id := fs.String("image-id", "", "the image: imageTag=v1 or imageDigest=sha256:...")
+	return func() (any, error) {
+		ids, err := parseImageIDs([]string{*id})
+		if err == nil && len(ids) != 1 {
+			err = errors.New("--image-id: give one image")
+		}
+		if err != nil {
+			return nil, errors.Join(err, requireFlag("image-id", *id))
+		}
+		return admin.DescribeImageReplicationStatusRequest{RepositoryName: *name, ImageID: ids[0]},
+			errors.Join(requireFlag("repository-name", *name), requireFlag("image-id", *id))
+	}
+}
+
+func tableReplication(w io.Writer, body []byte) error {
+	r, err := decodeInto[admin.DescribeImageReplicationStatusResponse](body)
+	if err != nil {
+		return err
+	}
+	var rows []string
+	for _, s := range r.ReplicationStatus {
+		rows = append(rows, cells(s.Destination, s.Status, s.UpdatedAt.Format(time.RFC3339), s.FailureReason))
+	}
+	return writeTable(w, "DESTINATION\tSTATUS\tUPDATED\tFAILURE", rows)
 }

@@ -318,6 +318,7 @@ func TestCLIEveryTable(t *testing.T) {
 		{"revoke-tokens", "--user", "alice"},
 		{"sync-now", "--wait"},
 		{"describe-sync"},
+		{"describe-image-replication-status", "--repository-name", "private/app", "--image-id", "imageTag=v1"},
 		{"pin-image", "--repository-name", "docker-hub/library/alpine", "--image-id", "imageTag=3.20"},
 		{"unpin-image", "--repository-name", "docker-hub/library/alpine", "--image-id", "imageTag=3.20"},
 		{"batch-delete-image", "--repository-name", "private/app", "--image-ids", "imageTag=v1"},
@@ -333,8 +334,8 @@ func TestCLIEveryTable(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if ops := n.Service.Operations(); !slices.Equal(names, ops) || len(ops) != 27 {
-		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 27)", names, ops)
+	if ops := n.Service.Operations(); !slices.Equal(names, ops) || len(ops) != 28 {
+		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 28)", names, ops)
 	}
 }
 

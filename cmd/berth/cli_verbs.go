@@ -294,6 +294,11 @@ var cliVerbs = map[string]cliVerb{
 		progress: "sync",
 		table:    tableSync,
 	},
+	"describe-image-replication-status": {
+		summary: "show an image's replication to each destination (--repository-name R --image-id imageTag=v1)",
+		flags:   replicationStatusFlags,
+		table:   tableReplication,
+	},
 	"describe-sync": {
 		summary: "show each sync rule's last run (when, images, bytes, errors) and its next",
 		flags:   noFlags(admin.DescribeSyncRequest{}),

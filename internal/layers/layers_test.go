@@ -33,6 +33,7 @@ var layer = map[string]int{
 	"berth/proxy":              3,
 	"berth/syncer":             3,
 	"berth/bundle":             3,
+	"berth/replicate":          3,
 	"berth/mirror":             4,
 	"berth/admin":              4,
 	"berth/admin/admintest":    5,
