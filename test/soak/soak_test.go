@@ -3,10 +3,10 @@
 // Package soak is Berth's soak test, run by `make soak` and never by `make
 // test` (the build tag keeps it out): a real node in process, under -race,
 // in front of a real upstream that fails now and then (503s, bodies that
-// are no manifest, blobs cut short), for SOAK_DURATION (default 2m) of concurrent
-// pushes, pulls through the cache and from local repositories, deletes,
-// garbage collection, eviction under a small cache.maxBytes, and config
-// reloads. Every blob served must verify against its digest and every
+// are no manifest, blobs cut short), for SOAK_DURATION (default 2m) of
+// concurrent pushes, pulls through the cache and from local repositories,
+// deletes, garbage collection, eviction under a small cache.maxBytes, and
+// config reloads. Every blob served must verify against its digest and every
 // manifest against its digest; no request may crash or answer 500; the
 // node must stop clean. Every loop ends at the deadline, every request has
 // a timeout.
