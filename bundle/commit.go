@@ -80,7 +80,8 @@ func (im *importer) missing(what string) error {
 }
 
 // commit writes the images' records once everything is verified: cached
-// images as a pull-through fill records them, local ones through the
+// images as a pull-through fill records them (manifest, image record with
+// its media type, blobs' origin records, tag), local ones through the
 // backend's manifest PUT.
 func (im *importer) commit(ctx context.Context) error {
 	closures := make([][]image, len(im.routes))
@@ -97,9 +98,10 @@ func (im *importer) commit(ctx context.Context) error {
 			continue
 		}
 		key := store.CachedKey(rt.ns, rt.repo)
+		origin := store.Origin{Repo: key, Shared: rt.shared}
 		for _, m := range closures[i] {
 			if err := errors.Join(b.PutManifest(m.digest, &store.Manifest{MediaType: m.mediaType, Body: m.body}),
-				b.PutImage(key, m.digest, store.Image{PushedAt: stamp}), b.Link(key, m.blobs...)); err != nil {
+				b.PutImage(key, m.digest, store.Image{PushedAt: stamp, MediaType: m.mediaType}), b.LinkOrigin(origin, m.blobs...)); err != nil {
 				return err
 			}
 		}

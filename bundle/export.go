@@ -67,6 +67,9 @@ type blobRef struct {
 type route struct {
 	ref      string // as given
 	ns, repo string // the store's tag namespace and repository
+	// shared says the route's rule has no credentials: its fetched
+	// content is seen by the rule's other repositories (store.Origin).
+	shared bool
 	tag      string
 	digest   string
 }
@@ -79,7 +82,7 @@ func (s Store) resolve(ref string) (route, error) {
 	}
 	rt := route{ref: ref, repo: name, ns: LocalNS}
 	if t, err := s.Routes().RouteCanonical(name); err == nil {
-		rt.ns, rt.repo = t.Upstream.Rule.Name, t.Repo
+		rt.ns, rt.repo, rt.shared = t.Upstream.Rule.Name, t.Repo, !t.Upstream.Rule.HasCredentials()
 	} else if !errors.Is(err, upstream.ErrNoRoute) {
 		return route{}, errdefs.Wrap(errdefs.ErrRepositoryUnknown, err, "%q does not name a repository of this node", name)
 	}
