@@ -70,8 +70,8 @@ type route struct {
 	// shared says the route's rule has no credentials: its fetched
 	// content is seen by the rule's other repositories (store.Origin).
 	shared bool
-	tag      string
-	digest   string
+	tag    string
+	digest string
 }
 
 // resolve finds the store's names of ref.
