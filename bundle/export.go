@@ -27,6 +27,10 @@ type Store struct {
 	// Routes is the routing in force.
 	Routes func() *upstream.Router
 	Now    func() time.Time
+	// Reserve, when set, is asked for room before import writes a cached
+	// image's blob, as a fill does (local images' uploads are charged by
+	// the backend).
+	Reserve func(ctx context.Context, size int64) error
 }
 
 // ExportRequest says what to export.

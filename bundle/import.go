@@ -227,6 +227,11 @@ func (im *importer) readBlob(ctx context.Context, d string, size int64, r io.Rea
 	}
 	var bw *store.BlobWriter
 	if cached {
+		if im.s.Reserve != nil && len(local) == 0 {
+			if err := im.s.Reserve(ctx, size); err != nil {
+				return err
+			}
+		}
 		var err error
 		if bw, err = im.s.Store.NewBlobWriter(ctx, d, size); err != nil {
 			return err

@@ -142,7 +142,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
 		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
 		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin"),
-		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now},
+		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now,
+			Reserve: n.cap.Reserve},
 			Pusher: n.backend, SyncRefs: n.sync.Refs}, Replication: n.repl.ImageStatus})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {

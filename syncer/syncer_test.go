@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,6 +145,11 @@ func TestRunFillsSelectedTagsAhead(t *testing.T) {
 	}
 	if !e.s.Pinned(ctx, "up", "lib/app", digests["2.0"].String()) || e.s.Pinned(ctx, "up", "lib/app", digests["1.0"].String()) {
 		t.Error("pin: true should pin the synced 2.0 and not the unselected 1.0")
+	}
+
+	refs, err := e.s.Refs(ctx, "morning")
+	if err != nil || strings.Join(refs, " ") != "up/lib/app:1.1 up/lib/app:2.0" {
+		t.Errorf("Refs (what export --sync-rule exports): %v %v; the pattern lib/m* is left out", refs, err)
 	}
 
 	// The schedule: nothing is due before the interval, one run after it.
