@@ -191,7 +191,8 @@ func TestStatusPageShowsPullsAndFills(t *testing.T) {
 
 // TestStatusPageAdminOnlyAndAudited: with auth on, the page refuses an
 // anonymous browser and a user outside the admin group; an admin's
-// actions on the page (pin an image, start garbage collection) go through
+// actions on the page (pin an image, preview a lifecycle policy, delete
+// an image, start garbage collection) go through
 // the admin API and show in the audit log, on the page and on disk.
 func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
 	t.Parallel()
@@ -202,7 +203,7 @@ func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
 	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", up.URL, true, "")+
 		fmt.Sprintf("auth:\n  enabled: true\n  htpasswd: %q\n  groups: {admins: [root]}\n", auHtpasswd(t, users)))
 	bob := crane.WithAuth(&authn.Basic{Username: "bob", Password: users["bob"]})
-	up.Push(t, "library/alpine", "3.19", realImage(t, pushSeed(), 1, runtime.GOARCH, false))
+	old := up.Push(t, "library/alpine", "3.19", realImage(t, pushSeed(), 1, runtime.GOARCH, false)).String()
 	for _, tag := range []string{"3.19", "3.20"} {
 		if _, err := crane.Manifest(b.Addr+"/hub/library/alpine:"+tag, bob); err != nil {
 			t.Fatalf("bob pulls the manifest of %s: %v", tag, err)
@@ -245,9 +246,15 @@ func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
 	click(t, root, `#policies tr[data-scope="hub/*"] button.preview`)
 	waitFor(t, root, "the preview complete", `document.getElementById("preview-title").textContent.includes("COMPLETE — 1 images would expire") &&
 		document.querySelectorAll("#preview-rows tr").length === 1`)
+	// Delete asks for a second click, then deletes through batch-delete-image.
+	oldRow := fmt.Sprintf(`#images tr[data-repository="hub/library/alpine"][data-digest=%s]`, jsString(old))
+	click(t, root, oldRow+" button.delete")
+	click(t, root, oldRow+" button.delete.confirm")
+	waitFor(t, root, "the image deleted", fmt.Sprintf(`document.getElementById("action-result").textContent.startsWith("batch-delete-image: 1 deleted") &&
+		!document.querySelector('%s')`, oldRow))
 	click(t, root, "#start-gc")
 	waitFor(t, root, "garbage collection done", `document.getElementById("action-result").textContent.startsWith("start-gc: done")`)
-	for _, action := range []string{"PinImage", "StartLifecyclePolicyPreview", "StartGc"} {
+	for _, action := range []string{"PinImage", "StartLifecyclePolicyPreview", "BatchDeleteImage", "StartGc"} {
 		waitFor(t, root, action+" by root in the audit table", fmt.Sprintf(
 			`[...document.querySelectorAll('#audit tr[data-action=%s]')].some(r => r.children[1].textContent === "root")`, jsString(action)))
 	}
@@ -255,7 +262,7 @@ func TestStatusPageAdminOnlyAndAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, action := range []string{`"action":"PinImage"`, `"action":"StartGc"`} {
+	for _, action := range []string{`"action":"PinImage"`, `"action":"BatchDeleteImage"`, `"action":"StartGc"`} {
 		if !bytes.Contains(log, []byte(action)) || !bytes.Contains(log, []byte(`"principal":"root"`)) {
 			t.Errorf("audit.log has no %s by root:\n%s", action, log)
 		}
