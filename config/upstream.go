@@ -20,8 +20,18 @@ type Upstream struct {
 	Prefix string `yaml:"prefix"`
 	// Registry is the registry host matched against containerd's ?ns=.
 	Registry string `yaml:"registry"`
-	// URL is the upstream's base URL, https or http.
+	// URL is the upstream's base URL, https or http: shorthand for urls
+	// with one entry. With urls, it is the first entry.
 	URL string `yaml:"url"`
+	// URLs are the upstream's endpoints in order of preference: a
+	// connection failure, 5xx, 429 or 404 on one tries the next.
+	URLs []string `yaml:"urls"`
+	// Proxy is the HTTP(S) proxy every endpoint is reached through,
+	// instead of the environment's HTTPS_PROXY/HTTP_PROXY. NoProxy lists
+	// hosts reached directly all the same: "name", "*.domain" or ".domain",
+	// an address or a CIDR.
+	Proxy   string   `yaml:"proxy"`
+	NoProxy []string `yaml:"noProxy"`
 	// Default takes names that no other rule claims.
 	Default bool `yaml:"default"`
 	// TTL is how long a tag is served without asking the upstream.
@@ -79,6 +89,9 @@ const (
 
 // WithDefaults returns r with empty durations filled in.
 func (r Upstream) WithDefaults() Upstream {
+	if r.URL == "" && len(r.URLs) > 0 {
+		r.URL = r.URLs[0]
+	}
 	if r.TTL == 0 {
 		r.TTL = DefaultTTL
 	}
@@ -94,7 +107,19 @@ func (r Upstream) WithDefaults() Upstream {
 	return r
 }
 
-// Host is the host[:port] of the rule's URL.
+// Endpoints are the rule's base URLs in order of preference: urls, or
+// the one url.
+func (r Upstream) Endpoints() []string {
+	if len(r.URLs) > 0 {
+		return r.URLs
+	}
+	if r.URL == "" {
+		return nil
+	}
+	return []string{r.URL}
+}
+
+// Host is the host[:port] of the rule's first URL.
 func (r Upstream) Host() string {
 	u, err := url.Parse(r.URL)
 	if err != nil {
@@ -127,19 +152,8 @@ func upstreamProblems(rules []Upstream) []error {
 			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", at, r.Name))
 		}
 		names[r.Name] = true
-		u, err := url.Parse(r.URL)
-		switch {
-		case r.URL == "":
-			errs = append(errs, fmt.Errorf("%s.url: required", at))
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s.url: %v", at, err))
-		case u.Scheme != "http" && u.Scheme != "https":
-			errs = append(errs, fmt.Errorf("%s.url: scheme must be http or https, not %q", at, u.Scheme))
-		case u.Host == "":
-			errs = append(errs, fmt.Errorf("%s.url: no host in %q", at, r.URL))
-		case strings.Trim(u.Path, "/") != "":
-			errs = append(errs, fmt.Errorf("%s.url: a path is not supported (%q)", at, u.Path))
-		}
+		u, urlErrs := validateURLs(at, r)
+		errs = append(errs, urlErrs...)
 		if r.Prefix != "" {
 			if strings.Contains(r.Prefix, "/") || !validComponent(r.Prefix) {
 				errs = append(errs, fmt.Errorf("%s.prefix: %q is not a single lower-case name component", at, r.Prefix))
@@ -186,6 +200,80 @@ func upstreamProblems(rules []Upstream) []error {
 	return errs
 }
 
+// validateURLs checks url and urls, and returns the first endpoint's URL
+// (nil when it did not parse).
+func validateURLs(at string, r Upstream) (*url.URL, []error) {
+	var errs []error
+	eps := r.URLs
+	field := at + ".urls"
+	switch {
+	case len(r.URLs) == 0 && r.URL == "":
+		return nil, []error{fmt.Errorf("%s.url: required (or urls, a list of endpoints)", at)}
+	case len(r.URLs) == 0:
+		eps, field = []string{r.URL}, at+".url"
+	case r.URL != "" && r.URL != r.URLs[0]:
+		errs = append(errs, fmt.Errorf("%s: give url or urls, not both", at))
+	}
+	var first *url.URL
+	seen := map[string]bool{}
+	for j, raw := range eps {
+		f := field
+		if len(r.URLs) > 0 {
+			f = fmt.Sprintf("%s[%d]", field, j)
+		}
+		u, err := checkURL(f, raw, "a path is not supported")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if j == 0 {
+			first = u
+		}
+		key := strings.ToLower(u.Scheme + "://" + u.Host)
+		if seen[key] {
+			errs = append(errs, fmt.Errorf("%s: %q is listed twice", f, raw))
+		}
+		seen[key] = true
+	}
+	if r.Proxy != "" {
+		if _, err := checkURL(at+".proxy", r.Proxy, "a proxy URL has no path"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for j, h := range r.NoProxy {
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, "/@?# ") && !isCIDR(h) {
+			errs = append(errs, fmt.Errorf("%s.noProxy[%d]: %q is not a host, *.domain, address or CIDR", at, j, h))
+		}
+	}
+	if len(r.NoProxy) > 0 && r.Proxy == "" {
+		errs = append(errs, fmt.Errorf("%s.noProxy: needs proxy (without it, the environment's NO_PROXY applies)", at))
+	}
+	return first, errs
+}
+
+// checkURL checks that raw is an http or https URL with a host and no path.
+func checkURL(field, raw, noPath string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		return nil, fmt.Errorf("%s: must not be empty", field)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", field, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%s: scheme must be http or https, not %q", field, u.Scheme)
+	case u.Host == "":
+		return nil, fmt.Errorf("%s: no host in %q", field, raw)
+	case strings.Trim(u.Path, "/") != "":
+		return nil, fmt.Errorf("%s: %s (%q)", field, noPath, u.Path)
+	}
+	return u, nil
+}
+
+func isCIDR(s string) bool {
+	_, _, err := net.ParseCIDR(s)
+	return err == nil
+}
+
 // validateUpstreamTLS checks the TLS keys of r, whose URL parsed as u (nil
 // when it did not parse).
 func validateUpstreamTLS(at string, r Upstream, u *url.URL) []error {
@@ -193,7 +281,7 @@ func validateUpstreamTLS(at string, r Upstream, u *url.URL) []error {
 	if (r.CertFile == "") != (r.KeyFile == "") {
 		errs = append(errs, fmt.Errorf("%s: certFile and keyFile go together", at))
 	}
-	if u != nil && u.Scheme == "http" && (r.CAFile != "" || r.CertFile != "" || r.KeyFile != "" || r.InsecureSkipVerify) {
+	if u != nil && u.Scheme == "http" && len(r.Endpoints()) == 1 && (r.CAFile != "" || r.CertFile != "" || r.KeyFile != "" || r.InsecureSkipVerify) {
 		errs = append(errs, fmt.Errorf("%s: caFile, certFile, keyFile and insecureSkipVerify need an https url", at))
 	}
 	return errs

@@ -3,12 +3,16 @@ package upstream
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 )
+
+// errNoDockerAuth means a Docker config has no entry for the host.
+var errNoDockerAuth = errors.New("has no credentials")
 
 // loadCredentials reads the rule's credentials: the pool of credentials,
 // a username with a password file, or the entry for host in a Docker
@@ -89,5 +93,5 @@ func dockerConfigAuth(path, host string, hub bool) (authn.Authenticator, error) 
 		}
 		return authn.FromConfig(ac), nil
 	}
-	return nil, fmt.Errorf("docker config %s has no credentials for %s", path, host)
+	return nil, fmt.Errorf("docker config %s %w for %s", path, errNoDockerAuth, host)
 }

@@ -1,9 +1,6 @@
 package upstream
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // catalogRepo is the key of the catalog's transport among the
 // per-repository ones; no repository name can take it.
@@ -16,6 +13,6 @@ func (u *Upstream) Catalog(ctx context.Context) ([]string, error) {
 	var body struct {
 		Repositories []string `json:"repositories"`
 	}
-	return u.paged(ctx, catalogRepo, fmt.Sprintf("%s://%s/v2/_catalog?n=1000", u.reg.Scheme(), u.reg.RegistryStr()),
+	return u.paged(ctx, catalogRepo, "/v2/_catalog?n=1000",
 		&body, func() []string { r := body.Repositories; body.Repositories = nil; return r })
 }

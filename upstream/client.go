@@ -13,12 +13,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"berth/internal/oci"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"go.uber.org/zap"
 )
@@ -66,15 +64,10 @@ func (e *StatusError) Is(target error) bool {
 // upstream backs off (see pool) they fail at once with ErrBackoff.
 type Upstream struct {
 	Rule  Rule
-	reg   name.Registry
-	base  http.RoundTripper
-	pool  *pool
+	eps   []*endpoint // the rule's urls, in order of preference
 	quota *quota
 	log   *zap.Logger
 	now   func() time.Time
-
-	mu         sync.Mutex
-	transports map[string]repoTransport // by repository
 }
 
 // repoTransport is the authorised transport of a repository and the
@@ -95,37 +88,25 @@ func WithClock(now func() time.Time) Option { return func(u *Upstream) { u.now =
 // (nil: a clone of http.DefaultTransport, which honours HTTPS_PROXY).
 func New(rule Rule, base http.RoundTripper, log *zap.Logger, opts ...Option) (*Upstream, error) {
 	rule = rule.WithDefaults()
-	u, err := url.Parse(rule.URL)
-	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
-	}
-	var nameOpts []name.Option
-	if u.Scheme == "http" {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(u.Host, nameOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
+	if len(rule.Endpoints()) == 0 {
+		return nil, fmt.Errorf("upstream %s: no url", rule.Name)
 	}
 	if base == nil {
+		var err error
 		if base, err = DefaultTransport(rule); err != nil {
 			return nil, err
 		}
 	}
-	creds, err := loadCredentials(rule, u.Host)
-	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
-	}
 	if log == nil {
 		log = zap.NewNop()
 	}
-	up := &Upstream{
-		Rule: rule, reg: reg, log: log.With(zap.String("upstream", rule.Name)),
-		base:       &schemeForcer{host: u.Host, scheme: u.Scheme, inner: newFence(rule, u, base)},
-		pool:       newPool(creds),
-		quota:      newQuota(rule),
-		transports: map[string]repoTransport{},
-		now:        time.Now,
+	up := &Upstream{Rule: rule, log: log.With(zap.String("upstream", rule.Name)), quota: newQuota(rule), now: time.Now}
+	for i := range rule.Endpoints() {
+		ep, err := newEndpoint(rule, i, base)
+		if err != nil {
+			return nil, err
+		}
+		up.eps = append(up.eps, ep)
 	}
 	for _, o := range opts {
 		o(up)
@@ -151,7 +132,9 @@ func DefaultTransport(rule Rule) (http.RoundTripper, error) {
 	}
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
 	t.DialContext = d.DialContext
-	t.Proxy = http.ProxyFromEnvironment
+	if t.Proxy, err = proxyFunc(rule); err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", rule.Name, err)
+	}
 	t.ResponseHeaderTimeout = rule.Timeout
 	t.MaxIdleConnsPerHost = 32
 	return t, nil
@@ -175,36 +158,36 @@ func (s *schemeForcer) RoundTrip(r *http.Request) (*http.Response, error) {
 // maxTransports bounds the per-repository transports kept for reuse.
 const maxTransports = 1024
 
-// client returns an HTTP client authorised to send method for repo, doing
-// the token dance on first use, or again with the next free credential
-// when the repository's credential backs off.
-func (u *Upstream) client(ctx context.Context, repo, method string) (*http.Client, error) {
+// client returns an HTTP client authorised to send method for repo to ep,
+// doing the token dance on first use, or again with the next free
+// credential when the repository's credential backs off.
+func (u *Upstream) client(ctx context.Context, ep *endpoint, repo, method string) (*http.Client, error) {
 	now := u.now()
-	u.mu.Lock()
-	t, ok := u.transports[repo]
-	u.mu.Unlock()
-	if ok && u.pool.usable(t.cred, method, now) {
+	ep.mu.Lock()
+	t, ok := ep.transports[repo]
+	ep.mu.Unlock()
+	if ok && ep.pool.usable(t.cred, method, now) {
 		return &http.Client{Transport: t.rt}, nil
 	}
-	cred := u.pool.pick(method, now)
+	cred := ep.pool.pick(method, now)
 	if cred == nil {
-		until, _ := u.pool.backoff(method, now)
+		until, _ := ep.pool.backoff(method, now)
 		return nil, u.throttle(until)
 	}
 	scope := "repository:" + repo + ":pull"
 	if repo == catalogRepo {
 		scope = "registry:catalog:*"
 	}
-	rt, err := transport.NewWithContext(ctx, u.reg, cred.auth, &meter{u: u, cred: cred, inner: u.base}, []string{scope})
+	rt, err := transport.NewWithContext(ctx, ep.reg, cred.auth, &meter{u: u, ep: ep, cred: cred, inner: ep.base}, []string{scope})
 	if err != nil {
 		return nil, u.classify(err)
 	}
-	u.mu.Lock()
-	if len(u.transports) >= maxTransports {
-		clear(u.transports)
+	ep.mu.Lock()
+	if len(ep.transports) >= maxTransports {
+		clear(ep.transports)
 	}
-	u.transports[repo] = repoTransport{rt: rt, cred: cred}
-	u.mu.Unlock()
+	ep.transports[repo] = repoTransport{rt: rt, cred: cred}
+	ep.mu.Unlock()
 	return &http.Client{Transport: rt}, nil
 }
 
@@ -225,19 +208,17 @@ func (u *Upstream) classify(err error) error {
 	return &unreachableError{upstream: u.Rule.Name, timeout: errors.Is(err, context.DeadlineExceeded), cause: err}
 }
 
+// url is the path of one of repo's objects at every endpoint.
 func (u *Upstream) url(repo, kind, ref string) string {
-	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, kind, ref)
+	return fmt.Sprintf("/v2/%s/%s/%s", repo, kind, ref)
 }
 
-// do sends a request for repo once the quota allows it: never while the
-// rule is offline (ErrOffline), not while the upstream backs off, and
-// after a token from the rule's bucket, waited for no later than ctx's
-// deadline.
-func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http.Header) (*http.Response, error) {
-	if u.Rule.Offline {
-		return nil, fmt.Errorf("upstream %s: %w", u.Rule.Name, ErrOffline)
-	}
-	if until, off := u.pool.backoff(method, u.now()); off {
+// doAt sends a request to one endpoint once the quota allows it: not
+// while the endpoint backs off, and after a token from the rule's bucket,
+// waited for no later than ctx's deadline. It records the outcome in the
+// endpoint's health.
+func (u *Upstream) doAt(ctx context.Context, ep *endpoint, repo, method, target string, hdr http.Header) (*http.Response, error) {
+	if until, off := ep.pool.backoff(method, u.now()); off {
 		return nil, u.throttle(until)
 	}
 	if err := u.quota.wait(ctx, u.now); errors.Is(err, errWouldExceed) {
@@ -246,7 +227,17 @@ func (u *Upstream) do(ctx context.Context, repo, method, target string, hdr http
 	} else if err != nil {
 		return nil, u.classify(err)
 	}
-	c, err := u.client(ctx, repo, method)
+	resp, err := u.send(ctx, ep, repo, method, target, hdr)
+	if !errors.Is(err, context.Canceled) {
+		ep.result(err, u.now())
+	}
+	return resp, err
+}
+
+// send sends one request to ep and turns an answer of 300 or more into a
+// StatusError.
+func (u *Upstream) send(ctx context.Context, ep *endpoint, repo, method, target string, hdr http.Header) (*http.Response, error) {
+	c, err := u.client(ctx, ep, repo, method)
 	if err != nil {
 		return nil, err
 	}
@@ -408,31 +399,36 @@ func (u *Upstream) ListTags(ctx context.Context, repo string) ([]string, error) 
 	var body struct {
 		Tags []string `json:"tags"`
 	}
-	return u.paged(ctx, repo, fmt.Sprintf("%s://%s/v2/%s/tags/list", u.reg.Scheme(), u.reg.RegistryStr(), repo),
+	return u.paged(ctx, repo, "/v2/"+repo+"/tags/list",
 		&body, func() []string { t := body.Tags; body.Tags = nil; return t })
 }
 
-// paged reads a listing from first on, following its next links (100
-// pages at most): each page decodes into body, and list gives its names.
-func (u *Upstream) paged(ctx context.Context, repo, first string, body any, list func() []string) ([]string, error) {
+// paged reads a listing from path on, following its next links (100
+// pages at most) on the endpoint that answered the first: each page
+// decodes into body, and list gives its names.
+func (u *Upstream) paged(ctx context.Context, repo, path string, body any, list func() []string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*u.Rule.Timeout)
 	defer cancel()
+	resp, ep, err := u.doFirst(ctx, repo, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
 	var all []string
-	next := first
-	for page := 0; next != "" && page < 100; page++ {
-		resp, err := u.do(ctx, repo, http.MethodGet, next, nil)
-		if err != nil {
-			return nil, err
-		}
+	next := ep.url + path
+	for page := 0; ; page++ {
 		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(body)
 		resp.Body.Close()
 		if err != nil {
 			return nil, u.classify(err)
 		}
 		all = append(all, list()...)
-		next = nextLink(resp, next)
+		if next = nextLink(resp, next); next == "" || page == 99 {
+			return all, nil
+		}
+		if resp, err = u.doAt(ctx, ep, repo, http.MethodGet, next, nil); err != nil {
+			return nil, err
+		}
 	}
-	return all, nil
 }
 
 func nextLink(resp *http.Response, cur string) string {

@@ -107,11 +107,12 @@ func splitHostPort(hostport string) (name, port string) {
 // fence stands between an upstream's client and the network. Every
 // request, the token dance's included, and every redirect hop passes it:
 //
-//   - a request goes only to the rule's own host, a well-known registry
-//     host, or the rule's allowedHosts;
+//   - a request goes only to the hosts of the rule's urls, a well-known
+//     registry host, or the rule's allowedHosts;
 //   - a request with credentials (an Authorization header) goes only to
-//     the rule's own host, its registry's token hosts or allowedHosts, and
-//     over plain http only when the rule's URL is http;
+//     the hosts of the rule's urls, their registries' token hosts or
+//     allowedHosts, and over plain http only when the endpoint's URL is
+//     http;
 //   - a challenge whose token realm lies outside those credential hosts is
 //     refused before the client library sends anything to it.
 type fence struct {
@@ -126,11 +127,21 @@ type fence struct {
 func newFence(rule Rule, u *url.URL, inner http.RoundTripper) *fence {
 	self := canonicalHost(u.Scheme, u.Host)
 	creds := hostSet{self}
+	hosts := []string{u.Host}
+	for _, raw := range rule.Endpoints() { // every endpoint of the rule is its own
+		if e, err := url.Parse(raw); err == nil && e.Host != "" {
+			creds = append(creds, canonicalHost(e.Scheme, e.Host))
+			hosts = append(hosts, e.Host)
+		}
+	}
 	creds = append(creds, rule.AllowedHosts...)
 	reach := append(hostSet{}, creds...)
 	for _, k := range wellKnown {
-		if hostSet(k.hosts).allows(u.Host) {
-			creds = append(creds, k.tokens...)
+		for _, h := range hosts {
+			if hostSet(k.hosts).allows(h) {
+				creds = append(creds, k.tokens...)
+				break
+			}
 		}
 		reach = append(reach, k.hosts...)
 		reach = append(reach, k.tokens...)

@@ -116,10 +116,21 @@ func (u *Upstream) RateLimitRemaining() (int64, bool) {
 }
 
 // Backoff reports whether the upstream backs off, so that pulls fail at
-// once with ErrBackoff, and until when. With a credential pool, the
-// upstream backs off when every credential does.
+// once with ErrBackoff, and until when. With a credential pool, an
+// endpoint backs off when every credential does; with several endpoints,
+// the upstream backs off when every endpoint does, until the first is free.
 func (u *Upstream) Backoff() (until time.Time, ok bool) {
-	return u.pool.backoff(http.MethodGet, u.now())
+	now := u.now()
+	for _, ep := range u.eps {
+		t, off := ep.pool.backoff(http.MethodGet, now)
+		if !off {
+			return time.Time{}, false
+		}
+		if until.IsZero() || t.Before(until) {
+			until = t
+		}
+	}
+	return until, len(u.eps) > 0
 }
 
 // throttle counts a request refused because of a backoff until until.
@@ -128,9 +139,9 @@ func (u *Upstream) throttle(until time.Time) error {
 	return &BackoffError{Upstream: u.Rule.Name, Until: until}
 }
 
-// observe reads what a response to a request made with c says about the
-// upstream's quota, and starts or extends a backoff if need be.
-func (u *Upstream) observe(c *credential, resp *http.Response) {
+// observe reads what a response from ep to a request made with c says
+// about the upstream's quota, and starts or extends a backoff if need be.
+func (u *Upstream) observe(ep *endpoint, c *credential, resp *http.Response) {
 	if n, _, ok := rateLimitField(resp.Header.Get("RateLimit-Remaining")); ok {
 		u.quota.remaining.Store(n)
 	}
@@ -139,12 +150,15 @@ func (u *Upstream) observe(c *credential, resp *http.Response) {
 	if !ok {
 		return
 	}
-	credStarted, upStarted, until := u.pool.note(c, s, now)
+	credStarted, upStarted, until := ep.pool.note(c, s, now)
 	log := u.log.With(zap.String("reason", s.reason))
+	if len(u.eps) > 1 {
+		log = log.With(zapEndpoint(ep))
+	}
 	if c.user != "" {
 		log = log.With(zap.String("credential", c.user))
 	}
-	if credStarted && !upStarted && u.pool.size() > 1 {
+	if credStarted && !upStarted && ep.pool.size() > 1 {
 		log.Warn("upstream credential backing off; the other credentials carry on", zap.Time("until", s.until))
 	}
 	if upStarted {
@@ -157,15 +171,17 @@ func (u *Upstream) observe(c *credential, resp *http.Response) {
 // quota.
 type meter struct {
 	u     *Upstream
+	ep    *endpoint
 	cred  *credential
 	inner http.RoundTripper
 }
 
 func (o *meter) RoundTrip(r *http.Request) (*http.Response, error) {
 	o.u.quota.requests.Add(1)
+	o.ep.requests.Add(1)
 	resp, err := o.inner.RoundTrip(r)
 	if err == nil {
-		o.u.observe(o.cred, resp)
+		o.u.observe(o.ep, o.cred, resp)
 	}
 	return resp, err
 }

@@ -469,12 +469,12 @@ func TestBackoffLoggedOnce(t *testing.T) {
 
 	// A longer answer to a request that was in flight extends the backoff
 	// without a new warning.
-	u.observe(u.pool.creds[0], &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"600"}}})
+	u.observe(u.eps[0], u.eps[0].pool.creds[0], &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"600"}}})
 	if until, ok := u.Backoff(); !ok || !until.Equal(clock.Now().Add(600*time.Second)) {
 		t.Errorf("Backoff() = %s, %v; want 600 s", until.Sub(clock.Now()), ok)
 	}
 	// A shorter one does not shorten it.
-	u.observe(u.pool.creds[0], &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"5"}}})
+	u.observe(u.eps[0], u.eps[0].pool.creds[0], &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"5"}}})
 	if until, ok := u.Backoff(); !ok || !until.Equal(clock.Now().Add(600*time.Second)) {
 		t.Errorf("Backoff() = %s, %v; want still 600 s", until.Sub(clock.Now()), ok)
 	}
