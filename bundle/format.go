@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -162,4 +163,25 @@ func ParseIndex(b []byte) (*Index, error) {
 		return nil, fmt.Errorf("bundle: index.json has schemaVersion %d, not 2", x.SchemaVersion)
 	}
 	return &x, nil
+}
+
+// Contents reads a bundle through and returns its index.json (nil when it
+// has none) and the digests of the blobs it carries, in order.
+func Contents(r io.Reader) (index []byte, blobs []string, err error) {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return index, blobs, nil
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("not a bundle: %w", err)
+		}
+		if h.Name == IndexFile {
+			if index, err = io.ReadAll(io.LimitReader(tr, oci.MaxManifestBytes+1)); err != nil {
+				return nil, nil, err
+			}
+		} else if d, ok := BlobDigest(h.Name); ok {
+			blobs = append(blobs, d)
+		}
+	}
 }

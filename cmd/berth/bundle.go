@@ -88,29 +88,14 @@ func readSince(path string) (*bundle.Since, error) {
 		return nil, fmt.Errorf("export --since: %w", err)
 	}
 	defer f.Close()
-	s := &bundle.Since{Blobs: []string{}}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("export --since %s: not a bundle: %w", path, err)
-		}
-		if h.Name == bundle.IndexFile {
-			b, err := io.ReadAll(io.LimitReader(tr, 16<<20))
-			if err != nil {
-				return nil, err
-			}
-			s.Base = bundle.Digest(b)
-		} else if d, ok := bundle.BlobDigest(h.Name); ok {
-			s.Blobs = append(s.Blobs, d)
-		}
+	index, blobs, err := bundle.Contents(f)
+	if err != nil {
+		return nil, fmt.Errorf("export --since %s: %w", path, err)
 	}
-	if s.Base == "" {
+	if index == nil {
 		return nil, fmt.Errorf("export --since %s: no index.json; is it a bundle made by berth export?", path)
 	}
-	return s, nil
+	return &bundle.Since{Base: bundle.Digest(index), Blobs: append([]string{}, blobs...)}, nil
 }
 
 // writeBundle writes the node's stream to path (through a temporary file,

@@ -65,19 +65,15 @@ func tarBlobs(t *testing.T, path string) map[string]bool {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	out := map[string]bool{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if d, ok := bundle.BlobDigest(h.Name); ok {
-			out[d] = true
-		}
+	_, blobs, err := bundle.Contents(f)
+	if err != nil {
+		t.Fatal(err)
 	}
+	out := map[string]bool{}
+	for _, d := range blobs {
+		out[d] = true
+	}
+	return out
 }
 
 // A cached and a local image go from node A (online) to node B (offline)

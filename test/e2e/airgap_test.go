@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"archive/tar"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"berth/bundle"
 	"berth/test/clients"
 	"berth/test/testreg"
 )
@@ -51,19 +49,15 @@ func bundleBlobs(t *testing.T, path string) map[string]bool {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	out := map[string]bool{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if d, ok := strings.CutPrefix(h.Name, "blobs/sha256/"); ok {
-			out["sha256:"+d] = true
-		}
+	_, blobs, err := bundle.Contents(f)
+	if err != nil {
+		t.Fatal(err)
 	}
+	out := map[string]bool{}
+	for _, d := range blobs {
+		out[d] = true
+	}
+	return out
 }
 
 // TestAirGap: node A, with an upstream, syncs a multi-arch image ahead of
