@@ -91,6 +91,11 @@ func (s *Service) detail(ir reclaim.ImageRepo, im reclaim.ImageInfo) ImageDetail
 	if pinned := s.live().Pinned; ir.Cached() && pinned != nil {
 		d.Pinned = pinned(ir.Key.Upstream, ir.Key.Name, im.Digest)
 	}
+	if ir.Cached() {
+		for _, t := range im.TagRecords {
+			d.TagValidations = append(d.TagValidations, TagValidation{ImageTag: t.Name, LastValidatedAt: timePtr(t.FetchedAt), Policy: t.Policy})
+		}
+	}
 	return d
 }
 

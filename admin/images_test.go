@@ -76,6 +76,11 @@ func TestImages(t *testing.T) {
 	// Cached repositories, by the names clients pull them by.
 	c := admintest.NewImage("alpine", 1)
 	n.Cache("docker-hub", "library/alpine", t0.Add(-5*day), c, "3.20")
+	// The proxy records when and under which policy the upstream last
+	// confirmed a tag; describe-images shows it.
+	if err := n.Store.PutTag(t.Context(), "docker-hub", "library/alpine", "3.20", store.Tag{Digest: c.Digest, FetchedAt: t0, Policy: "tagPolicies[1]"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"docker-hub/library/alpine", "alpine", "library/alpine"} {
 		n.OK("describe-images", admin.DescribeImagesRequest{RepositoryName: name}, &di)
 		if len(di.ImageDetails) != 1 {
@@ -83,7 +88,9 @@ func TestImages(t *testing.T) {
 		}
 		d := di.ImageDetails[0]
 		if d.RepositoryName != "docker-hub/library/alpine" || d.SourceUpstream != "docker-hub" || d.ImageDigest != c.Digest ||
-			!slices.Equal(d.ImageTags, []string{"3.20"}) || d.ImageSizeInBytes != c.Size || !d.ImagePushedAt.Equal(t0.Add(-5*day)) {
+			!slices.Equal(d.ImageTags, []string{"3.20"}) || d.ImageSizeInBytes != c.Size || !d.ImagePushedAt.Equal(t0.Add(-5*day)) ||
+			len(d.TagValidations) != 1 || d.TagValidations[0].ImageTag != "3.20" || !d.TagValidations[0].LastValidatedAt.Equal(t0) ||
+			d.TagValidations[0].Policy != "tagPolicies[1]" {
 			t.Fatalf("%s: detail %+v", name, d)
 		}
 	}

@@ -126,6 +126,18 @@ type ImageDetail struct {
 	// Pinned (Berth): a cached image never evicted (cache.pinned or
 	// pin-image).
 	Pinned bool `json:"pinned,omitempty"`
+	// TagValidations (Berth), for a cached image: when the upstream last
+	// confirmed each of its tags, and under which of the rule's freshness
+	// policies ("tagPolicies[0]", "ttl").
+	TagValidations []TagValidation `json:"tagValidations,omitempty"`
+}
+
+// TagValidation is when a cached tag was last confirmed by its upstream.
+type TagValidation struct {
+	ImageTag        string     `json:"imageTag"`
+	LastValidatedAt *time.Time `json:"lastValidatedAt,omitempty"`
+	// Policy is empty for tags recorded by older versions.
+	Policy string `json:"policy,omitempty"`
 }
 
 // DescribeImagesResponse answers describe-images.

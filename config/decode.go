@@ -216,6 +216,9 @@ func expected(t reflect.Type, path string) string {
 	if t == durationType {
 		return `a duration such as "90s", "1h30m" or "24h"`
 	}
+	if t == reflect.TypeFor[*Freshness]() || t == reflect.TypeFor[Freshness]() {
+		return `a duration such as "0s" or "720h", or never`
+	}
 	if isInteger(t.Kind()) {
 		if strings.HasSuffix(path, "Bytes") {
 			return "an integer (bytes)"

@@ -72,6 +72,12 @@ type Upstream struct {
 	// their TTL and a miss fails at once. The top-level offline key sets
 	// it for every rule.
 	Offline bool `yaml:"offline"`
+	// TagPolicies give matching tags their own TTL, first match first;
+	// other tags keep TTL (see TagFreshness).
+	TagPolicies []TagPolicy `yaml:"tagPolicies"`
+	// OnUpstreamDelete is forget (default) or keep: what a cached tag
+	// becomes when the upstream answers 404 for it.
+	OnUpstreamDelete string `yaml:"onUpstreamDelete"`
 }
 
 // Credential is one account of a rule's credential pool.
@@ -193,6 +199,7 @@ func upstreamProblems(rules []Upstream) []error {
 		errs = append(errs, validateUpstreamTLS(at, r, u)...)
 		errs = append(errs, validateQuota(at, r)...)
 		errs = append(errs, validateAllowedHosts(at, r.AllowedHosts)...)
+		errs = append(errs, validateFreshness(at, r)...)
 	}
 	if defaults > 1 {
 		errs = append(errs, fmt.Errorf("upstreams: %d rules are marked default; at most one may be", defaults))

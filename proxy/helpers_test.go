@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -48,10 +50,15 @@ type env struct {
 	clock   *fakeClock
 	metrics *metrics.Metrics
 	dataDir string
+	// routes is the router in force; setRule swaps it, as a reload does.
+	routes atomic.Pointer[upstream.Router]
+	log    *zap.Logger
 }
 
 type envOpts struct {
 	ttl, timeout, idle time.Duration
+	// rule, when set, changes the rule before Berth starts.
+	rule func(*upstream.Rule)
 }
 
 // newEnv starts a real upstream registry and Berth in front of it, routed
@@ -70,15 +77,26 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(func() { e.store.Close() })
 	rule := upstream.Rule{Name: "up", Prefix: "up", Registry: "up.example", URL: e.up.URL, Default: true,
 		TTL: o.ttl, Timeout: o.timeout, IdleTimeout: o.idle}
-	u, err := upstream.New(rule, nil, zl)
-	if err != nil {
-		t.Fatal(err)
+	if o.rule != nil {
+		o.rule(&rule)
 	}
-	e.proxy = New(e.store, upstream.Fixed(upstream.NewRouter([]*upstream.Upstream{u})), Options{Logger: zl, Now: e.clock.Now, FillTimeout: time.Minute, Metrics: e.metrics})
+	e.log = zl
+	e.setRule(t, rule)
+	e.proxy = New(e.store, e.routes.Load, Options{Logger: zl, Now: e.clock.Now, FillTimeout: time.Minute, Metrics: e.metrics})
 	t.Cleanup(e.proxy.Close)
 	e.berth = httptest.NewServer(registry.New(e.proxy, registry.WithLogger(zl)))
 	t.Cleanup(e.berth.Close)
 	return e
+}
+
+// setRule puts rule in force, as a reload of the node's config does.
+func (e *env) setRule(t *testing.T, rule upstream.Rule) {
+	t.Helper()
+	u, err := upstream.New(rule, nil, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.routes.Store(upstream.NewRouter([]*upstream.Upstream{u}))
 }
 
 // cacheCount is berth_cache_requests_total for kind and result.

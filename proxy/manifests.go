@@ -83,7 +83,7 @@ func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string
 				return nil, err
 			}
 			if desc.Digest == old.tag.Digest {
-				if err := p.store.PutTag(ctx, t.Upstream.Rule.Name, t.Repo, tag, store.Tag{Digest: old.tag.Digest, FetchedAt: p.now()}); err != nil {
+				if err := p.store.PutTag(ctx, t.Upstream.Rule.Name, t.Repo, tag, p.confirmed(t, tag, old.tag.Digest)); err != nil {
 					return nil, err
 				}
 				return old.served(registry.SourceStore), nil
@@ -121,8 +121,9 @@ func (p *Proxy) shared(ctx context.Context, key string, fn func(context.Context)
 }
 
 // storeManifest keeps a verified manifest from an upstream with its image
-// record (and the upstream's media type) in the cached repository (and its tag, when fetched by tag) in one
-// batch, so a tag never points at a manifest the store does not hold.
+// record (and the upstream's media type) in the cached repository, and
+// its tag when fetched by tag (else ""), in one batch, so a tag never
+// points at a manifest the store does not hold.
 func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, sm *store.Manifest, tag string) error {
 	b := p.store.NewBatch()
 	defer b.Close()
@@ -134,7 +135,7 @@ func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, 
 		return err
 	}
 	if tag != "" {
-		if err := b.PutTag(t.Upstream.Rule.Name, t.Repo, tag, store.Tag{Digest: d, FetchedAt: p.now()}); err != nil {
+		if err := b.PutTag(t.Upstream.Rule.Name, t.Repo, tag, p.confirmed(t, tag, d)); err != nil {
 			return err
 		}
 	}

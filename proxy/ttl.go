@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"berth/config"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -43,23 +44,34 @@ func (e *ttlEntry) served(src registry.Source) *registry.Manifest {
 	return toManifest(e.tag.Digest, e.manifest, src)
 }
 
-// ttlCached serves r from the store while it is younger than the rule's
-// TTL. Past that, fetch runs once for all concurrent callers, detached
-// from them; it gets the stored entry (nil when there is none) so it can
-// revalidate it. When the upstream says the thing is gone the entry is
-// forgotten; when the upstream fails, the stored entry is served stale.
+// freshness is how long r is served without asking the upstream, and the
+// name of the rule's policy that says so: for an upstream tag, the first
+// of the rule's tagPolicies matching it, else the rule's ttl; Berth's own
+// records (a referrers index) always follow the rule's ttl. This is the
+// one place that decides; ttlCached applies it.
+func (r ttlRecord) freshness() (config.Freshness, string) {
+	if r.image {
+		return r.t.Upstream.Rule.TagFreshness(r.tag)
+	}
+	return config.Freshness(r.t.Upstream.Rule.WithDefaults().TTL), "ttl"
+}
+
+// ttlCached serves r from the store while it is fresh (r.freshness: a TTL
+// of 0 asks the upstream on every pull, never pins it). Past that, fetch
+// runs once for all concurrent callers, detached from them; it gets the
+// stored entry (nil when there is none) so it can revalidate it. When the
+// upstream says the thing is gone the entry is forgotten, or kept and
+// served under onUpstreamDelete: keep; when the upstream fails, the stored
+// entry is served stale.
 func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error)) (*registry.Manifest, error) {
 	ns, repo := r.t.Upstream.Rule.Name, r.t.Repo
 	old, err := p.loadEntry(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	if old != nil && p.now().Sub(old.tag.FetchedAt) < r.t.Upstream.Rule.TTL {
+	if fresh, _ := r.freshness(); old != nil && fresh.Fresh(p.now().Sub(old.tag.FetchedAt)) {
 		p.count(r, "hit")
-		if r.image {
-			_ = p.store.TouchImage(ctx, store.CachedKey(ns, repo), old.tag.Digest)
-		}
-		return old.served(registry.SourceStore), nil
+		return p.pulled(ctx, r, old.served(registry.SourceStore)), nil
 	}
 	m, err := p.shared(ctx, r.kind+"\x00"+ns+"\x00"+repo+"\x00"+r.tag, func(ctx context.Context) (*registry.Manifest, error) {
 		return fetch(ctx, old)
@@ -71,7 +83,12 @@ func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx conte
 			result = "revalidated"
 		}
 		p.count(r, result)
-		return m, nil
+		return p.pulled(ctx, r, m), nil
+	case errors.Is(err, upstream.ErrNotFound) && old != nil && r.image && r.t.Upstream.Rule.KeepsDeletedTags():
+		p.count(r, "stale")
+		p.log.Info("gone upstream; serving the cached digest (onUpstreamDelete: keep)", zap.String("upstream", ns),
+			zap.String("what", r.what), zap.String("digest", old.tag.Digest))
+		return p.pulled(ctx, r, old.served(registry.SourceStale)), nil
 	case errors.Is(err, upstream.ErrNotFound):
 		if old != nil {
 			p.log.Info("gone upstream; forgetting it", zap.String("what", r.what))
@@ -86,9 +103,25 @@ func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx conte
 			p.log.Warn("upstream failed; serving the cached copy", zap.String("upstream", ns),
 				zap.String("what", r.what), zap.Error(err))
 		}
-		return old.served(registry.SourceStale), nil
+		return p.pulled(ctx, r, old.served(registry.SourceStale)), nil
 	}
 	return nil, p.upstreamError(r.t, r.what, r.notFound, err)
+}
+
+// pulled records a pull of the image an upstream tag points at, however
+// it was answered, and returns m.
+func (p *Proxy) pulled(ctx context.Context, r ttlRecord, m *registry.Manifest) *registry.Manifest {
+	if r.image {
+		_ = p.store.TouchImage(ctx, store.CachedKey(r.t.Upstream.Rule.Name, r.t.Repo), m.Digest.String())
+	}
+	return m
+}
+
+// confirmed is the record of upstream tag tag of t pointing at digest,
+// confirmed now, with the policy that decides its freshness.
+func (p *Proxy) confirmed(t upstream.Target, tag, digest string) store.Tag {
+	_, policy := t.Upstream.Rule.TagFreshness(tag)
+	return store.Tag{Digest: digest, FetchedAt: p.now(), Policy: policy}
 }
 
 // loadEntry reads r's stored entry; nil when there is none, or when its

@@ -33,8 +33,11 @@ func (ir ImageRepo) Cached() bool { return ir.Key.Cached() }
 // ImageInfo describes one image (manifest) of a repository.
 type ImageInfo struct {
 	Digest string
-	// Tags pointing at the image, sorted.
+	// Tags pointing at the image, sorted, and their records in the same
+	// order (for a cached image: when and under which policy the upstream
+	// last confirmed each).
 	Tags         []string
+	TagRecords   []TagRecord
 	MediaType    string
 	ArtifactType string
 	// Size is the sum of the config and layer sizes the manifest lists;
@@ -66,7 +69,10 @@ func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, erro
 	sizes := map[string]int64{}
 	out := make([]ImageInfo, 0, len(recs))
 	for d, rec := range recs {
-		im := ImageInfo{Digest: d, Tags: tags[d], PushedAt: rec.PushedAt, LastPulledAt: rec.LastPulledAt}
+		im := ImageInfo{Digest: d, PushedAt: rec.PushedAt, LastPulledAt: rec.LastPulledAt, TagRecords: tags[d]}
+		for _, t := range im.TagRecords {
+			im.Tags = append(im.Tags, t.Name)
+		}
 		if m, err := r.store.RepoManifest(ctx, ir.Key, d); err == nil {
 			im.MediaType = m.MediaType
 			if doc, ok := readManifest(m.Body); ok {
@@ -93,13 +99,19 @@ func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, erro
 	return out, nil
 }
 
+// TagRecord is a tag with its record.
+type TagRecord struct {
+	Name string
+	store.Tag
+}
+
 // tagsByDigest maps digests to the repository's tags pointing at them.
-func (r *Reclaimer) tagsByDigest(ctx context.Context, ir ImageRepo) (map[string][]string, error) {
+func (r *Reclaimer) tagsByDigest(ctx context.Context, ir ImageRepo) (map[string][]TagRecord, error) {
 	names, err := r.store.ListTags(ctx, ir.Key.Upstream, ir.Key.Name)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]string{}
+	out := map[string][]TagRecord{}
 	for _, tag := range names {
 		t, err := r.store.GetTag(ctx, ir.Key.Upstream, ir.Key.Name, tag)
 		if errors.Is(err, store.ErrNotFound) {
@@ -108,7 +120,7 @@ func (r *Reclaimer) tagsByDigest(ctx context.Context, ir ImageRepo) (map[string]
 		if err != nil {
 			return nil, err
 		}
-		out[t.Digest] = append(out[t.Digest], tag) // ListTags is sorted
+		out[t.Digest] = append(out[t.Digest], TagRecord{Name: tag, Tag: t}) // ListTags is sorted
 	}
 	return out, nil
 }

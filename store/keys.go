@@ -5,10 +5,12 @@ package store
 // compare as bytes. Strings inside keys are separated by 0x00, which cannot
 // occur in repository names, tags or digests.
 //
-//	tag/<namespace>\x00<repo>\x00<tag>   -> fetchedAt (8, unix ns) | digest
+//	tag/<namespace>\x00<repo>\x00<tag>   -> fetchedAt (8, unix ns) | digest [| 0x00 | policy]
 //	    A tag of a repository. namespace and repo are a RepoKey's Upstream
 //	    ("" for a local repository) and Name. fetchedAt is when the upstream
-//	    last confirmed the mapping (the TTL counts from it).
+//	    last confirmed the mapping (the TTL counts from it); policy, for a
+//	    cached tag, names the rule's freshness policy it was confirmed
+//	    under ("tagPolicies[1]", "ttl"; absent in older records).
 //	man/<digest>                        -> len(mediaType) (2) | mediaType | body
 //	    A verified manifest, stored whole (manifests are at most a few MiB).
 //	    The media type is the first writer's; a repository reads its own

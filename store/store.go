@@ -206,6 +206,10 @@ func (s *Store) get(key []byte) ([]byte, error) {
 type Tag struct {
 	Digest    string
 	FetchedAt time.Time
+	// Policy names the freshness policy the upstream last confirmed the
+	// tag under ("tagPolicies[0]", "ttl"); empty for tags of local
+	// repositories and records of older versions.
+	Policy string
 }
 
 // GetTag returns the tag of repo in namespace ns.
@@ -225,7 +229,7 @@ func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
 	if len(v) < 8 {
 		return Tag{}, fmt.Errorf("tag %s:%s: corrupt record", repo, tag)
 	}
-	t = Tag{FetchedAt: getTime(v), Digest: string(v[8:])}
+	t = decodeTag(v)
 	s.cacheReadTag(key, t, gen)
 	return t, nil
 }
@@ -307,10 +311,20 @@ func encodeManifest(m *Manifest) ([]byte, error) {
 	return append(v, m.Body...), nil
 }
 
-// encodeTag is a tag record: fetchedAt (8) | digest.
+// encodeTag is a tag record: fetchedAt (8) | digest [| 0x00 | policy].
 func encodeTag(t Tag) []byte {
-	v := putTime(make([]byte, 0, 8+len(t.Digest)), t.FetchedAt)
-	return append(v, t.Digest...)
+	v := putTime(make([]byte, 0, 9+len(t.Digest)+len(t.Policy)), t.FetchedAt)
+	v = append(v, t.Digest...)
+	if t.Policy != "" {
+		v = append(append(v, 0), t.Policy...)
+	}
+	return v
+}
+
+// decodeTag reads what encodeTag wrote (len(v) >= 8).
+func decodeTag(v []byte) Tag {
+	d, policy, _ := strings.Cut(string(v[8:]), "\x00")
+	return Tag{FetchedAt: getTime(v), Digest: d, Policy: policy}
 }
 
 // PutManifest stores a manifest after checking that body hashes to digest.
