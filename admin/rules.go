@@ -106,8 +106,17 @@ func (s *Service) describeRule(r upstream.Rule, source string, createdAt time.Ti
 			active = true
 		}
 	}
-	return PullThroughCacheRule{EcrRepositoryPrefix: r.Prefix, UpstreamRegistryURL: r.URL, UpstreamRegistry: r.Registry,
+	out := PullThroughCacheRule{EcrRepositoryPrefix: r.Prefix, UpstreamRegistryURL: r.URL, UpstreamRegistry: r.Registry,
 		CreatedAt: timePtr(createdAt), Name: r.Name, Default: r.Default, TTL: r.TTL.String(), Source: source, Active: active}
+	if len(r.URLs) > 1 {
+		out.UpstreamRegistryURLs = r.URLs
+	}
+	if router := s.live().Router; active && router != nil {
+		if u := router.Upstream(r.Name); u != nil {
+			out.Endpoints = endpointHealth(u.Endpoints())
+		}
+	}
+	return out
 }
 
 func (s *Service) describePullThroughCacheRules(ctx context.Context, req *DescribePullThroughCacheRulesRequest) (*DescribePullThroughCacheRulesResponse, error) {

@@ -311,6 +311,32 @@ type PullThroughCacheRule struct {
 	TTL     string `json:"ttl,omitempty"`
 	Source  string `json:"source"`
 	Active  bool   `json:"active"`
+	// UpstreamRegistryURLs are the rule's endpoints in order of
+	// preference, when it has more than one; Endpoints is their health
+	// in the running node (an active rule only).
+	UpstreamRegistryURLs []string         `json:"upstreamRegistryUrls,omitempty"`
+	Endpoints            []EndpointHealth `json:"endpoints,omitempty"`
+}
+
+// EndpointHealth is the health of one of a rule's endpoints.
+type EndpointHealth struct {
+	URL string `json:"url"`
+	// Healthy is false while the endpoint is set aside after connection
+	// failures or 5xx answers: the rule's other endpoints are tried first
+	// until SetAsideUntil.
+	Healthy       bool       `json:"healthy"`
+	SetAsideUntil *time.Time `json:"setAsideUntil,omitempty"`
+	// ConsecutiveFailures counts connection failures and 5xx answers since
+	// the last good answer; LastError is the last of them.
+	ConsecutiveFailures int        `json:"consecutiveFailures,omitempty"`
+	LastError           string     `json:"lastError,omitempty"`
+	LastFailureAt       *time.Time `json:"lastFailureAt,omitempty"`
+	LastSuccessAt       *time.Time `json:"lastSuccessAt,omitempty"`
+	// BackoffUntil is set while the endpoint backs off after a 429 or a
+	// quota reported spent.
+	BackoffUntil *time.Time `json:"backoffUntil,omitempty"`
+	// Requests is how many HTTP requests the node sent it since it started.
+	Requests int64 `json:"requests"`
 }
 
 // DescribePullThroughCacheRulesRequest filters by prefix.

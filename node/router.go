@@ -6,6 +6,7 @@ import (
 
 	"berth/admin"
 	"berth/config"
+	"berth/metrics"
 	"berth/upstream"
 
 	"go.uber.org/zap"
@@ -50,6 +51,7 @@ func (n *Node) upstreamMetrics(router *upstream.Router) {
 		first := n.ups == nil || n.ups[name] == nil
 		if n.ups == nil {
 			n.ups = map[string]*upstream.Upstream{}
+			n.metrics.Endpoints(n.endpointSamples)
 		}
 		n.ups[name] = u
 		n.upMu.Unlock()
@@ -72,4 +74,26 @@ func (n *Node) upstreamMetrics(router *upstream.Router) {
 				return -1
 			})
 	}
+}
+
+// endpointSamples is the health of every endpoint of the current
+// upstream clients, for the per-endpoint metrics.
+func (n *Node) endpointSamples() []metrics.EndpointSample {
+	n.upMu.Lock()
+	ups := make([]*upstream.Upstream, 0, len(n.ups))
+	for _, u := range n.ups {
+		ups = append(ups, u)
+	}
+	n.upMu.Unlock()
+	var out []metrics.EndpointSample
+	for _, u := range ups {
+		for _, e := range u.Endpoints() {
+			s := metrics.EndpointSample{Upstream: u.Rule.Name, Endpoint: e.URL, Up: e.Healthy, Failures: e.Failures, Requests: e.Requests}
+			if !e.Backoff.IsZero() {
+				s.BackoffSeconds = max(time.Until(e.Backoff).Seconds(), 0)
+			}
+			out = append(out, s)
+		}
+	}
+	return out
 }

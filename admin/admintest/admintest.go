@@ -114,7 +114,7 @@ func New(t testing.TB) *Node {
 	n.Store = st
 	n.Rules = []upstream.Rule{
 		{Name: "docker-hub", Prefix: "docker-hub", Registry: "docker.io", URL: "http://127.0.0.1:1", Default: true},
-		{Name: "quay", Prefix: "quay", Registry: "quay.io", URL: "http://127.0.0.1:1"},
+		{Name: "quay", Prefix: "quay", Registry: "quay.io", URLs: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}},
 	}
 	var ups []*upstream.Upstream
 	for i, r := range n.Rules {
