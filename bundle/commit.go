@@ -127,14 +127,44 @@ func (im *importer) commit(ctx context.Context) error {
 	return nil
 }
 
+// uploadHeld uploads a blob the node holds, but not for repo (a delta
+// left it out because its base carried it for another image), from the
+// store into repo: the push path verifies and links it, as it would a
+// client's upload. No other repository's link is borrowed.
+func (im *importer) uploadHeld(ctx context.Context, repo registry.Repo, d string) error {
+	info, err := im.s.Store.StatBlob(ctx, d)
+	if err != nil {
+		return err
+	}
+	f, err := (&store.BlobFile{Store: im.s.Store, Digest: d, Len: info.Size}).Open(ctx, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	up, err := im.push.StartUpload(ctx, repo)
+	if err != nil {
+		return err
+	}
+	if _, err := up.Append(ctx, f); err != nil {
+		_ = up.Cancel(ctx)
+		return err
+	}
+	if err := up.Commit(ctx, registry.Digest(d)); err != nil {
+		_ = up.Cancel(ctx)
+		return err
+	}
+	return nil
+}
+
 // pushLocal puts a local image's manifests, children first, the top one
-// under its tag; a blob held but not linked to the repository is mounted.
+// under its tag; a blob held but not linked to the repository is uploaded
+// from the store.
 func (im *importer) pushLocal(ctx context.Context, rt route, ms []image) error {
 	repo := localRepo(rt.repo)
 	for _, m := range ms {
 		for _, d := range m.blobs {
 			if linked, _, err := im.s.Store.LinkState(ctx, store.LocalKey(rt.repo), d); err == nil && !linked {
-				if err := im.push.MountBlob(ctx, repo, registry.Repo{}, registry.Digest(d)); err != nil {
+				if err := im.uploadHeld(ctx, repo, d); err != nil {
 					return fmt.Errorf("link blob %s into %s: %w", d, rt.repo, err)
 				}
 			}

@@ -150,8 +150,13 @@ func TestExportImportAcrossTheGap(t *testing.T) {
 	if err := crane.Push(newer, a.host()+"/private/app:v2"); err != nil {
 		t.Fatal(err)
 	}
+	// private/base:v1 is the cached image pushed to a local repository:
+	// its layers travelled in the full bundle for hub/lib/app only.
+	if err := crane.Push(img, a.host()+"/private/base:v1"); err != nil {
+		t.Fatal(err)
+	}
 	delta := filepath.Join(dir, "delta.tar")
-	if out, err := bundleCmd(t, a, "export", "--output", delta, "--since", full, "hub/lib/app:v1", "private/app:v2"); err != nil {
+	if out, err := bundleCmd(t, a, "export", "--output", delta, "--since", full, "hub/lib/app:v1", "private/app:v2", "private/base:v1"); err != nil {
 		t.Fatalf("export --since: %v\n%s", err, out)
 	}
 	old, got := tarBlobs(t, full), tarBlobs(t, delta)
@@ -175,6 +180,15 @@ func TestExportImportAcrossTheGap(t *testing.T) {
 	}
 	if code := get(t, b, "/v2/private/app/manifests/v2"); code != http.StatusOK {
 		t.Fatalf("B after the delta: %d", code)
+	}
+	// The layers the delta left out are B's, held for the cached image;
+	// the local repository now sees them too.
+	base, err := crane.Pull(b.host() + "/private/base:v1")
+	if err != nil {
+		t.Fatalf("pull private/base:v1 from B: %v", err)
+	}
+	if err := crane.Save(base, "x", filepath.Join(t.TempDir(), "x.tar")); err != nil {
+		t.Fatalf("read private/base:v1's layers from B: %v", err)
 	}
 }
 
