@@ -34,6 +34,9 @@ type Config struct {
 
 	// Offline makes every upstream rule offline (Upstream.Offline).
 	Offline bool `yaml:"offline"`
+	// UpstreamBandwidth caps, in bytes per second, what all fills of the
+	// node draw from upstreams together (0: no cap), besides each rule's.
+	UpstreamBandwidth int64 `yaml:"upstreamBandwidth"`
 	// Sync are the rules that fill the cache ahead of clients.
 	Sync []SyncRule `yaml:"sync"`
 	// Replication copies pushes to local repositories to other registries.
@@ -190,6 +193,9 @@ func (c Config) problems() []error {
 		errs = append(errs, errors.New("shutdownTimeout: must be positive"))
 	}
 	errs = append(errs, upstreamProblems(c.Upstreams)...)
+	if c.UpstreamBandwidth < 0 {
+		errs = append(errs, fmt.Errorf("upstreamBandwidth: must not be negative (bytes per second; 0 is no cap)"))
+	}
 	errs = append(errs, validateSync(c.Sync, c.Upstreams)...)
 	errs = append(errs, validateReplication(c.Replication)...)
 	errs = append(errs, c.RateLimit.validate()...)

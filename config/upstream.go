@@ -32,6 +32,9 @@ type Upstream struct {
 	// an address or a CIDR.
 	Proxy   string   `yaml:"proxy"`
 	NoProxy []string `yaml:"noProxy"`
+	// UpstreamBandwidth caps, in bytes per second, what this rule's fills
+	// draw from its upstream together (0: no cap); they share it evenly.
+	UpstreamBandwidth int64 `yaml:"upstreamBandwidth"`
 	// Default takes names that no other rule claims.
 	Default bool `yaml:"default"`
 	// TTL is how long a tag is served without asking the upstream.
@@ -186,6 +189,9 @@ func upstreamProblems(rules []Upstream) []error {
 		}
 		if r.Timeout < 0 {
 			errs = append(errs, fmt.Errorf("%s.timeout: must not be negative", at))
+		}
+		if r.UpstreamBandwidth < 0 {
+			errs = append(errs, fmt.Errorf("%s.upstreamBandwidth: must not be negative (bytes per second; 0 is no cap)", at))
 		}
 		if r.IdleTimeout < 0 {
 			errs = append(errs, fmt.Errorf("%s.idleTimeout: must not be negative", at))

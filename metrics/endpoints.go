@@ -55,3 +55,12 @@ func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Requests), s.Upstream, s.Endpoint)
 	}
 }
+
+// UpstreamPaced registers, for one upstream, the seconds its blob
+// downloads waited for a bandwidth cap (its upstreamBandwidth or the
+// node's), read at scrape time.
+func (m *Metrics) UpstreamPaced(upstream string, seconds func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "berth_upstream_bandwidth_throttled_seconds_total",
+		Help:        "Seconds an upstream's blob downloads waited for a bandwidth cap (the rule's upstreamBandwidth or the node's); summed over concurrent downloads.",
+		ConstLabels: prometheus.Labels{"upstream": upstream}}, seconds))
+}

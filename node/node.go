@@ -69,6 +69,7 @@ type Node struct {
 
 	upMu sync.Mutex
 	ups  map[string]*upstream.Upstream // current client per upstream name, for metrics
+	bw   bandwidth                     // the upstream bandwidth caps, kept across reloads
 
 	ready atomic.Bool
 	// closers unwind what New started, last first.

@@ -21,6 +21,7 @@ func (n *Node) buildRouter(ctx context.Context, cfg config.Config) (*upstream.Ro
 		n.log.Warn("stored pull-through cache rules not loaded", zap.Error(err))
 	}
 	var ups []*upstream.Upstream
+	node := n.bw.set(rules, cfg.UpstreamBandwidth)
 	for _, r := range rules {
 		r.Offline = r.Offline || cfg.Offline
 		if r.InsecureSkipVerify {
@@ -31,7 +32,8 @@ func (n *Node) buildRouter(ctx context.Context, cfg config.Config) (*upstream.Ro
 		if err != nil {
 			return nil, err
 		}
-		u, err := upstream.New(r, n.metrics.Transport(r.Name, base), n.log.Named("upstream"))
+		u, err := upstream.New(r, n.metrics.Transport(r.Name, base), n.log.Named("upstream"),
+			upstream.WithBandwidth(n.bw.rule(r.Name), node))
 		if err != nil {
 			return nil, err
 		}
@@ -73,6 +75,7 @@ func (n *Node) upstreamMetrics(router *upstream.Router) {
 				}
 				return -1
 			})
+		n.metrics.UpstreamPaced(name, func() float64 { return cur().Paced().Seconds() })
 	}
 }
 

@@ -64,7 +64,8 @@ func (e *StatusError) Is(target error) bool {
 // upstream backs off (see pool) they fail at once with ErrBackoff.
 type Upstream struct {
 	Rule  Rule
-	eps   []*endpoint // the rule's urls, in order of preference
+	eps   []*endpoint  // the rule's urls, in order of preference
+	caps  []*Bandwidth // bandwidth caps blob downloads are paced by
 	quota *quota
 	log   *zap.Logger
 	now   func() time.Time
@@ -356,7 +357,7 @@ func (u *Upstream) GetBlobRange(ctx context.Context, repo, digest string, off, l
 		return nil, -1, fmt.Errorf("upstream %s: %w: range request for blob %s answered %d", u.Rule.Name, ErrUnavailable, digest, resp.StatusCode)
 	}
 	wd.reset(u.Rule.IdleTimeout)
-	return &watchedBody{ReadCloser: resp.Body, wd: wd, cancel: cancel, u: u}, size, nil
+	return &watchedBody{ReadCloser: resp.Body, ctx: ctx, wd: wd, cancel: cancel, u: u}, size, nil
 }
 
 // RangeHeader is the Range of a request for the bytes off..last of a blob

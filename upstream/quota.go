@@ -60,6 +60,8 @@ type quota struct {
 	// remaining is the last RateLimit-Remaining the upstream sent; -1
 	// before it sent one.
 	remaining atomic.Int64
+	// paced is the nanoseconds blob downloads waited for a bandwidth cap.
+	paced atomic.Int64
 }
 
 func newQuota(r Rule) *quota {

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -29,17 +30,31 @@ func (w *watchdog) reset(d time.Duration) {
 func (w *watchdog) stop()       { w.t.Stop() }
 func (w *watchdog) fired() bool { return w.fire.Load() }
 
-// watchedBody resets the watchdog on every read.
+// watchedBody resets the watchdog on every read, and paces the reads by
+// the client's bandwidth caps; the watchdog stands still while a read
+// waits for a cap.
 type watchedBody struct {
 	io.ReadCloser
+	ctx    context.Context
+	credit int // bytes paid for to the bandwidth caps and not read yet
 	wd     *watchdog
 	cancel func()
 	u      *Upstream
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p[:b.u.readSize(len(p))])
+	if len(b.u.caps) > 0 && n > b.credit {
+		// Whole pieces only: each wait is for the same number of bytes,
+		// so fills that read in small pieces get their fair share too.
+		b.wd.t.Stop()
+		if perr := b.u.pace(b.ctx, paceChunk); perr != nil && err == nil {
+			err = perr
+		}
+		b.credit += paceChunk
+	}
 	if n > 0 {
+		b.credit = max(b.credit-n, 0)
 		b.wd.t.Reset(time.Duration(b.wd.limit.Load()))
 	}
 	if err != nil && err != io.EOF && b.wd.fired() {
