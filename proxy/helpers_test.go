@@ -59,6 +59,8 @@ type envOpts struct {
 	ttl, timeout, idle time.Duration
 	// rule, when set, changes the rule before Berth starts.
 	rule func(*upstream.Rule)
+	// storeClock gives the store the env's clock too (pull records).
+	storeClock bool
 }
 
 // newEnv starts a real upstream registry and Berth in front of it, routed
@@ -70,7 +72,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 	ctx := context.Background()
 	zl := zaptest.NewLogger(t)
 	var err error
-	e.store, err = store.Open(ctx, e.dataDir, store.Options{Logger: zl})
+	so := store.Options{Logger: zl}
+	if o.storeClock {
+		so.Now = e.clock.Now
+	}
+	e.store, err = store.Open(ctx, e.dataDir, so)
 	if err != nil {
 		t.Fatal(err)
 	}

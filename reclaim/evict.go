@@ -33,7 +33,7 @@ type candidate struct {
 }
 
 // Evict removes cached (pulled-through) content, least recently pulled
-// first, until the store's blob bytes are at most target. It evicts by
+// first (an image's last pull is its family's, see use.go), until the store's blob bytes are at most target. It evicts by
 // image: an image's record and tags go, then the blobs and manifests no
 // remaining image needs. Blobs of local repositories and what pinned
 // images need are never touched, and neither are fills in progress (they
@@ -110,6 +110,8 @@ type need struct{ blobs, mans []string }
 func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned Pinned) evictionPlan {
 	p := evictionPlan{blobRefs: map[string]int{}, manRefs: map[string]int{},
 		closures: map[image]need{}}
+	// The cached images that may go, with their families' last use.
+	used, holders := map[image]time.Time{}, map[image][]image{}
 	for _, im := range g.images {
 		blobs, mans := g.closure(ctx, im.digest)
 		p.closures[im] = need{blobs, mans}
@@ -129,11 +131,17 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned 
 			continue
 		}
 		rec, _ := r.store.GetImage(ctx, im.repo, im.digest)
-		used := rec.LastPulledAt
-		if used.IsZero() {
-			used = rec.PushedAt
+		used[im] = rec.LastPulledAt
+		if used[im].IsZero() {
+			used[im] = rec.PushedAt
 		}
-		p.cands = append(p.cands, candidate{image: im, lastUsed: used})
+		for _, m := range mans[1:] { // the manifests an index lists
+			holders[image{im.repo, m}] = append(holders[image{im.repo, m}], im)
+		}
+	}
+	shareUse(used, holders) // see use.go
+	for im, at := range used {
+		p.cands = append(p.cands, candidate{image: im, lastUsed: at})
 	}
 	// Cached blobs that no image needs (pulled by digest alone).
 	for d := range l.cached {
@@ -142,7 +150,13 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned 
 			p.cands = append(p.cands, candidate{blob: d, lastUsed: at})
 		}
 	}
-	sort.Slice(p.cands, func(i, j int) bool { return p.cands[i].lastUsed.Before(p.cands[j].lastUsed) })
+	sort.Slice(p.cands, func(i, j int) bool {
+		a, b := p.cands[i], p.cands[j]
+		if !a.lastUsed.Equal(b.lastUsed) {
+			return a.lastUsed.Before(b.lastUsed)
+		}
+		return a.image.digest+a.blob < b.image.digest+b.blob // a stable order for one family
+	})
 	return p
 }
 

@@ -17,6 +17,8 @@ import (
 // untagged rule does not strip the platforms out of a tagged multi-arch
 // image, and its signatures go with it.
 //
+// An image's last pull is its family's (an index's includes its children's).
+//
 // The result is ordered by rule priority, then push time newest first,
 // then digest.
 func Plan(p *lifecycle.Policy, images []ImageInfo, now time.Time) []lifecycle.Result {
@@ -40,11 +42,19 @@ func Plan(p *lifecycle.Policy, images []ImageInfo, now time.Time) []lifecycle.Re
 			holders[im.Digest] = append(holders[im.Digest], im.Subject)
 		}
 	}
+	// A pull of any image of a family is a pull of the image that holds
+	// it (see use.go): an index whose platforms are pulled by digest is
+	// not idle.
+	pulled := make(map[string]time.Time, len(images))
+	for _, im := range images {
+		pulled[im.Digest] = im.LastPulledAt
+	}
+	shareUse(pulled, holders)
 	var roots []lifecycle.Image
 	for _, im := range images {
 		if len(holders[im.Digest]) == 0 {
 			roots = append(roots, lifecycle.Image{Digest: im.Digest, Tags: im.Tags,
-				PushedAt: im.PushedAt, LastPulledAt: im.LastPulledAt, Size: im.Size})
+				PushedAt: im.PushedAt, LastPulledAt: pulled[im.Digest], Size: im.Size})
 		}
 	}
 	out := lifecycle.Evaluate(p, roots, now)

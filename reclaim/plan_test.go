@@ -80,3 +80,23 @@ func TestPlanDependents(t *testing.T) {
 		t.Fatal("nothing to plan should plan nothing")
 	}
 }
+
+// TestPlanPulledByChildDigest: an index whose platform manifest is pulled
+// by digest (how Kubernetes pulls) is not idle under sinceImagePulled;
+// an index nobody pulls is.
+func TestPlanPulledByChildDigest(t *testing.T) {
+	now := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
+	ago := func(d int) time.Time { return now.Add(-time.Duration(d) * lcDay) }
+	images := []ImageInfo{
+		{Digest: "sha256:i1", Tags: []string{"prod"}, PushedAt: ago(60), LastPulledAt: ago(60), Children: []string{"sha256:c1"}},
+		{Digest: "sha256:c1", PushedAt: ago(60), LastPulledAt: ago(1)},
+		{Digest: "sha256:i2", Tags: []string{"old"}, PushedAt: ago(60), LastPulledAt: ago(60), Children: []string{"sha256:c2"}},
+		{Digest: "sha256:c2", PushedAt: ago(60), LastPulledAt: ago(60)},
+	}
+	p := mustPolicy(t, `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}`)
+	got := plannedOf(Plan(p, images, now))
+	want := []planned{{"sha256:c2", 1}, {"sha256:i2", 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("expired %v, want %v", got, want)
+	}
+}

@@ -61,7 +61,11 @@ func sendRange(ctx context.Context, w *recorder, rc io.ReadCloser, n int64) erro
 	defer rc.Close()
 	var sent int64
 	var err error
-	if f, ok := rc.(*os.File); ok {
+	f, ok := rc.(*os.File)
+	if k, kept := rc.(keepOpen); kept {
+		f, ok = k.File, true
+	}
+	if ok {
 		// A stored file: let the kernel copy it (sendfile).
 		sent, err = io.Copy(w, io.LimitReader(f, n))
 	} else {

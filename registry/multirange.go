@@ -2,17 +2,21 @@ package registry
 
 import (
 	"fmt"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"os"
 	"strconv"
 )
 
 // serveRanges answers a request for several ranges of b with one 206
 // multipart/byteranges body: a part per range, each with the blob's
-// Content-Type and its Content-Range. Each part is opened and streamed on
-// its own (a stored file by sendfile, a fill as it reaches the range), so
-// no blob is held in memory; the body's length is known before the first
+// Content-Type and its Content-Range. Each part of a fill is opened and
+// streamed on its own (as the fill reaches the range); every part of a
+// stored file is read from the one file opened first (by sendfile), so a
+// blob evicted meanwhile, which is unlinked, still reads to the end. No
+// blob is held in memory; the body's length is known before the first
 // byte is sent.
 func serveRanges(w *recorder, r *http.Request, b Blob, ranges []ByteRange) error {
 	size := b.Size()
@@ -34,12 +38,20 @@ func serveRanges(w *recorder, r *http.Request, b Blob, ranges []ByteRange) error
 	if err != nil {
 		return err
 	}
+	file, _ := rc.(*os.File)
+	if file != nil {
+		defer file.Close()
+		rc = keepOpen{file}
+	}
 	w.WriteHeader(http.StatusPartialContent)
 	for i, rg := range ranges {
-		if i > 0 {
-			if rc, err = b.Open(r.Context(), rg.Start); err != nil {
-				return fmt.Errorf("range %d of %d: %w (%v)", i+1, len(ranges), errAbort, err)
-			}
+		if i > 0 && file != nil {
+			_, err = file.Seek(rg.Start, io.SeekStart)
+		} else if i > 0 {
+			rc, err = b.Open(r.Context(), rg.Start)
+		}
+		if err != nil {
+			return fmt.Errorf("range %d of %d: %w (%v)", i+1, len(ranges), errAbort, err)
 		}
 		if _, err := mw.CreatePart(partHeader(rg, size)); err != nil {
 			rc.Close()
@@ -56,6 +68,12 @@ func serveRanges(w *recorder, r *http.Request, b Blob, ranges []ByteRange) error
 	}
 	return nil
 }
+
+// keepOpen is a stored file that sendRange reads a part from and leaves
+// open for the next part.
+type keepOpen struct{ *os.File }
+
+func (keepOpen) Close() error { return nil }
 
 func partHeader(rg ByteRange, size int64) textproto.MIMEHeader {
 	return textproto.MIMEHeader{

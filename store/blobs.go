@@ -110,21 +110,41 @@ func (s *Store) OpenBlob(ctx context.Context, digest string) (*os.File, BlobInfo
 	}
 	f, err := os.Open(s.blobPath(digest))
 	if errors.Is(err, fs.ErrNotExist) {
-		s.log.Warn("blob indexed but its file is missing; dropping the index entry", zap.String("digest", digest))
-		b := s.db.NewBatch()
-		defer b.Close()
-		_ = b.Delete(blobKey(digest), nil)
-		_ = b.DeleteRange(originPrefix(digest), upperBound(originPrefix(digest)), nil)
-		if b.Commit(pebble.Sync) == nil {
-			s.blobBytes.Add(-info.Size)
-			s.blobCount.Add(-1)
-		}
-		return nil, BlobInfo{}, ErrNotFound
+		return s.missingFile(ctx, digest)
 	}
 	if err != nil {
 		return nil, BlobInfo{}, err
 	}
 	return f, info, nil
+}
+
+// missingFile handles a blob whose file was not there when opened. Under
+// the digest's blobMu (which deletes and commits take), it tells an
+// eviction or delete that raced the open (the index entry is gone too: not
+// found) and a fill that committed the blob again meanwhile (the file is
+// back: it is opened) from a file really lost, whose index entry is
+// dropped.
+func (s *Store) missingFile(ctx context.Context, digest string) (*os.File, BlobInfo, error) {
+	defer s.lockBlob(digest)()
+	info, err := s.StatBlob(ctx, digest)
+	if err != nil {
+		return nil, BlobInfo{}, err
+	}
+	if f, err := os.Open(s.blobPath(digest)); !errors.Is(err, fs.ErrNotExist) {
+		return f, info, err
+	}
+	s.log.Warn("blob indexed but its file is missing; dropping the index entry", zap.String("digest", digest))
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Delete(blobKey(digest), nil)
+	_ = b.DeleteRange(originPrefix(digest), upperBound(originPrefix(digest)), nil)
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if b.Commit(pebble.Sync) == nil {
+		s.blobBytes.Add(-info.Size)
+		s.blobCount.Add(-1)
+	}
+	return nil, BlobInfo{}, ErrNotFound
 }
 
 // BlobWriter writes one blob to a temporary file while hashing it. Nothing

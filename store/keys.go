@@ -37,6 +37,10 @@ package store
 //	img/<repo>\x00<digest>               -> pushedAt (8) | lastPulledAt (8) | mediaType
 //	    A manifest that belongs to a repository, with the media type that
 //	    repository stored it under (missing in records of older versions).
+//	    lastPulledAt is the last pull of this manifest by tag or digest
+//	    (not synced, at most once a minute); eviction and lifecycle read a
+//	    family's latest (an index's includes its children's, see
+//	    reclaim/use.go), so a digest pull counts for every tag and index.
 //	    A repository sees a manifest only through this record. <repo>
 //	    here, in lnk/ and in ref/ is a RepoKey's encoding: a local
 //	    repository's name, or for a cached one 0x01 <upstream rule name>

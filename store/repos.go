@@ -310,6 +310,7 @@ func (s *Store) DeleteBlob(ctx context.Context, digest string, links []RepoKey) 
 	if _, _, err := splitDigest(digest); err != nil {
 		return err
 	}
+	defer s.lockBlob(digest)()
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(blobKey(digest), nil)

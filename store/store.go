@@ -61,6 +61,23 @@ type Store struct {
 
 	// commitMu orders blob index writes with the totals they change.
 	commitMu sync.Mutex
+	// blobMu serializes, per digest (striped), the moves of a blob's file
+	// with its index entry: a commit's rename and index write, a delete's
+	// index delete and unlink. So a delete never unlinks a file a new
+	// commit of the same digest just renamed into place, and an open that
+	// finds no file sees either both or neither. Taken before commitMu.
+	blobMu [64]sync.Mutex
+}
+
+// lockBlob locks digest's stripe of blobMu and returns its unlock.
+func (s *Store) lockBlob(digest string) func() {
+	var h uint32 = 2166136261 // FNV-1a
+	for i := 0; i < len(digest); i++ {
+		h = (h ^ uint32(digest[i])) * 16777619
+	}
+	mu := &s.blobMu[h%uint32(len(s.blobMu))]
+	mu.Lock()
+	return mu.Unlock
 }
 
 // touchEvery is how stale a recorded access time may get.

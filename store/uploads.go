@@ -173,6 +173,7 @@ func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin) error 
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
+	defer s.lockBlob(digest)()
 	if err := os.Rename(path, final); err != nil {
 		return fmt.Errorf("move blob into place: %w", err)
 	}
