@@ -105,3 +105,32 @@ func TestEvictionKeepsImagePulledByDigest(t *testing.T) {
 		t.Fatalf("index record %+v (%v)", im, err)
 	}
 }
+
+// TestEvictionKeepsPinnedIndexPlatforms: a pinned index keeps the
+// records of the manifests it lists, not only their blobs, so it is
+// pulled whole from the store after any eviction.
+func TestEvictionKeepsPinnedIndexPlatforms(t *testing.T) {
+	e := newEnv(t, envOpts{ttl: 1000 * time.Hour, storeClock: true})
+	idx, err := random.Index(1024, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(e.up.Host() + "/team/app:pinned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	pinned := e.pullAll(t, "pinned")
+	e.clock.Add(24 * time.Hour)
+	pin := func(_, _, digest string) bool { return digest == pinned }
+	if _, err := reclaim.New(e.store, reclaim.Options{}).Evict(t.Context(), 0, pin); err != nil {
+		t.Fatal(err)
+	}
+	e.up.Reset()
+	e.pullAll(t, "pinned")
+	if n := e.up.Count("total"); n != 0 {
+		t.Fatalf("the pinned index after an eviction to nothing asked the upstream %d times: %v", n, e.up.Requests())
+	}
+}

@@ -111,7 +111,7 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned 
 	p := evictionPlan{blobRefs: map[string]int{}, manRefs: map[string]int{},
 		closures: map[image]need{}}
 	// The cached images that may go, with their families' last use.
-	used, holders := map[image]time.Time{}, map[image][]image{}
+	used, holders, kept := map[image]time.Time{}, map[image][]image{}, map[image]bool{}
 	for _, im := range g.images {
 		blobs, mans := g.closure(ctx, im.digest)
 		p.closures[im] = need{blobs, mans}
@@ -128,6 +128,9 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned 
 			for _, b := range blobs {
 				p.blobRefs[b] += 1 << 30 // never reaches zero
 			}
+			for _, m := range mans { // a pinned index keeps its platforms' records
+				kept[image{im.repo, m}] = true
+			}
 			continue
 		}
 		rec, _ := r.store.GetImage(ctx, im.repo, im.digest)
@@ -141,7 +144,9 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned 
 	}
 	shareUse(used, holders) // see use.go
 	for im, at := range used {
-		p.cands = append(p.cands, candidate{image: im, lastUsed: at})
+		if !kept[im] {
+			p.cands = append(p.cands, candidate{image: im, lastUsed: at})
+		}
 	}
 	// Cached blobs that no image needs (pulled by digest alone).
 	for d := range l.cached {
