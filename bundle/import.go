@@ -102,9 +102,20 @@ func (im *importer) entry(ctx context.Context, h *tar.Header, r io.Reader) error
 	case h.Typeflag == tar.TypeDir || h.Name == LayoutFile:
 		return nil
 	case h.Name == IndexFile:
+		// One index: a second one, appended after the signed first,
+		// would add images the signature never covered.
+		if im.x != nil {
+			return invalid("the bundle has more than one %s; it was changed after berth export wrote it", IndexFile)
+		}
 		return im.readIndex(r)
 	case h.Name == SignatureFile:
+		if im.sig != nil || im.verified {
+			return invalid("the bundle has more than one %s, or one after its blobs; it was changed after berth export wrote it", SignatureFile)
+		}
 		b, err := io.ReadAll(io.LimitReader(r, 4096))
+		if b == nil {
+			b = []byte{}
+		}
 		im.sig = b
 		return err
 	}

@@ -241,3 +241,57 @@ func tamper(t *testing.T, src, dir string) string {
 	}
 	return path
 }
+
+// TestSecondIndexIsRefused: an index.json appended to a signed bundle,
+// naming an image the signature never covered, is refused, and the image
+// it names is not imported.
+func TestSecondIndexIsRefused(t *testing.T) {
+	up := testreg.Start(t)
+	a := startNode(t, fmt.Sprintf("upstreams: [{name: hub, prefix: hub, url: %s}]\n", up.URL))
+	b := startNode(t, "offline: true\nupstreams: []\n")
+	if err := crane.Push(testreg.Image(t, 4, 3000), a.host()+"/private/app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k")
+	if err := run(context.Background(), []string{"keygen", "--output", key}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	full := filepath.Join(dir, "full.tar")
+	if out, err := bundleCmd(t, a, "export", "--output", full, "--sign", key+".key", "private/app:v1"); err != nil {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	var index []byte
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		body, _ := io.ReadAll(tr)
+		if h.Name == bundle.IndexFile {
+			index = bytes.ReplaceAll(body, []byte("private/app:v1"), []byte("private/evil:v1"))
+		}
+		_ = tw.WriteHeader(h)
+		_, _ = tw.Write(body)
+	}
+	_ = tw.WriteHeader(&tar.Header{Name: bundle.IndexFile, Mode: 0o644, Size: int64(len(index)), Typeflag: tar.TypeReg})
+	_, _ = tw.Write(index)
+	_ = tw.Close()
+	evil := filepath.Join(dir, "evil.tar")
+	if err := os.WriteFile(evil, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundleCmd(t, b, "import", "--verify-key", key+".pub", evil); err == nil || !strings.Contains(err.Error(), "more than one index.json") {
+		t.Fatalf("import of a bundle with a second index: %v", err)
+	}
+	if code := get(t, b, "/v2/private/evil/manifests/v1"); code != http.StatusNotFound {
+		t.Fatalf("after the refused import, B answers %d for the appended image", code)
+	}
+}
