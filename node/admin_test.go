@@ -44,3 +44,34 @@ auth: {enabled: true, htpasswd: DIR/htpasswd, groups: {admins: [alice]}}
 		}
 	}
 }
+
+// TestAdminListenerRefusesOtherHosts: on a loopback admin listener, a
+// request naming a host that is not loopback (a web page that rebound its
+// name to 127.0.0.1) reaches nothing but the monitoring endpoints: not
+// the admin API, the bundle import, the config or the profiles.
+func TestAdminListenerRefusesOtherHosts(t *testing.T) {
+	e := newReloadEnv(t, `upstreams: [{name: b, prefix: b, registry: b.example, url: UP_B}]
+`)
+	tests := []struct {
+		method, path, ctype string
+		want                int
+	}{
+		{http.MethodGet, "/metrics", "", http.StatusOK},
+		{http.MethodGet, "/healthz", "", http.StatusOK},
+		{http.MethodGet, "/config", "", http.StatusForbidden},
+		{http.MethodGet, "/debug/pprof/cmdline", "", http.StatusForbidden},
+		{http.MethodGet, "/ui/", "", http.StatusForbidden},
+		{http.MethodPost, "/admin/v1/import", "application/x-tar", http.StatusForbidden},
+		{http.MethodPost, "/admin/v1/export", "application/json", http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, e.admin.URL+tt.path, strings.NewReader(""))
+		req.Host = "rebound.example:5001"
+		if tt.ctype != "" {
+			req.Header.Set("Content-Type", tt.ctype)
+		}
+		if got := e.do(req, nil); got != tt.want {
+			t.Errorf("%s %s with Host %s = %d, want %d", tt.method, tt.path, req.Host, got, tt.want)
+		}
+	}
+}

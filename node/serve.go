@@ -109,7 +109,7 @@ func (n *Node) AdminHandler() http.Handler {
 	extra := map[string]http.Handler{
 		"GET /config": n.requireAdmin(http.HandlerFunc(n.serveConfigStatus)),
 		admin.Prefix:  n.audited(n.requireAdmin(n.admin.Handler()), adminAction),
-		ui.Prefix:     n.requireAdmin(admin.HostGuard(n.ui.Handler())),
+		ui.Prefix:     n.requireAdmin(n.ui.Handler()),
 	}
 	// Bundles stream; they are served beside the JSON operations.
 	extra["POST "+admin.Prefix+"export"] = n.audited(n.requireAdmin(n.admin.ExportHandler()), adminAction)
@@ -117,7 +117,24 @@ func (n *Node) AdminHandler() http.Handler {
 	if n.cluster != nil {
 		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.ownedBytes))
 	}
-	return adminMux(n.Live().Config.Admin, n.prom, &n.ready, n.requireAdmin, extra)
+	return hostGuarded(adminMux(n.Live().Config.Admin, n.prom, &n.ready, n.requireAdmin, extra))
+}
+
+// hostGuarded refuses, on a loopback admin listener, every request that
+// names a host that is not loopback (DNS rebinding: a web page the
+// operator opened must not reach the admin API, import, the config or
+// the profiles), except the monitoring endpoints, which scrapers may
+// reach under any name.
+func hostGuarded(mux http.Handler) http.Handler {
+	guarded := admin.HostGuard(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metrics", "/healthz", "/readyz":
+			mux.ServeHTTP(w, r)
+		default:
+			guarded.ServeHTTP(w, r)
+		}
+	})
 }
 
 // shutdown leaves the cluster first, so peers stop choosing this node as
