@@ -239,6 +239,12 @@ func validateURLs(at string, r Upstream) (*url.URL, []error) {
 			errs = append(errs, err)
 			continue
 		}
+		if u.User != nil {
+			// The client never sends them, and the URL is shown by the
+			// admin API and the status page.
+			errs = append(errs, fmt.Errorf("%s: no user or password in the URL; give them as username and passwordFile", f))
+			continue
+		}
 		if j == 0 {
 			first = u
 		}

@@ -102,12 +102,14 @@ func (m *Mirror) startCounted(ctx context.Context, start func() (registry.Upload
 	if err := m.open.admit(ctx, client, limit, m.uploadOpen); err != nil {
 		return nil, err
 	}
-	u, err := start()
 	id := ""
+	// Deferred, so a start that panics (recovered at the edge) does not
+	// keep the client's reservation for good.
+	defer func() { m.open.opened(client, id) }()
+	u, err := start()
 	if err == nil {
 		id = u.ID()
 	}
-	m.open.opened(client, id)
 	return u, err
 }
 

@@ -287,7 +287,9 @@ func (p *Proxy) confirm(ctx context.Context, t upstream.Target, d string) (info 
 		return info, false, err
 	}
 	size, err := t.Upstream.HeadBlob(ctx, t.Repo, d)
-	if err == nil && size >= 0 && size != info.Size {
+	// Only an answer naming the stored size confirms: a 200 without a
+	// length proves nothing about these bytes.
+	if err == nil && size != info.Size {
 		err = fmt.Errorf("upstream %s reports blob %s as %d bytes, not %d: %w", t.Upstream.Rule.Name, d, size, info.Size, upstream.ErrUnavailable)
 	}
 	if err != nil {
