@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -20,16 +19,20 @@ type image struct {
 	blobs     []string
 }
 
-// closure is the manifests of route i, children first; a child the
-// bundle leaves out and the node does not hold is a platform not carried.
-func (im *importer) closure(ctx context.Context, d string, top bool, out *[]image, seen map[string]bool) error {
+// closure is the manifests of route i, children first, each read as the
+// media type its descriptor (ct) or the node's image record says; a child the
+// bundle leaves out and from does not see is a platform not carried.
+// Content the bundle does not carry must already be visible to one of
+// from (the repositories the route may take it from, see sources): a
+// digest alone lifts nothing out of another repository.
+func (im *importer) closure(ctx context.Context, d, ct string, top bool, from []store.RepoKey, out *[]image, seen map[string]bool) error {
 	if seen[d] {
 		return nil
 	}
 	seen[d] = true
-	body, ok := im.manifests[d]
-	if !ok {
-		m, err := im.s.Store.GetManifest(ctx, d)
+	body := im.manifests[d]
+	if body == nil {
+		m, err := im.visibleManifest(ctx, from, d)
 		switch {
 		case errors.Is(err, store.ErrNotFound) && !top:
 			return nil
@@ -38,30 +41,21 @@ func (im *importer) closure(ctx context.Context, d string, top bool, out *[]imag
 		case err != nil:
 			return err
 		}
-		body = m.Body
+		body, ct = m.Body, m.MediaType
 	}
-	var doc oci.Manifest
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return invalid("manifest %s is not valid JSON: %v", d, err)
-	}
-	mt := doc.MediaType
-	if mt == "" {
-		mt = oci.MediaTypeImageManifest
-		if doc.Manifests != nil {
-			mt = oci.MediaTypeImageIndex
-		}
+	doc, mt, err := registry.ParseManifest(ct, body)
+	if err != nil {
+		return refuse(err, "manifest %s: %v; nothing was imported", d, err)
 	}
 	img := image{digest: d, mediaType: mt, body: body}
 	for _, c := range doc.Refs() {
 		switch {
 		case oci.IsManifest(c.MediaType):
-			if err := im.closure(ctx, c.Digest, false, out, seen); err != nil {
+			if err := im.closure(ctx, c.Digest, c.MediaType, false, from, out, seen); err != nil {
 				return err
 			}
 		case !oci.NonDistributable(c.MediaType):
-			if _, err := im.s.Store.StatBlob(ctx, c.Digest); errors.Is(err, store.ErrNotFound) {
-				return im.missing("blob " + c.Digest)
-			} else if err != nil {
+			if err := im.blobVisible(ctx, from, c.Digest); err != nil {
 				return err
 			}
 			img.blobs = append(img.blobs, c.Digest)
@@ -69,6 +63,56 @@ func (im *importer) closure(ctx context.Context, d string, top bool, out *[]imag
 	}
 	*out = append(*out, img)
 	return nil
+}
+
+// sources are the repositories route i may take content the bundle does
+// not carry from: a cached route only its own repository (a delta's base
+// imported it there); a local route also the bundle's other routes, whose
+// content is checked the same way (a delta's base carried it for them).
+func (im *importer) sources(i int) []store.RepoKey {
+	if rt := im.routes[i]; rt.ns != LocalNS {
+		return []store.RepoKey{store.CachedKey(rt.ns, rt.repo)}
+	}
+	keys := []store.RepoKey{store.LocalKey(im.routes[i].repo)}
+	for j, rt := range im.routes {
+		if j == i {
+			continue
+		}
+		if rt.ns == LocalNS {
+			keys = append(keys, store.LocalKey(rt.repo))
+		} else {
+			keys = append(keys, store.CachedKey(rt.ns, rt.repo))
+		}
+	}
+	return keys
+}
+
+// visibleManifest is manifest d as the first of from that sees it has it.
+func (im *importer) visibleManifest(ctx context.Context, from []store.RepoKey, d string) (*store.Manifest, error) {
+	for _, k := range from {
+		m, err := im.s.Store.RepoManifest(ctx, k, d)
+		if !errors.Is(err, store.ErrNotFound) {
+			return m, err
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+// blobVisible checks that blob d is carried by the bundle or seen by one
+// of from.
+func (im *importer) blobVisible(ctx context.Context, from []store.RepoKey, d string) error {
+	if im.carried[d] {
+		return nil
+	}
+	for _, k := range from {
+		_, err := im.s.Store.Visible(ctx, k, d)
+		if err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return im.missing("blob " + d)
 }
 
 // missing refuses a bundle that needs what neither it nor the node holds.
@@ -86,7 +130,7 @@ func (im *importer) missing(what string) error {
 func (im *importer) commit(ctx context.Context) error {
 	closures := make([][]image, len(im.routes))
 	for i, rt := range im.routes {
-		if err := im.closure(ctx, rt.digest, true, &closures[i], map[string]bool{}); err != nil {
+		if err := im.closure(ctx, rt.digest, im.x.Manifests[i].MediaType, true, im.sources(i), &closures[i], map[string]bool{}); err != nil {
 			return err
 		}
 	}

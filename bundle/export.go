@@ -90,10 +90,19 @@ func (s Store) resolve(ref string) (route, error) {
 	} else if !errors.Is(err, upstream.ErrNoRoute) {
 		return route{}, errdefs.Wrap(errdefs.ErrRepositoryUnknown, err, "%q does not name a repository of this node", name)
 	}
-	if registry.IsDigest(r) {
+	if !registry.ValidName(rt.repo) {
+		return route{}, errdefs.New(errdefs.ErrInvalidParameter, "%q is not a valid repository name (lower-case path components of letters, digits and separators)", rt.repo)
+	}
+	switch {
+	case registry.IsDigest(r):
+		if _, err := registry.ParseDigest(r); err != nil {
+			return route{}, errdefs.Wrap(errdefs.ErrInvalidParameter, err, "%q names an invalid digest", ref)
+		}
 		rt.digest = r
-	} else {
+	case registry.ValidTag(r):
 		rt.tag = r
+	default:
+		return route{}, errdefs.New(errdefs.ErrInvalidParameter, "%q names an invalid tag: a tag is up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", ref)
 	}
 	return rt, nil
 }

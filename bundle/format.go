@@ -97,7 +97,10 @@ func (w *Writer) Blob(digest string, size int64, r io.Reader) error {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	if n, err := io.Copy(w.tw, io.LimitReader(r, size)); err != nil || n != size {
-		return fmt.Errorf("bundle: blob %s: wrote %d of %d bytes: %v", digest, n, size, err)
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("bundle: blob %s: wrote %d of %d bytes: %w", digest, n, size, err)
 	}
 	return nil
 }

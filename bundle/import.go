@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -57,6 +58,8 @@ type importer struct {
 	verified bool
 	// uploaded are the blobs linked to a local repository here.
 	uploaded map[string]map[string]bool
+	// carried are the blobs the bundle carried, verified.
+	carried map[string]bool
 }
 
 // Import reads a bundle from r and stores its images: each blob is
@@ -67,14 +70,14 @@ type importer struct {
 // interruption.
 func (s Store) Import(ctx context.Context, r io.Reader, push Pusher, key ed25519.PublicKey) (*ImportResult, error) {
 	im := &importer{s: s, push: push, key: key, manifests: map[string][]byte{}, wanted: map[string]bool{},
-		owners: map[string]map[int]bool{}, uploaded: map[string]map[string]bool{}}
+		owners: map[string]map[int]bool{}, uploaded: map[string]map[string]bool{}, carried: map[string]bool{}}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return nil, invalid("the bundle is not a readable tar file: %v", err)
+			return nil, readFailed(err, "the bundle is not a readable tar file")
 		}
 		if err := im.entry(ctx, h, tr); err != nil {
 			return nil, err
@@ -94,6 +97,24 @@ func (s Store) Import(ctx context.Context, r io.Reader, push Pusher, key ed25519
 
 func invalid(format string, args ...any) error {
 	return errdefs.New(errdefs.ErrInvalidParameter, "bundle refused: "+format, args...)
+}
+
+// refuse is invalid with its cause kept for errors.Is.
+func refuse(cause error, format string, args ...any) error {
+	return errdefs.Wrap(errdefs.ErrInvalidParameter, cause, "bundle refused: "+format, args...)
+}
+
+// readFailed is a failure to read the bundle from its stream: a damaged
+// or cut tar (or a short entry, cause nil) is the bundle's fault; any
+// other cause (the connection's, a cancelled request's) is wrapped as it
+// is, so the caller tells them apart with errors.Is.
+func readFailed(cause error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if cause == nil || errors.Is(cause, io.ErrUnexpectedEOF) || errors.Is(cause, tar.ErrHeader) ||
+		errors.Is(cause, tar.ErrFieldTooLong) || errors.Is(cause, tar.ErrInsecurePath) {
+		return refuse(cause, "%s: the bundle is cut short or damaged; nothing was imported", msg)
+	}
+	return fmt.Errorf("bundle: %s: %w", msg, cause)
 }
 
 // entry reads one tar entry.
@@ -138,10 +159,10 @@ func (im *importer) entry(ctx context.Context, h *tar.Header, r io.Reader) error
 func (im *importer) readIndex(r io.Reader) error {
 	b, err := io.ReadAll(io.LimitReader(r, oci.MaxManifestBytes+1))
 	if err != nil {
-		return invalid("reading index.json: %v", err)
+		return readFailed(err, "reading index.json")
 	}
 	if im.x, err = ParseIndex(b); err != nil {
-		return invalid("%v", err)
+		return refuse(err, "%v", err)
 	}
 	im.index = b
 	im.res.Base = im.x.Annotations[AnnotationBase]
@@ -152,7 +173,7 @@ func (im *importer) readIndex(r io.Reader) error {
 		}
 		rt, err := im.s.resolve(ref)
 		if err != nil {
-			return invalid("index.json entry %d (%q): %v", i, ref, err)
+			return refuse(err, "index.json entry %d (%q): %v", i, ref, err)
 		}
 		rt.digest = m.Digest
 		im.routes = append(im.routes, rt)
@@ -192,7 +213,7 @@ func (im *importer) readManifest(d string, size int64, r io.Reader) error {
 	}
 	b, err := io.ReadAll(io.LimitReader(r, size))
 	if err != nil {
-		return invalid("reading manifest %s: %v", d, err)
+		return readFailed(err, "reading manifest %s", d)
 	}
 	if Digest(b) != d {
 		return invalid("manifest %s does not match its digest: the bundle was changed or damaged; nothing was imported", d)
@@ -200,7 +221,7 @@ func (im *importer) readManifest(d string, size int64, r io.Reader) error {
 	im.manifests[d] = b
 	var doc oci.Manifest
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return invalid("manifest %s is not valid JSON: %v", d, err)
+		return refuse(err, "manifest %s is not valid JSON: %v", d, err)
 	}
 	for owner := range im.owners[d] {
 		for _, c := range doc.Refs() {
@@ -234,7 +255,11 @@ func (im *importer) readBlob(ctx context.Context, d string, size int64, r io.Rea
 		return nil
 	} else if err == nil && cached && len(local) == 0 {
 		im.res.Held++
-		return verifyOnly(d, size, r)
+		if err := verifyOnly(d, size, r); err != nil {
+			return err
+		}
+		im.carried[d] = true
+		return nil
 	}
 	var bw *store.BlobWriter
 	if cached {
@@ -253,13 +278,14 @@ func (im *importer) readBlob(ctx context.Context, d string, size int64, r io.Rea
 		return im.upload(ctx, d, size, r, local, bw)
 	}
 	if n, err := io.Copy(bw, io.LimitReader(r, size)); err != nil || n != size {
-		return invalid("blob %s ends after %d of %d bytes: %v", d, n, size, err)
+		return readFailed(err, "blob %s ends after %d of %d bytes", d, n, size)
 	}
 	if err := bw.Commit(ctx); errors.Is(err, store.ErrDigestMismatch) {
 		return invalid("blob %s does not match its digest: the bundle was changed or damaged; nothing was imported", d)
 	} else if err != nil {
 		return err
 	}
+	im.carried[d] = true
 	im.res.Blobs++
 	im.res.Bytes += size
 	return nil
@@ -269,7 +295,7 @@ func (im *importer) readBlob(ctx context.Context, d string, size int64, r io.Rea
 func verifyOnly(d string, size int64, r io.Reader) error {
 	h := sha256.New()
 	if n, err := io.Copy(h, io.LimitReader(r, size)); err != nil || n != size {
-		return invalid("blob %s ends after %d of %d bytes: %v", d, n, size, err)
+		return readFailed(err, "blob %s ends after %d of %d bytes", d, n, size)
 	}
 	if "sha256:"+hex.EncodeToString(h.Sum(nil)) != d {
 		return invalid("blob %s does not match its digest: the bundle was changed or damaged; nothing was imported", d)
@@ -297,7 +323,7 @@ func (im *importer) upload(ctx context.Context, d string, size int64, r io.Reade
 	n, err := up.Append(ctx, src)
 	if err != nil || n != size {
 		_ = up.Cancel(ctx)
-		return invalid("blob %s ends after %d of %d bytes: %v", d, n, size, err)
+		return readFailed(err, "blob %s ends after %d of %d bytes", d, n, size)
 	}
 	if err := up.Commit(ctx, registry.Digest(d)); err != nil {
 		_ = up.Cancel(ctx)
@@ -316,6 +342,7 @@ func (im *importer) upload(ctx context.Context, d string, size int64, r io.Reade
 			return err
 		}
 	}
+	im.carried[d] = true
 	im.res.Blobs++
 	im.res.Bytes += size
 	return nil

@@ -92,12 +92,12 @@ func validateSync(rules []SyncRule, ups []Upstream) []error {
 		}
 		if r.Tags.Regex != "" {
 			if _, err := regexp.Compile(r.Tags.Regex); err != nil {
-				errs = append(errs, fmt.Errorf("%s.tags.regex: %v", at, err))
+				errs = append(errs, fmt.Errorf("%s.tags.regex: %w", at, err))
 			}
 		}
 		if r.Tags.Semver != "" {
 			if _, err := semver.ParseConstraint(r.Tags.Semver); err != nil {
-				errs = append(errs, fmt.Errorf("%s.tags.semver: %v", at, err))
+				errs = append(errs, fmt.Errorf("%s.tags.semver: %w", at, err))
 			}
 		}
 		if r.Tags.Latest < 0 {
