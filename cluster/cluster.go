@@ -65,7 +65,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger, opts ...Option) (*C
 	if err != nil {
 		return nil, err
 	}
-	o := options{statsInterval: 10 * time.Second, rejoin: 30 * time.Second}
+	o := options{statsInterval: 10 * time.Second, rejoin: 30 * time.Second, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}

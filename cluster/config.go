@@ -78,6 +78,7 @@ type options struct {
 	statsInterval time.Duration
 	version       string
 	rejoin        time.Duration
+	now           func() time.Time
 	tune          func(*memberlist.Config) // tests only
 }
 
@@ -95,6 +96,11 @@ func WithStats(fn func() NodeStats, interval time.Duration) Option {
 
 // WithVersion publishes the software version in the node metadata.
 func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// WithClock sets the clock the node signs peer requests with, checks
+// their times against and reports to the other members (default
+// time.Now). Tests use it to give a node a skewed clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // withRejoinInterval sets how often seeds are retried after the first join.
 func withRejoinInterval(d time.Duration) Option { return func(o *options) { o.rejoin = d } }

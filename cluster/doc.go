@@ -50,6 +50,12 @@
 // signature can be replayed within the skew window, so peer endpoints
 // should be read-only. MembersHandler serves this node's view as JSON.
 //
+// Every answer of RequirePeer, a refusal too, carries the node's clock
+// (X-Berth-Time); RequirePeer itself answers GET /cluster/clock with 204.
+// Clocks asks every other alive member for its time and reports each
+// offset (their clock minus ours at the middle of the round trip), and
+// ClocksHandler serves that as JSON for berth doctor.
+//
 // # Secret
 //
 // Config.Secret (32 bytes; LoadSecret reads 64 hex characters or 32 raw

@@ -78,6 +78,8 @@ type testNode struct {
 	join   []string
 	secret []byte
 	stats  *atomic.Pointer[NodeStats]
+	// peer, if set, is the peer API's address (default: from port).
+	peer string
 	// onLog, if set, sees every entry the node logs at Info and above.
 	onLog func(zapcore.Entry)
 }
@@ -93,7 +95,12 @@ func (n testNode) config() Config {
 	}
 }
 
-func (n testNode) peerAddr() string { return "127.0.0.1:" + strconv.Itoa(40000+n.port%20000) }
+func (n testNode) peerAddr() string {
+	if n.peer != "" {
+		return n.peer
+	}
+	return "127.0.0.1:" + strconv.Itoa(40000+n.port%20000)
+}
 
 // start starts n and shuts it down when the test ends.
 func start(t *testing.T, n testNode, opts ...Option) *Cluster {

@@ -93,7 +93,7 @@ func newPeerClient(c *Cluster) (*http.Transport, *http.Client) {
 		TLSClientConfig:       c.set.peerTLS,
 	}
 	client := &http.Client{
-		Transport: &signer{name: c.set.name, key: c.set.peerKey, now: time.Now, base: t},
+		Transport: &signer{name: c.set.name, key: c.set.peerKey, now: c.opts.now, base: t},
 		// Redirects are returned, not followed: a signature must not be
 		// sent on to another host.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -133,12 +133,18 @@ func FromPeer(ctx context.Context) (node string, ok bool) {
 // window, so the peer API should be read-only (GET/HEAD) and idempotent.
 func (c *Cluster) RequirePeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer, a refusal too, tells the caller this node's time.
+		w.Header().Set(HeaderTime, c.opts.now().UTC().Format(time.RFC3339Nano))
 		node, err := c.verify(r)
 		if err != nil {
 			c.log.Debug("peer request rejected", zap.Error(err), zap.String("remote", r.RemoteAddr),
 				zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.String("claimedPeer", r.Header.Get(HeaderPeer)))
 			w.Header().Set("WWW-Authenticate", authScheme+` realm="berth-peer"`)
 			writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
+			return
+		}
+		if r.URL.Path == clockPath {
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, node)))
@@ -169,7 +175,7 @@ func (c *Cluster) verify(r *http.Request) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: bad time", errMalformed)
 	}
-	if skew := time.Since(time.Unix(sec, 0)).Abs(); skew > MaxClockSkew {
+	if skew := c.opts.now().Sub(time.Unix(sec, 0)).Abs(); skew > MaxClockSkew {
 		return "", fmt.Errorf("%w (%s)", errClockSkew, skew.Round(time.Second))
 	}
 	return node, nil

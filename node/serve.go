@@ -116,6 +116,7 @@ func (n *Node) AdminHandler() http.Handler {
 	extra["POST "+admin.Prefix+"import"] = n.audited(n.requireAdmin(n.admin.ImportHandler()), adminAction)
 	if n.cluster != nil {
 		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.ownedBytes))
+		extra["GET /cluster/clocks"] = n.requireAdmin(n.cluster.ClocksHandler())
 	}
 	return hostGuarded(adminMux(n.Live().Config.Admin, n.prom, &n.ready, n.requireAdmin, extra))
 }

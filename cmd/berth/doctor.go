@@ -98,6 +98,7 @@ func (d *doctor) run() {
 	d.checkContainerd()
 	d.checkRegistriesConf()
 	d.checkUpstreams()
+	d.checkClusterClocks()
 	d.checkDisk()
 	d.checkPermissions()
 }
