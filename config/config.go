@@ -37,6 +37,12 @@ type Config struct {
 	// UpstreamBandwidth caps, in bytes per second, what all fills of the
 	// node draw from upstreams together (0: no cap), besides each rule's.
 	UpstreamBandwidth int64 `yaml:"upstreamBandwidth"`
+	// ServeBandwidth caps, in bytes per second, the blob bodies one client
+	// (a user, an anonymous address, a cluster peer) receives (0: no cap);
+	// MaxBlobStreams caps its concurrent blob streams (0: no cap), the
+	// others waiting for a slot.
+	ServeBandwidth int64 `yaml:"serveBandwidth"`
+	MaxBlobStreams int   `yaml:"maxBlobStreams"`
 	// Sync are the rules that fill the cache ahead of clients.
 	Sync []SyncRule `yaml:"sync"`
 	// Replication copies pushes to local repositories to other registries.
@@ -193,8 +199,10 @@ func (c Config) problems() []error {
 		errs = append(errs, errors.New("shutdownTimeout: must be positive"))
 	}
 	errs = append(errs, upstreamProblems(c.Upstreams)...)
-	if c.UpstreamBandwidth < 0 {
-		errs = append(errs, fmt.Errorf("upstreamBandwidth: must not be negative (bytes per second; 0 is no cap)"))
+	for key, v := range map[string]int64{"upstreamBandwidth": c.UpstreamBandwidth, "serveBandwidth": c.ServeBandwidth, "maxBlobStreams": int64(c.MaxBlobStreams)} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative (0 is no cap)", key))
+		}
 	}
 	errs = append(errs, validateSync(c.Sync, c.Upstreams)...)
 	errs = append(errs, validateReplication(c.Replication)...)

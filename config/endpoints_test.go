@@ -75,8 +75,9 @@ upstreams:
 }
 
 func TestValidateBandwidth(t *testing.T) {
-	_, err := Parse([]byte("upstreamBandwidth: -1\nupstreams: [{name: a, prefix: a, url: https://a.example, upstreamBandwidth: -5}]\n"))
-	for _, want := range []string{"upstreamBandwidth: must not be negative", "upstreams[0].upstreamBandwidth: must not be negative"} {
+	_, err := Parse([]byte("upstreamBandwidth: -1\nserveBandwidth: -1\nmaxBlobStreams: -1\nupstreams: [{name: a, prefix: a, url: https://a.example, upstreamBandwidth: -5}]\n"))
+	for _, want := range []string{"upstreamBandwidth: must not be negative", "upstreams[0].upstreamBandwidth: must not be negative",
+		"serveBandwidth: must not be negative", "maxBlobStreams: must not be negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -64,3 +64,8 @@ func (m *Metrics) UpstreamPaced(upstream string, seconds func() float64) {
 		Help:        "Seconds an upstream's blob downloads waited for a bandwidth cap (the rule's upstreamBandwidth or the node's); summed over concurrent downloads.",
 		ConstLabels: prometheus.Labels{"upstream": upstream}}, seconds))
 }
+
+// Counter registers a counter whose value is read at scrape time.
+func (m *Metrics) Counter(name, help string, f func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}

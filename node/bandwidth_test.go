@@ -21,3 +21,19 @@ func TestReloadBandwidth(t *testing.T) {
 		t.Fatalf("throttled seconds = %s, want 0", got)
 	}
 }
+
+// serveBandwidth and maxBlobStreams are read at each stream's start, so a
+// reload applies to the next streams.
+func TestReloadServeShaping(t *testing.T) {
+	e := newReloadEnv(t, "upstreams: [{name: a, prefix: a, registry: a.example, url: UP_A}]\n")
+	if l := e.n.shaper.Limits(); l.BytesPerSecond != 0 || l.MaxStreams != 0 {
+		t.Fatalf("limits %+v, want none", l)
+	}
+	e.apply("serveBandwidth: 1000000\nmaxBlobStreams: 4\nupstreams: [{name: a, prefix: a, registry: a.example, url: UP_A}]\n")
+	if l := e.n.shaper.Limits(); l.BytesPerSecond != 1000000 || l.MaxStreams != 4 {
+		t.Fatalf("limits after reload %+v", l)
+	}
+	if got := metricValue(t, e, "berth_serve_throttled_seconds_total"); got != "0" {
+		t.Fatalf("serve throttled seconds = %s", got)
+	}
+}

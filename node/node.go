@@ -65,7 +65,8 @@ type Node struct {
 	peerTLS *tls.Config      // the peer listener's mutual TLS, nil without
 	cert    *certificate     // the HTTPS listener's, nil without
 	limiter *registry.Limiter
-	handler http.Handler // the registry API and the token endpoint
+	shaper  *registry.Shaper // serveBandwidth and maxBlobStreams, per client
+	handler http.Handler     // the registry API and the token endpoint
 
 	upMu sync.Mutex
 	ups  map[string]*upstream.Upstream // current client per upstream name, for metrics
@@ -138,6 +139,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Registerer: n.prom, Logger: log.Named("replication")})
 	n.backend = replicating{Mirror: n.mirror, r: n.repl, log: log.Named("replication")}
 	n.limiter = registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)
+	n.shaper = registry.NewShaper(func() registry.ShapeLimits {
+		c := n.Live().Config
+		return registry.ShapeLimits{BytesPerSecond: c.ServeBandwidth, MaxStreams: c.MaxBlobStreams}
+	})
 	n.apply(rt)
 	n.reloaded(nil)
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
@@ -238,6 +243,9 @@ func (n *Node) openAudit(cfg config.Config) error {
 }
 
 func (n *Node) gauges() {
+	n.metrics.Counter("berth_serve_throttled_seconds_total",
+		"Seconds blob streams to clients and peers waited for their client's serveBandwidth or a maxBlobStreams slot; summed over concurrent streams.",
+		func() float64 { return n.shaper.Throttled().Seconds() })
 	n.metrics.Gauge("berth_store_bytes", "Bytes of committed blobs in the store.", func() float64 { return float64(n.store.Stats().BlobBytes) })
 	n.metrics.Gauge("berth_store_blobs", "Committed blobs in the store.", func() float64 { return float64(n.store.Stats().Blobs) })
 	n.metrics.Gauge("berth_fills_in_flight", "Blob fills from upstreams running now.", func() float64 { return float64(n.proxy.InFlight()) })
@@ -266,7 +274,7 @@ func (n *Node) observe(info registry.RequestInfo) {
 // rates and token endpoint read the runtime in force on every request.
 func (n *Node) registryHandler() http.Handler {
 	reg := registry.New(n.backend, registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe),
-		registry.WithLimiter(n.limiter), registry.WithGuard(liveGuard{n}))
+		registry.WithLimiter(n.limiter), registry.WithGuard(liveGuard{n}), registry.WithShaper(n.shaper))
 	mux := http.NewServeMux()
 	mux.Handle("/token", n.audited(http.HandlerFunc(n.serveToken), tokenAction))
 	mux.Handle("/", reg)

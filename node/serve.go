@@ -16,6 +16,7 @@ import (
 
 	"berth/admin"
 	"berth/config"
+	"berth/registry"
 	"berth/ui"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -89,7 +90,7 @@ func (n *Node) servers(cfg config.Config) []*namedServer {
 	}
 	if n.cluster != nil {
 		servers = append(servers, &namedServer{name: "peer", addr: cfg.Cluster.PeerAddr,
-			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(n.log.Named("peer"))), TLSConfig: n.peerTLS,
+			srv: &http.Server{Handler: n.cluster.RequirePeer(n.proxy.PeerHandler(n.log.Named("peer"), registry.WithShaper(n.shaper))), TLSConfig: n.peerTLS,
 				ReadTimeout: smallBodyTimeout}})
 	}
 	if cfg.Admin.Listen != "" {

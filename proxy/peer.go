@@ -30,8 +30,10 @@ const headerStoreOnly = "X-Berth-Store-Only"
 type storeOnlyKey struct{}
 
 // PeerHandler serves the peer API; wrap it with the cluster's RequirePeer.
-func (p *Proxy) PeerHandler(log *zap.Logger) http.Handler {
-	reg := registry.New(peerBackend{p}, registry.WithLogger(log))
+// opts add to the registry's options (the node's per-client shaping, so
+// peers count against its serveBandwidth).
+func (p *Proxy) PeerHandler(log *zap.Logger, opts ...registry.Option) http.Handler {
+	reg := registry.New(peerBackend{p}, append([]registry.Option{registry.WithLogger(log)}, opts...)...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(headerStoreOnly) != "" {
 			r = r.WithContext(context.WithValue(r.Context(), storeOnlyKey{}, true))

@@ -27,6 +27,14 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, rt Route) error {
 	h.Set("Docker-Content-Digest", rt.Digest.String())
 	h.Set("Etag", `"`+rt.Digest.String()+`"`)
 	h.Set("Accept-Ranges", "bytes")
+	if s.shaper != nil && !head && size > 0 {
+		pace, release, err := s.shaper.start(r.Context(), ClientKey(r.Context()))
+		if err != nil {
+			return err
+		}
+		defer release()
+		w.pace = pace
+	}
 	if len(ranges) > 1 {
 		return serveRanges(w, r, b, ranges)
 	}
@@ -65,7 +73,7 @@ func sendRange(ctx context.Context, w *recorder, rc io.ReadCloser, n int64) erro
 	if k, kept := rc.(keepOpen); kept {
 		f, ok = k.File, true
 	}
-	if ok {
+	if ok && w.pace == nil {
 		// A stored file: let the kernel copy it (sendfile).
 		sent, err = io.Copy(w, io.LimitReader(f, n))
 	} else {
@@ -93,10 +101,18 @@ func copyFlushing(ctx context.Context, w *recorder, src io.Reader, n int64) (int
 			return done, err
 		}
 		chunk := buf
+		if w.pace != nil {
+			chunk = chunk[:shapeChunk]
+		}
 		if rem := n - done; rem < int64(len(chunk)) {
 			chunk = chunk[:rem]
 		}
 		k, rerr := src.Read(chunk)
+		if k > 0 && w.pace != nil {
+			if err := w.pace(k); err != nil {
+				return done, err
+			}
+		}
 		if k > 0 {
 			wk, werr := w.Write(chunk[:k])
 			done += int64(wk)

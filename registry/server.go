@@ -23,6 +23,7 @@ type Server struct {
 	tags      TagLister
 	log       *zap.Logger
 	limiter   *Limiter
+	shaper    *Shaper
 	logins    *Logins
 	guard     Guard
 	resolver  Resolver
@@ -452,6 +453,9 @@ type recorder struct {
 	// finish sends a response written on the hijacked connection
 	// (reason.go); nil otherwise.
 	finish func()
+	// pace waits before n more bytes of a blob body go out (shaping.go);
+	// nil when the client's bandwidth is not capped.
+	pace func(n int) error
 }
 
 // Unwrap lets http.ResponseController reach the connection.
