@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,10 @@ type Bundles struct {
 	Pusher bundle.Pusher
 	// SyncRefs names the images a sync rule covers.
 	SyncRefs func(ctx context.Context, rule string) ([]string, error)
+	// VerifyKeys, when set and returning keys, are the node's own
+	// (bundles.verifyKeys): every import must be signed by one of them,
+	// and the client's VerifyKeyHeader is not used.
+	VerifyKeys func() ([]ed25519.PublicKey, error)
 }
 
 // ExportRequest is export's request: bundle.ExportRequest, or a sync rule.
@@ -86,19 +91,16 @@ func (s *Service) ImportHandler() http.Handler {
 				Message: "import takes the bundle as the body, with Content-Type: application/x-tar"})
 			return
 		}
-		var key []byte
-		if k := r.Header.Get(VerifyKeyHeader); k != "" {
-			var err error
-			if key, err = base64.StdEncoding.DecodeString(k); err != nil || len(key) != 32 {
-				writeError(w, invalidf("verifyKey", "%s is not a base64 Ed25519 public key", VerifyKeyHeader))
-				return
-			}
+		keys, e := s.importKeys(r)
+		if e != nil {
+			writeError(w, e)
+			return
 		}
 		// A bundle takes as long as it takes: no read deadline (the
 		// listener's bounds small requests).
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		b := s.o.Bundles
-		res, err := b.Store.Import(r.Context(), r.Body, b.Pusher, key)
+		res, err := b.Store.Import(r.Context(), r.Body, b.Pusher, keys...)
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
 				s.log.Warn("import refused", zap.Error(err))
@@ -109,4 +111,28 @@ func (s *Service) ImportHandler() http.Handler {
 		s.log.Info("bundle imported", zap.Strings("images", res.Images), zap.Int("blobs", res.Blobs), zap.Int64("bytes", res.Bytes))
 		writeJSON(w, http.StatusOK, res)
 	})
+}
+
+// importKeys are the keys an import is verified with: the node's when it
+// has any, else the client's VerifyKeyHeader (none: unsigned bundles are
+// taken).
+func (s *Service) importKeys(r *http.Request) ([]ed25519.PublicKey, *Error) {
+	if f := s.o.Bundles.VerifyKeys; f != nil {
+		keys, err := f()
+		if err != nil {
+			return nil, s.apiError(fmt.Errorf("import: the node's bundles.verifyKeys: %w", err))
+		}
+		if len(keys) > 0 {
+			return keys, nil
+		}
+	}
+	k := r.Header.Get(VerifyKeyHeader)
+	if k == "" {
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(k)
+	if err != nil || len(key) != ed25519.PublicKeySize {
+		return nil, invalidf("verifyKey", "%s is not a base64 Ed25519 public key", VerifyKeyHeader)
+	}
+	return []ed25519.PublicKey{key}, nil
 }

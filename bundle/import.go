@@ -43,7 +43,7 @@ type ImportResult struct {
 type importer struct {
 	s      Store
 	push   Pusher
-	key    ed25519.PublicKey
+	keys   []ed25519.PublicKey
 	res    ImportResult
 	index  []byte
 	x      *Index
@@ -64,12 +64,12 @@ type importer struct {
 
 // Import reads a bundle from r and stores its images: each blob is
 // verified against its digest as it streams, and the images' records are
-// written only once every blob and the signature (when key is not nil)
-// verified, so a refused bundle leaves no image behind. Blobs already held
+// written only once every blob and the signature (made by one of keys,
+// when there are any) verified, so a refused bundle leaves no image behind. Blobs already held
 // are verified and skipped: an import can be run again after an
 // interruption.
-func (s Store) Import(ctx context.Context, r io.Reader, push Pusher, key ed25519.PublicKey) (*ImportResult, error) {
-	im := &importer{s: s, push: push, key: key, manifests: map[string][]byte{}, wanted: map[string]bool{},
+func (s Store) Import(ctx context.Context, r io.Reader, push Pusher, keys ...ed25519.PublicKey) (*ImportResult, error) {
+	im := &importer{s: s, push: push, keys: keys, manifests: map[string][]byte{}, wanted: map[string]bool{},
 		owners: map[string]map[int]bool{}, uploaded: map[string]map[string]bool{}, carried: map[string]bool{}}
 	tr := tar.NewReader(r)
 	for {
@@ -196,10 +196,10 @@ func (im *importer) own(d string, owner int) {
 
 // checkSignature verifies the signature once, before the first blob.
 func (im *importer) checkSignature() error {
-	if im.verified || im.key == nil {
+	if im.verified || len(im.keys) == 0 {
 		return nil
 	}
-	if err := Verify(im.key, im.index, im.sig); err != nil {
+	if err := VerifyAny(im.keys, im.index, im.sig); err != nil {
 		return errdefs.Wrap(errdefs.ErrInvalidParameter, err, "bundle refused: %v; nothing was imported", err)
 	}
 	im.verified = true

@@ -91,3 +91,25 @@ func Verify(pub ed25519.PublicKey, index, sig []byte) error {
 	}
 	return nil
 }
+
+// VerifyAny checks sig over index with whichever of keys made it.
+func VerifyAny(keys []ed25519.PublicKey, index, sig []byte) error {
+	var first error
+	for _, k := range keys {
+		err := Verify(k, index, sig)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if len(keys) > 1 && sig != nil {
+		ids := make([]string, len(keys))
+		for i, k := range keys {
+			ids[i] = KeyID(k)
+		}
+		return fmt.Errorf("%w: it was not signed by any of the keys %v (or index.json was changed after it was signed)", ErrSignature, ids)
+	}
+	return first
+}

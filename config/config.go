@@ -47,6 +47,8 @@ type Config struct {
 	Sync []SyncRule `yaml:"sync"`
 	// Replication copies pushes to local repositories to other registries.
 	Replication []Replication `yaml:"replication"`
+	// Bundles sets how bundles are imported.
+	Bundles Bundles `yaml:"bundles"`
 	// Source says where the values came from; it is not a key of the file.
 	Source Source `yaml:"-"`
 }
@@ -206,6 +208,7 @@ func (c Config) problems() []error {
 	}
 	errs = append(errs, validateSync(c.Sync, c.Upstreams)...)
 	errs = append(errs, validateReplication(c.Replication)...)
+	errs = append(errs, c.Bundles.validate()...)
 	errs = append(errs, c.RateLimit.validate()...)
 	errs = append(errs, c.Cache.validate()...)
 	errs = append(errs, c.Local.validate(c.Upstreams)...)

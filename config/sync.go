@@ -114,3 +114,26 @@ func validateSync(rules []SyncRule, ups []Upstream) []error {
 	}
 	return errs
 }
+
+// Bundles sets how bundles are imported (berth import).
+type Bundles struct {
+	// VerifyKeys are public key files (berth keygen's .pub): when set,
+	// the node imports only bundles signed by one of them, whatever key
+	// the client sends.
+	VerifyKeys []string `yaml:"verifyKeys"`
+}
+
+func (b Bundles) validate() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, k := range b.VerifyKeys {
+		switch {
+		case k == "":
+			errs = append(errs, fmt.Errorf("bundles.verifyKeys[%d]: empty; name a public key file made by berth keygen", i))
+		case seen[k]:
+			errs = append(errs, fmt.Errorf("bundles.verifyKeys[%d]: %q is listed twice", i, k))
+		}
+		seen[k] = true
+	}
+	return errs
+}

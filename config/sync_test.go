@@ -49,3 +49,10 @@ sync:
 		}
 	}
 }
+
+func TestBundlesVerifyKeysValidated(t *testing.T) {
+	_, err := Parse([]byte("bundles: {verifyKeys: [\"\", a.pub, a.pub]}\n"))
+	if err == nil || !strings.Contains(err.Error(), "bundles.verifyKeys[0]") || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("bad verifyKeys: %v", err)
+	}
+}

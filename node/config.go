@@ -1,10 +1,13 @@
 package node
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"fmt"
+	"os"
 
 	"berth/auth"
+	"berth/bundle"
 	"berth/cluster"
 	"berth/config"
 )
@@ -29,6 +32,9 @@ func checkFiles(c config.Config) []error {
 				errs = append(errs, fmt.Errorf("auth.policies[%d]: %w", i, err))
 			}
 		}
+	}
+	if _, err := loadVerifyKeys(c.Bundles); err != nil {
+		errs = append(errs, err)
 	}
 	if c.TLS.Listen != "" && c.TLS.CertFile != "" && c.TLS.KeyFile != "" {
 		if _, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
@@ -58,4 +64,22 @@ func loadPolicy(p config.Policy) (*auth.Policy, error) {
 		return nil, err
 	}
 	return auth.ParsePolicy(text)
+}
+
+// loadVerifyKeys reads bundles.verifyKeys: read at every import, so a
+// reload (or a replaced file) applies to the next one.
+func loadVerifyKeys(c config.Bundles) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for i, path := range c.VerifyKeys {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("bundles.verifyKeys[%d]: %w", i, err)
+		}
+		k, err := bundle.ParsePublicKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("bundles.verifyKeys[%d]: %s: %w", i, path, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }

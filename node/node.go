@@ -7,6 +7,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"net/http"
 	"sync"
@@ -150,7 +151,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin"),
 		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now,
 			Reserve: n.cap.Reserve},
-			Pusher: n.backend, SyncRefs: n.sync.Refs}, Replication: n.repl.ImageStatus})
+			Pusher: n.backend, SyncRefs: n.sync.Refs, VerifyKeys: func() ([]ed25519.PublicKey, error) { return loadVerifyKeys(n.Live().Config.Bundles) }}, Replication: n.repl.ImageStatus})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {

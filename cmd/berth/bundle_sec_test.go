@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -88,5 +90,45 @@ func TestImportRefusesInvalidRoutes(t *testing.T) {
 		if _, err := bundleCmd(t, n, "import", path); err == nil || !strings.Contains(err.Error(), "valid") {
 			t.Errorf("import of route %q: %v", r, err)
 		}
+	}
+}
+
+// With bundles.verifyKeys the node takes only bundles signed by one of
+// its keys, whatever key the client sends.
+func TestImportSignedOnly(t *testing.T) {
+	dir := t.TempDir()
+	good, other := filepath.Join(dir, "good"), filepath.Join(dir, "other")
+	for _, k := range []string{good, other} {
+		if err := run(context.Background(), []string{"keygen", "--output", k}, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := startNode(t, "upstreams: []\n")
+	if err := crane.Push(testreg.Image(t, 11, 2000), a.host()+"/private/app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, fmt.Sprintf("offline: true\nupstreams: []\nbundles: {verifyKeys: [%q]}\n", good+".pub"))
+	bundles := map[string]string{}
+	for name, args := range map[string][]string{"unsigned": nil, "other": {"--sign", other + ".key"}, "good": {"--sign", good + ".key"}} {
+		bundles[name] = filepath.Join(dir, name+".tar")
+		args = append([]string{"export", "--output", bundles[name]}, append(args, "private/app:v1")...)
+		if out, err := bundleCmd(t, a, args...); err != nil {
+			t.Fatalf("export %s: %v\n%s", name, err, out)
+		}
+	}
+	if _, err := bundleCmd(t, b, "import", bundles["unsigned"]); err == nil || !strings.Contains(err.Error(), "not signed") {
+		t.Fatalf("an unsigned bundle: %v", err)
+	}
+	if _, err := bundleCmd(t, b, "import", "--verify-key", other+".pub", bundles["other"]); err == nil || !strings.Contains(err.Error(), "signed by key") {
+		t.Fatalf("a bundle signed by another key, that key sent by the client: %v", err)
+	}
+	if code := get(t, b, "/v2/private/app/manifests/v1"); code != http.StatusNotFound {
+		t.Fatalf("after refused imports: %d", code)
+	}
+	if out, err := bundleCmd(t, b, "import", bundles["good"]); err != nil {
+		t.Fatalf("a bundle signed by the node's key: %v\n%s", err, out)
+	}
+	if code := get(t, b, "/v2/private/app/manifests/v1"); code != http.StatusOK {
+		t.Fatalf("after the import: %d", code)
 	}
 }
