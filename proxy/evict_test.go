@@ -42,6 +42,23 @@ func (e *env) pullAll(t *testing.T, ref string) string {
 	return resp.Header.Get("Docker-Content-Digest")
 }
 
+// pushIndex pushes an index of two random images of layers layers each
+// to the upstream as team/app:tag.
+func (e *env) pushIndex(t *testing.T, tag string, layers int64) {
+	t.Helper()
+	idx, err := random.Index(1024, layers, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(e.up.Host() + "/team/app:" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEvictionKeepsImagePulledByDigest: an index pulled once by tag and
 // then every day only by one platform's digest (as kubelets pull)
 // survives eviction pressure that removes an image pulled later than the
@@ -49,17 +66,7 @@ func (e *env) pullAll(t *testing.T, ref string) string {
 // nothing.
 func TestEvictionKeepsImagePulledByDigest(t *testing.T) {
 	e := newEnv(t, envOpts{ttl: 1000 * time.Hour, storeClock: true})
-	idx, err := random.Index(2048, 2, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(e.up.Host() + "/team/app:daily")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
-		t.Fatal(err)
-	}
+	e.pushIndex(t, "daily", 2)
 	e.pushImage(t, "team/app", "idle", randomImage(t))
 
 	daily := e.pullAll(t, "daily")
@@ -111,17 +118,7 @@ func TestEvictionKeepsImagePulledByDigest(t *testing.T) {
 // pulled whole from the store after any eviction.
 func TestEvictionKeepsPinnedIndexPlatforms(t *testing.T) {
 	e := newEnv(t, envOpts{ttl: 1000 * time.Hour, storeClock: true})
-	idx, err := random.Index(1024, 1, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(e.up.Host() + "/team/app:pinned")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
-		t.Fatal(err)
-	}
+	e.pushIndex(t, "pinned", 1)
 	pinned := e.pullAll(t, "pinned")
 	e.clock.Add(24 * time.Hour)
 	pin := func(_, _, digest string) bool { return digest == pinned }
