@@ -2,6 +2,8 @@ package syncer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"berth/errdefs"
 	"berth/upstream"
@@ -57,7 +59,11 @@ func (s *Syncer) covers(router *upstream.Router, names []string, up, repo string
 
 // Refs names the images a rule covers as the store holds them now, as
 // clients pull them ("docker-hub/library/alpine:3.20"): the tags the rule
-// selects of its named repositories (its "*" patterns are left out).
+// selects, as the store holds them, of the repositories a run syncs (its
+// names, and its "*" patterns matched against the upstream's catalog, by
+// the run's own resolution). A repository the rule cannot resolve (the
+// catalog cannot be listed, a name routes elsewhere) is an error rather
+// than a bundle that silently leaves it out.
 func (s *Syncer) Refs(ctx context.Context, name string) ([]string, error) {
 	r, ok := s.rule(name)
 	if !ok {
@@ -72,21 +78,18 @@ func (s *Syncer) Refs(ctx context.Context, name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	repos, problems := repositories(ctx, router, u, r.Repositories)
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("sync rule %q: %w", name, errors.Join(problems...))
+	}
 	var out []string
-	for _, n := range r.Repositories {
-		if isPattern(n) {
-			continue
-		}
-		t, err := router.RouteCanonical(upstream.CanonicalName(u.Rule, n))
-		if err != nil || t.Upstream != u {
-			continue
-		}
-		tags, err := s.o.Store.ListTags(ctx, u.Rule.Name, t.Repo)
+	for _, repo := range repos {
+		tags, err := s.o.Store.ListTags(ctx, u.Rule.Name, repo.Target.Remote)
 		if err != nil {
 			return nil, err
 		}
 		for _, tag := range sel.pick(tags) {
-			out = append(out, t.Canonical()+":"+tag)
+			out = append(out, repo.Name+":"+tag)
 		}
 	}
 	return out, nil

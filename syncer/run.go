@@ -67,9 +67,9 @@ func (j *job) all(ctx context.Context) error {
 	if u == nil {
 		return fmt.Errorf("upstream rule %q is not configured", j.rule.Upstream)
 	}
-	repos, err := j.repositories(ctx, router, u)
-	if err != nil {
-		return err
+	repos, problems := repositories(ctx, router, u, j.rule.Repositories)
+	for _, err := range problems {
+		j.fail(err)
 	}
 	for _, repo := range repos {
 		if ctx.Err() != nil {
@@ -80,11 +80,15 @@ func (j *job) all(ctx context.Context) error {
 	return nil
 }
 
-// repositories resolves the rule's names and patterns to repositories of
-// the upstream, as the registry would resolve them for a client.
-func (j *job) repositories(ctx context.Context, router *upstream.Router, u *upstream.Upstream) ([]registry.Repo, error) {
+// repositories resolves a rule's names and patterns (matched against the
+// upstream's catalog) to repositories of the upstream, as the registry
+// would resolve them for a client: what a run syncs and export
+// --sync-rule exports. It returns what it resolved and why it could not
+// resolve the rest.
+func repositories(ctx context.Context, router *upstream.Router, u *upstream.Upstream, rule []string) ([]registry.Repo, []error) {
+	var problems []error
 	var names, patterns []string
-	for _, r := range j.rule.Repositories {
+	for _, r := range rule {
 		if isPattern(r) {
 			patterns = append(patterns, r)
 		} else {
@@ -94,7 +98,7 @@ func (j *job) repositories(ctx context.Context, router *upstream.Router, u *upst
 	if len(patterns) > 0 {
 		cat, err := u.Catalog(ctx)
 		if err != nil {
-			j.fail(fmt.Errorf("list the repositories of upstream %s for %v: %w", u.Rule.Name, patterns, err))
+			problems = append(problems, fmt.Errorf("list the repositories of upstream %s for %v: %w", u.Rule.Name, patterns, err))
 		}
 		for _, name := range cat {
 			if matchAny(patterns, name) {
@@ -107,7 +111,7 @@ func (j *job) repositories(ctx context.Context, router *upstream.Router, u *upst
 	for _, name := range names {
 		t, err := router.RouteCanonical(upstream.CanonicalName(u.Rule, name))
 		if err != nil || t.Upstream != u {
-			j.fail(fmt.Errorf("repository %s does not route to upstream %s", name, u.Rule.Name))
+			problems = append(problems, fmt.Errorf("repository %s does not route to upstream %s", name, u.Rule.Name))
 			continue
 		}
 		if seen[t.Repo] {
@@ -116,7 +120,7 @@ func (j *job) repositories(ctx context.Context, router *upstream.Router, u *upst
 		seen[t.Repo] = true
 		out = append(out, Repo(t))
 	}
-	return out, nil
+	return out, problems
 }
 
 // Repo is the registry's repository of an upstream target, resolved as a

@@ -148,8 +148,8 @@ func TestRunFillsSelectedTagsAhead(t *testing.T) {
 	}
 
 	refs, err := e.s.Refs(ctx, "morning")
-	if err != nil || strings.Join(refs, " ") != "up/lib/app:1.1 up/lib/app:2.0" {
-		t.Errorf("Refs (what export --sync-rule exports): %v %v; the pattern lib/m* is left out", refs, err)
+	if err != nil || strings.Join(refs, " ") != "up/lib/app:1.1 up/lib/app:2.0 up/lib/multi:1.2" {
+		t.Errorf("Refs (what export --sync-rule exports): %v %v, want the selected tags of lib/app and of lib/m*'s lib/multi", refs, err)
 	}
 
 	// The schedule: nothing is due before the interval, one run after it.

@@ -37,7 +37,7 @@ func exportCmd(ctx context.Context, args []string, out io.Writer) error {
 	output := fs.String("output", "", "the bundle file to write (required)")
 	since := fs.String("since", "", "an older bundle: leave out the blobs it carried (a delta)")
 	sign := fs.String("sign", "", "a private key from berth keygen: sign the bundle's index")
-	rule := fs.String("sync-rule", "", "export every image the sync rule covers")
+	rule := fs.String("sync-rule", "", "export every image the sync rule covers: the selected tags of its repositories and of those its * patterns match in the upstream catalog")
 	all := fs.Bool("all-platforms", false, "export every platform of an index (each must be held)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: berth export --output FILE [--since OLD_BUNDLE] [--sign KEYFILE] [--sync-rule NAME] [--all-platforms] REF...")
