@@ -60,7 +60,21 @@ type importer struct {
 	uploaded map[string]map[string]bool
 	// carried are the blobs the bundle carried, verified.
 	carried map[string]bool
+	// manifestBytes is the size of manifests; ownerships the entries of
+	// owners.
+	manifestBytes int64
+	ownerships    int
 }
+
+// Bounds of what an import holds in memory until it commits.
+const (
+	// MaxRoutes is how many images a bundle's index.json may name.
+	MaxRoutes = 4096
+	// MaxManifestBytes is how many bytes of manifests a bundle may carry.
+	MaxManifestBytes = 64 << 20
+	// MaxOwnerships is how many (image, blob) pairs its images may name.
+	MaxOwnerships = 1 << 20
+)
 
 // Import reads a bundle from r and stores its images: each blob is
 // verified against its digest as it streams, and the images' records are
@@ -164,6 +178,9 @@ func (im *importer) readIndex(r io.Reader) error {
 	if im.x, err = ParseIndex(b); err != nil {
 		return refuse(err, "%v", err)
 	}
+	if len(im.x.Manifests) > MaxRoutes {
+		return invalid("index.json names %d images; a bundle carries at most %d: export them in several bundles", len(im.x.Manifests), MaxRoutes)
+	}
 	im.index = b
 	im.res.Base = im.x.Annotations[AnnotationBase]
 	for i, m := range im.x.Manifests {
@@ -191,7 +208,10 @@ func (im *importer) own(d string, owner int) {
 	if im.owners[d] == nil {
 		im.owners[d] = map[int]bool{}
 	}
-	im.owners[d][owner] = true
+	if !im.owners[d][owner] {
+		im.owners[d][owner] = true
+		im.ownerships++
+	}
 }
 
 // checkSignature verifies the signature once, before the first blob.
@@ -218,12 +238,18 @@ func (im *importer) readManifest(d string, size int64, r io.Reader) error {
 	if Digest(b) != d {
 		return invalid("manifest %s does not match its digest: the bundle was changed or damaged; nothing was imported", d)
 	}
+	if im.manifestBytes += int64(len(b)); im.manifestBytes > MaxManifestBytes {
+		return invalid("its manifests take more than %d bytes together; export the images in several bundles", MaxManifestBytes)
+	}
 	im.manifests[d] = b
 	var doc oci.Manifest
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return refuse(err, "manifest %s is not valid JSON: %v", d, err)
 	}
 	for owner := range im.owners[d] {
+		if im.ownerships > MaxOwnerships {
+			return invalid("its images reference more than %d blobs and manifests together; export them in several bundles", MaxOwnerships)
+		}
 		for _, c := range doc.Refs() {
 			if oci.IsManifest(c.MediaType) {
 				im.want(c.Digest, owner)
