@@ -300,7 +300,11 @@ func validateUpstreamTLS(at string, r Upstream, u *url.URL) []error {
 	if (r.CertFile == "") != (r.KeyFile == "") {
 		errs = append(errs, fmt.Errorf("%s: certFile and keyFile go together", at))
 	}
-	if u != nil && u.Scheme == "http" && len(r.Endpoints()) == 1 && (r.CAFile != "" || r.CertFile != "" || r.KeyFile != "" || r.InsecureSkipVerify) {
+	https := false
+	for _, e := range r.Endpoints() {
+		https = https || strings.HasPrefix(strings.ToLower(e), "https://")
+	}
+	if u != nil && !https && (r.CAFile != "" || r.CertFile != "" || r.KeyFile != "" || r.InsecureSkipVerify) {
 		errs = append(errs, fmt.Errorf("%s: caFile, certFile, keyFile and insecureSkipVerify need an https url", at))
 	}
 	return errs
