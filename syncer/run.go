@@ -25,7 +25,13 @@ type job struct {
 	rule config.SyncRule
 	run  *Run
 	sel  selector
+	// seen are the manifests pulled in this run, "repo@digest": an
+	// index an upstream makes refer to itself is followed once.
+	seen map[string]bool
 }
+
+// maxDepth bounds how deep a run follows indexes and referrers.
+const maxDepth = 8
 
 // runRule runs the named rule once and records its outcome.
 func (s *Syncer) runRule(ctx context.Context, name string) Run {
@@ -36,7 +42,7 @@ func (s *Syncer) runRule(ctx context.Context, name string) Run {
 		run.Finished = s.o.Now().UTC()
 		return run
 	}
-	j := &job{s: s, rule: rule, run: &run}
+	j := &job{s: s, rule: rule, run: &run, seen: map[string]bool{}}
 	if err := j.all(ctx); err != nil {
 		j.fail(err)
 	}
@@ -141,7 +147,7 @@ func (j *job) repository(ctx context.Context, repo registry.Repo) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := j.image(ctx, repo, tag, j.rule.Referrers); err != nil {
+		if err := j.image(ctx, repo, tag, j.rule.Referrers, 0); err != nil {
 			j.fail(fmt.Errorf("%s:%s: %w", repo.Name, tag, err))
 			continue
 		}
@@ -152,8 +158,14 @@ func (j *job) repository(ctx context.Context, repo registry.Repo) {
 
 // image pulls a manifest by ref, then its platforms' children (an index)
 // or its config and layers, and with referrers the manifests that refer
-// to it.
-func (j *job) image(ctx context.Context, repo registry.Repo, ref string, referrers bool) error {
+// to it; depth is how many manifests led to it.
+func (j *job) image(ctx context.Context, repo registry.Repo, ref string, referrers bool, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%s is nested more than %d manifests deep; not followed", ref, maxDepth)
+	}
+	if registry.IsDigest(ref) && j.seen[repo.Name+"@"+ref] {
+		return nil
+	}
 	req := registry.ManifestRequest{Repo: repo, Reference: ref, Accept: strings.Split(oci.AcceptManifests, ", ")}
 	if registry.IsDigest(ref) {
 		d, err := registry.ParseDigest(ref)
@@ -169,6 +181,10 @@ func (j *job) image(ctx context.Context, repo registry.Repo, ref string, referre
 	if m.Source != registry.SourceStore && m.Source != registry.SourceStale {
 		j.bytes(int64(len(m.Body)))
 	}
+	if j.seen[repo.Name+"@"+m.Digest.String()] {
+		return nil
+	}
+	j.seen[repo.Name+"@"+m.Digest.String()] = true
 	var doc oci.Manifest
 	if err := json.Unmarshal(m.Body, &doc); err != nil {
 		return fmt.Errorf("manifest %s is not JSON: %w", m.Digest, err)
@@ -179,7 +195,7 @@ func (j *job) image(ctx context.Context, repo registry.Repo, ref string, referre
 		if p == nil && len(j.rule.Platforms) > 0 || p != nil && !matchPlatform(j.rule.Platforms, p.OS, p.Architecture, p.Variant) {
 			continue
 		}
-		errs = append(errs, j.image(ctx, repo, child.Digest, false))
+		errs = append(errs, j.image(ctx, repo, child.Digest, false, depth+1))
 	}
 	for _, b := range doc.Refs() {
 		if !oci.IsManifest(b.MediaType) && !oci.NonDistributable(b.MediaType) {
@@ -187,7 +203,7 @@ func (j *job) image(ctx context.Context, repo registry.Repo, ref string, referre
 		}
 	}
 	if referrers {
-		errs = append(errs, j.referrers(ctx, repo, m.Digest))
+		errs = append(errs, j.referrers(ctx, repo, m.Digest, depth+1))
 	}
 	return errors.Join(errs...)
 }
@@ -219,7 +235,7 @@ func (j *job) blob(ctx context.Context, repo registry.Repo, digest string) error
 }
 
 // referrers pulls the manifests that refer to d (signatures, SBOMs).
-func (j *job) referrers(ctx context.Context, repo registry.Repo, d registry.Digest) error {
+func (j *job) referrers(ctx context.Context, repo registry.Repo, d registry.Digest, depth int) error {
 	rl, ok := j.s.o.Backend.(referrersLister)
 	if !ok {
 		return nil
@@ -230,7 +246,7 @@ func (j *job) referrers(ctx context.Context, repo registry.Repo, d registry.Dige
 	}
 	var errs []error
 	for _, r := range descs {
-		errs = append(errs, j.image(ctx, repo, r.Digest.String(), false))
+		errs = append(errs, j.image(ctx, repo, r.Digest.String(), false, depth))
 	}
 	return errors.Join(errs...)
 }

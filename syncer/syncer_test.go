@@ -185,3 +185,27 @@ func TestSyncNow(t *testing.T) {
 		t.Fatalf("a rule whose upstream is gone: %+v", st[0].LastRun)
 	}
 }
+
+// An upstream index nested deeper than maxDepth is not followed to the
+// bottom: the run reports it instead of recursing without bound.
+func TestSyncBoundsNesting(t *testing.T) {
+	e := newEnv(t, config.SyncRule{Name: "a", Upstream: "up", Repositories: []string{"lib/app"}, Tags: config.SyncTags{Regex: `deep`}})
+	var add mutate.Appendable = testreg.Image(t, 1, 100)
+	for range maxDepth + 2 {
+		add = mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: add})
+	}
+	ref, err := name.ParseReference(e.up.Host() + "/lib/app:deep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, add.(v1.ImageIndex)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.s.SyncNow(context.Background(), "a", true)
+	if err != nil || len(st) != 1 || st[0].LastRun == nil {
+		t.Fatalf("sync-now: %v %+v", err, st)
+	}
+	if errs := st[0].LastRun.Errors; len(errs) != 1 || !strings.Contains(errs[0], "nested more than") {
+		t.Fatalf("a too-deep index: %+v", st[0].LastRun)
+	}
+}
