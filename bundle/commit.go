@@ -134,6 +134,9 @@ func (im *importer) commit(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := im.checkLocal(ctx); err != nil {
+		return err
+	}
 	b := im.s.Store.NewBatch()
 	defer b.Close()
 	stamp := im.stampOf().UTC()
@@ -167,6 +170,23 @@ func (im *importer) commit(ctx context.Context) error {
 	}
 	for _, rt := range im.routes {
 		im.res.Images = append(im.res.Images, rt.ref)
+	}
+	return nil
+}
+
+// checkLocal checks every local image's repository and tag before any is
+// put: a refusal leaves nothing of the bundle imported.
+func (im *importer) checkLocal(ctx context.Context) error {
+	if im.s.CheckLocal == nil {
+		return nil
+	}
+	for _, rt := range im.routes {
+		if rt.ns != LocalNS {
+			continue
+		}
+		if err := im.s.CheckLocal(ctx, rt.repo, rt.tag, rt.digest); err != nil {
+			return fmt.Errorf("bundle refused: import %s: %w (nothing of the bundle was imported)", rt.ref, err)
+		}
 	}
 	return nil
 }

@@ -31,6 +31,11 @@ type Store struct {
 	// image's blob, as a fill does (local images' uploads are charged by
 	// the backend).
 	Reserve func(ctx context.Context, size int64) error
+	// CheckLocal, when set, is a dry run of a local image's manifest PUT
+	// (repository and tag preconditions: local.Repos.CheckPut). Import asks
+	// it for every local image before it puts the first, so a refusal
+	// (an immutable tag that points elsewhere) leaves nothing imported.
+	CheckLocal func(ctx context.Context, repo, tag, digest string) error
 }
 
 // ExportRequest says what to export.

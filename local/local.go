@@ -157,6 +157,13 @@ func tagImmutable(rec *store.Repository, tag string) bool {
 	return false
 }
 
+// noRepository refuses a push to a repository that does not exist while
+// auto-create is off.
+func noRepository(name string) error {
+	return errdefs.New(errdefs.ErrRepositoryUnknown,
+		"repository %s does not exist and auto-create is off; create it first (berth create-repository)", name)
+}
+
 // ensureRepository returns the repository's record, creating it when
 // auto-create is on.
 func (r *Repos) ensureRepository(ctx context.Context, name string) (*store.Repository, error) {
@@ -168,8 +175,7 @@ func (r *Repos) ensureRepository(ctx context.Context, name string) (*store.Repos
 		return nil, err
 	}
 	if !r.opts.AutoCreate {
-		return nil, errdefs.New(errdefs.ErrRepositoryUnknown,
-			"repository %s does not exist and auto-create is off; create it first (berth create-repository)", name)
+		return nil, noRepository(name)
 	}
 	rec = &store.Repository{Name: name, CreatedAt: r.opts.Now().UTC(), Mutability: r.opts.DefaultMutability}
 	if err := r.store.PutRepository(ctx, rec); err != nil {

@@ -83,15 +83,8 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 		r.tagMu.Lock()
 		defer r.tagMu.Unlock()
 	}
-	for _, tag := range tags {
-		if !tagImmutable(rec, tag) {
-			continue
-		}
-		old, err := r.store.GetTag(ctx, NS, repo, tag)
-		if err == nil && old.Digest != dg.String() {
-			return registry.PutResult{}, errdefs.New(errdefs.ErrTagImmutable,
-				"tag %s of %s is immutable and points at %s; push under a new tag", tag, repo, old.Digest)
-		}
+	if err := r.checkImmutable(ctx, rec, tags, dg.String()); err != nil {
+		return registry.PutResult{}, err
 	}
 
 	now := r.opts.Now().UTC()
