@@ -102,7 +102,7 @@ func (s *Service) ImportHandler() http.Handler {
 		b := s.o.Bundles
 		res, err := b.Store.Import(r.Context(), r.Body, b.Pusher, keys...)
 		if err != nil {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && r.Context().Err() == nil { // a client that left is no refusal
 				s.log.Warn("import refused", zap.Error(err))
 			}
 			writeError(w, s.apiError(fmt.Errorf("import: %w", err)))
