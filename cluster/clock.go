@@ -2,10 +2,8 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -108,14 +106,6 @@ func (c *Cluster) ClocksHandler() http.Handler {
 			}
 			out.Members = append(out.Members, cj)
 		}
-		body, err := json.Marshal(out)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "UNKNOWN", "encoding clocks")
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		_, _ = w.Write(body)
+		writeJSON(w, r, out)
 	})
 }

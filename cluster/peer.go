@@ -239,17 +239,22 @@ func (c *Cluster) MembersHandler(owned func(ctx context.Context) map[string]int6
 				State: m.State, StoredBytes: m.Stats.StoredBytes, Blobs: m.Stats.Blobs, OwnedBytes: ownedBytes[m.Name],
 			})
 		}
-		body, err := json.Marshal(out)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "UNKNOWN", "encoding members")
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		if r.Method == http.MethodHead {
-			return
-		}
-		_, _ = w.Write(body)
+		writeJSON(w, r, out)
 	})
+}
+
+// writeJSON answers with v as uncached JSON (headers only to a HEAD).
+func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "encoding the answer")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(body)
 }

@@ -187,13 +187,18 @@ func (d *doctor) registries() []string {
 	return out
 }
 
-// get asks url and returns the status and the answer's Date.
-func (d *doctor) get(u string) (int, time.Time, error) {
+// open sends GET u; the caller closes the answer's body.
+func (d *doctor) open(u string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(d.ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0, time.Time{}, err
+		return nil, err
 	}
-	resp, err := d.client.Do(req)
+	return d.client.Do(req)
+}
+
+// get asks url and returns the status and the answer's Date.
+func (d *doctor) get(u string) (int, time.Time, error) {
+	resp, err := d.open(u)
 	if err != nil {
 		return 0, time.Time{}, err
 	}

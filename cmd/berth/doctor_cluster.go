@@ -60,11 +60,7 @@ func (d *doctor) checkClusterClocks() {
 
 // getJSON asks url and decodes its JSON answer into v.
 func (d *doctor) getJSON(u string, v any) error {
-	req, err := http.NewRequestWithContext(d.ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := d.client.Do(req)
+	resp, err := d.open(u)
 	if err != nil {
 		return err
 	}
