@@ -90,6 +90,7 @@ var (
 // Router routes names the way the registry does (*upstream.Router).
 type Router interface {
 	RouteCanonical(name string) (upstream.Target, error)
+	Route(ns, name string) (upstream.Target, error)
 	Upstream(name string) *upstream.Upstream
 	Upstreams() []*upstream.Upstream
 }
@@ -271,6 +272,7 @@ func (s *Service) operations() map[string]operation {
 		"revoke-tokens":                     op(s.revokeTokens),
 		"sync-now":                          op(s.syncNow),
 		"describe-sync":                     op(s.describeSync),
+		"warm":                              op(s.warm),
 		"describe-image-replication-status": op(s.describeImageReplicationStatus),
 		"pin-image":                         op(s.pinImage),
 		"unpin-image":                       op(s.unpinImage),

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"berth/errdefs"
+	"berth/registry"
 	"berth/syncer"
 )
 
@@ -11,6 +12,8 @@ import (
 type Syncer interface {
 	SyncNow(ctx context.Context, rule string, wait bool) ([]syncer.Status, error)
 	Describe() []syncer.Status
+	// Fill pulls one image through the node (warm).
+	Fill(ctx context.Context, repo registry.Repo, ref string, platforms []string) (syncer.Filled, error)
 }
 
 // SyncNowRequest is sync-now's request (Berth's own verb): one rule, or

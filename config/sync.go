@@ -104,8 +104,8 @@ func validateSync(rules []SyncRule, ups []Upstream) []error {
 			errs = append(errs, fmt.Errorf("%s.tags.latest: must not be negative", at))
 		}
 		for j, p := range r.Platforms {
-			if parts := strings.Split(p, "/"); len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-				errs = append(errs, fmt.Errorf("%s.platforms[%d]: %q is not os/arch or os/arch/variant", at, j, p))
+			if err := CheckPlatform(p); err != nil {
+				errs = append(errs, fmt.Errorf("%s.platforms[%d]: %w", at, j, err))
 			}
 		}
 		if r.Interval < 0 {
@@ -136,4 +136,13 @@ func (b Bundles) validate() []error {
 		seen[k] = true
 	}
 	return errs
+}
+
+// CheckPlatform checks a platform as sync rules and warm name one:
+// "os/arch" or "os/arch/variant".
+func CheckPlatform(p string) error {
+	if parts := strings.Split(p, "/"); len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return fmt.Errorf("%q is not os/arch or os/arch/variant", p)
+	}
+	return nil
 }

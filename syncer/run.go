@@ -2,14 +2,9 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"berth/config"
-	"berth/internal/oci"
 	"berth/registry"
 	"berth/upstream"
 
@@ -25,13 +20,8 @@ type job struct {
 	rule config.SyncRule
 	run  *Run
 	sel  selector
-	// seen are the manifests pulled in this run, "repo@digest": an
-	// index an upstream makes refer to itself is followed once.
-	seen map[string]bool
+	fill *filler
 }
-
-// maxDepth bounds how deep a run follows indexes and referrers.
-const maxDepth = 8
 
 // runRule runs the named rule once and records its outcome.
 func (s *Syncer) runRule(ctx context.Context, name string) Run {
@@ -42,7 +32,8 @@ func (s *Syncer) runRule(ctx context.Context, name string) Run {
 		run.Finished = s.o.Now().UTC()
 		return run
 	}
-	j := &job{s: s, rule: rule, run: &run, seen: map[string]bool{}}
+	j := &job{s: s, rule: rule, run: &run}
+	j.fill = &filler{backend: s.o.Backend, platforms: rule.Platforms, bytes: j.bytes, seen: map[string]bool{}}
 	if err := j.all(ctx); err != nil {
 		j.fail(err)
 	}
@@ -147,108 +138,13 @@ func (j *job) repository(ctx context.Context, repo registry.Repo) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := j.image(ctx, repo, tag, j.rule.Referrers, 0); err != nil {
+		if _, err := j.fill.image(ctx, repo, tag, j.rule.Referrers, 0); err != nil {
 			j.fail(fmt.Errorf("%s:%s: %w", repo.Name, tag, err))
 			continue
 		}
 		j.run.Images++
 		j.s.metrics.image(j.rule.Name)
 	}
-}
-
-// image pulls a manifest by ref, then its platforms' children (an index)
-// or its config and layers, and with referrers the manifests that refer
-// to it; depth is how many manifests led to it.
-func (j *job) image(ctx context.Context, repo registry.Repo, ref string, referrers bool, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("%s is nested more than %d manifests deep; not followed", ref, maxDepth)
-	}
-	if registry.IsDigest(ref) && j.seen[repo.Name+"@"+ref] {
-		return nil
-	}
-	req := registry.ManifestRequest{Repo: repo, Reference: ref, Accept: strings.Split(oci.AcceptManifests, ", ")}
-	if registry.IsDigest(ref) {
-		d, err := registry.ParseDigest(ref)
-		if err != nil {
-			return err
-		}
-		req.Digest = d
-	}
-	m, err := j.s.o.Backend.GetManifest(ctx, req)
-	if err != nil {
-		return err
-	}
-	if m.Source != registry.SourceStore && m.Source != registry.SourceStale {
-		j.bytes(int64(len(m.Body)))
-	}
-	if j.seen[repo.Name+"@"+m.Digest.String()] {
-		return nil
-	}
-	j.seen[repo.Name+"@"+m.Digest.String()] = true
-	var doc oci.Manifest
-	if err := json.Unmarshal(m.Body, &doc); err != nil {
-		return fmt.Errorf("manifest %s is not JSON: %w", m.Digest, err)
-	}
-	var errs []error
-	for _, child := range doc.Manifests {
-		p := child.Platform
-		if p == nil && len(j.rule.Platforms) > 0 || p != nil && !matchPlatform(j.rule.Platforms, p.OS, p.Architecture, p.Variant) {
-			continue
-		}
-		errs = append(errs, j.image(ctx, repo, child.Digest, false, depth+1))
-	}
-	for _, b := range doc.Refs() {
-		if !oci.IsManifest(b.MediaType) && !oci.NonDistributable(b.MediaType) {
-			errs = append(errs, j.blob(ctx, repo, b.Digest))
-		}
-	}
-	if referrers {
-		errs = append(errs, j.referrers(ctx, repo, m.Digest, depth+1))
-	}
-	return errors.Join(errs...)
-}
-
-// blob pulls one blob through; one the node holds is not read.
-func (j *job) blob(ctx context.Context, repo registry.Repo, digest string) error {
-	d, err := registry.ParseDigest(digest)
-	if err != nil {
-		return err
-	}
-	b, err := j.s.o.Backend.GetBlob(ctx, registry.BlobRequest{Repo: repo, Digest: d})
-	if err != nil {
-		return err
-	}
-	if b.Source() == registry.SourceStore {
-		return nil
-	}
-	rc, err := b.Open(ctx, 0)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	n, err := io.Copy(io.Discard, rc)
-	j.bytes(n)
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", digest, err)
-	}
-	return nil
-}
-
-// referrers pulls the manifests that refer to d (signatures, SBOMs).
-func (j *job) referrers(ctx context.Context, repo registry.Repo, d registry.Digest, depth int) error {
-	rl, ok := j.s.o.Backend.(referrersLister)
-	if !ok {
-		return nil
-	}
-	descs, err := rl.Referrers(ctx, repo, d)
-	if err != nil {
-		return fmt.Errorf("referrers of %s: %w", d, err)
-	}
-	var errs []error
-	for _, r := range descs {
-		errs = append(errs, j.image(ctx, repo, r.Digest.String(), false, depth))
-	}
-	return errors.Join(errs...)
 }
 
 func (j *job) bytes(n int64) {

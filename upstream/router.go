@@ -127,7 +127,7 @@ func (r *Router) Route(ns, name string) (Target, error) {
 		if u, ok := r.byPrefix[first]; ok {
 			return Target{Upstream: u, Repo: u.normalize(rest)}, nil
 		}
-		if u, ok := r.byRegistry[strings.ToLower(first)]; ok && isHostName(first) {
+		if u, ok := r.byRegistry[strings.ToLower(first)]; ok && IsHostName(first) {
 			return Target{Upstream: u, Repo: u.normalize(rest)}, nil
 		}
 		if r.local[first] {
@@ -140,9 +140,9 @@ func (r *Router) Route(ns, name string) (Target, error) {
 	return Target{}, ErrNoRoute
 }
 
-// isHostName says whether the first component of an image reference is a
+// IsHostName says whether the first component of an image reference is a
 // registry's host rather than part of the repository's name.
-func isHostName(s string) bool {
+func IsHostName(s string) bool {
 	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
 

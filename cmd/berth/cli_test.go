@@ -334,7 +334,9 @@ func TestCLIEveryTable(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if ops := n.Service.Operations(); !slices.Equal(names, ops) || len(ops) != 28 {
+	// warm is a command of its own (berth warm --from FILE, warm_test.go).
+	ops := slices.DeleteFunc(n.Service.Operations(), func(op string) bool { return op == "warm" })
+	if !slices.Equal(names, ops) || len(ops) != 28 {
 		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 28)", names, ops)
 	}
 }

@@ -43,6 +43,9 @@ Commands:
                 --output FILE [--since OLD] [--sign KEY] REF...)
   import        import a bundle into a node (berth import
                 [--verify-key PUB] FILE)
+  warm          fill (and --pin) the images a list or Kubernetes manifests
+                name, through a running node (berth warm --from FILE
+                [--platform linux/amd64 ...] [--pin])
   keygen        make an Ed25519 key pair for signing bundles
   doctor        check this host's Docker, containerd and podman configs,
                 the node, its upstreams, disk and permissions; prints each
@@ -82,6 +85,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return membersCmd(ctx, args[2:], out)
 	case "export":
 		return exportCmd(ctx, args[1:], out)
+	case "warm":
+		return warmCmd(ctx, args[1:], out)
 	case "import":
 		return importCmd(ctx, args[1:], out)
 	case "keygen":
