@@ -204,8 +204,11 @@ func (r *Repos) visible(ctx context.Context, repo, d string) (int64, bool, error
 // GetBlob serves a blob of a local repository.
 func (r *Repos) GetBlob(ctx context.Context, req registry.BlobRequest) (registry.Blob, error) {
 	// A repository that does not exist yet is about to be created by a
-	// push (auto-create): its client HEADs the layers first, and a layer
-	// the store already holds must answer 200 so it is not sent again.
+	// push (auto-create): its client HEADs the layers first, and gets
+	// BLOB_UNKNOWN rather than NAME_UNKNOWN, so it goes on to upload them.
+	// Nothing is linked to a new repository yet, so even a layer the store
+	// already holds for another one answers 404 (visible); the upload
+	// links it here and the bytes are kept once.
 	if _, err := r.Repository(ctx, req.Repo.Name); err != nil && !(r.opts.AutoCreate && isNameUnknown(err)) {
 		return nil, err
 	}

@@ -38,18 +38,9 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	if err != nil {
 		return registry.PutResult{}, err
 	}
-	var dg registry.Digest
-	if req.Digest != "" {
-		if !req.Digest.Verify(req.Body) {
-			return registry.PutResult{}, errdefs.New(errdefs.ErrDigestInvalid, "manifest body does not match digest %s", req.Digest)
-		}
-		dg = req.Digest
-	} else {
-		dg = registry.FromBytes(req.Body)
-	}
-	tags := slices.Clone(req.Tags)
-	if req.Digest == "" {
-		tags = append(tags, req.Reference)
+	dg, tags, err := pushedDigest(req)
+	if err != nil {
+		return registry.PutResult{}, err
 	}
 	repo := req.Repo.Name
 
@@ -58,24 +49,9 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	if err != nil {
 		return registry.PutResult{}, err
 	}
-	var links []string
-	for _, d := range doc.Refs() {
-		if oci.NonDistributable(d.MediaType) || inlineData(d) {
-			continue
-		}
-		if oci.IsManifest(d.MediaType) {
-			if err := r.requireManifest(ctx, repo, d.Digest); err != nil {
-				return registry.PutResult{}, err
-			}
-			continue
-		}
-		if _, ok, err := r.visible(ctx, repo, d.Digest); err != nil {
-			return registry.PutResult{}, err
-		} else if !ok {
-			return registry.PutResult{}, errdefs.New(errdefs.ErrManifestBlobUnknown,
-				"manifest references blob %s, which is not in repository %s", d.Digest, repo)
-		}
-		links = append(links, d.Digest)
+	links, err := r.manifestLinks(ctx, repo, doc)
+	if err != nil {
+		return registry.PutResult{}, err
 	}
 	// Immutable tags are checked and written under tagMu, so that two
 	// concurrent pushes cannot both find a tag free and both set it.
@@ -86,45 +62,110 @@ func (r *Repos) PutManifest(ctx context.Context, req registry.ManifestPut) (regi
 	if err := r.checkImmutable(ctx, rec, tags, dg.String()); err != nil {
 		return registry.PutResult{}, err
 	}
+	res, err := r.commitManifest(ctx, manifestWrite{
+		repo: repo, digest: dg, mediaType: mt, body: req.Body,
+		doc: doc, tags: tags, links: links,
+	})
+	if err != nil {
+		return registry.PutResult{}, err
+	}
+	r.log.Info("manifest pushed", zap.String("repo", repo), zap.String("digest", dg.String()), zap.Strings("tags", tags))
+	return res, nil
+}
 
+// pushedDigest is the digest a pushed manifest is stored under (the one
+// named in the request, which its body must match, or the body's own) and
+// the tags it sets: the requested ones plus the reference when that is a tag.
+func pushedDigest(req registry.ManifestPut) (registry.Digest, []string, error) {
+	tags := slices.Clone(req.Tags)
+	if req.Digest == "" {
+		return registry.FromBytes(req.Body), append(tags, req.Reference), nil
+	}
+	if !req.Digest.Verify(req.Body) {
+		return "", nil, errdefs.New(errdefs.ErrDigestInvalid, "manifest body does not match digest %s", req.Digest)
+	}
+	return req.Digest, tags, nil
+}
+
+// manifestLinks checks that every blob and child manifest doc references is
+// in repo and returns the blobs the image links there. Non-distributable
+// layers and descriptors carrying their content inline need nothing stored.
+func (r *Repos) manifestLinks(ctx context.Context, repo string, doc *oci.Manifest) ([]string, error) {
+	var links []string
+	for _, d := range doc.Refs() {
+		if oci.NonDistributable(d.MediaType) || inlineData(d) {
+			continue
+		}
+		if oci.IsManifest(d.MediaType) {
+			if err := r.requireManifest(ctx, repo, d.Digest); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if _, ok, err := r.visible(ctx, repo, d.Digest); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, errdefs.New(errdefs.ErrManifestBlobUnknown,
+				"manifest references blob %s, which is not in repository %s", d.Digest, repo)
+		}
+		links = append(links, d.Digest)
+	}
+	return links, nil
+}
+
+// manifestWrite is a checked manifest push, ready to be stored.
+type manifestWrite struct {
+	repo      string
+	digest    registry.Digest
+	mediaType string
+	body      []byte
+	doc       *oci.Manifest
+	tags      []string
+	links     []string
+}
+
+// commitManifest writes a checked push in one batch: the manifest, the
+// repository's image record, its blob links, its tags and, for a manifest
+// with a subject, the referrer entry.
+func (r *Repos) commitManifest(ctx context.Context, w manifestWrite) (registry.PutResult, error) {
+	dg := w.digest.String()
+	key := store.LocalKey(w.repo)
 	now := r.opts.Now().UTC()
 	b := r.store.NewBatch()
 	defer b.Close()
-	if err := b.PutManifest(dg.String(), &store.Manifest{MediaType: mt, Body: req.Body}); err != nil {
+	if err := b.PutManifest(dg, &store.Manifest{MediaType: w.mediaType, Body: w.body}); err != nil {
 		return registry.PutResult{}, err
 	}
 	im := store.Image{PushedAt: now}
-	if old, err := r.store.GetImage(ctx, store.LocalKey(repo), dg.String()); err == nil {
+	if old, err := r.store.GetImage(ctx, key, dg); err == nil {
 		im = old // a re-push keeps the first push time
 	}
-	im.MediaType = mt // this repository's type, never another's
-	if err := b.PutImage(store.LocalKey(repo), dg.String(), im); err != nil {
+	im.MediaType = w.mediaType // this repository's type, never another's
+	if err := b.PutImage(key, dg, im); err != nil {
 		return registry.PutResult{}, err
 	}
-	if err := b.Link(store.LocalKey(repo), links...); err != nil {
+	if err := b.Link(key, w.links...); err != nil {
 		return registry.PutResult{}, err
 	}
-	for _, tag := range tags {
-		if err := b.PutTag(NS, repo, tag, store.Tag{Digest: dg.String(), FetchedAt: now}); err != nil {
+	for _, tag := range w.tags {
+		if err := b.PutTag(NS, w.repo, tag, store.Tag{Digest: dg, FetchedAt: now}); err != nil {
 			return registry.PutResult{}, err
 		}
 	}
-	var res registry.PutResult
-	res.Digest = dg
-	if doc.Subject != nil {
+	res := registry.PutResult{Digest: w.digest}
+	if w.doc.Subject != nil {
 		desc, _ := json.Marshal(registry.Descriptor{
-			MediaType: mt, Digest: dg, Size: int64(len(req.Body)),
-			ArtifactType: doc.ReferrerType(), Annotations: doc.Annotations,
+			MediaType: w.mediaType, Digest: w.digest, Size: int64(len(w.body)),
+			ArtifactType: w.doc.ReferrerType(), Annotations: w.doc.Annotations,
 		})
-		if err := b.PutReferrer(store.LocalKey(repo), doc.Subject.Digest, dg.String(), desc); err != nil {
+		if err := b.PutReferrer(key, w.doc.Subject.Digest, dg, desc); err != nil {
 			return registry.PutResult{}, err
 		}
-		res.Subject = registry.Digest(doc.Subject.Digest)
+		res.Subject = registry.Digest(w.doc.Subject.Digest)
 	}
 	if err := b.Commit(); err != nil {
 		return registry.PutResult{}, err
 	}
-	r.log.Info("manifest pushed", zap.String("repo", repo), zap.String("digest", dg.String()), zap.Strings("tags", tags))
 	return res, nil
 }
 
