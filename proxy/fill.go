@@ -175,33 +175,63 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []sour
 	if err != nil {
 		return err
 	}
-	if size < 0 {
+	w, err := p.startFill(ctx, f, srcs[cur], size)
+	if err != nil {
 		body.Close()
-		return fmt.Errorf("%s sent blob %s without its size: %w", srcs[cur], f.digest, upstream.ErrUnavailable)
+		return err
+	}
+	cur, err = p.copyResuming(ctx, f, w, body, srcs, cur, size)
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	// Committed with its link to the cached repository (garbage
+	// collection leaves cached blobs to eviction) and, for a rule without
+	// credentials, its origin record, in one write.
+	if err := w.CommitFor(ctx, o); err != nil {
+		if errors.Is(err, store.ErrDigestMismatch) {
+			return fmt.Errorf("%s sent bytes that do not match %s: %w", srcs[cur], f.digest, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// startFill makes room for a blob of size bytes from src, opens its writer
+// in the store and publishes the fill to its readers: its size, the file
+// they follow and the source it comes from.
+func (p *Proxy) startFill(ctx context.Context, f *fill, src source, size int64) (*store.BlobWriter, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("%s sent blob %s without its size: %w", src, f.digest, upstream.ErrUnavailable)
 	}
 	if p.opts.Reserve != nil {
 		if err := p.opts.Reserve(ctx, size); err != nil {
-			body.Close()
-			return err
+			return nil, err
 		}
 	}
 	w, err := p.store.NewBlobWriter(ctx, f.digest, size)
 	if err != nil {
-		body.Close()
-		return err
+		return nil, err
 	}
 	rf, err := os.Open(w.Path())
 	if err != nil {
-		body.Close()
 		w.Abort()
-		return err
+		return nil, err
 	}
 	f.mu.Lock()
-	f.started, f.size, f.file, f.src = true, size, rf, srcs[cur]
+	f.started, f.size, f.file, f.src = true, size, rf, src
 	f.refs++ // the fill's own reference, dropped in runFill
 	f.notify()
 	f.mu.Unlock()
+	return w, nil
+}
 
+// copyResuming copies body, the stream from srcs[cur], into w until size
+// bytes are written, telling the fill's readers of every write. A stream
+// that breaks is reopened at the byte reached (see doFill). It closes every
+// stream it reads and returns the index of the source that sent the last
+// bytes; on an error the caller aborts w.
+func (p *Proxy) copyResuming(ctx context.Context, f *fill, w *store.BlobWriter, body io.ReadCloser, srcs []source, cur int, size int64) (int, error) {
 	buf := make([]byte, 256<<10)
 	resumes := 0
 	for w.Written() < size {
@@ -209,8 +239,7 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []sour
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				body.Close()
-				w.Abort()
-				return werr
+				return cur, werr
 			}
 			f.mu.Lock()
 			f.written = w.Written()
@@ -222,7 +251,7 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []sour
 		}
 		body.Close()
 		if rerr == io.EOF && w.Written() == size {
-			break
+			return cur, nil
 		}
 		if rerr == io.EOF {
 			rerr = io.ErrUnexpectedEOF
@@ -234,33 +263,23 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []sour
 			resumes++
 		}
 		if next >= len(srcs) || resumes > maxResumes || ctx.Err() != nil || errors.Is(rerr, upstream.ErrTimeout) && resumes > 1 {
-			w.Abort()
-			return fmt.Errorf("blob %s from %s: stream broke at %d of %d bytes: %w", f.digest, srcs[cur], w.Written(), size, rerr)
+			return cur, fmt.Errorf("blob %s from %s: stream broke at %d of %d bytes: %w", f.digest, srcs[cur], w.Written(), size, rerr)
 		}
 		p.log.Info("resuming broken blob stream", zap.String("digest", f.digest), zap.Stringer("from", srcs[cur]),
 			zap.Int64("offset", w.Written()), zap.Error(rerr))
 		var total int64
+		var err error
 		body, total, cur, err = openFirst(ctx, srcs, next, w.Written(), size-1)
 		if err == nil && total >= 0 && total != size {
 			body.Close()
 			err = fmt.Errorf("%s reports blob %s as %d bytes, not %d", srcs[cur], f.digest, total, size)
 		}
 		if err != nil {
-			w.Abort()
-			return err
+			return cur, err
 		}
 	}
 	body.Close()
-	// Committed with its link to the cached repository (garbage
-	// collection leaves cached blobs to eviction) and, for a rule without
-	// credentials, its origin record, in one write.
-	if err := w.CommitFor(ctx, o); err != nil {
-		if errors.Is(err, store.ErrDigestMismatch) {
-			return fmt.Errorf("%s sent bytes that do not match %s: %w", srcs[cur], f.digest, err)
-		}
-		return err
-	}
-	return nil
+	return cur, nil
 }
 
 // releaseLocked drops one reference and closes the file with the last.
