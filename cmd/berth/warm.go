@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,23 +57,61 @@ func warmCmd(ctx context.Context, args []string, out io.Writer) error {
 	if len(req.Images)+len(req.Refs) == 0 {
 		return fmt.Errorf("warm --from %s: it names no image", *from)
 	}
-	body, err := call().do(ctx, "warm", req)
-	if err != nil {
-		return err
-	}
-	r, err := decodeInto[admin.WarmResponse](body)
+	r, err := warmEach(ctx, call(), req, *output != "json", out)
 	if err != nil {
 		return err
 	}
 	if *output == "json" {
-		_, err = out.Write(append(body, '\n'))
+		var body []byte
+		if body, err = json.Marshal(r); err == nil {
+			err = printJSON(out, body)
+		}
 	} else {
-		err = tableWarm(out, &r)
+		err = tableWarm(out, r)
 	}
 	if err == nil && r.Failed > 0 {
 		err = fmt.Errorf("warm: %d of %d images failed (see ERROR)", r.Failed, r.Failed+r.Warmed)
 	}
 	return err
+}
+
+// warmEach asks the node to warm one image at a time, so the operator
+// sees each finish (a line on out when progress is set) and a long list
+// holds no request open for all of its fills.
+func warmEach(ctx context.Context, a *adminCall, req admin.WarmRequest, progress bool, out io.Writer) (*admin.WarmResponse, error) {
+	var one []admin.WarmRequest
+	for _, ref := range req.Refs {
+		one = append(one, admin.WarmRequest{Refs: []string{ref}, Platforms: req.Platforms, Pin: req.Pin})
+	}
+	for _, im := range req.Images {
+		one = append(one, admin.WarmRequest{Images: []string{im}, Platforms: req.Platforms, Pin: req.Pin})
+	}
+	all := &admin.WarmResponse{Images: []admin.WarmImage{}}
+	for i, r1 := range one {
+		body, err := a.do(ctx, "warm", r1)
+		if err != nil {
+			return nil, err
+		}
+		r, err := decodeInto[admin.WarmResponse](body)
+		if err != nil {
+			return nil, err
+		}
+		all.Images = append(all.Images, r.Images...)
+		all.Warmed += r.Warmed
+		all.Failed += r.Failed
+		all.Bytes += r.Bytes
+		for _, im := range r.Images {
+			if !progress {
+				continue
+			}
+			status := "done, " + humanBytes(im.Bytes) + " fetched"
+			if im.Error != "" {
+				status = "failed: " + im.Error
+			}
+			fmt.Fprintf(out, "[%d/%d] %s: %s\n", i+1, len(one), im.Image, status)
+		}
+	}
+	return all, nil
 }
 
 func tableWarm(w io.Writer, r *admin.WarmResponse) error {

@@ -133,8 +133,8 @@ func TestWarmFromList(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := bundleCmd(t, tn, "warm", "--from", file)
-	if err != nil || !strings.Contains(out, "1 warmed, 0 failed") {
-		t.Fatalf("warm: %v\n%s", err, out)
+	if err != nil || !strings.Contains(out, "1 warmed, 0 failed") || !strings.Contains(out, "[1/1] hub/lib/app:v1: done, ") {
+		t.Fatalf("warm (with a progress line per image): %v\n%s", err, out)
 	}
 	if up.Count("GET blobs") == 0 {
 		t.Fatalf("the upstream saw %v", up.Requests())
