@@ -78,6 +78,7 @@ type Berth struct {
 	cmd        *exec.Cmd
 	log        *bytes.Buffer
 	logMu      *sync.Mutex
+	logChanged chan struct{} // closed and replaced on every write to log
 	done       chan struct{}
 }
 
@@ -119,21 +120,25 @@ func StartBerth(t testing.TB, dataDir, configBody string, opts ...func(*Berth)) 
 }
 
 type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
+	mu      *sync.Mutex
+	b       *bytes.Buffer
+	changed *chan struct{} // closed and replaced after every write
 }
 
 func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.b.Write(p)
+	n, err := w.b.Write(p)
+	close(*w.changed)
+	*w.changed = make(chan struct{})
+	return n, err
 }
 
 func (b *Berth) start() {
 	b.t.Helper()
-	b.log, b.logMu = &bytes.Buffer{}, &sync.Mutex{}
+	b.log, b.logMu, b.logChanged = &bytes.Buffer{}, &sync.Mutex{}, make(chan struct{})
 	b.cmd = exec.Command(binary(b.t), "serve", "--config", b.Config)
-	w := lockedWriter{b.logMu, b.log}
+	w := lockedWriter{b.logMu, b.log, &b.logChanged}
 	b.cmd.Stdout, b.cmd.Stderr = w, w
 	b.cmd.Env = append(os.Environ(), b.Env...)
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: b.Credential}
@@ -170,6 +175,30 @@ func (b *Berth) Log() string {
 	b.logMu.Lock()
 	defer b.logMu.Unlock()
 	return b.log.String()
+}
+
+// WaitLog waits until cond holds of what berth logged since it started,
+// checking again each time berth writes to its log (the node's own
+// signal, not a timer); it fails the test after d or if berth exits.
+func (b *Berth) WaitLog(what string, d time.Duration, cond func(log string) bool) {
+	b.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		b.logMu.Lock()
+		log, changed := b.log.String(), b.logChanged
+		b.logMu.Unlock()
+		if cond(log) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-b.done:
+			b.t.Fatalf("berth exited before %s:\n%s", what, lastLines(b.Log(), 20))
+		case <-deadline.C:
+			b.t.Fatalf("%s: not within %s:\n%s", what, d, lastLines(b.Log(), 20))
+		}
+	}
 }
 
 // Kill sends SIGKILL and waits for the process to die.

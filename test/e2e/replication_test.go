@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,19 +29,6 @@ func replicationStatus(t *testing.T, b *Berth, tag string) string {
 	return r.ReplicationStatuses[0].Status
 }
 
-// waitUntil polls cond (the node works on its own schedule) until it holds
-// or the deadline passes.
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestReplicationSurvivesKill9: a push is queued for a destination that
 // fails; berth is killed with SIGKILL mid-queue; after the restart the
 // copy completes with the same digest.
@@ -62,14 +50,25 @@ func TestReplicationSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
-	waitUntil(t, "the failed copy recorded", 30*time.Second, func() bool { return replicationStatus(t, b, "v1") == "FAILED" })
+	// The node logs a failed copy, then records its status: asked after
+	// each line it logs from then on, the status shows FAILED (by the next
+	// retry's line at the latest).
+	b.WaitLog("the failed copy recorded", 30*time.Second, func(log string) bool {
+		return strings.Contains(log, `"msg":"replication failed; will try again"`) && replicationStatus(t, b, "v1") == "FAILED"
+	})
 
 	b.Kill()
 	close(down)
 	b.Restart()
-	waitUntil(t, "the copy after the restart", 60*time.Second, func() bool {
-		got, err := crane.Digest(dest.Host() + "/site-a/private/app:v1")
-		return err == nil && got == d.String()
+	// "replicated" is logged once the copy is at the destination and its
+	// status recorded.
+	b.WaitLog("the copy after the restart", 60*time.Second, func(log string) bool {
+		return strings.Contains(log, `"msg":"replicated"`)
 	})
-	waitUntil(t, "COMPLETE", 10*time.Second, func() bool { return replicationStatus(t, b, "v1") == "COMPLETE" })
+	if got, err := crane.Digest(dest.Host() + "/site-a/private/app:v1"); err != nil || got != d.String() {
+		t.Fatalf("the copy at the destination: %s, %v; want %s", got, err, d)
+	}
+	if got := replicationStatus(t, b, "v1"); got != "COMPLETE" {
+		t.Fatalf("replication status %q, want COMPLETE", got)
+	}
 }
