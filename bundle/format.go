@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"berth/internal/oci"
@@ -187,4 +188,23 @@ func Contents(r io.Reader) (index []byte, blobs []string, err error) {
 			blobs = append(blobs, d)
 		}
 	}
+}
+
+// FileBlobs reads the bundle file at path through and returns the set of
+// the blob digests it carries.
+func FileBlobs(path string) (map[string]bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	_, blobs, err := Contents(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	set := make(map[string]bool, len(blobs))
+	for _, d := range blobs {
+		set[d] = true
+	}
+	return set, nil
 }

@@ -57,25 +57,6 @@ func bundleCmd(t *testing.T, tn *testNode, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// tarBlobs lists the blob digests of a bundle file.
-func tarBlobs(t *testing.T, path string) map[string]bool {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	_, blobs, err := bundle.Contents(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, d := range blobs {
-		out[d] = true
-	}
-	return out
-}
-
 // A cached and a local image go from node A (online) to node B (offline)
 // in a signed bundle; B then serves both with no upstream request. A
 // delta carries only new blobs; a tampered bundle, a wrong key and a
@@ -159,7 +140,14 @@ func TestExportImportAcrossTheGap(t *testing.T) {
 	if out, err := bundleCmd(t, a, "export", "--output", delta, "--since", full, "hub/lib/app:v1", "private/app:v2", "private/base:v1"); err != nil {
 		t.Fatalf("export --since: %v\n%s", err, out)
 	}
-	old, got := tarBlobs(t, full), tarBlobs(t, delta)
+	old, err := bundle.FileBlobs(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := bundle.FileBlobs(delta)
+	if err != nil {
+		t.Fatal(err)
+	}
 	layers, _ := newer.Layers()
 	ld, _ := layers[0].Digest()
 	if !got[ld.String()] {
