@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -98,11 +96,8 @@ func TestImportRefusesInvalidRoutes(t *testing.T) {
 func TestImportSignedOnly(t *testing.T) {
 	dir := t.TempDir()
 	good, other := filepath.Join(dir, "good"), filepath.Join(dir, "other")
-	for _, k := range []string{good, other} {
-		if err := run(context.Background(), []string{"keygen", "--output", k}, io.Discard); err != nil {
-			t.Fatal(err)
-		}
-	}
+	keygen(t, good)
+	keygen(t, other)
 	a := startNode(t, "upstreams: []\n")
 	if err := crane.Push(testreg.Image(t, 11, 2000), a.host()+"/private/app:v1"); err != nil {
 		t.Fatal(err)

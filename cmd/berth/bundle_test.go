@@ -57,6 +57,14 @@ func bundleCmd(t *testing.T, tn *testNode, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// keygen makes a signing key pair, path.key and path.pub, with berth keygen.
+func keygen(t *testing.T, path string) {
+	t.Helper()
+	if err := run(context.Background(), []string{"keygen", "--output", path}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A cached and a local image go from node A (online) to node B (offline)
 // in a signed bundle; B then serves both with no upstream request. A
 // delta carries only new blobs; a tampered bundle, a wrong key and a
@@ -82,9 +90,7 @@ func TestExportImportAcrossTheGap(t *testing.T) {
 
 	dir := t.TempDir()
 	key := filepath.Join(dir, "k")
-	if err := run(context.Background(), []string{"keygen", "--output", key}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	keygen(t, key)
 	full := filepath.Join(dir, "full.tar")
 	if out, err := bundleCmd(t, a, "export", "--output", full, "--sign", key+".key", "hub/lib/app:v1", "private/app:v1"); err != nil {
 		t.Fatalf("export: %v\n%s", err, out)
@@ -92,9 +98,7 @@ func TestExportImportAcrossTheGap(t *testing.T) {
 
 	// A wrong key and a tampered bundle are refused.
 	other := filepath.Join(dir, "other")
-	if err := run(context.Background(), []string{"keygen", "--output", other}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	keygen(t, other)
 	if _, err := bundleCmd(t, b, "import", "--verify-key", other+".pub", full); err == nil || !strings.Contains(err.Error(), "signed by key") {
 		t.Fatalf("import with the wrong key: %v", err)
 	}
@@ -242,9 +246,7 @@ func TestSecondIndexIsRefused(t *testing.T) {
 	}
 	dir := t.TempDir()
 	key := filepath.Join(dir, "k")
-	if err := run(context.Background(), []string{"keygen", "--output", key}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	keygen(t, key)
 	full := filepath.Join(dir, "full.tar")
 	if out, err := bundleCmd(t, a, "export", "--output", full, "--sign", key+".key", "private/app:v1"); err != nil {
 		t.Fatalf("export: %v\n%s", err, out)
