@@ -56,18 +56,19 @@ const cliUsage = `Admin commands (berth <command> -h for its flags), on the node
 func (c *cli) usage() {
 	fmt.Fprint(c.out, usage)
 	fmt.Fprintf(c.out, "\n"+cliUsage, defaultAdmin)
-	names := make([]string, 0, len(cliVerbs))
-	for name := range cliVerbs {
+	verbs := cliVerbs()
+	names := make([]string, 0, len(verbs))
+	for name := range verbs {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		fmt.Fprintf(c.out, "  %-34s %s\n", name, cliVerbs[name].summary)
+		fmt.Fprintf(c.out, "  %-34s %s\n", name, verbs[name].summary)
 	}
 }
 
 func (c *cli) run(ctx context.Context, args []string) error {
-	v, ok := cliVerbs[args[0]]
+	v, ok := cliVerbs()[args[0]]
 	if !ok {
 		c.usage()
 		return fmt.Errorf("unknown command %q", args[0])
@@ -142,7 +143,7 @@ func printJSON(w io.Writer, body []byte) error {
 	return err
 }
 
-// call sends cliVerbs to one node.
+// adminCall sends the admin verbs (cliVerbs) to one node.
 type adminCall struct {
 	c    *cli
 	base string

@@ -330,7 +330,7 @@ func TestCLIEveryTable(t *testing.T) {
 		}
 	}
 	var names []string
-	for name := range cliVerbs {
+	for name := range cliVerbs() {
 		names = append(names, name)
 	}
 	slices.Sort(names)
