@@ -66,13 +66,9 @@ func repositoryVerbs() map[string]cliVerb {
 		"describe-repositories": {
 			summary: "describe local repositories (all, or --repository-names)",
 			lists:   []string{"repository-names"},
-			flags: func(fs *flag.FlagSet) func() (any, error) {
-				var names listFlag
-				fs.Var(&names, "repository-names", "repositories to describe, several allowed")
-				return func() (any, error) {
-					return admin.DescribeRepositoriesRequest{RepositoryNames: splitNames(names)}, nil
-				}
-			},
+			flags: namesFlag("repository-names", "repositories to describe, several allowed", func(names []string) any {
+				return admin.DescribeRepositoriesRequest{RepositoryNames: names}
+			}),
 			table: tableRepositories,
 		},
 		"delete-repository": {
@@ -255,13 +251,9 @@ func cacheVerbs() map[string]cliVerb {
 		"describe-pull-through-cache-rules": {
 			summary: "list the upstream rules: the config's and those created here",
 			lists:   []string{"ecr-repository-prefixes"},
-			flags: func(fs *flag.FlagSet) func() (any, error) {
-				var prefixes listFlag
-				fs.Var(&prefixes, "ecr-repository-prefixes", "only these prefixes, several allowed")
-				return func() (any, error) {
-					return admin.DescribePullThroughCacheRulesRequest{EcrRepositoryPrefixes: splitNames(prefixes)}, nil
-				}
-			},
+			flags: namesFlag("ecr-repository-prefixes", "only these prefixes, several allowed", func(prefixes []string) any {
+				return admin.DescribePullThroughCacheRulesRequest{EcrRepositoryPrefixes: prefixes}
+			}),
 			table: tableRules,
 		},
 		"create-pull-through-cache-rule": {
@@ -349,6 +341,16 @@ func nodeVerbs() map[string]cliVerb {
 			flags:   noFlags(admin.DescribeSyncRequest{}),
 			table:   tableSync,
 		},
+	}
+}
+
+// namesFlag is the flags of a verb whose one flag, name, lists names
+// (several allowed, or none: all): request builds its request from them.
+func namesFlag(name, usage string, request func(names []string) any) func(fs *flag.FlagSet) func() (any, error) {
+	return func(fs *flag.FlagSet) func() (any, error) {
+		var names listFlag
+		fs.Var(&names, name, usage)
+		return func() (any, error) { return request(splitNames(names)), nil }
 	}
 }
 
