@@ -83,11 +83,15 @@ test-e2e: deps
 # and the upstream served directly, on this machine, all on 127.0.0.1; it
 # runs the store benchmarks too and rewrites docs/benchmarks.md (< 10 min).
 # bench-smoke runs every scenario with tiny sizes (~10 s) and writes nothing.
+# Both compare Berth with Distribution in proxy mode too; install-bench-deps
+# installs it (go install, once) and the bench fails naming the fix without it.
 bench:
+	scripts/install-bench-deps
 	$(GO) run ./test/bench -out docs/benchmarks.md
 
 .PHONY: bench-smoke
 bench-smoke:
+	scripts/install-bench-deps
 	$(GO) run ./test/bench -smoke
 
 # gofmt, go vet, go mod tidy and, when it is installed (make deps installs

@@ -121,6 +121,15 @@ upstreams:
 		return nil, err
 	}
 	go func() { b.cmd.Wait(); close(b.done) }()
+	if err := b.waitReady(ctx, "berth"); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// waitReady polls /v2/ every 10 ms until it answers 200, the process exits
+// or 20 s pass; on failure it stops the process.
+func (b *berthProc) waitReady(ctx context.Context, name string) error {
 	deadline := time.Now().Add(20 * time.Second)
 	c := &http.Client{Timeout: 2 * time.Second}
 	for i := 0; i < 2000; i++ {
@@ -128,15 +137,15 @@ upstreams:
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return b, nil
+				return nil
 			}
 		}
 		select {
 		case <-b.done:
-			return nil, fmt.Errorf("berth exited during start:\n%s", b.logTail())
+			return fmt.Errorf("%s exited during start:\n%s", name, b.logTail())
 		case <-ctx.Done():
 			b.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -144,7 +153,7 @@ upstreams:
 		}
 	}
 	b.Stop()
-	return nil, fmt.Errorf("berth did not answer /v2/ within 20s:\n%s", b.logTail())
+	return fmt.Errorf("%s did not answer /v2/ within 20s:\n%s", name, b.logTail())
 }
 
 func (b *berthProc) logTail() string {

@@ -24,7 +24,8 @@ type harness struct {
 	tmp      string
 	blobDir  string
 	bin      string
-	admin    bool // the binary knows admin.listen and admin.pprof
+	dist     string // the Distribution registry binary, "" when scenario 10 is not run
+	admin    bool   // the binary knows admin.listen and admin.pprof
 	ref      *refServer
 	start    time.Time
 	deadline time.Time
@@ -105,6 +106,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err == nil {
 		h.admin = adminSupported(bctx, h.bin, h.tmp)
 	}
+	if err == nil && (cfg.Only == nil || cfg.Only[10]) {
+		h.dist, err = findDist(bctx, cfg.Dist)
+	}
 	cancel()
 	if err != nil {
 		return nil, err
@@ -150,6 +154,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		{6, "Whole image pulls", h.imagePulls, false},
 		{7, "Memory", h.memory, false},
 		{8, fmt.Sprintf("Cluster morning storm (%d nodes)", cfg.ClusterNodes), h.cluster, false},
+		{10, "Distribution " + distVersion + " as a peer (pull-through)", h.distPeer, true},
 		{9, "Store benchmarks (Go)", h.storeBench, true},
 	}
 	for _, sc := range scenarios {
@@ -421,6 +426,9 @@ func (h *harness) method() []string {
 			"\"upstream served directly\" reference.",
 		"**sendfile** is a plain `http.ServeFile` server over the same files: the most a Go HTTP server can do with a file " +
 			"from the page cache, the reference for warm blobs.",
+		"**distribution** (scenario 10) is Distribution " + distVersion + " (`registry serve`, installed by " +
+			"`scripts/install-bench-deps`) in proxy mode with `remoteurl` the same upstream, filesystem storage in a temporary " +
+			"directory and log level error: a pull-through cache doing Berth's job, measured in the same cases as Berth.",
 		"Blob bytes are a deterministic ChaCha8 stream (incompressible, like real layers) written to files; nothing holds a blob " +
 			"in memory. Warm means the blob is in Berth's store and in the page cache; cold means a fresh Berth (new process, empty " +
 			"data directory) that has answered one manifest request for the repository, so its upstream connection exists, as in a real pull.",

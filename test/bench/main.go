@@ -71,6 +71,9 @@ type Config struct {
 	ClusterReps    int
 	ClusterTime    time.Duration
 
+	// 10. Distribution as a peer, bounded by DistTime as a whole.
+	DistTime time.Duration
+
 	StoreBench []string // 9. go test arguments
 	StoreTime  time.Duration
 	StoreEarly bool // run them beside the rest (smoke)
@@ -84,6 +87,8 @@ type Config struct {
 	ProfDir string
 	// Berth is a prebuilt binary to use instead of building one.
 	Berth string
+	// Dist is the Distribution registry binary ("" finds it in GOPATH/bin).
+	Dist string
 }
 
 const (
@@ -105,6 +110,7 @@ func fullConfig() Config {
 		ImagePar: 4, ImageReps: 3,
 		MemSize: 2 * giB, MemReps: 2,
 		ClusterNodes: 3, ClusterClients: 100, ClusterPar: 4, ClusterReps: 3, ClusterTime: 2 * time.Minute,
+		DistTime:   3 * time.Minute,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
 		StoreTime:  3 * time.Minute,
 		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
@@ -126,6 +132,7 @@ func smokeConfig() Config {
 		ImageSizes: sizes, ImagePar: 4, ImageReps: 1,
 		MemSize: 8 * miB, MemReps: 1,
 		ClusterNodes: 3, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
+		DistTime:   time.Minute,
 		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./store/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
 		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,
@@ -142,6 +149,7 @@ func main() {
 	only := flag.String("only", "", "run only these scenarios, e.g. 3,5 (the report says the others were not run)")
 	profiles := flag.String("profiles", "", "keep the raw pprof profiles in this directory")
 	bin := flag.String("berth", "", "use this berth binary instead of building ./cmd/berth")
+	dist := flag.String("distribution", "", "the Distribution "+distVersion+" registry binary (default: registry in $(go env GOPATH)/bin, installed by scripts/install-bench-deps)")
 	flag.Parse()
 	cfg := fullConfig()
 	if *smoke {
@@ -150,7 +158,7 @@ func main() {
 	if *budget > 0 {
 		cfg.Budget = *budget
 	}
-	cfg.ProfDir, cfg.Berth = *profiles, *bin
+	cfg.ProfDir, cfg.Berth, cfg.Dist = *profiles, *bin, *dist
 	if *only != "" {
 		cfg.Only = map[int]bool{}
 		for _, f := range strings.Split(*only, ",") {
