@@ -72,6 +72,22 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("scenario 8: bytes between peers %s, want more than 0", r.Berth.String())
 		}
 	}
+	// Distribution as a peer: every row has its figure beside Berth's.
+	peer := false
+	for _, s := range rep.Sections {
+		if s.ID != 10 {
+			continue
+		}
+		peer = len(s.Rows) > 0
+		for _, r := range s.Rows {
+			if r.Ref.Empty() {
+				t.Errorf("scenario 10: %s %s has no Distribution figure", r.Case, r.Measure)
+			}
+		}
+	}
+	if !peer {
+		t.Error("no Distribution rows (scenario 10)")
+	}
 	var md strings.Builder
 	rep.markdown(&md)
 	if strings.Contains(md.String(), "not measured yet") {
