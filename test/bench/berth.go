@@ -39,7 +39,8 @@ func adminSupported(ctx context.Context, bin, dir string) bool {
 	return exec.CommandContext(ctx, bin, "check-config", "--config", cfg).Run() == nil
 }
 
-// berthProc is one berth serve process with a data directory of its own.
+// berthProc is one server process (berth serve, or Distribution for
+// scenario 10) with a data directory of its own.
 type berthProc struct {
 	URL      string
 	AdminURL string // "" without an admin listener
@@ -69,16 +70,10 @@ type berthOpts struct {
 // otherwise, the reference upstream as the default rule, then o.extra) and
 // starts berth serve with it.
 func (h *harness) startBerth(ctx context.Context, o berthOpts) (*berthProc, error) {
-	dir, err := os.MkdirTemp(h.tmp, "berth-")
+	b, dir, port, err := h.newProc("berth")
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	b := &berthProc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: filepath.Join(dir, "data"),
-		logPath: filepath.Join(dir, "berth.log"), done: make(chan struct{})}
 	level := o.logLevel
 	if level == "" {
 		level = "warn"
@@ -109,22 +104,42 @@ upstreams:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(b.logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	b.cmd = exec.Command(h.bin, "serve", "--config", cfgPath)
-	b.cmd.Stdout, b.cmd.Stderr = logf, logf
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { b.cmd.Wait(); close(b.done) }()
-	if err := b.waitReady(ctx, "berth"); err != nil {
+	if err := b.run(ctx, "berth", exec.Command(h.bin, "serve", "--config", cfgPath)); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// newProc makes a directory under the run's temporary one and a process
+// record with a free port on 127.0.0.1, data and log paths in it.
+func (h *harness) newProc(name string) (*berthProc, string, int, error) {
+	dir, err := os.MkdirTemp(h.tmp, name+"-")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, "", 0, err
+	}
+	return &berthProc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: filepath.Join(dir, "data"),
+		logPath: filepath.Join(dir, name+".log"), done: make(chan struct{})}, dir, port, nil
+}
+
+// run starts cmd with its output in the log and waits until /v2/ answers.
+func (b *berthProc) run(ctx context.Context, name string, cmd *exec.Cmd) error {
+	logf, err := os.Create(b.logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	b.cmd = cmd
+	b.cmd.Stdout, b.cmd.Stderr = logf, logf
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := b.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { b.cmd.Wait(); close(b.done) }()
+	return b.waitReady(ctx, name)
 }
 
 // waitReady polls /v2/ every 10 ms until it answers 200, the process exits

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -50,16 +49,10 @@ func findDist(ctx context.Context, path string) (string, error) {
 // upstream: filesystem storage in a fresh directory, a free port on
 // 127.0.0.1, log level error. It returns once /v2/ answers.
 func (h *harness) startDist(ctx context.Context) (*berthProc, error) {
-	dir, err := os.MkdirTemp(h.tmp, "dist-")
+	d, dir, port, err := h.newProc("distribution")
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	d := &berthProc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: filepath.Join(dir, "data"),
-		logPath: filepath.Join(dir, "registry.log"), done: make(chan struct{})}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: error
@@ -75,21 +68,10 @@ proxy:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(d.logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	d.cmd = exec.Command(h.dist, "serve", cfgPath)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd := exec.Command(h.dist, "serve", cfgPath)
 	// Distribution reads OTEL_* from the environment; keep tracing off.
-	d.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
-	if err := d.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	if err := d.waitReady(ctx, "distribution"); err != nil {
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
+	if err := d.run(ctx, "distribution", cmd); err != nil {
 		return nil, err
 	}
 	return d, nil
