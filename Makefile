@@ -81,7 +81,7 @@ test-e2e: deps
 
 # The benchmark harness (test/bench): Berth against a plain sendfile server
 # and the upstream served directly, on this machine, all on 127.0.0.1; it
-# runs the store benchmarks too and rewrites docs/benchmarks.md (< 10 min).
+# runs the store benchmarks too and rewrites docs/benchmarks.md (< 14 min).
 # bench-smoke runs every scenario with tiny sizes (~10 s) and writes nothing.
 # Both compare Berth with Distribution in proxy mode too; install-bench-deps
 # installs it (go install, once) and the bench fails naming the fix without it.

@@ -5,7 +5,7 @@
 // references in the same run, and prints a summary; with -out it rewrites
 // that file.
 //
-//	go run ./test/bench -out docs/benchmarks.md   # make bench, < 10 minutes
+//	go run ./test/bench -out docs/benchmarks.md   # make bench, < 14 minutes
 //	go run ./test/bench -smoke                    # make bench-smoke, ~10 s
 //
 // All traffic is on 127.0.0.1. Blob bytes come from a deterministic ChaCha8
@@ -71,8 +71,11 @@ type Config struct {
 	ClusterReps    int
 	ClusterTime    time.Duration
 
-	// 10. Distribution as a peer, bounded by DistTime as a whole.
+	// 10. Distribution as a peer, bounded by DistTime as a whole; the cold
+	// cases (fresh servers, big fills) run DistReps times each, the
+	// concurrent cold clients once (Distribution sends each to the upstream).
 	DistTime time.Duration
+	DistReps int
 
 	StoreBench []string // 9. go test arguments
 	StoreTime  time.Duration
@@ -99,7 +102,7 @@ const (
 
 func fullConfig() Config {
 	return Config{
-		Mode: "full", Command: "make bench", Budget: 8 * time.Minute, Total: 9*time.Minute + 30*time.Second,
+		Mode: "full", Command: "make bench", Budget: 8 * time.Minute, Total: 13*time.Minute + 30*time.Second,
 		Single:     []sizeReps{{200 * miB, 15}, {1 * giB, 9}},
 		ParStreams: 8, ParSize: 128 * miB, ParReps: 11,
 		ColdSize: 200 * miB, ColdReps: 5,
@@ -110,7 +113,7 @@ func fullConfig() Config {
 		ImagePar: 4, ImageReps: 3,
 		MemSize: 2 * giB, MemReps: 2,
 		ClusterNodes: 3, ClusterClients: 100, ClusterPar: 4, ClusterReps: 3, ClusterTime: 2 * time.Minute,
-		DistTime:   3 * time.Minute,
+		DistTime: 3 * time.Minute, DistReps: 2,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
 		StoreTime:  3 * time.Minute,
 		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
@@ -132,7 +135,7 @@ func smokeConfig() Config {
 		ImageSizes: sizes, ImagePar: 4, ImageReps: 1,
 		MemSize: 8 * miB, MemReps: 1,
 		ClusterNodes: 3, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
-		DistTime:   time.Minute,
+		DistTime: time.Minute, DistReps: 1,
 		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./store/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
 		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,

@@ -82,7 +82,7 @@ func (h *harness) distCold(ctx context.Context, s *Section, _ *berthProc, _ *htt
 		"for the commit and gets bytes before they are verified. Berth releases the last byte only once the blob is verified " +
 		"and durable (fsync, rename, index; scenario 3's \"wait for the last byte\"), which on a single fill is a large share " +
 		"of the download: the price of never serving unverified or lost bytes."
-	for rep := 0; rep < h.cfg.ColdReps; rep++ {
+	for rep := 0; rep < h.cfg.DistReps; rep++ {
 		for _, dist := range []bool{true, false} {
 			r, err := h.coldStorm(ctx, dist, 1, b)
 			if err != nil {
@@ -96,7 +96,7 @@ func (h *harness) distCold(ctx context.Context, s *Section, _ *berthProc, _ *htt
 			tr.Add(r.ttfb)
 		}
 	}
-	for rep := 0; rep < h.cfg.ImageReps; rep++ {
+	for rep := 0; rep < h.cfg.DistReps; rep++ {
 		for _, dist := range []bool{true, false} {
 			start := func() (*berthProc, *http.Client, error) { return h.coldBerth(ctx, 16) }
 			if dist {
@@ -125,7 +125,7 @@ func (h *harness) distCold(ctx context.Context, s *Section, _ *berthProc, _ *htt
 }
 
 // distStorm: scenario 4's concurrent cold clients, with upstream GETs and
-// peak RSS.
+// peak RSS; one run each, as Distribution sends every client to the upstream.
 func (h *harness) distStorm(ctx context.Context, s *Section, _ *berthProc, _ *http.Client) error {
 	b := h.stormBlob
 	for _, n := range h.cfg.StormN {
@@ -134,7 +134,7 @@ func (h *harness) distStorm(ctx context.Context, s *Section, _ *berthProc, _ *ht
 		agg := distRow(s, cs, "aggregate throughput", "MB/s", 0, true)
 		ttfb := distRow(s, cs, "TTFB, median client", "ms", 1, false)
 		rss := distRow(s, cs, "peak RSS", "MiB", 1, false)
-		for rep := 0; rep < h.cfg.StormReps; rep++ {
+		for rep := 0; rep < 1; rep++ {
 			for _, dist := range []bool{true, false} {
 				r, err := h.coldStorm(ctx, dist, n, b)
 				if err != nil {
