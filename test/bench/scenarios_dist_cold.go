@@ -82,6 +82,8 @@ func (h *harness) distCold(ctx context.Context, s *Section, _ *berthProc, _ *htt
 		"for the commit and gets bytes before they are verified. Berth releases the last byte only once the blob is verified " +
 		"and durable (fsync, rename, index; scenario 3's \"wait for the last byte\"), which on a single fill is a large share " +
 		"of the download: the price of never serving unverified or lost bytes."
+	img.Why = "The same as the cold blob above, per layer: each of Berth's fills holds its last byte until the layer is " +
+		"verified and durable, where Distribution's client has every byte before its copy is committed."
 	for rep := 0; rep < h.cfg.DistReps; rep++ {
 		for _, dist := range []bool{true, false} {
 			r, err := h.coldStorm(ctx, dist, 1, b)
