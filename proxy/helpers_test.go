@@ -114,6 +114,25 @@ func (e *env) cacheCount(kind, result string) float64 {
 	return m.GetCounter().GetValue()
 }
 
+// storeBlob commits data to the store as a verified blob (linked to no
+// repository) and returns its digest.
+func (e *env) storeBlob(t *testing.T, data []byte) string {
+	t.Helper()
+	ctx := context.Background()
+	d := digestOf(data)
+	w, err := e.store.NewBlobWriter(ctx, d, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
 // pushImage pushes img to the upstream as repo:tag.

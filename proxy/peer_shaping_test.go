@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,19 +19,8 @@ import (
 // bytes arrive whole, from the store, and the shaper records the wait.
 func TestPeerStreamsCountAgainstServeBandwidth(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	ctx := context.Background()
 	data := testreg.Bytes(48<<10, 43)
-	d := digestOf(data)
-	w, err := e.store.NewBlobWriter(ctx, d, int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d := e.storeBlob(t, data)
 	b := e.store.NewBatch()
 	defer b.Close()
 	if err := b.LinkOrigin(store.Origin{Repo: store.CachedKey("up", "team/x")}, d); err != nil {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,23 +17,12 @@ import (
 // absent, from the store alone (store-only) and after asking the upstream.
 func TestPeerAnswersOnlyWhatTheRouteSees(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	ctx := context.Background()
 	peer := httptest.NewServer(e.proxy.PeerHandler(zaptest.NewLogger(t)))
 	t.Cleanup(peer.Close)
 
 	// A blob and a manifest pushed to a local repository only.
 	data := testreg.Bytes(3000, 41)
-	d := digestOf(data)
-	w, err := e.store.NewBlobWriter(ctx, d, int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d := e.storeBlob(t, data)
 	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"` + d + `","size":3000}}`)
 	md := digestOf(body)
 	b := e.store.NewBatch()
