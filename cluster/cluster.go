@@ -33,6 +33,7 @@ type Cluster struct {
 	set        settings
 	opts       options
 	ml         *memberlist.Memberlist
+	mlLog      *logWriter // memberlist's log lines; closed at shutdown
 	del        *delegate
 	view       *view
 	gossipAddr string // advertised host:port
@@ -137,7 +138,8 @@ func (c *Cluster) memberlistConfig() *memberlist.Config {
 	mc.Delegate = c.del
 	mc.Events = c.del
 	mc.LogOutput = nil
-	mc.Logger = log.New(logWriter{c.log.Named("memberlist")}, "", 0)
+	c.mlLog = &logWriter{log: c.log.Named("memberlist")}
+	mc.Logger = log.New(c.mlLog, "", 0)
 	if s.probe > 0 {
 		mc.ProbeInterval = s.probe
 		mc.ProbeTimeout = min(mc.ProbeTimeout, s.probe/2)
@@ -348,6 +350,7 @@ func (c *Cluster) shutdown(ctx context.Context, graceful bool) error {
 		if err := c.ml.Shutdown(); err != nil {
 			c.shutErr = fmt.Errorf("cluster shutdown: %w", err)
 		}
+		c.mlLog.close()
 		close(c.stopEvents)
 		c.view.setSelf(c.gossipAddr, c.currentMeta(), state, time.Now())
 		c.transport.CloseIdleConnections()

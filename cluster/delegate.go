@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/memberlist"
@@ -104,10 +105,29 @@ func (d *delegate) push(kind EventType, n *memberlist.Node) {
 }
 
 // logWriter routes memberlist's log lines ("[LEVEL] memberlist: msg")
-// into zap at debug level, keeping memberlist's level as a field.
-type logWriter struct{ log *zap.Logger }
+// into zap at debug level, keeping memberlist's level as a field. Some of
+// memberlist's goroutines outlive its Shutdown (a gossip round in flight),
+// so the writer is closed when the node stops and drops what comes later:
+// the logger it was given may belong to something already gone.
+type logWriter struct {
+	mu     sync.RWMutex
+	closed bool
+	log    *zap.Logger
+}
 
-func (w logWriter) Write(p []byte) (int, error) {
+// close waits for lines being written and drops every later one.
+func (w *logWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return len(p), nil
+	}
 	msg := strings.TrimSpace(string(p))
 	level := ""
 	if strings.HasPrefix(msg, "[") {
