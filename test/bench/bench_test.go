@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 // TestSmoke runs every scenario of the harness with tiny sizes, so that the
 // harness cannot rot. It checks that each scenario ran and produced its
 // rows, not the numbers: they are meaningless at these sizes and on a
-// machine busy with other tests. The scenarios get a hard 15 s budget; the
+// machine busy with other tests. The scenarios get a 2 min budget; the
 // berth build before them (fast with a warm build cache) is not counted.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
