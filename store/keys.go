@@ -59,6 +59,18 @@ package store
 //	    An operator setting made through the admin API (policies.go): kind
 //	    "lifecycle" is a lifecycle policy named by the repository or pattern
 //	    it applies to; "cacheRule" a pull-through cache rule by its name.
+//	vul/<version (8)><ecosystem>\x00<package>\x00<id> -> JSON entry (package vulndb)
+//	    One OSV advisory as it affects one package of one ecosystem, in one
+//	    version of the vulnerability database (VulnKey, vulns.go). An import
+//	    writes a new version beside the one served, in unsynced batches;
+//	    the old version is dropped once the new one is published.
+//	vdb/current                          -> version (8)
+//	vdb/info/<version (8)>               -> JSON (package vulndb's Info)
+//	    The version of the vulnerability database served, and what its
+//	    import recorded (sources, counts, times). Both are written in one
+//	    synced batch, which publishes a version: a crash before it leaves
+//	    the old version served, and the next import drops the half-written
+//	    one.
 
 import (
 	"encoding/binary"
@@ -80,6 +92,8 @@ var (
 	prefixUpload   = []byte("upl/")
 	prefixPolicy   = []byte("pol/")
 	prefixOrigin   = []byte("org/")
+	prefixVuln     = []byte("vul/")
+	prefixVulnMeta = []byte("vdb/")
 )
 
 func join(prefix []byte, parts ...string) []byte {

@@ -29,6 +29,7 @@ var layer = map[string]int{
 	"berth/metrics":            2,
 	"berth/auth":               2,
 	"berth/reclaim":            2,
+	"berth/vulndb":             2,
 	"berth/local":              3,
 	"berth/proxy":              3,
 	"berth/syncer":             3,
