@@ -49,6 +49,8 @@ type Config struct {
 	Replication []Replication `yaml:"replication"`
 	// Bundles sets how bundles are imported.
 	Bundles Bundles `yaml:"bundles"`
+	// Scanning configures image scanning and its vulnerability database.
+	Scanning Scanning `yaml:"scanning"`
 	// Source says where the values came from; it is not a key of the file.
 	Source Source `yaml:"-"`
 }
@@ -209,6 +211,7 @@ func (c Config) problems() []error {
 	errs = append(errs, validateSync(c.Sync, c.Upstreams)...)
 	errs = append(errs, validateReplication(c.Replication)...)
 	errs = append(errs, c.Bundles.validate()...)
+	errs = append(errs, c.Scanning.validate()...)
 	errs = append(errs, c.RateLimit.validate()...)
 	errs = append(errs, c.Cache.validate()...)
 	errs = append(errs, c.Local.validate(c.Upstreams)...)

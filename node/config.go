@@ -36,6 +36,11 @@ func checkFiles(c config.Config) []error {
 	if _, err := loadVerifyKeys(c.Bundles); err != nil {
 		errs = append(errs, err)
 	}
+	if p := c.Scanning.VulnDB; p != "" {
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("scanning.vulnDB: %w (name an OSV zip dump, JSON file or directory)", err))
+		}
+	}
 	if c.TLS.Listen != "" && c.TLS.CertFile != "" && c.TLS.KeyFile != "" {
 		if _, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("tls: %w", err))
