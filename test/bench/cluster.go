@@ -184,7 +184,7 @@ func servedBySource(ctx context.Context, b *berthProc) (map[string]float64, erro
 
 // nodeLog is what a node's log says about its peer listener and problems.
 type nodeLog struct {
-	PeerBlobBytes, PeerManifestBytes int64 // response bytes the peer listener sent
+	PeerBlobBytes, PeerManifestBytes int64 // response bytes of 200 and 206 answers the peer listener sent
 	PeerRequests, PeerAborted        int
 	PeerStatus                       map[int]int
 	Problems                         []string // warn and error lines
@@ -225,9 +225,13 @@ func readNodeLog(path, repo string, from, to time.Time) (nodeLog, error) {
 			if l.Aborted {
 				nl.PeerAborted++
 			}
-			if strings.Contains(l.Path, "/blobs/") {
+			switch {
+			case l.Status != http.StatusOK && l.Status != http.StatusPartialContent:
+				// An error's body (a first owner asking a replica
+				// that has no copy gets 404) is no image bytes.
+			case strings.Contains(l.Path, "/blobs/"):
 				nl.PeerBlobBytes += l.Bytes
-			} else {
+			default:
 				nl.PeerManifestBytes += l.Bytes
 			}
 		case l.Level == "warn" || l.Level == "error" || l.Level == "fatal" || l.Level == "panic":

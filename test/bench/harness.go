@@ -153,7 +153,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		{5, "Manifests, warm", h.manifests, false},
 		{6, "Whole image pulls", h.imagePulls, false},
 		{7, "Memory", h.memory, false},
-		{8, fmt.Sprintf("Cluster morning storm (%d nodes)", cfg.ClusterNodes), h.cluster, false},
+		{8, "Cluster morning storm (" + nodesLabel(cfg.ClusterNodes) + " nodes)", h.cluster, false},
 		{10, "Distribution " + distVersion + " as a peer (pull-through)", h.distPeer, true},
 		{9, "Store benchmarks (Go)", h.storeBench, true},
 	}

@@ -62,10 +62,10 @@ type Config struct {
 	MemReps    int
 
 	// 8. cluster morning storm: ClusterClients clients, round-robin over
-	// ClusterNodes fresh nodes, pull the image of scenario 6 with
-	// ClusterPar blob fetches each; ClusterReps runs, no new run started
-	// once ClusterTime has passed.
-	ClusterNodes   int
+	// fresh clusters of each of ClusterNodes sizes, pull the image of
+	// scenario 6 with ClusterPar blob fetches each; ClusterReps rounds of
+	// every size, no new round started once ClusterTime would pass.
+	ClusterNodes   []int
 	ClusterClients int
 	ClusterPar     int
 	ClusterReps    int
@@ -112,7 +112,7 @@ func fullConfig() Config {
 			4 * miB, 4 * miB, 3 * miB, 2 * miB, 2 * miB, 1 * miB, 1 * miB, 512 * kiB, 256 * kiB, 64 * kiB},
 		ImagePar: 4, ImageReps: 3,
 		MemSize: 2 * giB, MemReps: 2,
-		ClusterNodes: 3, ClusterClients: 100, ClusterPar: 4, ClusterReps: 3, ClusterTime: 2 * time.Minute,
+		ClusterNodes: []int{3, 5, 9}, ClusterClients: 100, ClusterPar: 4, ClusterReps: 2, ClusterTime: 3 * time.Minute,
 		DistTime: 3 * time.Minute, DistReps: 2,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
 		StoreTime:  3 * time.Minute,
@@ -137,7 +137,7 @@ func smokeConfig() Config {
 		ManConns: 32, ManDur: 150 * time.Millisecond, ManReps: 1, ManMax: 200_000,
 		ImageSizes: sizes, ImagePar: 4, ImageReps: 1,
 		MemSize: 8 * miB, MemReps: 1,
-		ClusterNodes: 3, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
+		ClusterNodes: []int{3}, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
 		DistTime: time.Minute, DistReps: 1,
 		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./store/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
@@ -156,10 +156,22 @@ func main() {
 	profiles := flag.String("profiles", "", "keep the raw pprof profiles in this directory")
 	bin := flag.String("berth", "", "use this berth binary instead of building ./cmd/berth")
 	dist := flag.String("distribution", "", "the Distribution "+distVersion+" registry binary (default: registry in $(go env GOPATH)/bin, installed by scripts/install-bench-deps)")
+	nodes := flag.String("nodes", "", "the cluster sizes of scenario 8, e.g. 3,5,9")
 	flag.Parse()
 	cfg := fullConfig()
 	if *smoke {
 		cfg = smokeConfig()
+	}
+	if *nodes != "" {
+		cfg.ClusterNodes = nil
+		for _, f := range strings.Split(*nodes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 250 {
+				fmt.Fprintf(os.Stderr, "bench: -nodes %q: each size must be a number from 1 to 250\n", *nodes)
+				os.Exit(2)
+			}
+			cfg.ClusterNodes = append(cfg.ClusterNodes, n)
+		}
 	}
 	if *budget > 0 {
 		cfg.Budget = *budget

@@ -194,6 +194,11 @@ type Section struct {
 	Extra string   // markdown appended as is
 	Err   string   // the scenario failed or was not run
 	Took  time.Duration
+
+	// Bound is what limits the figures (CPU, disk, the link, the
+	// reference); Growth how they change from small to large. Unset, they
+	// come from defaultBounds.
+	Bound, Growth string
 }
 
 func (s *Section) add(r *Row) *Row { s.Rows = append(s.Rows, r); return r }
@@ -258,6 +263,7 @@ func (r *Report) markdown(w io.Writer) {
 		if s.Intro != "" {
 			p("%s\n\n", s.Intro)
 		}
+		s.boundsMarkdown(p)
 		if len(s.Rows) > 0 {
 			p("| Case | Measure | Berth | Reference | Ratio | Target | Result |\n|---|---|---|---|---|---|---|\n")
 			for _, row := range s.Rows {

@@ -16,7 +16,7 @@ func distRow(s *Section, cs, measure, unit string, prec int, more bool) *Row {
 		t = &Target{atMostRatio, 1, "≤ 1.0×"}
 	}
 	return s.add(&Row{Case: cs, Measure: measure, Berth: sample(unit, prec), Ref: sample(unit, prec),
-		RefName: "distribution", Target: t})
+		RefName: "distribution", Target: t, Why: distWhy(cs, measure)})
 }
 
 // 10. Distribution v3.1.1 as a peer: the same pulls against Berth and

@@ -76,6 +76,7 @@ func (h *harness) distCold(ctx context.Context, s *Section, _ *berthProc, _ *htt
 	cs := "cold " + sizeLabel(b.Size) + ", one client"
 	thr := distRow(s, cs, "throughput", "MB/s", 0, true)
 	ttfb := distRow(s, cs, "time to first byte", "ms", 2, false)
+	rss := distRow(s, cs, "peak RSS", "MiB", 1, false)
 	img := distRow(s, "cold whole image (fresh server)", "pull throughput", "MB/s", 0, true)
 	thr.Why = "Distribution's proxy writes each chunk to the client and to its store through one io.MultiWriter and " +
 		"commits its copy (digest check, move into place) only after the client has every byte, so its client never waits " +
@@ -90,12 +91,13 @@ func (h *harness) distCold(ctx context.Context, s *Section, _ *berthProc, _ *htt
 			if err != nil {
 				return err
 			}
-			row, tr := &thr.Berth, &ttfb.Berth
+			row, tr, mem := &thr.Berth, &ttfb.Berth, &rss.Berth
 			if dist {
-				row, tr = &thr.Ref, &ttfb.Ref
+				row, tr, mem = &thr.Ref, &ttfb.Ref, &rss.Ref
 			}
 			row.Add(r.agg)
 			tr.Add(r.ttfb)
+			mem.Add(r.rss)
 		}
 	}
 	for rep := 0; rep < h.cfg.DistReps; rep++ {
