@@ -243,6 +243,16 @@ func readNodeLog(path, repo string, from, to time.Time) (nodeLog, error) {
 	return nl, sc.Err()
 }
 
+// stormClient is newClient with a dial timeout long enough for a machine
+// busy with the storm itself: on two cores shared with other work, a
+// hundred clients connecting at once to nine nodes saw connects time out
+// after newClient's 5 s, and one such client failed the whole scenario.
+func stormClient(conns int) *http.Client {
+	c := newClient(conns)
+	c.Transport.(*http.Transport).DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return c
+}
+
 // stormResult is one morning storm as the clients saw it.
 type stormResult struct {
 	Wall  time.Duration   // first request to the last client done
@@ -257,7 +267,7 @@ type stormResult struct {
 func (h *harness) imageStorm(ctx context.Context, bases []string, n, par int) (stormResult, error) {
 	clients := make([]*http.Client, n)
 	for i := range clients {
-		clients[i] = newClient(par + 1)
+		clients[i] = stormClient(par + 1)
 	}
 	defer func() {
 		for _, c := range clients {

@@ -91,8 +91,9 @@ func (s *Section) measuredGrowth() []string {
 		if len(rows) < 2 {
 			continue
 		}
+		short := shortCases(rows)
 		var steps []string
-		for _, r := range rows {
+		for i, r := range rows {
 			v := r.Berth.num(r.Berth.Median())
 			if r.Berth.Unit != "" {
 				v += " " + r.Berth.Unit
@@ -100,9 +101,35 @@ func (s *Section) measuredGrowth() []string {
 			if r.Ratio != "" {
 				v += " (" + r.Ratio + ")"
 			}
-			steps = append(steps, r.Case+": "+v)
+			steps = append(steps, short[i]+": "+v)
 		}
 		out = append(out, fmt.Sprintf("%s: %s", m, strings.Join(steps, " → ")))
+	}
+	return out
+}
+
+// shortCases is the rows' cases without the comma-separated parts they
+// all share ("3 nodes, 100 clients" and "5 nodes, 100 clients" are "3
+// nodes" and "5 nodes").
+func shortCases(rows []*Row) []string {
+	count := map[string]int{}
+	for _, r := range rows {
+		for _, part := range strings.Split(r.Case, ", ") {
+			count[part]++
+		}
+	}
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		var keep []string
+		for _, part := range strings.Split(r.Case, ", ") {
+			if count[part] < len(rows) {
+				keep = append(keep, part)
+			}
+		}
+		out[i] = strings.Join(keep, ", ")
+		if out[i] == "" {
+			out[i] = r.Case
+		}
 	}
 	return out
 }

@@ -12,11 +12,11 @@ func TestMeasuredGrowth(t *testing.T) {
 	for _, r := range []struct {
 		cs    string
 		b, rf float64
-	}{{"3 nodes", 100, 50}, {"5 nodes", 150, 50}, {"9 nodes", 300, 60}} {
+	}{{"3 nodes, 100 clients", 100, 50}, {"5 nodes, 100 clients", 150, 50}, {"9 nodes, 100 clients", 300, 60}} {
 		s.add(&Row{Case: r.cs, Measure: "wall time", Berth: sample("ms", 0, r.b), Ref: sample("ms", 0, r.rf)})
 		s.add(&Row{Case: r.cs, Measure: "peer bytes", Berth: sample("MiB", 1)}) // not measured: left out
 	}
-	s.add(&Row{Case: "3 nodes", Measure: "only once", Berth: sample("", 0, 1)})
+	s.add(&Row{Case: "3 nodes, 100 clients", Measure: "only once", Berth: sample("", 0, 1)})
 	for _, r := range s.Rows {
 		r.eval()
 	}

@@ -119,17 +119,16 @@ func newClusterSize(s *Section, nn, clients, par, blobs int) *clusterSize {
 	return cs
 }
 
-// clusterOnce runs the storm once directly from the upstream and once
-// through a fresh cluster of cs.nodes nodes.
-func (h *harness) clusterOnce(ctx context.Context, s *Section, cs *clusterSize, descs []descriptor, imageBytes int64, rep int) error {
+// clusterDirect runs the storm once directly from the upstream, the
+// reference for the cluster run that follows.
+func (h *harness) clusterDirect(ctx context.Context, cs *clusterSize, descs []descriptor) error {
 	c := h.cfg
-	n := c.ClusterClients
 	if err := h.ref.Reset(ctx); err != nil {
 		return err
 	}
 	u0 := cpuTime(h.ref.Pid())
 	fctx, cancel := context.WithTimeout(ctx, c.FetchTimeout)
-	d, err := h.imageStorm(fctx, []string{h.ref.Upstream}, n, c.ClusterPar)
+	d, err := h.imageStorm(fctx, []string{h.ref.Upstream}, c.ClusterClients, c.ClusterPar)
 	cancel()
 	cs.dirCPU.Add((cpuTime(h.ref.Pid()) - u0).Seconds())
 	if err != nil {
@@ -145,7 +144,17 @@ func (h *harness) clusterOnce(ctx context.Context, s *Section, cs *clusterSize, 
 	cs.wall.Ref.Add(ms(d.Wall))
 	cs.med.Ref.Add(pctMs(d.Pulls, 0.5))
 	cs.p99.Ref.Add(pctMs(d.Pulls, 0.99))
+	h.logf("  %d clients direct: %v (p99 client %v)", c.ClusterClients, d.Wall.Round(time.Millisecond),
+		time.Duration(pctMs(d.Pulls, 0.99))*time.Millisecond)
+	return nil
+}
 
+// clusterOnce runs the storm once directly from the upstream and once
+// through a fresh cluster of cs.nodes nodes.
+func (h *harness) clusterOnce(ctx context.Context, s *Section, cs *clusterSize, descs []descriptor, imageBytes int64, rep int) error {
+	if err := h.clusterDirect(ctx, cs, descs); err != nil {
+		return err
+	}
 	nodes, took, err := h.startCluster(ctx, cs.nodes)
 	if err != nil {
 		return err
@@ -203,10 +212,9 @@ func (h *harness) clusterOnce(ctx context.Context, s *Section, cs *clusterSize, 
 	if hd := r.st.Counts["HEAD manifests"]; hd > 0 {
 		s.note("%s: the upstream also saw %d HEAD requests for manifests.", pre, hd)
 	}
-	h.logf("  %d nodes, %d clients: cluster %v (up in %v, p99 client %v), direct %v (p99 %v); upstream GETs per blob max %d "+
-		"(%d in all), manifest GETs %d; peer bytes %.1f MiB (%.2f× the image)", cs.nodes, n, r.storm.Wall.Round(time.Millisecond),
-		took.Round(time.Millisecond), time.Duration(pctMs(r.storm.Pulls, 0.99))*time.Millisecond, d.Wall.Round(time.Millisecond),
-		time.Duration(pctMs(d.Pulls, 0.99))*time.Millisecond, bmax, bsum, r.st.Counts["GET manifests"], mib(pb),
+	h.logf("  %d nodes: %v (up in %v, p99 client %v); upstream GETs per blob max %d (%d in all), manifest GETs %d; "+
+		"peer bytes %.1f MiB (%.2f× the image)", cs.nodes, r.storm.Wall.Round(time.Millisecond), took.Round(time.Millisecond),
+		time.Duration(pctMs(r.storm.Pulls, 0.99))*time.Millisecond, bmax, bsum, r.st.Counts["GET manifests"], mib(pb),
 		float64(pb)/float64(imageBytes))
 	return nil
 }
