@@ -18,11 +18,13 @@ func defaultBounds(id int) [2]string {
 		2: {"The machine's cores: every stream is a sendfile copy plus a client reading it, and they share two cores.",
 			"The aggregate stays at the cores' copy rate however many streams there are beyond the number of cores; each " +
 				"stream gets its share."},
-		3: {"CPU per byte on the filling core: receive from the upstream, sha256, write the temporary file, send to the " +
-			"client; sha256 alone (Machine: sha256 on one core) is the floor of any fill that verifies as it streams. At the " +
-			"end, the disk: the commit's fsync of what is still dirty. The reference is one sendfile.",
-			"Throughput is flat in the blob's size past the first few MiB (per-byte work); the wait for the last byte grows " +
-				"with the bytes still to be written back when the last one arrives, unless the fill makes them durable as it goes."},
+		3: {"CPU per byte on the filling core: receive from the upstream, sha256, write the blob's file, send to the " +
+			"client; sha256 alone (Machine: sha256 on one core) is the floor of any fill that verifies as it streams. Then the " +
+			"disk: every byte is written to the blob's file and made durable before the fill commits. The reference is one " +
+			"sendfile.",
+			"Throughput is flat in the blob's size past the first few MiB (the work is per byte). The wait for the last byte " +
+				"is what of the verification and commit the client waits for: it grows with the blob's size when the client " +
+				"waits for an fsync of the whole file, and stays flat when the file was made durable as the fill went."},
 		4: {"One fill (scenario 3) paces the first client; the followers are copies of bytes already in the page cache, " +
 			"so past the fill it is the cores' copy rate. The reference makes N upstream GETs and N sendfile copies.",
 			"Upstream GETs stay 1 for any N. As N grows the fill is paid once for more clients, so the aggregate approaches " +
