@@ -170,6 +170,9 @@ type Options struct {
 	// or by tag when the digest is ""): its digest and a status per
 	// destination.
 	Replication func(ctx context.Context, repo, digest, tag string) (string, []replicate.Status, error)
+	// VulnDB, when set, is the vulnerability database (describe-vulndb,
+	// import-vulndb).
+	VulnDB VulnDB
 	// MaxPreviews bounds the lifecycle policy previews kept in memory
 	// (default 64); the oldest finished one goes first.
 	MaxPreviews int
@@ -266,6 +269,7 @@ func (s *Service) operations() map[string]operation {
 		"get-repository-policy":             op(s.getRepositoryPolicy),
 		"delete-repository-policy":          op(s.deleteRepositoryPolicy),
 		"describe-cache":                    op(s.describeCache),
+		"describe-vulndb":                   op(s.describeVulnDB),
 		"start-gc":                          op(s.startGC),
 		"revoke-tokens":                     op(s.revokeTokens),
 		"sync-now":                          op(s.syncNow),

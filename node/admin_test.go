@@ -62,6 +62,7 @@ func TestAdminListenerRefusesOtherHosts(t *testing.T) {
 		{http.MethodGet, "/debug/pprof/cmdline", "", http.StatusForbidden},
 		{http.MethodGet, "/ui/", "", http.StatusForbidden},
 		{http.MethodPost, "/admin/v1/import", "application/x-tar", http.StatusForbidden},
+		{http.MethodPost, "/admin/v1/import-vulndb", "application/zip", http.StatusForbidden},
 		{http.MethodPost, "/admin/v1/export", "application/json", http.StatusForbidden},
 	}
 	for _, tt := range tests {

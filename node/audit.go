@@ -95,6 +95,9 @@ func adminAction(r *http.Request, body []byte) (string, string) {
 	if target == "" {
 		target = req.EcrRepositoryPrefix
 	}
+	if target == "" { // import-vulndb names its upload
+		target = r.URL.Query().Get(admin.VulnDBSourceParam)
+	}
 	return b.String(), target
 }
 

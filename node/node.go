@@ -30,6 +30,7 @@ import (
 	"berth/syncer"
 	"berth/ui"
 	"berth/upstream"
+	"berth/vulndb"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -68,6 +69,8 @@ type Node struct {
 	limiter *registry.Limiter
 	shaper  *registry.Shaper // serveBandwidth and maxBlobStreams, per client
 	handler http.Handler     // the registry API and the token endpoint
+	vulndb  *vulndb.DB       // the vulnerability database (scanning)
+	vsync   *vulnSync        // imports scanning.vulnDB
 
 	upMu sync.Mutex
 	ups  map[string]*upstream.Upstream // current client per upstream name, for metrics
@@ -146,12 +149,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	})
 	n.apply(rt)
 	n.reloaded(nil)
+	if err := n.openVulnDB(ctx); err != nil {
+		return nil, err
+	}
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
 		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
 		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin"),
 		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now,
 			Reserve: n.cap.Reserve, CheckLocal: n.repos.CheckPut},
-			Pusher: n.backend, SyncRefs: n.sync.Refs, VerifyKeys: func() ([]ed25519.PublicKey, error) { return loadVerifyKeys(n.Live().Config.Bundles) }}, Replication: n.repl.ImageStatus})
+			Pusher: n.backend, SyncRefs: n.sync.Refs, VerifyKeys: func() ([]ed25519.PublicKey, error) { return loadVerifyKeys(n.Live().Config.Bundles) }}, Replication: n.repl.ImageStatus,
+		VulnDB: n.vulndb})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {

@@ -119,6 +119,7 @@ func (n *Node) Reload(ctx context.Context) error {
 		var rt *Runtime
 		if rt, err = n.build(ctx, cfg); err == nil {
 			n.apply(rt)
+			n.kickVulnDB()
 			n.log.Info("config reloaded", zap.String("path", n.path), zap.String("hash", cfg.Source.Hash),
 				zap.Int("upstreams", len(rt.Router.Upstreams())), zap.Bool("auth", cfg.Auth.Enabled))
 		}

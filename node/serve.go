@@ -115,6 +115,7 @@ func (n *Node) AdminHandler() http.Handler {
 	// Bundles stream; they are served beside the JSON operations.
 	extra["POST "+admin.Prefix+"export"] = n.audited(n.requireAdmin(n.admin.ExportHandler()), adminAction)
 	extra["POST "+admin.Prefix+"import"] = n.audited(n.requireAdmin(n.admin.ImportHandler()), adminAction)
+	extra["POST "+admin.Prefix+"import-vulndb"] = n.audited(n.requireAdmin(n.admin.ImportVulnDBHandler()), adminAction)
 	if n.cluster != nil {
 		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.ownedBytes))
 		extra["GET /cluster/clocks"] = n.requireAdmin(n.cluster.ClocksHandler())

@@ -93,6 +93,7 @@ func (db *DB) ImportPaths(ctx context.Context, paths ...string) (Info, error) {
 	}
 	fp, _, err := fingerprint(paths)
 	if err != nil {
+		db.m.importErrors.Inc()
 		return Info{}, err
 	}
 	return db.run(ctx, fp, func(im *importer) error {

@@ -26,6 +26,7 @@ import (
 	"berth/store"
 	"berth/syncer"
 	"berth/upstream"
+	"berth/vulndb"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -100,6 +101,8 @@ type Node struct {
 	Clock    *Clock
 	Counters *Counters
 	Rules    []upstream.Rule
+	// VulnDB is the vulnerability database (empty until imported).
+	VulnDB *vulndb.DB
 }
 
 // New starts a node; it stops when the test ends.
@@ -130,9 +133,16 @@ func New(t testing.TB) *Node {
 	n.Repos = local.New(st, local.Options{AutoCreate: true, Logger: log, Now: n.Clock.Now, Reclaim: n.Reclaim})
 	live := admin.Live{Router: n.Router, ConfigRules: n.Rules, LocalPrefixes: []string{"private"},
 		Pinned: func(up, repo, digest string) bool { return n.Service.StoredPin(context.Background(), up, repo, digest) }}
+	if n.VulnDB, err = vulndb.Open(context.Background(), vulndb.Options{Store: st, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
 	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Live: func() admin.Live { return live }, Stats: n.Counters,
-		Now: n.Clock.Now, Logger: log, Sync: syncer.New(syncer.Options{Rules: func() []config.SyncRule { return nil }, Store: st})})
-	n.Server = httptest.NewServer(n.Service.Handler())
+		Now: n.Clock.Now, Logger: log, Sync: syncer.New(syncer.Options{Rules: func() []config.SyncRule { return nil }, Store: st}),
+		VulnDB: n.VulnDB})
+	mux := http.NewServeMux()
+	mux.Handle("/", n.Service.Handler())
+	mux.Handle("POST "+admin.Prefix+"import-vulndb", n.Service.ImportVulnDBHandler())
+	n.Server = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		n.Server.Close()
 		n.Service.Close()

@@ -293,6 +293,9 @@ func TestCLIEveryTable(t *testing.T) {
 	n := admintest.New(t)
 	n.Push("private/app", admintest.Epoch, admintest.NewImage("a", 1), "v1")
 	n.Cache("docker-hub", "library/alpine", admintest.Epoch, admintest.NewImage("alpine", 1), "3.20")
+	if _, err := n.VulnDB.ImportStream(context.Background(), "GHSA-1.json", strings.NewReader(osvJSON("GHSA-1", "minimist", "1.2.6"))); err != nil {
+		t.Fatal(err)
+	}
 	policy := `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}`
 	for _, args := range [][]string{
 		{"create-repository", "--repository-name", "private/t"},
@@ -314,6 +317,7 @@ func TestCLIEveryTable(t *testing.T) {
 		{"create-pull-through-cache-rule", "--ecr-repository-prefix", "ghcr", "--upstream-registry-url", "ghcr.io"},
 		{"delete-pull-through-cache-rule", "--ecr-repository-prefix", "ghcr"},
 		{"describe-cache"},
+		{"describe-vulndb"},
 		{"start-gc"},
 		{"revoke-tokens", "--user", "alice"},
 		{"sync-now", "--wait"},
@@ -336,8 +340,8 @@ func TestCLIEveryTable(t *testing.T) {
 	slices.Sort(names)
 	// warm is a command of its own (berth warm --from FILE, warm_test.go).
 	ops := slices.DeleteFunc(n.Service.Operations(), func(op string) bool { return op == "warm" })
-	if !slices.Equal(names, ops) || len(ops) != 28 {
-		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 28)", names, ops)
+	if !slices.Equal(names, ops) || len(ops) != 29 {
+		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 29)", names, ops)
 	}
 }
 

@@ -35,7 +35,7 @@ type cliVerb struct {
 func cliVerbs() map[string]cliVerb {
 	verbs := map[string]cliVerb{}
 	for _, group := range []map[string]cliVerb{
-		repositoryVerbs(), imageVerbs(), policyVerbs(), lifecycleVerbs(), cacheVerbs(), nodeVerbs(),
+		repositoryVerbs(), imageVerbs(), policyVerbs(), lifecycleVerbs(), cacheVerbs(), nodeVerbs(), vulnVerbs(),
 	} {
 		maps.Copy(verbs, group)
 	}

@@ -46,6 +46,9 @@ Commands:
   warm          fill (and --pin) the images a list or Kubernetes manifests
                 name, through a running node (berth warm --from FILE
                 [--platform linux/amd64 ...] [--pin])
+  import-vulndb replace a node's vulnerability database with OSV zip
+                dumps, JSON files or directories of them (berth
+                import-vulndb [-o table] FILE|DIR...)
   keygen        make an Ed25519 key pair for signing bundles
   doctor        check this host's Docker, containerd and podman configs,
                 the node, its upstreams, disk and permissions; prints each
@@ -89,6 +92,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return warmCmd(ctx, args[1:], out)
 	case "import":
 		return importCmd(ctx, args[1:], out)
+	case "import-vulndb":
+		return importVulnDBCmd(ctx, args[1:], out)
 	case "keygen":
 		return keygenCmd(args[1:], out)
 	case "doctor":
