@@ -63,6 +63,17 @@ func TestMatchSeeded(t *testing.T) {
 		{"Maven", "org.apache.logging.log4j:log4j-core", "2.15.0", []Vuln{log4jLast}},
 		{"Maven", "org.apache.logging.log4j:log4j-core", "2.16.0", []Vuln{log4jLast}}, // last_affected is inclusive
 		{"Maven", "org.apache.logging.log4j:log4j-core", "2.17.0", nil},
+		{"Red Hat", "openssl", "1:3.0.7-25.el9", []Vuln{{ID: "RHSA-2024:2447", Severity: SeverityMedium, FixedVersion: "1:3.0.7-27.el9"}}},
+		{"Red Hat", "openssl", "1:3.0.7-27.el9", nil},
+		{"Red Hat", "openssl", "1:3.1.0-1.el9", nil},
+		{"Ubuntu:22.04:LTS", "openssl", "3.0.2-0ubuntu1.14", []Vuln{{ID: "UBUNTU-CVE-2024-0727", Severity: SeverityLow, FixedVersion: "3.0.2-0ubuntu1.15"}}},
+		{"Ubuntu:22.04:LTS", "openssl", "3.0.2-0ubuntu1.15", nil},
+		{"RubyGems", "rack", "2.2.3", []Vuln{{ID: "GHSA-22f2-v57c-j9cx", Severity: SeverityHigh, FixedVersion: "2.2.3.1"}}},
+		{"RubyGems", "rack", "2.2.3.1", nil},
+		{"RubyGems", "rack", "2.2.0.beta1", nil},
+		{"crates.io", "smallvec", "1.6.0", []Vuln{{ID: "RUSTSEC-2021-0003", Severity: SeverityUndefined, FixedVersion: "1.6.1"}}},
+		{"crates.io", "smallvec", "1.6.1", nil},
+		{"crates.io", "smallvec", "0.6.14", nil},
 	}
 	for _, tt := range tests {
 		got, err := db.Match(context.Background(), Package{Ecosystem: tt.eco, Name: tt.name, Version: tt.version})

@@ -65,6 +65,27 @@ var seedRecords = map[string]string{
   "id": "GHSA-7rjr-3q55-vv33", "modified": "2024-01-02T00:00:00Z", "database_specific": {"severity": "MODERATE"},
   "affected": [{"package": {"ecosystem": "Maven", "name": "org.apache.logging.log4j:log4j-core"},
     "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "2.15.0"}, {"last_affected": "2.16.0"}]}]}]}`,
+	// RPM: epoch and release compared by rpm's rules.
+	"redhat/RHSA-2024:2447.json": `{
+  "id": "RHSA-2024:2447", "modified": "2024-05-01T00:00:00Z", "database_specific": {"severity": "Moderate"},
+  "affected": [{"package": {"ecosystem": "Red Hat", "name": "openssl"},
+    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1:3.0.7-27.el9"}]}]}]}`,
+	// Ubuntu: dpkg rules, a priority in the severity list.
+	"ubuntu/UBUNTU-CVE-2024-0727.json": `{
+  "id": "UBUNTU-CVE-2024-0727", "modified": "2024-02-01T00:00:00Z",
+  "severity": [{"type": "Ubuntu", "score": "low"}],
+  "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "openssl"},
+    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.2-0ubuntu1.15"}]}]}]}`,
+	// RubyGems: 2.2.3.1 comes after 2.2.3, prereleases before releases.
+	"rubygems/GHSA-rack.json": `{
+  "id": "GHSA-22f2-v57c-j9cx", "modified": "2024-01-01T00:00:00Z", "database_specific": {"severity": "HIGH"},
+  "affected": [{"package": {"ecosystem": "RubyGems", "name": "rack"},
+    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "2.2.0"}, {"fixed": "2.2.3.1"}]}]}]}`,
+	// crates.io: SemVer.
+	"crates/RUSTSEC-2021-0003.json": `{
+  "id": "RUSTSEC-2021-0003", "modified": "2024-01-01T00:00:00Z",
+  "affected": [{"package": {"ecosystem": "crates.io", "name": "smallvec"},
+    "ranges": [{"type": "SEMVER", "events": [{"introduced": "1.0.0"}, {"fixed": "1.6.1"}]}]}]}`,
 }
 
 // seedZip is an npm dump, as OSV publishes one per ecosystem (all.zip).
