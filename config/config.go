@@ -112,10 +112,11 @@ func Default() Config {
 			Prefixes: []string{"private"}, AutoCreate: true, DefaultMutability: "MUTABLE",
 			MaxOpenUploads: 16, UploadTimeout: 24 * time.Hour, GCInterval: 6 * time.Hour, GCGrace: time.Hour, LifecycleInterval: 24 * time.Hour,
 		},
-		Log:   Log{Format: "json", Level: "info"},
-		Admin: Admin{Listen: "127.0.0.1:5001"},
-		Audit: Audit{MaxBytes: 100 << 20, Keep: 5},
-		Auth:  defaultAuth(),
+		Log:      Log{Format: "json", Level: "info"},
+		Admin:    Admin{Listen: "127.0.0.1:5001"},
+		Audit:    Audit{MaxBytes: 100 << 20, Keep: 5},
+		Auth:     defaultAuth(),
+		Scanning: defaultScanning(),
 	}
 }
 

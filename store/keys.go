@@ -58,7 +58,9 @@ package store
 //	pol/<kind>\x00<name>                -> the caller's record (JSON)
 //	    An operator setting made through the admin API (policies.go): kind
 //	    "lifecycle" is a lifecycle policy named by the repository or pattern
-//	    it applies to; "cacheRule" a pull-through cache rule by its name.
+//	    it applies to; "cacheRule" a pull-through cache rule by its name;
+//	    "scanningConfiguration" a repository's image scanning
+//	    configuration (put-image-scanning-configuration) by its name.
 //	vul/<version (8)><ecosystem>\x00<package>\x00<id> -> JSON entry (package vulndb)
 //	    One OSV advisory as it affects one package of one ecosystem, in one
 //	    version of the vulnerability database (VulnKey, vulns.go). An import
@@ -71,6 +73,12 @@ package store
 //	    synced batch, which publishes a version: a crash before it leaves
 //	    the old version served, and the next import drops the half-written
 //	    one.
+//	scn/<digest>                        -> JSON scan record (package scan)
+//	    The latest vulnerability scan of a manifest: its status, the
+//	    database version it was matched against, the packages found and
+//	    the findings, and the digest of its SBOM. Keyed by digest only:
+//	    content is the same in every repository, which reads it through
+//	    its own image record (scans.go).
 
 import (
 	"encoding/binary"

@@ -18,6 +18,7 @@ var layer = map[string]int{
 	"berth/internal/oci":       0,
 	"berth/internal/semver":    0,
 	"berth/internal/testclock": 0, // imported by tests only
+	"berth/scan/scantest":      0, // imported by tests only
 	"berth/errdefs":            0,
 	"berth/config":             1,
 	"berth/registry":           1,
@@ -35,6 +36,7 @@ var layer = map[string]int{
 	"berth/syncer":             3,
 	"berth/bundle":             3,
 	"berth/replicate":          3,
+	"berth/scan":               3,
 	"berth/mirror":             4,
 	"berth/admin":              4,
 	"berth/admin/admintest":    5,
