@@ -46,6 +46,15 @@ func (s *Store) PutRepository(ctx context.Context, r *Repository) error {
 	return s.db.Set(repoKey(r.Name), v, pebble.Sync)
 }
 
+// PutRepository adds a repository record.
+func (b *Batch) PutRepository(r *Repository) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return b.b.Set(repoKey(r.Name), v, nil)
+}
+
 // ListRepositories returns the names of local repositories, sorted.
 func (s *Store) ListRepositories(ctx context.Context) ([]string, error) {
 	var out []string
