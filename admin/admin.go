@@ -51,6 +51,9 @@ import (
 type Store interface {
 	Stats() store.Stats
 	ListRepositories(ctx context.Context) ([]string, error)
+	RepositoriesPage(ctx context.Context, after string, n int) ([]string, bool, error)
+	ImageRepositoriesPage(ctx context.Context, after store.RepoKey, cached bool, n int) ([]store.RepoKey, bool, error)
+	CountImages(ctx context.Context, repo store.RepoKey) (int, error)
 	DeleteTag(ctx context.Context, ns, repo, tag string) error
 	PutPolicy(ctx context.Context, kind, name string, value []byte) error
 	GetPolicy(ctx context.Context, kind, name string) ([]byte, error)

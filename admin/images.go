@@ -55,23 +55,27 @@ func (s *Service) listImages(ctx context.Context, req *ListImagesRequest) (*List
 	if err != nil {
 		return nil, err
 	}
+	n, paged, err := pageSize(req.MaxResults, req.NextToken)
+	if err != nil {
+		return nil, err
+	}
 	_, images, err := s.images(ctx, "repositoryName", req.RepositoryName)
 	if err != nil {
 		return nil, err
 	}
-	out := &ListImagesResponse{ImageIDs: []ImageID{}}
-	for _, im := range images {
-		if !keep(im) {
-			continue
-		}
-		if len(im.Tags) == 0 {
-			out.ImageIDs = append(out.ImageIDs, ImageID{ImageDigest: im.Digest})
-		}
-		for _, t := range im.Tags {
-			out.ImageIDs = append(out.ImageIDs, ImageID{ImageDigest: im.Digest, ImageTag: t})
-		}
+	ids, pushed := imageIDs(images, keep)
+	if !paged {
+		return &ListImagesResponse{ImageIDs: ids}, nil
 	}
-	return out, nil
+	status := ""
+	if req.Filter != nil {
+		status = req.Filter.TagStatus
+	}
+	page, next, err := imagesPage(ids, pushed, "images\x01"+req.RepositoryName+"\x01"+status, req.NextToken, n)
+	if err != nil {
+		return nil, err
+	}
+	return &ListImagesResponse{ImageIDs: page, NextToken: next}, nil
 }
 
 func timePtr(t time.Time) *time.Time {

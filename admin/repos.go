@@ -149,6 +149,15 @@ func (s *Service) createRepository(ctx context.Context, req *CreateRepositoryReq
 }
 
 func (s *Service) describeRepositories(ctx context.Context, req *DescribeRepositoriesRequest) (*DescribeRepositoriesResponse, error) {
+	n, paged, err := pageSize(req.MaxResults, req.NextToken)
+	switch {
+	case err != nil:
+		return nil, err
+	case paged && len(req.RepositoryNames) > 0:
+		return nil, invalidf("maxResults", "maxResults and nextToken cannot be used with repositoryNames; list by names, or page through every repository")
+	case paged:
+		return s.repositoriesPage(ctx, req, n)
+	}
 	names := req.RepositoryNames
 	all := len(names) == 0
 	if all {

@@ -53,11 +53,17 @@ type DescribeRepositoriesRequest struct {
 	// IncludeCached (Berth), without names, lists the cached repositories
 	// too (with their upstream) and every repository's image count.
 	IncludeCached bool `json:"includeCached,omitempty"`
+	// MaxResults and NextToken page the listing as ECR does (see
+	// paging.go); without either, every repository is listed at once.
+	MaxResults *int   `json:"maxResults,omitempty"`
+	NextToken  string `json:"nextToken,omitempty"`
 }
 
 // DescribeRepositoriesResponse answers describe-repositories.
 type DescribeRepositoriesResponse struct {
 	Repositories []Repository `json:"repositories"`
+	// NextToken asks for the next page; empty on the last one.
+	NextToken string `json:"nextToken,omitempty"`
 }
 
 // DeleteRepositoryRequest is delete-repository's request.
@@ -91,12 +97,18 @@ type ListImagesFilter struct {
 type ListImagesRequest struct {
 	RepositoryName string            `json:"repositoryName"`
 	Filter         *ListImagesFilter `json:"filter,omitempty"`
+	// MaxResults and NextToken page the listing as ECR does (see
+	// paging.go); without either, every image is listed at once.
+	MaxResults *int   `json:"maxResults,omitempty"`
+	NextToken  string `json:"nextToken,omitempty"`
 }
 
 // ListImagesResponse answers list-images: one entry per tag, and one with
-// the digest alone per untagged image.
+// the digest alone per untagged image, newest push first.
 type ListImagesResponse struct {
 	ImageIDs []ImageID `json:"imageIds"`
+	// NextToken asks for the next page; empty on the last one.
+	NextToken string `json:"nextToken,omitempty"`
 }
 
 // DescribeImagesRequest is describe-images' request.
