@@ -274,6 +274,14 @@ func (r *Repos) ListTags(ctx context.Context, repo registry.Repo) ([]string, err
 	return r.store.ListTags(ctx, NS, repo.Name)
 }
 
+// ListTagsPage lists up to n of a local repository's tags after last.
+func (r *Repos) ListTagsPage(ctx context.Context, repo registry.Repo, last string, n int) ([]string, bool, error) {
+	if _, err := r.Repository(ctx, repo.Name); err != nil {
+		return nil, false, err
+	}
+	return r.store.TagsPage(ctx, NS, repo.Name, last, n)
+}
+
 // storedBlob serves a committed blob from its file.
 func storedBlob(st *store.Store, digest string, size int64, from registry.Source) registry.Blob {
 	return &registry.SourcedBlob{BlobBody: &store.BlobFile{Store: st, Digest: digest, Len: size}, From: from, Digest: digest}

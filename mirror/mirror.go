@@ -81,6 +81,20 @@ func (m *Mirror) ListTags(ctx context.Context, repo registry.Repo) ([]string, er
 	return m.proxy.ListTags(ctx, repo)
 }
 
+// ListTagsPage reads a page of a local repository's tags from the store;
+// a cached repository's list comes from its upstream whole, and is cut.
+func (m *Mirror) ListTagsPage(ctx context.Context, repo registry.Repo, last string, n int) ([]string, bool, error) {
+	if repo.Target.Local() {
+		return m.local.ListTagsPage(ctx, repo, last, n)
+	}
+	tags, err := m.proxy.ListTags(ctx, repo)
+	if err != nil {
+		return nil, false, err
+	}
+	page, more := registry.Paginate(tags, n, last)
+	return page, more, nil
+}
+
 func (m *Mirror) Referrers(ctx context.Context, repo registry.Repo, d registry.Digest) ([]registry.Descriptor, error) {
 	if repo.Target.Local() {
 		return m.local.Referrers(ctx, repo, d)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -377,6 +378,19 @@ func TestMirrorCatalog(t *testing.T) {
 			}
 		})
 	}
+	// Following the Link pages, of any size, lists every repository once.
+	for n := 1; n <= 6; n++ {
+		var all []string
+		q := "?n=" + strconv.Itoa(n)
+		for q != "" {
+			got, link := catalog(q)
+			all = append(all, got...)
+			q = strings.TrimSuffix(strings.TrimPrefix(link, "</v2/_catalog"), `>; rel="next"`)
+		}
+		if !slices.Equal(all, want) {
+			t.Errorf("pages of %d: %v, want %v", n, all, want)
+		}
+	}
 	resp, body := e.do(http.MethodGet, "/v2/_catalog?n=-1", nil)
 	wantMirrorError(t, resp, body, http.StatusBadRequest, registry.CodeUnsupported)
 }
@@ -404,4 +418,44 @@ func wantMirrorError(t *testing.T, resp *http.Response, body []byte, status int,
 		t.Fatalf("error %+v, want code %s with a message", eb.Errors[0], code)
 	}
 	return eb.Errors[0].Message
+}
+
+// TestMirrorLocalTagPages: a local repository's tags/list with n and
+// last reads its page from the store, and following the Link pages
+// lists every tag once; the tag named by last need not exist.
+func TestMirrorLocalTagPages(t *testing.T) {
+	e := newMirrorEnv(t, mirrorOpts{defaultRule: true, localPrefixes: []string{"local"}})
+	want := []string{"a", "b", "c", "d", "e"}
+	for _, tag := range want {
+		e.push("local/app", tag, newLocalImage("app"))
+	}
+	tags := func(q string) ([]string, string) {
+		t.Helper()
+		resp, body := e.do(http.MethodGet, "/v2/local/app/tags/list"+q, nil)
+		wantStatus200(t, resp, body)
+		var l struct {
+			Tags []string `json:"tags"`
+		}
+		if err := json.Unmarshal(body, &l); err != nil || l.Tags == nil {
+			t.Fatalf("tags body %s: %v", body, err)
+		}
+		return l.Tags, resp.Header.Get("Link")
+	}
+	for n := 1; n <= 6; n++ {
+		var all []string
+		q := "?n=" + strconv.Itoa(n)
+		for q != "" {
+			got, link := tags(q)
+			all = append(all, got...)
+			q = strings.TrimSuffix(strings.TrimPrefix(link, "</v2/local/app/tags/list"), `>; rel="next"`)
+		}
+		if !slices.Equal(all, want) {
+			t.Errorf("pages of %d: %v, want %v", n, all, want)
+		}
+	}
+	if got, _ := tags("?n=2&last=bb"); !slices.Equal(got, []string{"c", "d"}) {
+		t.Errorf("after a tag that is not there: %v", got)
+	}
+	resp, body := e.do(http.MethodGet, "/v2/local/nope/tags/list?n=2", nil)
+	wantMirrorError(t, resp, body, http.StatusNotFound, registry.CodeNameUnknown)
 }

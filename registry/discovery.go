@@ -25,17 +25,42 @@ func (s *Server) serveCatalog(w *recorder, r *http.Request) error {
 			return Errorf(http.StatusBadRequest, CodeUnsupported, "invalid n %s", quoteTrunc(v))
 		}
 	}
-	repos, err := c.Catalog(r.Context())
-	if err != nil {
-		return err
+	var page []string
+	var more bool
+	cursor := "" // the next page's last
+	if p, ok := c.(CatalogPager); ok && n >= 0 {
+		// A page read as such; the guard may leave fewer than n of it,
+		// and the next page starts after the last one read.
+		repos, m, err := p.CatalogPage(r.Context(), q.Get("last"), n)
+		if err != nil {
+			return err
+		}
+		page, more = repos, m
+		if len(repos) > 0 {
+			cursor = repos[len(repos)-1]
+		}
+		if f, ok := s.guard.(CatalogFilter); ok {
+			page = f.FilterCatalog(r, page)
+		}
+	} else {
+		repos, err := c.Catalog(r.Context())
+		if err != nil {
+			return err
+		}
+		if f, ok := s.guard.(CatalogFilter); ok {
+			repos = f.FilterCatalog(r, repos)
+		}
+		page, more = Paginate(repos, n, q.Get("last"))
+		if len(page) > 0 {
+			cursor = page[len(page)-1]
+		}
 	}
-	if f, ok := s.guard.(CatalogFilter); ok {
-		repos = f.FilterCatalog(r, repos)
-	}
-	page, more := Paginate(repos, n, q.Get("last"))
-	if more && len(page) > 0 {
-		next := "/v2/_catalog?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]
+	if more && cursor != "" {
+		next := "/v2/_catalog?n=" + strconv.Itoa(n) + "&last=" + cursor
 		w.Header().Set("Link", "<"+next+`>; rel="next"`)
+	}
+	if page == nil {
+		page = []string{}
 	}
 	body, _ := json.Marshal(struct {
 		Repositories []string `json:"repositories"`

@@ -386,11 +386,21 @@ func (s *Server) serveTags(w *recorder, r *http.Request, rt Route) error {
 		}
 	}
 	last := q.Get("last")
-	tags, err := s.tags.ListTags(r.Context(), rt.Repo)
-	if err != nil {
-		return err
+	var page []string
+	var more bool
+	if p, ok := s.tags.(TagPager); ok && n >= 0 {
+		tags, m, err := p.ListTagsPage(r.Context(), rt.Repo, last, n)
+		if err != nil {
+			return err
+		}
+		page, more = append([]string{}, tags...), m
+	} else {
+		tags, err := s.tags.ListTags(r.Context(), rt.Repo)
+		if err != nil {
+			return err
+		}
+		page, more = Paginate(tags, n, last)
 	}
-	page, more := Paginate(tags, n, last)
 	if more && len(page) > 0 {
 		next := "/v2/" + rt.Repo.Name + "/tags/list?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]
 		if rt.Repo.NS != "" {

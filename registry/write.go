@@ -80,6 +80,19 @@ type Cataloger interface {
 	Catalog(ctx context.Context) ([]string, error)
 }
 
+// TagPager is an optional ability of a tag lister: up to n tags after
+// last, sorted, read without listing every tag; more reports whether
+// others follow.
+type TagPager interface {
+	ListTagsPage(ctx context.Context, repo Repo, last string, n int) (tags []string, more bool, err error)
+}
+
+// CatalogPager is an optional ability of a Cataloger: up to n
+// repositories after last, sorted, read without listing them all.
+type CatalogPager interface {
+	CatalogPage(ctx context.Context, last string, n int) (repos []string, more bool, err error)
+}
+
 // Descriptor is an entry of a referrers index.
 type Descriptor struct {
 	MediaType    string            `json:"mediaType"`
