@@ -93,7 +93,7 @@ upstreams:
     default: true
 `, port, b.DataDir, level, h.ref.Upstream) + o.extra
 	if o.admin {
-		ap, err := freePort()
+		ap, err := h.ports.take(freePort)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +117,7 @@ func (h *harness) newProc(name string) (*berthProc, string, int, error) {
 	if err != nil {
 		return nil, "", 0, err
 	}
-	port, err := freePort()
+	port, err := h.ports.take(freePort)
 	if err != nil {
 		return nil, "", 0, err
 	}

@@ -56,11 +56,12 @@ func (h *harness) startCluster(ctx context.Context, n int) ([]*clusterNode, time
 	var join []string
 	for i := range nodes {
 		host := fmt.Sprintf("127.0.0.%d", i+1)
-		gp, err := freePortOn(host)
+		onHost := func() (int, error) { return freePortOn(host) }
+		gp, err := h.ports.take(onHost)
 		if err != nil {
 			return nil, 0, err
 		}
-		pp, err := freePortOn(host)
+		pp, err := h.ports.take(onHost)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -48,6 +48,8 @@ type harness struct {
 	stormN   int
 	captures []capture
 	profiles []string // markdown for the profile section
+
+	ports portBook // every port handed out to a server of this run
 }
 
 const (
