@@ -53,13 +53,13 @@ func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	go func() { defer background.Done(); n.ui.Run(bctx) }()
 
 	servers := n.servers(cfg)
+	lns, err := listenAll(servers, log)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, len(servers))
-	for _, s := range servers {
-		ln, err := s.listen(log)
-		if err != nil {
-			return err
-		}
-		go func() { errc <- s.srv.Serve(ln) }()
+	for i, s := range servers {
+		go func() { errc <- s.srv.Serve(lns[i]) }()
 	}
 	n.ready.Store(true)
 	log.Info("berth is serving", zap.String("dataDir", cfg.DataDir), zap.Int("upstreams", len(cfg.Upstreams)), zap.String("version", opts.Version))
@@ -195,6 +195,25 @@ const peerDrain = 2 * time.Second
 type namedServer struct {
 	name, addr string
 	srv        *http.Server
+}
+
+// listenAll binds every server's listener before any serves, so that a
+// port that is taken fails the start before the node answered anything
+// (a node whose admin port was taken served /v2/ until it exited); on an
+// error it closes the listeners it bound.
+func listenAll(servers []*namedServer, log *zap.Logger) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, s := range servers {
+		ln, err := s.listen(log)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
 }
 
 func (s *namedServer) listen(log *zap.Logger) (net.Listener, error) {
