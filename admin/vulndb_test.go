@@ -9,11 +9,10 @@ import (
 
 	"berth/admin"
 	"berth/admin/admintest"
+	"berth/vulndb/vulndbtest"
 )
 
-const goRecord = `{"id": "GO-2022-1059", "modified": "2023-06-12T18:45:41Z", "aliases": ["CVE-2022-32149"],
-  "affected": [{"package": {"name": "golang.org/x/text", "ecosystem": "Go"},
-    "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.3.8"}]}]}]}`
+var goRecord = vulndbtest.Record("GO-2022-1059", "Go", "golang.org/x/text", "SEMVER", "0.3.8")
 
 func postVulnDB(t *testing.T, n *admintest.Node, ctype, source, body string) (int, string) {
 	t.Helper()

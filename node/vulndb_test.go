@@ -1,7 +1,6 @@
 package node
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -14,13 +13,12 @@ import (
 
 	"berth/admin"
 	"berth/vulndb"
+	"berth/vulndb/vulndbtest"
 )
 
 // osvRecord is an OSV record naming a Go module version as vulnerable.
 func osvRecord(id, module, fixed string) string {
-	return `{"id": "` + id + `", "modified": "2024-01-01T00:00:00Z",
-  "affected": [{"package": {"ecosystem": "Go", "name": "` + module + `"},
-    "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "` + fixed + `"}]}]}]}`
+	return vulndbtest.Record(id, "Go", module, "SEMVER", fixed)
 }
 
 // waitVulnDB waits for the node's database to reach version (the import
@@ -100,13 +98,7 @@ func TestVulnDBImportedAtStartAndOnReload(t *testing.T) {
 // database served unchanged, and both are audited.
 func TestVulnDBAdminImport(t *testing.T) {
 	e := newReloadEnv(t, "")
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("GO-1.json")
-	w.Write([]byte(osvRecord("GO-1", "golang.org/x/text", "0.3.8")))
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dump := vulndbtest.Zip(map[string]string{"GO-1": osvRecord("GO-1", "golang.org/x/text", "0.3.8")})
 	post := func(body []byte, source string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, e.admin.URL+admin.Prefix+"import-vulndb?source="+source, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/zip")
@@ -119,7 +111,7 @@ func TestVulnDBAdminImport(t *testing.T) {
 		b.ReadFrom(resp.Body)
 		return resp.StatusCode, b.String()
 	}
-	if st, body := post(buf.Bytes(), "go-all.zip"); st != http.StatusOK || !strings.Contains(body, `"go-all.zip"`) {
+	if st, body := post(dump, "go-all.zip"); st != http.StatusOK || !strings.Contains(body, `"go-all.zip"`) {
 		t.Fatalf("import-vulndb: %d %s", st, body)
 	}
 	corrupt := append([]byte("PK\x03\x04"), bytes.Repeat([]byte{7}, 100)...)

@@ -132,6 +132,26 @@ func vector(v string) map[string]string {
 	return m
 }
 
+// weight is the weights of one metric's values.
+type weight struct {
+	metric string
+	table  map[string]float64
+}
+
+// weigh is the weight of each metric's value in m, in w's order; false
+// when a metric is missing or has a value the table does not know.
+func weigh(m map[string]string, w []weight) ([]float64, bool) {
+	x := make([]float64, len(w))
+	for i, e := range w {
+		val, ok := e.table[m[e.metric]]
+		if !ok {
+			return nil, false
+		}
+		x[i] = val
+	}
+	return x, true
+}
+
 // cvss3 is the base score of a CVSS v3.0 or v3.1 vector, by the
 // specification's formulas.
 func cvss3(v string) (float64, bool) {
@@ -144,25 +164,16 @@ func cvss3(v string) (float64, bool) {
 	if changed {
 		pr = map[string]float64{"N": 0.85, "L": 0.68, "H": 0.5}
 	}
-	w := []struct {
-		metric string
-		table  map[string]float64
-	}{
+	cia := map[string]float64{"H": 0.56, "L": 0.22, "N": 0}
+	x, ok := weigh(m, []weight{
 		{"AV", map[string]float64{"N": 0.85, "A": 0.62, "L": 0.55, "P": 0.2}},
 		{"AC", map[string]float64{"L": 0.77, "H": 0.44}},
 		{"PR", pr},
 		{"UI", map[string]float64{"N": 0.85, "R": 0.62}},
-		{"C", map[string]float64{"H": 0.56, "L": 0.22, "N": 0}},
-		{"I", map[string]float64{"H": 0.56, "L": 0.22, "N": 0}},
-		{"A", map[string]float64{"H": 0.56, "L": 0.22, "N": 0}},
-	}
-	x := make([]float64, len(w))
-	for i, e := range w {
-		val, ok := e.table[m[e.metric]]
-		if !ok {
-			return 0, false
-		}
-		x[i] = val
+		{"C", cia}, {"I", cia}, {"A", cia},
+	})
+	if !ok {
+		return 0, false
 	}
 	iss := 1 - (1-x[4])*(1-x[5])*(1-x[6])
 	impact := 6.42 * iss
@@ -193,22 +204,14 @@ func roundUp(x float64) float64 {
 func cvss2(v string) (float64, bool) {
 	m := vector(v)
 	cia := map[string]float64{"N": 0, "P": 0.275, "C": 0.660}
-	w := []struct {
-		metric string
-		table  map[string]float64
-	}{
+	x, ok := weigh(m, []weight{
 		{"AV", map[string]float64{"L": 0.395, "A": 0.646, "N": 1}},
 		{"AC", map[string]float64{"H": 0.35, "M": 0.61, "L": 0.71}},
 		{"Au", map[string]float64{"M": 0.45, "S": 0.56, "N": 0.704}},
 		{"C", cia}, {"I", cia}, {"A", cia},
-	}
-	x := make([]float64, len(w))
-	for i, e := range w {
-		val, ok := e.table[m[e.metric]]
-		if !ok {
-			return 0, false
-		}
-		x[i] = val
+	})
+	if !ok {
+		return 0, false
 	}
 	impact := 10.41 * (1 - (1-x[3])*(1-x[4])*(1-x[5]))
 	if impact == 0 {

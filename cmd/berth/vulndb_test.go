@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,12 +11,11 @@ import (
 
 	"berth/admin"
 	"berth/admin/admintest"
+	"berth/vulndb/vulndbtest"
 )
 
 func osvJSON(id, name, fixed string) string {
-	return `{"id": "` + id + `", "modified": "2024-01-01T00:00:00Z",
-  "affected": [{"package": {"ecosystem": "npm", "name": "` + name + `"},
-    "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "` + fixed + `"}]}]}]}`
+	return vulndbtest.Record(id, "npm", name, "SEMVER", fixed)
 }
 
 func importVulnDB(t *testing.T, n *admintest.Node, args ...string) (string, error) {
@@ -37,12 +35,7 @@ func TestCLIVulnDB(t *testing.T) {
 	os.WriteFile(filepath.Join(osv, "npm", "GHSA-1.json"), []byte(osvJSON("GHSA-1", "minimist", "1.2.6")), 0o644)
 	os.WriteFile(filepath.Join(osv, "README"), []byte("not sent"), 0o644)
 	zipPath := filepath.Join(dir, "npm-all.zip")
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("GHSA-2.json")
-	w.Write([]byte(osvJSON("GHSA-2", "lodash", "4.17.21")))
-	zw.Close()
-	os.WriteFile(zipPath, buf.Bytes(), 0o644)
+	os.WriteFile(zipPath, vulndbtest.Zip(map[string]string{"GHSA-2": osvJSON("GHSA-2", "lodash", "4.17.21")}), 0o644)
 
 	// A directory and a zip go as one tar.
 	out, err := importVulnDB(t, n, osv, zipPath)

@@ -31,6 +31,7 @@ var layer = map[string]int{
 	"berth/auth":               2,
 	"berth/reclaim":            2,
 	"berth/vulndb":             2,
+	"berth/vulndb/vulndbtest":  0, // imported by tests only
 	"berth/local":              3,
 	"berth/proxy":              3,
 	"berth/syncer":             3,
