@@ -77,6 +77,9 @@ type Config struct {
 	DistTime time.Duration
 	DistReps int
 
+	PacedRates []float64 // 11. cold fills through a paced upstream, bytes/s (0: unpaced)
+	PacedReps  int
+
 	StoreBench []string // 9. go test arguments
 	StoreTime  time.Duration
 	StoreEarly bool // run them beside the rest (smoke)
@@ -114,6 +117,7 @@ func fullConfig() Config {
 		MemSize: 2 * giB, MemReps: 2,
 		ClusterNodes: []int{3, 5, 9}, ClusterClients: 100, ClusterPar: 4, ClusterReps: 2, ClusterTime: 3 * time.Minute,
 		DistTime: 3 * time.Minute, DistReps: 2,
+		PacedRates: []float64{125e6, 400e6, 1e9, 0}, PacedReps: 3,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
 		StoreTime:  3 * time.Minute,
 		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
@@ -139,6 +143,7 @@ func smokeConfig() Config {
 		MemSize: 8 * miB, MemReps: 1,
 		ClusterNodes: []int{3}, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
 		DistTime: time.Minute, DistReps: 1,
+		PacedRates: []float64{125e6, 1e9, 0}, PacedReps: 1,
 		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./store/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
 		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,

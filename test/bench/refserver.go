@@ -70,6 +70,12 @@ func runRefServer(dir string) error {
 		u.byTag[m.Repo+":"+m.Tag] = m
 		u.byDigest[m.Digest] = m
 	}
+	var uh http.Handler = u
+	if rate := os.Getenv(paceEnv); rate != "" {
+		if uh, err = pacedHandler(u, rate); err != nil { // scenarios_coldfill.go
+			return err
+		}
+	}
 	files := http.NewServeMux()
 	files.HandleFunc("/files/", func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/files/")
@@ -91,7 +97,7 @@ func runRefServer(dir string) error {
 	for _, s := range []struct {
 		l net.Listener
 		h http.Handler
-	}{{lu, u}, {lf, files}} {
+	}{{lu, uh}, {lf, files}} {
 		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 		go func() { errc <- srv.Serve(s.l) }()
 	}
@@ -201,13 +207,14 @@ type refServer struct {
 	done     chan struct{}
 }
 
-func startRefServer(ctx context.Context, dir string) (*refServer, error) {
+// startRefServer starts the child; env is added to its environment.
+func startRefServer(ctx context.Context, dir string, env ...string) (*refServer, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+dir), env...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// paceEnv, set in the reference server's environment, paces every response
+// body of its upstream at that many bytes per second: an upstream behind a
+// link of that speed.
+const paceEnv = "BERTH_BENCH_PACE"
+
+// pacedHandler wraps h so that response bodies leave at rate bytes/s.
+func pacedHandler(h http.Handler, rate string) (http.Handler, error) {
+	bps, err := strconv.ParseFloat(rate, 64)
+	if err != nil || bps <= 0 {
+		return nil, fmt.Errorf("%s=%q: want bytes per second", paceEnv, rate)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&pacedWriter{ResponseWriter: w, bps: bps}, r)
+	}), nil
+}
+
+// pacedWriter sends at most bps bytes per second from its first write on,
+// in pieces of 32 KiB, sleeping only when more than half a millisecond
+// ahead, so the average holds without a timer per piece. It hides the
+// ResponseWriter's ReadFrom, so the body is not sent with sendfile.
+type pacedWriter struct {
+	http.ResponseWriter
+	bps   float64
+	start time.Time
+	sent  int64
+}
+
+func (w *pacedWriter) Write(p []byte) (int, error) {
+	if w.start.IsZero() {
+		w.start = time.Now()
+	}
+	done := 0
+	for done < len(p) {
+		k := min(len(p)-done, 32<<10)
+		n, err := w.ResponseWriter.Write(p[done : done+k])
+		done += n
+		w.sent += int64(n)
+		if err != nil {
+			return done, err
+		}
+		due := w.start.Add(time.Duration(float64(w.sent) / w.bps * float64(time.Second)))
+		if d := time.Until(due); d > 500*time.Microsecond {
+			time.Sleep(d)
+		}
+	}
+	return done, nil
+}
+
+// shaCPUPerGB is the CPU time sha256 takes per 10^9 bytes on this thread,
+// best of three over 64 MiB (getrusage of the thread, so a busy machine
+// does not count its waiting).
+func shaCPUPerGB() float64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	const n = 64
+	best := 0.0
+	for i := 0; i < 3; i++ {
+		var r0, r1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_THREAD, &r0)
+		hs := sha256.New()
+		for j := 0; j < n; j++ {
+			hs.Write(buf)
+		}
+		syscall.Getrusage(syscall.RUSAGE_THREAD, &r1)
+		cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+		if v := cpuPerGB(cpu, n<<20); cpu > 0 && (best == 0 || v < best) {
+			best = v
+		}
+	}
+	return best
+}
+
+// pacedRows are the rows of one pacing of scenario 11.
+type pacedRows struct {
+	thr, ttfb, tail, cpu, dist *Row
+}
+
+func (h *harness) pacedRowsFor(s *Section, rate float64) pacedRows {
+	cs := fmt.Sprintf("%s, upstream paced at %s MB/s", sizeLabel(h.cold.Size), fmtNum(rate/1e6, 0))
+	var r pacedRows
+	if rate == 0 {
+		cs = sizeLabel(h.cold.Size) + ", loopback unpaced"
+		r.thr = s.add(&Row{Case: cs, Measure: "throughput", Berth: sample("MB/s", 0), Ref: sample("MB/s", 0),
+			RefName: "min(direct, sha256)", Target: &Target{atLeastRatio, 0.9, "≥ 0.9×"}})
+	} else {
+		r.thr = s.add(&Row{Case: cs, Measure: "throughput", Berth: sample("MB/s", 0), Ref: sample("MB/s", 0),
+			RefName: "direct", Target: &Target{atLeastRatio, 0.97, "≥ 0.97×"}})
+	}
+	r.ttfb = s.add(&Row{Case: cs, Measure: "time to first byte", Berth: sample("ms", 2), Ref: sample("ms", 2),
+		RefName: "direct", Target: &Target{atMostDelta, 5, "≤ +5 ms"}})
+	r.tail = s.add(&Row{Case: cs, Measure: "wait for the last byte", Berth: sample("ms", 2), Ref: sample("ms", 2),
+		RefName: "direct", NoRatio: true, Target: &Target{atMostAbs, 10, "≤ 10 ms"}})
+	r.cpu = s.add(&Row{Case: cs, Measure: "server CPU per GB", Berth: sample("ms", 0), Ref: sample("ms", 0),
+		RefName: "sha256 alone", Target: &Target{atMostRatio, 1.5, "≤ 1.5×"}})
+	if h.dist != "" {
+		r.dist = distRow(s, cs, "throughput", "MB/s", 0, true)
+	}
+	return r
+}
+
+// 11. Cold fills through a paced upstream: the upstream's bodies leave at
+// a link's speed, and Berth, the direct pull and Distribution all go
+// through that same pacing; rate 0 is the unpaced loopback.
+func (h *harness) coldPaced(ctx context.Context, s *Section) error {
+	if h.dist == "" {
+		if d, err := findDist(ctx, h.cfg.Dist); err == nil {
+			h.dist = d
+		} else {
+			s.note("Distribution column left out: %v", err)
+		}
+	}
+	s.Intro = fmt.Sprintf("A fresh Berth is asked for a %s blob it does not have, from an upstream whose response bodies "+
+		"are paced at a link's speed (125 MB/s is a 1 Gbit/s link), against the client pulling the same blob directly "+
+		"through the same pacing and against Distribution's proxy through it; and once unpaced on loopback, against the "+
+		"lower of the direct pull and one core's sha256 rate (measured in the same run). %d run(s) per pacing, Berth, "+
+		"direct and Distribution alternating, each Berth and Distribution fresh. Server CPU per GB is the Berth process's "+
+		"user+system time (/proc/<pid>/stat) over the bytes, against what sha256 alone costs a thread (getrusage) in the "+
+		"same run. Targets: throughput ≥ 0.97× direct through the pacing (≥ 0.9× of min(direct, sha256) unpaced), time "+
+		"to first byte within +5 ms, the wait for the last byte ≤ 10 ms, CPU ≤ 1.5× sha256's.", sizeLabel(h.cold.Size), h.cfg.PacedReps)
+	ref := h.ref
+	defer func() { h.ref = ref }()
+	for _, rate := range h.cfg.PacedRates {
+		rows := h.pacedRowsFor(s, rate)
+		if rate > 0 {
+			paced, err := startRefServer(ctx, filepath.Dir(h.blobDir), paceEnv+"="+strconv.FormatFloat(rate, 'f', 0, 64))
+			if err != nil {
+				return err
+			}
+			h.ref = paced
+			err = h.pacedRuns(ctx, rows, rate)
+			h.ref = ref
+			paced.Stop()
+			if err != nil {
+				return err
+			}
+		} else if err := h.pacedRuns(ctx, rows, 0); err != nil {
+			return err
+		}
+		h.pacedWhy(rows, rate)
+	}
+	return nil
+}
+
+// pacedRuns measures one pacing: direct, Berth and Distribution in turn.
+func (h *harness) pacedRuns(ctx context.Context, rows pacedRows, rate float64) error {
+	b := h.cold
+	buf := make([]byte, readBuf)
+	if err := h.warmClient(ctx, h.direct, h.ref.Upstream); err != nil {
+		return err
+	}
+	for rep := 0; rep < h.cfg.PacedReps; rep++ {
+		r, err := h.get(ctx, h.direct, h.blobURL(h.ref.Upstream, b), b.Size, buf, false)
+		if err != nil {
+			return err
+		}
+		direct := r.MBps()
+		rows.ttfb.Ref.Add(ms(r.TTFB))
+		rows.tail.Ref.Add(ms(r.Tail))
+		shaGB := shaCPUPerGB()
+		rows.cpu.Ref.Add(shaGB)
+		if rate == 0 {
+			rows.thr.Ref.Add(min(direct, 1e3/shaGB*1e3)) // MB/s of one core hashing
+		} else {
+			rows.thr.Ref.Add(direct)
+		}
+		bp, c, err := h.coldBerth(ctx, 4)
+		if err != nil {
+			return err
+		}
+		c0 := cpuTime(bp.Pid())
+		r, err = h.get(ctx, c, h.blobURL(bp.URL, b), b.Size, buf, true)
+		cpu := cpuTime(bp.Pid()) - c0
+		bp.Stop()
+		closeIdle(c)
+		if err == nil && r.Digest != b.Digest {
+			err = fmt.Errorf("cold fill of %s through Berth: the body is %s", b.Digest, r.Digest)
+		}
+		if err != nil {
+			return err
+		}
+		rows.thr.Berth.Add(r.MBps())
+		rows.ttfb.Berth.Add(ms(r.TTFB))
+		rows.tail.Berth.Add(ms(r.Tail))
+		rows.cpu.Berth.Add(cpuPerGB(cpu, r.Bytes))
+		if rows.dist != nil {
+			dr, err := h.coldStorm(ctx, true, 1, b)
+			if err != nil {
+				return err
+			}
+			rows.dist.Ref.Add(dr.agg)
+			rows.dist.Berth.Add(r.MBps())
+		}
+		h.logf("  paced %s MB/s: berth %.0f MB/s ttfb %.2f ms tail %.2f ms cpu %.0f ms/GB; direct %.0f MB/s; sha256 %.0f ms/GB",
+			fmtNum(rate/1e6, 0), r.MBps(), ms(r.TTFB), ms(r.Tail), cpuPerGB(cpu, r.Bytes), direct, shaGB)
+	}
+	return nil
+}
+
+// pacedWhy says what bounds the pacing's figures, for the rows that miss.
+func (h *harness) pacedWhy(rows pacedRows, rate float64) {
+	bound := "the link: the upstream's pacing, which Berth passes on as it arrives"
+	if rate == 0 {
+		bound = "CPU: on loopback the bytes cost only CPU, and Berth's fill pays sha256, the file write and the send on " +
+			"the same cores as the client and the upstream"
+	}
+	rows.thr.Why = fmt.Sprintf("What bounds it: %s. Berth's CPU per GB was %s ms against sha256's %s ms (%.2f×).", bound,
+		fmtNum(rows.cpu.Berth.Median(), 0), fmtNum(rows.cpu.Ref.Median(), 0), rows.cpu.Berth.Median()/rows.cpu.Ref.Median())
+	rows.tail.Why = "The last byte is released once the digest verified; the file's fsync, rename and index write " +
+		"follow it. What remains is the hash's final block and the wakeup of the reader."
+	rows.cpu.Why = "Per byte, a fill receives from the upstream socket, hashes, writes the page cache and sends to the " +
+		"client; sha256 is one of these four, so the other three must stay under half of it."
+	rows.ttfb.Why = "Berth answers once the upstream's headers arrived and its temporary file exists; the first bytes " +
+		"reach the client after they were written."
+	if rows.dist != nil {
+		rows.dist.Why = "Distribution's client gets every byte before its copy is verified or committed; Berth's gets the " +
+			"last byte once it verified."
+	}
+}
