@@ -18,8 +18,11 @@ import (
 
 // fill is one download of a blob from an upstream into the store, shared by
 // every request for that digest while it runs. Readers follow the bytes as
-// they are written; the last byte is released only once the blob verified,
-// so a fill that fails verification cuts every reader's stream.
+// they are written; the last byte is released only once the bytes hash to
+// the digest, so a fill that fails verification cuts every reader's stream.
+// The commit (fsync, rename, index) follows the release: a reader never
+// waits for the disk, and one that has every byte keeps them even when the
+// commit fails, as they verified.
 type fill struct {
 	key    string // the fill's entry in fillGroup (see fillKey)
 	digest string
@@ -31,9 +34,11 @@ type fill struct {
 	file    *os.File // read side of the temporary file
 	written int64
 	src     source // where the bytes come from
-	done    bool
-	err     error
-	refs    int // open readers
+	// verified: the bytes hash to the digest; readers may have them all.
+	verified bool
+	done     bool
+	err      error
+	refs     int // open readers
 }
 
 func newFill(key, digest string) *fill {
@@ -125,6 +130,9 @@ const maxResumes = 2
 func (p *Proxy) runFill(f *fill, up *upstream.Upstream, o store.Origin, srcs []source) {
 	ctx, cancel := context.WithTimeout(p.baseCtx, p.opts.FillTimeout)
 	defer cancel()
+	if p.storedAlready(ctx, f, o) {
+		return
+	}
 	start := time.Now()
 	repo := o.Repo.Name
 	p.fills.begin(f, up.Rule.Name, repo, start)
@@ -147,8 +155,29 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, o store.Origin, srcs []s
 	f.mu.Unlock()
 }
 
+// storedAlready ends f at once, reading nothing, when the store holds the
+// blob for o's repository. A request checks the store before it joins the
+// fills in flight, and a fill of the same scope may commit and leave in
+// between: the fill that request starts then finds the blob here, so the
+// upstream still sees one GET per blob. Its readers read the stored blob.
+func (p *Proxy) storedAlready(ctx context.Context, f *fill, o store.Origin) bool {
+	info, err := p.store.Visible(ctx, o.Repo, f.digest)
+	if err != nil {
+		return false
+	}
+	f.mu.Lock()
+	f.started, f.size = true, info.Size
+	f.mu.Unlock()
+	p.fills.finish(f, nil, time.Now())
+	f.mu.Lock()
+	f.done = true
+	f.notify()
+	f.mu.Unlock()
+	return true
+}
+
 // openFirst opens the first source that answers, from index i on.
-func openFirst(ctx context.Context, srcs []source, i int, off, last int64) (io.ReadCloser, int64, int, error) {
+func openFirst(ctx context.Context, srcs []source, i int, off, last int64) (*prefetcher, int64, int, error) {
 	var errs []error
 	for ; i < len(srcs); i++ {
 		body, size, err := srcs[i].open(ctx, off, last)
@@ -181,20 +210,26 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []sour
 		return err
 	}
 	cur, err = p.copyResuming(ctx, f, w, body, srcs, cur, size)
+	if err == nil {
+		err = w.Verify()
+	}
 	if err != nil {
 		w.Abort()
-		return err
-	}
-	// Committed with its link to the cached repository (garbage
-	// collection leaves cached blobs to eviction) and, for a rule without
-	// credentials, its origin record, in one write.
-	if err := w.CommitFor(ctx, o); err != nil {
 		if errors.Is(err, store.ErrDigestMismatch) {
 			return fmt.Errorf("%s sent bytes that do not match %s: %w", srcs[cur], f.digest, err)
 		}
 		return err
 	}
-	return nil
+	// The last byte goes out now; the commit makes the blob durable
+	// meanwhile (most of it is already: see store's writeback).
+	f.mu.Lock()
+	f.verified = true
+	f.notify()
+	f.mu.Unlock()
+	// Committed with its link to the cached repository (garbage
+	// collection leaves cached blobs to eviction) and, for a rule without
+	// credentials, its origin record, in one write.
+	return w.CommitFor(ctx, o)
 }
 
 // startFill makes room for a blob of size bytes from src, opens its writer
@@ -231,13 +266,12 @@ func (p *Proxy) startFill(ctx context.Context, f *fill, src source, size int64) 
 // that breaks is reopened at the byte reached (see doFill). It closes every
 // stream it reads and returns the index of the source that sent the last
 // bytes; on an error the caller aborts w.
-func (p *Proxy) copyResuming(ctx context.Context, f *fill, w *store.BlobWriter, body io.ReadCloser, srcs []source, cur int, size int64) (int, error) {
-	buf := make([]byte, 256<<10)
+func (p *Proxy) copyResuming(ctx context.Context, f *fill, w *store.BlobWriter, body *prefetcher, srcs []source, cur int, size int64) (int, error) {
 	resumes := 0
 	for w.Written() < size {
-		n, rerr := body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+		piece, rerr := body.next()
+		if n := len(piece); n > 0 {
+			if _, werr := w.Write(piece); werr != nil {
 				body.Close()
 				return cur, werr
 			}
@@ -339,15 +373,15 @@ func (r *fillReader) Read(p []byte) (int, error) {
 	for {
 		f.mu.Lock()
 		avail := f.written
-		if !(f.done && f.err == nil) && avail > 0 {
+		if !f.verified && avail > 0 {
 			avail-- // the last byte waits for verification
 		}
-		if f.done && f.err != nil {
+		if f.done && f.err != nil && !f.verified {
 			err := f.err
 			f.mu.Unlock()
 			return 0, fmt.Errorf("fill of %s failed: %w", f.digest, err)
 		}
-		if r.off >= f.size && f.done {
+		if r.off >= f.size && (f.done || f.verified) {
 			f.mu.Unlock()
 			return 0, io.EOF
 		}

@@ -48,8 +48,9 @@ func TestFillsReportProgress(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// The fill leaves the running set before its readers get the last
-	// byte, so it is listed finished now.
+	// Readers get the last byte once the bytes verified; the fill leaves
+	// the running set once it committed them.
+	e.proxy.fills.wg.Wait()
 	fills = e.proxy.Fills()
 	if len(fills) != 1 || fills[0].Done == nil || fills[0].Written != int64(len(data)) || fills[0].Error != "" {
 		t.Fatalf("Fills() after the fill = %+v, want it finished with every byte", fills)

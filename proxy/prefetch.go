@@ -56,6 +56,32 @@ func (p *prefetcher) run() {
 	}
 }
 
+// next returns the next bytes read, without copying them: they are valid
+// until the next call of next, Read or Close. It returns the source's
+// error (io.EOF at its end) once every byte before it was returned.
+func (p *prefetcher) next() ([]byte, error) {
+	if len(p.rest) == 0 {
+		if p.cur != nil {
+			prefetchBufs.Put(p.cur)
+			p.cur = nil
+		}
+		if p.err != nil {
+			return nil, p.err
+		}
+		piece, ok := <-p.pieces
+		if !ok {
+			return nil, io.ErrClosedPipe
+		}
+		p.cur, p.rest, p.err = piece.buf, (*piece.buf)[:piece.n], piece.err
+	}
+	b := p.rest
+	p.rest = nil
+	if len(b) == 0 {
+		return nil, p.err
+	}
+	return b, nil
+}
+
 func (p *prefetcher) Read(b []byte) (int, error) {
 	for len(p.rest) == 0 {
 		if p.cur != nil {

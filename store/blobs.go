@@ -159,6 +159,9 @@ type BlobWriter struct {
 	n      int64
 	done   bool
 	broken bool // a write failed part way; hash and file differ
+	// verified: Verify found the digest and size right.
+	verified bool
+	wb       *writeback // makes the file durable in steps as it grows
 }
 
 // NewBlobWriter starts writing the blob digest. size is the expected length
@@ -174,7 +177,7 @@ func (s *Store) NewBlobWriter(ctx context.Context, digest string, size int64) (*
 	if err != nil {
 		return nil, fmt.Errorf("create temp blob: %w", err)
 	}
-	return &BlobWriter{s: s, digest: digest, size: size, f: f, h: h, hex: hx}, nil
+	return &BlobWriter{s: s, digest: digest, size: size, f: f, h: h, hex: hx, wb: startWriteback(f)}, nil
 }
 
 // Path is the temporary file; readers may open it to follow the write.
@@ -201,7 +204,26 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 		w.broken = true
 	}
 	w.n += int64(n)
+	w.wb.grew(w.n)
 	return n, err
+}
+
+// Verify checks the bytes written so far against the digest and the
+// expected size, without committing: a fill gives its readers the last
+// byte once its bytes verified, and commits (fsync, rename, index) after.
+// Commit verifies when Verify was not called.
+func (w *BlobWriter) Verify() error {
+	if w.broken {
+		return fmt.Errorf("blob %s: a write failed; not committing", w.digest)
+	}
+	if w.size >= 0 && w.n != w.size {
+		return fmt.Errorf("%w: blob %s is %d bytes, expected %d", ErrDigestMismatch, w.digest, w.n, w.size)
+	}
+	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.hex {
+		return fmt.Errorf("%w: content hashes to %s:%s, not %s", ErrDigestMismatch, w.digest[:strings.IndexByte(w.digest, ':')], got, w.digest)
+	}
+	w.verified = true
+	return nil
 }
 
 // Commit verifies the digest and size, makes the file durable, moves it into
@@ -230,6 +252,7 @@ func (w *BlobWriter) finish(o *Origin) error {
 	w.done = true
 	err := w.commit(o)
 	if err != nil {
+		w.wb.stop()
 		w.f.Close()
 		os.Remove(w.f.Name())
 	}
@@ -237,15 +260,12 @@ func (w *BlobWriter) finish(o *Origin) error {
 }
 
 func (w *BlobWriter) commit(o *Origin) error {
-	if w.broken {
-		return fmt.Errorf("blob %s: a write failed; not committing", w.digest)
+	if !w.verified {
+		if err := w.Verify(); err != nil {
+			return err
+		}
 	}
-	if w.size >= 0 && w.n != w.size {
-		return fmt.Errorf("%w: blob %s is %d bytes, expected %d", ErrDigestMismatch, w.digest, w.n, w.size)
-	}
-	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.hex {
-		return fmt.Errorf("%w: content hashes to %s:%s, not %s", ErrDigestMismatch, w.digest[:strings.IndexByte(w.digest, ':')], got, w.digest)
-	}
+	w.wb.stop()
 	if err := w.f.Close(); err != nil {
 		return err
 	}
@@ -258,6 +278,7 @@ func (w *BlobWriter) Abort() {
 		return
 	}
 	w.done = true
+	w.wb.stop()
 	w.f.Close()
 	os.Remove(w.f.Name())
 }

@@ -204,8 +204,8 @@ func (h *harness) coldBerth(ctx context.Context, conns int) (*berthProc, *http.C
 func (h *harness) coldFill(ctx context.Context, s *Section) error {
 	b := h.cold
 	s.Intro = fmt.Sprintf("A fresh Berth is asked for a %s blob it does not have: it streams the blob from the upstream "+
-		"to the client while writing and hashing it, and releases the last byte once the blob is verified and durable "+
-		"(fsync, rename, index). Against the client pulling the same blob from the upstream directly. Targets: "+
+		"to the client while writing and hashing it, and releases the last byte once the blob verified; its commit "+
+		"(fsync, rename, index) follows. Against the client pulling the same blob from the upstream directly. Targets: "+
 		"throughput at least 0.8× direct; time to first byte within 5 ms of direct.", sizeLabel(b.Size))
 	thr := s.add(&Row{Case: sizeLabel(b.Size), Measure: "throughput", Berth: sample("MB/s", 0), Ref: sample("MB/s", 0),
 		RefName: "direct", Target: &Target{atLeastRatio, 0.8, "≥ 0.8×"}})
@@ -256,7 +256,7 @@ func (h *harness) coldFill(ctx context.Context, s *Section) error {
 	s.note("Server CPU per GB: Berth %s ms to fill and send (receive, hash, write, read back, send); the upstream %s ms "+
 		"to send it directly.", fmtNum(bc, 0), fmtNum(uc, 0))
 	s.note("\"Wait for the last byte\" is the time between the client holding all but the last byte and the last byte: " +
-		"for Berth, the verification and commit (fsync of the file, rename, directory fsync, index write) of the fill.")
+		"for Berth, the end of the hash and the check of the digest (the commit follows it).")
 	tailMed, totalMed := tail.Berth.Median(), float64(b.Size)/thr.Berth.Median()/1e3 // ms
 	direct := thr.Ref.Median()
 	why := fmt.Sprintf("Every byte of a cold fill costs Berth %s ms of CPU per GB (received from the upstream, hashed, "+
@@ -267,7 +267,7 @@ func (h *harness) coldFill(ctx context.Context, s *Section) error {
 			"verifies the digest as it streams can meet this target on this machine. What Berth can win back is the "+
 			"rest, about %s ms of CPU per GB beyond hashing. ", fmtNum(h.shaMBps, 0), fmtNum(0.8*direct, 0), fmtNum(max(0, bc-shaGB), 0))
 	}
-	why += fmt.Sprintf("The wait for the last byte (making the blob durable before it is released) is %s ms of the "+
+	why += fmt.Sprintf("The wait for the last byte (the digest check before it is released) is %s ms of the "+
 		"median %s ms download (%.0f%%).", fmtNum(tailMed, 0), fmtNum(totalMed, 0), 100*tailMed/totalMed)
 	thr.Why = why
 	ttfb.Why = "Berth answers only once the upstream's headers arrived and its temporary file exists, and the first " +

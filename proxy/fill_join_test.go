@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"berth/test/testreg"
+)
+
+// A request checks the store, finds nothing, and only then joins the fills
+// in flight; a fill of the same blob may commit and leave in between. The
+// fill that request starts must find the blob in the store and read no byte
+// from any source: one upstream GET per blob, whatever the interleaving
+// (seen once as 2 GETs among 100 concurrent cold clients).
+func TestFillStartedAfterAnEarlierFillCommittedReadsTheStore(t *testing.T) {
+	data := testreg.Bytes(1<<20, 44)
+	e := newEnv(t, envOpts{})
+	first := &scriptedSource{name: "upstream", data: data}
+	if err := waitFill(e.runScriptedFill(t, data, first)); err != nil {
+		t.Fatal(err)
+	}
+	// The late request: its store check ran before the first fill
+	// committed, its join after the fill left the group.
+	late := &scriptedSource{name: "upstream", data: data}
+	f := e.runScriptedFill(t, data, late)
+	got, err := e.readFill(f, 0)
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("late reader: %d bytes, %v; want the whole blob", len(got), err)
+	}
+	if err := waitFill(f); err != nil {
+		t.Fatal(err)
+	}
+	if opens := late.opened(); len(opens) != 0 {
+		t.Fatalf("the late fill opened its source %q; the store held the blob", opens)
+	}
+}
+
+// The last byte goes out once the bytes verified, before the commit: a
+// commit that fails then (here the blob's shard directory cannot be made)
+// leaves the fill's readers with every byte, verified, and the store with
+// nothing.
+func TestFillCommitFailingAfterVerificationKeepsNothing(t *testing.T) {
+	const size, half = 1 << 20, 1 << 19
+	data := testreg.Bytes(size, 45)
+	d := digestOf(data)
+	e := newEnv(t, envOpts{})
+	shard := filepath.Join(e.dataDir, "blobs", "sha256", strings.TrimPrefix(d, "sha256:")[:2])
+	if err := os.MkdirAll(filepath.Dir(shard), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(shard, nil, 0o640); err != nil { // a file where the directory goes
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	f := e.runScriptedFill(t, data, &scriptedSource{name: "upstream", data: data, script: []stream{{hold: release, holdAt: half}}})
+	if _, err := f.waitStarted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := (&fillBlob{p: e.proxy, f: f}).Open(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	close(release)
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reader: %d bytes, %v; want the whole blob", len(got), err)
+	}
+	if err := waitFill(f); err == nil {
+		t.Fatal("the fill committed; want its commit to fail")
+	}
+	if e.stored(d) {
+		t.Fatal("the blob was kept although its commit failed")
+	}
+}
