@@ -31,6 +31,7 @@ import (
 // local repositories beside it.
 type mirrorEnv struct {
 	t      *testing.T
+	proxy  *proxy.Proxy
 	up     *testreg.Registry
 	priv   *testreg.Registry // with privateRule
 	store  *store.Store
@@ -68,6 +69,7 @@ func newMirrorEnv(t *testing.T, o mirrorOpts) *mirrorEnv {
 	}
 	p := proxy.New(e.store, upstream.Fixed(upstream.NewRouter(ups, o.localPrefixes...)), proxy.Options{Logger: zl})
 	t.Cleanup(p.Close)
+	e.proxy = p
 	repos := local.New(e.store, local.Options{AutoCreate: true, Logger: zl})
 	e.srv = httptest.NewServer(registry.New(New(p, repos, e.store, Options{}), registry.WithLogger(zl)))
 	t.Cleanup(e.srv.Close)
@@ -96,6 +98,11 @@ func (e *mirrorEnv) do(method, path string, body []byte, hdr ...string) (*http.R
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
+		e.t.Fatal(err)
+	}
+	// A fill's client has the last byte before the blob is committed;
+	// these tests look at the store right after a pull.
+	if err := e.proxy.WaitFills(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
 	return resp, b

@@ -114,6 +114,44 @@ func (g *fillGroup) inFlight(key string) *fill {
 	return g.fills[key]
 }
 
+// WaitFills waits until no fill runs on this node (each committed, failed
+// or was cancelled), or ctx ends. A fill's clients have its last byte once
+// the bytes verified, before the commit: what needs the blob in the store
+// after a pull (a test, a mount that follows it) waits here.
+func (p *Proxy) WaitFills(ctx context.Context) error {
+	for {
+		p.fills.mu.Lock()
+		var f *fill
+		for _, f = range p.fills.fills {
+			break
+		}
+		p.fills.mu.Unlock()
+		if f == nil {
+			return nil
+		}
+		if err := f.waitDone(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// waitDone waits until the fill ended (it left its group before).
+func (f *fill) waitDone(ctx context.Context) error {
+	for {
+		f.mu.Lock()
+		done, ch := f.done, f.changed
+		f.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Count is how many fills are in flight.
 func (g *fillGroup) count() int {
 	g.mu.Lock()
