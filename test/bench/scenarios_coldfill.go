@@ -135,6 +135,14 @@ func (h *harness) coldPaced(ctx context.Context, s *Section) error {
 		"user+system time (/proc/<pid>/stat) over the bytes, against what sha256 alone costs a thread (getrusage) in the "+
 		"same run. Targets: throughput ≥ 0.97× direct through the pacing (≥ 0.9× of min(direct, sha256) unpaced), time "+
 		"to first byte within +5 ms, the wait for the last byte ≤ 10 ms, CPU ≤ 1.5× sha256's.", sizeLabel(h.cold.Size), h.cfg.PacedReps)
+	s.Bound = "The link while it is slower than Berth's CPU per byte: Berth passes each byte on as it arrives, so the " +
+		"client waits only for the link; unpaced, or with a link faster than the fill, CPU per byte (receive, sha256, " +
+		"write the blob's file, send) on the cores the client and the upstream share. The wait for the last byte is the " +
+		"end of the hash and the digest check; the fsync, rename and index write follow the release."
+	s.Growth = "Throughput follows the pacing up to the fill's CPU-bound rate (scenario 3) and stays there for faster " +
+		"links. TTFB and the wait for the last byte are flat in the blob's size and the pacing: the client never waits for " +
+		"the disk, and the file is made durable in 8 MiB steps as it grows, so the commit after it is short too. CPU per " +
+		"GB is flat in the blob's size."
 	ref := h.ref
 	defer func() { h.ref = ref }()
 	for _, rate := range h.cfg.PacedRates {
