@@ -165,9 +165,13 @@ func cmPort(t *testing.T, hostport string) string {
 }
 
 // cmPartition cuts node c off from the others: every packet to c's gossip
-// and peer ports is dropped, and so is every packet c's process (told
+// and peer addresses is dropped, and so is every packet c's process (told
 // apart by its primary group gid) sends to the others' gossip and peer
 // ports. It returns heal, which removes the rules (also run at cleanup).
+// The first rules name c's address, not only its ports: c's admin and
+// registry ports are picked on 127.0.0.1 before c binds its gossip and
+// peer ports on its own address, so one of them can be the same number,
+// and a rule by port alone then cut the test off from c's admin listener.
 func cmPartition(t *testing.T, c *clusterNode, others []*clusterNode, gid uint32) (heal func()) {
 	t.Helper()
 	clients.LookBin(t, "iptables")
@@ -177,9 +181,13 @@ func cmPartition(t *testing.T, c *clusterNode, others []*clusterNode, gid uint32
 		udpPorts = append(udpPorts, cmPort(t, o.gossip))
 	}
 	g := strconv.FormatUint(uint64(gid), 10)
+	host, _, err := net.SplitHostPort(c.gossip)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rules := [][]string{
-		{"-p", "tcp", "-m", "multiport", "--dports", cmPort(t, c.gossip) + "," + cmPort(t, c.peer), "-j", "DROP"},
-		{"-p", "udp", "--dport", cmPort(t, c.gossip), "-j", "DROP"},
+		{"-d", host, "-p", "tcp", "-m", "multiport", "--dports", cmPort(t, c.gossip) + "," + cmPort(t, c.peer), "-j", "DROP"},
+		{"-d", host, "-p", "udp", "--dport", cmPort(t, c.gossip), "-j", "DROP"},
 		{"-m", "owner", "--gid-owner", g, "-p", "tcp", "-m", "multiport", "--dports", strings.Join(tcpPorts, ","), "-j", "DROP"},
 		{"-m", "owner", "--gid-owner", g, "-p", "udp", "-m", "multiport", "--dports", strings.Join(udpPorts, ","), "-j", "DROP"},
 	}
