@@ -244,8 +244,12 @@ func (cs *clusterSize) notes(s *Section, clients int, imageBytes int64) {
 		s.note("%s: bytes the clients got, by where the serving node took them (berth_bytes_served_total summed over the nodes, "+
 			"per run): %s; the %d clients received %s per run.", pre, strings.Join(srcs, ", "), clients, sizeLabel(int64(clients)*imageBytes))
 	}
-	s.note("%s: server CPU per run: the nodes %s in all and the upstream %s; directly, the upstream %s.",
-		pre, cs.nodeCPU.String(), cs.upCPU.String(), cs.dirCPU.String())
+	gib := float64(int64(clients)*imageBytes) / giB
+	s.note("%s: server CPU per run: the nodes %s in all and the upstream %s; directly, the upstream %s. Per GiB the "+
+		"clients received, the nodes spent %.2f s of CPU and the upstream serving directly %.2f s: a client that joins a "+
+		"fill or a peer's stream is sent the bytes through user space (read back from the fill's file), where a stored "+
+		"blob and the direct upstream go out with sendfile; on two shared cores that CPU is taken from the clients.",
+		pre, cs.nodeCPU.String(), cs.upCPU.String(), cs.dirCPU.String(), cs.nodeCPU.Median()/gib, cs.dirCPU.Median()/gib)
 	delete(cs.peerStatus, 200)
 	if len(cs.peerStatus) > 0 || cs.peerAborted > 0 {
 		s.note("%s: peer listeners answered other than 200: %v (a first owner asking its replicas for a copy before the "+
