@@ -176,6 +176,8 @@ type Options struct {
 	// VulnDB, when set, is the vulnerability database (describe-vulndb,
 	// import-vulndb).
 	VulnDB VulnDB
+	// Scan, when its Scanner is set, serves the image scanning operations.
+	Scan ScanOptions
 	// MaxPreviews bounds the lifecycle policy previews kept in memory
 	// (default 64); the oldest finished one goes first.
 	MaxPreviews int
@@ -273,6 +275,9 @@ func (s *Service) operations() map[string]operation {
 		"delete-repository-policy":          op(s.deleteRepositoryPolicy),
 		"describe-cache":                    op(s.describeCache),
 		"describe-vulndb":                   op(s.describeVulnDB),
+		"put-image-scanning-configuration":  op(s.putImageScanningConfiguration),
+		"start-image-scan":                  op(s.startImageScan),
+		"describe-image-scan-findings":      op(s.describeImageScanFindings),
 		"start-gc":                          op(s.startGC),
 		"revoke-tokens":                     op(s.revokeTokens),
 		"sync-now":                          op(s.syncNow),

@@ -26,6 +26,7 @@ import (
 	"berth/reclaim"
 	"berth/registry"
 	"berth/replicate"
+	"berth/scan"
 	"berth/store"
 	"berth/syncer"
 	"berth/ui"
@@ -71,6 +72,7 @@ type Node struct {
 	handler http.Handler     // the registry API and the token endpoint
 	vulndb  *vulndb.DB       // the vulnerability database (scanning)
 	vsync   *vulnSync        // imports scanning.vulnDB
+	scan    *scan.Scanner    // the image scanner's pool
 
 	upMu sync.Mutex
 	ups  map[string]*upstream.Upstream // current client per upstream name, for metrics
@@ -126,7 +128,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		return nil, err
 	}
 	n.proxy = proxy.New(n.store, func() *upstream.Router { return n.Live().Router }, proxy.Options{FillTimeout: cfg.Cache.FillTimeout,
-		Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster, Reserve: n.cap.Reserve})
+		Logger: log.Named("proxy"), Metrics: n.metrics, Cluster: n.cluster, Reserve: n.cap.Reserve, ManifestStored: n.manifestPulled})
 	n.closers = append(n.closers, n.proxy.Close)
 	n.mirror = mirror.New(n.proxy, n.repos, n.store, mirror.Options{Reserve: n.cap.Reserve,
 		MaxUploadBytes: func() int64 { return n.Live().Config.Local.MaxUploadBytes },
@@ -141,7 +143,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.closers = append(n.closers, n.sync.Close)
 	n.repl = replicate.New(replicate.Options{Store: n.store, Rules: func() []config.Replication { return n.Live().Config.Replication },
 		Registerer: n.prom, Logger: log.Named("replication")})
-	n.backend = replicating{Mirror: n.mirror, r: n.repl, log: log.Named("replication")}
+	n.backend = replicating{Mirror: n.mirror, r: n.repl, log: log.Named("replication"), pushed: n.manifestPushed}
 	n.limiter = registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)
 	n.shaper = registry.NewShaper(func() registry.ShapeLimits {
 		c := n.Live().Config
@@ -152,13 +154,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if err := n.openVulnDB(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.openScanner(ctx, cfg); err != nil {
+		return nil, err
+	}
 	n.admin = admin.New(admin.Options{Store: n.store, Repos: n.repos, Reclaim: n.reclaim, Live: n.adminLive,
 		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
 		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin"),
 		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now,
 			Reserve: n.cap.Reserve, CheckLocal: n.repos.CheckPut},
 			Pusher: n.backend, SyncRefs: n.sync.Refs, VerifyKeys: func() ([]ed25519.PublicKey, error) { return loadVerifyKeys(n.Live().Config.Bundles) }}, Replication: n.repl.ImageStatus,
-		VulnDB: n.vulndb})
+		VulnDB: n.vulndb, Scan: admin.ScanOptions{Scanner: n.scan, Tags: n.store}})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {

@@ -16,6 +16,9 @@ type replicating struct {
 	*mirror.Mirror
 	r   *replicate.Replicator
 	log *zap.Logger
+	// pushed is told of every manifest pushed to a local repository
+	// (scan on push); it never blocks.
+	pushed func(ctx context.Context, repo, digest string)
 }
 
 func (b replicating) PutManifest(ctx context.Context, req registry.ManifestPut) (registry.PutResult, error) {
@@ -29,6 +32,9 @@ func (b replicating) PutManifest(ctx context.Context, req registry.ManifestPut) 
 	}
 	if qerr := b.r.Enqueue(ctx, req.Repo.Name, res.Digest.String(), tags); qerr != nil {
 		b.log.Error("the push was stored but not queued for replication", zap.String("repo", req.Repo.Name), zap.Error(qerr))
+	}
+	if b.pushed != nil {
+		b.pushed(ctx, req.Repo.Name, res.Digest.String())
 	}
 	return res, nil
 }

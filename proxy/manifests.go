@@ -139,7 +139,13 @@ func (p *Proxy) storeManifest(ctx context.Context, t upstream.Target, d string, 
 			return err
 		}
 	}
-	return b.Commit()
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	if p.opts.ManifestStored != nil {
+		p.opts.ManifestStored(t, d, sm.MediaType)
+	}
+	return nil
 }
 
 func toManifest(d string, sm *store.Manifest, src registry.Source) *registry.Manifest {

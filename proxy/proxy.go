@@ -39,6 +39,9 @@ type Options struct {
 	// Cluster, when set, makes misses go to the digest's or tag's owner
 	// nodes before the upstream.
 	Cluster *cluster.Cluster
+	// ManifestStored, when set, is told of every manifest a pull stored
+	// (scan on pull); it must not block.
+	ManifestStored func(t upstream.Target, digest, mediaType string)
 }
 
 // Proxy implements the registry's backend abilities over a store and a set

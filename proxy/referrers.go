@@ -53,10 +53,53 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 		}
 		return toManifest(dg, sm, registry.SourceUpstream), nil
 	})
+	own, oerr := p.ownReferrers(ctx, store.CachedKey(ns, t.Repo), d)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if err != nil {
+		if len(own) > 0 {
+			return own, nil // Berth's own answer for the subject it holds
+		}
+		return nil, err
+	}
+	up, err := parseReferrers(m.Body)
 	if err != nil {
 		return nil, err
 	}
-	return parseReferrers(m.Body)
+	return mergeReferrers(up, own), nil
+}
+
+// ownReferrers are the referrers Berth itself attached to d in a cached
+// repository (the scanner's SBOMs): stored with d's repository's records,
+// so they are visible exactly where d is.
+func (p *Proxy) ownReferrers(ctx context.Context, repo store.RepoKey, d registry.Digest) ([]registry.Descriptor, error) {
+	raw, err := p.store.ListReferrers(ctx, repo, d.String())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]registry.Descriptor, 0, len(raw))
+	for _, r := range raw {
+		var desc registry.Descriptor
+		if err := json.Unmarshal(r, &desc); err == nil {
+			out = append(out, desc)
+		}
+	}
+	return out, nil
+}
+
+// mergeReferrers is the upstream's referrers and Berth's own, each once.
+func mergeReferrers(up, own []registry.Descriptor) []registry.Descriptor {
+	seen := map[registry.Digest]bool{}
+	for _, d := range up {
+		seen[d.Digest] = true
+	}
+	for _, d := range own {
+		if !seen[d.Digest] {
+			up = append(up, d)
+		}
+	}
+	return up
 }
 
 func parseReferrers(body []byte) ([]registry.Descriptor, error) {

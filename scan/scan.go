@@ -169,6 +169,11 @@ func (s *Scanner) extractInto(ctx context.Context, j job, m *store.Manifest, rec
 	if len(doc.Layers) > lim.MaxLayers {
 		return 0, hostile("the image has %d layers, more than %d", len(doc.Layers), lim.MaxLayers)
 	}
+	if j.repo.Cached() && s.o.Fill != nil {
+		if err := s.o.Fill(ctx, j.repo, j.digest); err != nil {
+			return 0, fmt.Errorf("fetch the image's layers: %w", err)
+		}
+	}
 	u, err := newUnpacker(s.o.TempDir, lim, s.ex)
 	if err != nil {
 		return 0, err
@@ -178,7 +183,7 @@ func (s *Scanner) extractInto(ctx context.Context, j job, m *store.Manifest, rec
 		if oci.NonDistributable(l.MediaType) {
 			continue
 		}
-		if err := s.readLayer(ctx, j, u, i, l.Digest); err != nil {
+		if err := s.readLayer(ctx, u, i, l.Digest); err != nil {
 			return 0, err
 		}
 	}
@@ -196,16 +201,9 @@ func (s *Scanner) extractInto(ctx context.Context, j job, m *store.Manifest, rec
 	return u.skipped, nil
 }
 
-// readLayer feeds one stored layer to the unpacker. A cached repository's
-// layer not stored yet is fetched as a pull fetches it (FetchBlob).
-func (s *Scanner) readLayer(ctx context.Context, j job, u *unpacker, i int, digest string) error {
+// readLayer feeds one stored layer to the unpacker.
+func (s *Scanner) readLayer(ctx context.Context, u *unpacker, i int, digest string) error {
 	f, _, err := s.o.Store.OpenBlob(ctx, digest)
-	if notFound(err) && j.repo.Cached() && s.o.FetchBlob != nil {
-		if ferr := s.o.FetchBlob(ctx, j.repo, digest); ferr != nil {
-			return fmt.Errorf("layer %d (%s) is not stored and could not be fetched: %w", i, digest, ferr)
-		}
-		f, _, err = s.o.Store.OpenBlob(ctx, digest)
-	}
 	if notFound(err) {
 		return fmt.Errorf("layer %d (%s) is not stored on this node: push or pull it, then start the scan again", i, digest)
 	}

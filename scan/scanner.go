@@ -39,10 +39,11 @@ type Options struct {
 	// Settings returns the live scanning configuration (read at every
 	// trigger and scan); Workers and QueueSize are read once, at New.
 	Settings func() config.Scanning
-	// FetchBlob, when set, fetches a layer of a cached repository that is
-	// not stored yet, as a pull would (the upstream's fill, shared with
-	// the clients pulling it).
-	FetchBlob func(ctx context.Context, repo store.RepoKey, digest string) error
+	// Fill, when set, fetches what the store lacks of an image of a
+	// cached repository before it is read, as a pull would (the
+	// upstream's fills, shared with the clients pulling it): a scan on
+	// pull starts when the manifest is stored, before its layers.
+	Fill func(ctx context.Context, repo store.RepoKey, digest string) error
 	// TempDir holds the scratch directories of running scans.
 	TempDir    string
 	Registerer prometheus.Registerer

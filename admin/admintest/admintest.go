@@ -23,6 +23,7 @@ import (
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
+	"berth/scan"
 	"berth/store"
 	"berth/syncer"
 	"berth/upstream"
@@ -103,6 +104,8 @@ type Node struct {
 	Rules    []upstream.Rule
 	// VulnDB is the vulnerability database (empty until imported).
 	VulnDB *vulndb.DB
+	// Scanner scans images against VulnDB.
+	Scanner *scan.Scanner
 }
 
 // New starts a node; it stops when the test ends.
@@ -136,9 +139,17 @@ func New(t testing.TB) *Node {
 	if n.VulnDB, err = vulndb.Open(context.Background(), vulndb.Options{Store: st, Logger: log}); err != nil {
 		t.Fatal(err)
 	}
+	n.Scanner, err = scan.New(scan.Options{Store: st, DB: n.VulnDB, TempDir: t.TempDir(), Logger: log,
+		Settings: func() config.Scanning { return config.Default().Scanning }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Scanner.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Live: func() admin.Live { return live }, Stats: n.Counters,
 		Now: n.Clock.Now, Logger: log, Sync: syncer.New(syncer.Options{Rules: func() []config.SyncRule { return nil }, Store: st}),
-		VulnDB: n.VulnDB})
+		VulnDB: n.VulnDB, Scan: admin.ScanOptions{Scanner: n.Scanner, Tags: st}})
 	mux := http.NewServeMux()
 	mux.Handle("/", n.Service.Handler())
 	mux.Handle("POST "+admin.Prefix+"import-vulndb", n.Service.ImportVulnDBHandler())
@@ -146,6 +157,7 @@ func New(t testing.TB) *Node {
 	t.Cleanup(func() {
 		n.Server.Close()
 		n.Service.Close()
+		n.Scanner.Close()
 		if err := st.Close(); err != nil {
 			t.Errorf("close store: %v", err)
 		}

@@ -323,6 +323,9 @@ func TestCLIEveryTable(t *testing.T) {
 		{"sync-now", "--wait"},
 		{"describe-sync"},
 		{"describe-image-replication-status", "--repository-name", "private/app", "--image-id", "imageTag=v1"},
+		{"put-image-scanning-configuration", "--repository-name", "private/app", "--scan-on-push", "true"},
+		{"start-image-scan", "--repository-name", "private/app", "--image-id", "imageTag=v1"},
+		{"describe-image-scan-findings", "--repository-name", "private/app", "--image-id", "imageTag=v1"},
 		{"pin-image", "--repository-name", "docker-hub/library/alpine", "--image-id", "imageTag=3.20"},
 		{"unpin-image", "--repository-name", "docker-hub/library/alpine", "--image-id", "imageTag=3.20"},
 		{"batch-delete-image", "--repository-name", "private/app", "--image-ids", "imageTag=v1"},
@@ -340,8 +343,8 @@ func TestCLIEveryTable(t *testing.T) {
 	slices.Sort(names)
 	// warm is a command of its own (berth warm --from FILE, warm_test.go).
 	ops := slices.DeleteFunc(n.Service.Operations(), func(op string) bool { return op == "warm" })
-	if !slices.Equal(names, ops) || len(ops) != 29 {
-		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 29)", names, ops)
+	if !slices.Equal(names, ops) || len(ops) != 32 {
+		t.Fatalf("the client's verbs %v are not the API's %v (the table above covers 32)", names, ops)
 	}
 }
 

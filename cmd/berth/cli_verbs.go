@@ -35,7 +35,7 @@ type cliVerb struct {
 func cliVerbs() map[string]cliVerb {
 	verbs := map[string]cliVerb{}
 	for _, group := range []map[string]cliVerb{
-		repositoryVerbs(), imageVerbs(), policyVerbs(), lifecycleVerbs(), cacheVerbs(), nodeVerbs(), vulnVerbs(),
+		repositoryVerbs(), imageVerbs(), policyVerbs(), lifecycleVerbs(), cacheVerbs(), nodeVerbs(), vulnVerbs(), scanVerbs(),
 	} {
 		maps.Copy(verbs, group)
 	}
