@@ -374,7 +374,10 @@ type fillBlob struct {
 
 func (b *fillBlob) Size() int64 { return b.f.size }
 func (b *fillBlob) Source() registry.Source {
-	if b.f.src != nil && b.f.src.isPeer() {
+	switch {
+	case b.f.src == nil: // the store held it already (storedAlready)
+		return registry.SourceStore
+	case b.f.src.isPeer():
 		return registry.SourcePeer
 	}
 	return registry.SourceUpstream

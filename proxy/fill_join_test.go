@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"berth/registry"
 	"berth/test/testreg"
 )
 
@@ -37,6 +38,9 @@ func TestFillStartedAfterAnEarlierFillCommittedReadsTheStore(t *testing.T) {
 	}
 	if opens := late.opened(); len(opens) != 0 {
 		t.Fatalf("the late fill opened its source %q; the store held the blob", opens)
+	}
+	if src := (&fillBlob{p: e.proxy, f: f}).Source(); src != registry.SourceStore {
+		t.Errorf("the late fill's blob is reported from %v, want the store", src)
 	}
 }
 
