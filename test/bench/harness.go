@@ -152,11 +152,11 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		{2, fmt.Sprintf("Warm blobs, %d parallel streams", cfg.ParStreams), h.warmParallel, false},
 		{3, "Cold blob fill", h.coldFill, false},
 		{4, "Concurrent cold pulls of one blob", h.storm, false},
-		{11, "Cold fills through a paced upstream", h.coldPaced, false},
 		{5, "Manifests, warm", h.manifests, false},
 		{6, "Whole image pulls", h.imagePulls, false},
 		{7, "Memory", h.memory, false},
 		{8, "Cluster morning storm (" + nodesLabel(cfg.ClusterNodes) + " nodes)", h.cluster, false},
+		{11, "Cold fills through a paced upstream", h.coldPaced, false},
 		{10, "Distribution " + distVersion + " as a peer (pull-through)", h.distPeer, true},
 		{9, "Store benchmarks (Go)", h.storeBench, true},
 	}
