@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		{6, "Whole image pulls", h.imagePulls, false},
 		{7, "Memory", h.memory, false},
 		{8, "Cluster morning storm (" + nodesLabel(cfg.ClusterNodes) + " nodes)", h.cluster, false},
-		{11, "Cold fills through a paced upstream", h.coldPaced, false},
+		{11, "Cold fills through a paced upstream", h.coldPaced, true},
 		{10, "Distribution " + distVersion + " as a peer (pull-through)", h.distPeer, true},
 		{9, "Store benchmarks (Go)", h.storeBench, true},
 	}

@@ -120,6 +120,9 @@ func (h *harness) pacedRowsFor(s *Section, rate float64) pacedRows {
 // a link's speed, and Berth, the direct pull and Distribution all go
 // through that same pacing; rate 0 is the unpaced loopback.
 func (h *harness) coldPaced(ctx context.Context, s *Section) error {
+	// Bounded on its own, like scenario 10: it runs after the budget of 1–8.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
 	if h.dist == "" {
 		if d, err := findDist(ctx, h.cfg.Dist); err == nil {
 			h.dist = d
