@@ -73,7 +73,7 @@ func (r *Reclaimer) Images(ctx context.Context, ir ImageRepo) ([]ImageInfo, erro
 		for _, t := range im.TagRecords {
 			im.Tags = append(im.Tags, t.Name)
 		}
-		if m, err := r.store.RepoManifest(ctx, ir.Key, d); err == nil {
+		if m, err := r.store.Sweep().RepoManifest(ctx, ir.Key, d); err == nil {
 			im.MediaType = m.MediaType
 			if doc, ok := readManifest(m.Body); ok {
 				im.ArtifactType = doc.ReferrerType()
@@ -107,20 +107,13 @@ type TagRecord struct {
 
 // tagsByDigest maps digests to the repository's tags pointing at them.
 func (r *Reclaimer) tagsByDigest(ctx context.Context, ir ImageRepo) (map[string][]TagRecord, error) {
-	names, err := r.store.ListTags(ctx, ir.Key.Upstream, ir.Key.Name)
+	out := map[string][]TagRecord{}
+	err := r.store.Sweep().Tags(ctx, ir.Key.Upstream, ir.Key.Name, func(tag string, t store.Tag) error {
+		out[t.Digest] = append(out[t.Digest], TagRecord{Name: tag, Tag: t}) // in tag order
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	out := map[string][]TagRecord{}
-	for _, tag := range names {
-		t, err := r.store.GetTag(ctx, ir.Key.Upstream, ir.Key.Name, tag)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, err
-		}
-		out[t.Digest] = append(out[t.Digest], TagRecord{Name: tag, Tag: t}) // ListTags is sorted
 	}
 	return out, nil
 }
@@ -131,7 +124,7 @@ func (r *Reclaimer) imageSize(ctx context.Context, d string, sizes map[string]in
 	if s, ok := sizes[d]; ok {
 		return s
 	}
-	m, err := r.store.GetManifest(ctx, d)
+	m, err := r.store.Sweep().Manifest(ctx, d)
 	if err != nil || depth > 8 {
 		return 0
 	}

@@ -46,7 +46,7 @@ func (g *graph) edgesOf(ctx context.Context, d string) edges {
 		return e
 	}
 	var e edges
-	if m, err := g.st.GetManifest(ctx, d); err == nil {
+	if m, err := g.st.Sweep().Manifest(ctx, d); err == nil {
 		if doc, ok := readManifest(m.Body); ok {
 			e.blobs, e.children = split(&doc)
 		}

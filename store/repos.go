@@ -394,6 +394,29 @@ func (w Sweep) Blobs(ctx context.Context, fn func(digest string, size int64, cre
 	})
 }
 
+// Manifest is GetManifest for a pass over the store: a manifest not in
+// memory is read without being kept there, so a pass that reads every
+// manifest once leaves the hot ones hot.
+func (w Sweep) Manifest(ctx context.Context, digest string) (*Manifest, error) {
+	return w.s.readManifest(digest, false)
+}
+
+// RepoManifest is Store.RepoManifest for a pass, as Manifest.
+func (w Sweep) RepoManifest(ctx context.Context, repo RepoKey, digest string) (*Manifest, error) {
+	return w.s.repoManifest(ctx, repo, digest, false)
+}
+
+// Tags calls fn for every tag of repo in namespace ns, in order, with its
+// record: one pass over the repository's keys, and no tag kept in memory.
+func (w Sweep) Tags(ctx context.Context, ns, repo string, fn func(tag string, t Tag) error) error {
+	return w.s.scan(ctx, tagPrefix(ns, repo), func(k, v []byte) error {
+		if len(v) < 8 {
+			return fmt.Errorf("tag %s:%s: corrupt record", repo, k)
+		}
+		return fn(string(k), decodeTag(v))
+	})
+}
+
 // Manifests calls fn for every stored manifest digest.
 func (w Sweep) Manifests(ctx context.Context, fn func(digest string) error) error {
 	return w.s.scan(ctx, prefixManifest, func(k, _ []byte) error { return fn(string(k)) })

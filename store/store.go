@@ -297,7 +297,12 @@ func (s *Store) GetManifest(ctx context.Context, digest string) (*Manifest, erro
 	return s.manifest(digest)
 }
 
-func (s *Store) manifest(digest string) (*Manifest, error) {
+func (s *Store) manifest(digest string) (*Manifest, error) { return s.readManifest(digest, true) }
+
+// readManifest returns a manifest from memory when it is hot, else from
+// pebble, making it hot when keep is set (a pass over the whole store
+// does not: it would push out what pulls keep reading).
+func (s *Store) readManifest(digest string, keep bool) (*Manifest, error) {
 	if m, ok := s.hot.Get(digest); ok {
 		return m, nil
 	}
@@ -313,7 +318,9 @@ func (s *Store) manifest(digest string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s: corrupt record", digest)
 	}
 	m := &Manifest{MediaType: string(v[2 : 2+n]), Body: v[2+n:]}
-	s.hot.Set(digest, m, int64(len(m.Body)))
+	if keep {
+		s.hot.Set(digest, m, int64(len(m.Body)))
+	}
 	return m, nil
 }
 

@@ -111,11 +111,16 @@ func (s *Store) sees(repo RepoKey, digest string) (bool, error) {
 // has an image record for it, and with the media type repo stored it
 // under. Otherwise it is ErrNotFound, stored or not.
 func (s *Store) RepoManifest(ctx context.Context, repo RepoKey, digest string) (*Manifest, error) {
+	return s.repoManifest(ctx, repo, digest, true)
+}
+
+// repoManifest is RepoManifest, making the manifest hot when keep is set.
+func (s *Store) repoManifest(ctx context.Context, repo RepoKey, digest string, keep bool) (*Manifest, error) {
 	im, err := s.GetImage(ctx, repo, digest)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.GetManifest(ctx, digest)
+	m, err := s.readManifest(digest, keep)
 	if err != nil {
 		return nil, err
 	}
