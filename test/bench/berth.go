@@ -64,6 +64,7 @@ type berthOpts struct {
 	pprof    bool
 	logLevel string // "" is warn
 	extra    string // more top-level config (the cluster block)
+	dataDir  string // serve this data directory instead of a new one
 }
 
 // startBerth writes a config (rate limit off, log level warn unless o says
@@ -73,6 +74,9 @@ func (h *harness) startBerth(ctx context.Context, o berthOpts) (*berthProc, erro
 	b, dir, port, err := h.newProc("berth")
 	if err != nil {
 		return nil, err
+	}
+	if o.dataDir != "" {
+		b.DataDir = o.dataDir
 	}
 	level := o.logLevel
 	if level == "" {

@@ -79,6 +79,11 @@ type Config struct {
 
 	PacedRates []float64 // 11. cold fills through a paced upstream, bytes/s (0: unpaced)
 	PacedReps  int
+	// 13. a large store: the shape divided by ScaleDiv, built once
+	// into ScaleCache ("" builds it in the run); ScaleDur of GETs by tag.
+	ScaleDiv   int
+	ScaleCache string
+	ScaleDur   time.Duration
 
 	StoreBench []string // 9. go test arguments
 	StoreTime  time.Duration
@@ -118,6 +123,7 @@ func fullConfig() Config {
 		ClusterNodes: []int{3, 5, 9}, ClusterClients: 100, ClusterPar: 4, ClusterReps: 2, ClusterTime: 3 * time.Minute,
 		DistTime: 3 * time.Minute, DistReps: 2,
 		PacedRates: []float64{125e6, 400e6, 1e9, 0}, PacedReps: 3,
+		ScaleDiv: 1, ScaleDur: 5 * time.Second,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
 		StoreTime:  3 * time.Minute,
 		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
@@ -144,6 +150,7 @@ func smokeConfig() Config {
 		ClusterNodes: []int{3}, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
 		DistTime: time.Minute, DistReps: 1,
 		PacedRates: []float64{125e6, 1e9, 0}, PacedReps: 1,
+		ScaleDiv: 1000, ScaleDur: 300 * time.Millisecond,
 		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./store/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
 		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,
@@ -162,6 +169,8 @@ func main() {
 	bin := flag.String("berth", "", "use this berth binary instead of building ./cmd/berth")
 	dist := flag.String("distribution", "", "the Distribution "+distVersion+" registry binary (default: registry in $(go env GOPATH)/bin, installed by scripts/install-bench-deps)")
 	nodes := flag.String("nodes", "", "the cluster sizes of scenario 8, e.g. 3,5,9")
+	scaleDiv := flag.Int("scale-div", 0, "scenario 13: divide the large store's shape by this (1: 1M tags; default 1, 1000 with -smoke)")
+	scaleCache := flag.String("scale-cache", defaultScaleCache(), "scenario 13: build the large store once into this directory (\"\": in every run)")
 	flag.Parse()
 	cfg := fullConfig()
 	if *smoke {
@@ -178,6 +187,10 @@ func main() {
 			cfg.ClusterNodes = append(cfg.ClusterNodes, n)
 		}
 	}
+	if *scaleDiv > 0 {
+		cfg.ScaleDiv = *scaleDiv
+	}
+	cfg.ScaleCache = *scaleCache
 	if *budget > 0 {
 		cfg.Budget = *budget
 	}
