@@ -221,4 +221,3 @@ func (u *unpacker) dirFor(name string) error {
 	}
 	return nil
 }
-
