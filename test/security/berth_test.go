@@ -58,7 +58,9 @@ func TestMain(m *testing.M) {
 
 // node is a running berth process.
 type node struct {
-	URL  string
+	URL string
+	// Admin is the admin listener's URL.
+	Admin string
 	cmd  *exec.Cmd
 	done chan struct{}
 	mu   sync.Mutex
@@ -85,10 +87,10 @@ func freePort(t *testing.T) int {
 // are added) until it answers /v2/, and stops it when the test ends.
 func startBerth(t *testing.T, config string) *node {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	body := fmt.Sprintf("listen: %q\ndataDir: %q\nadmin:\n  listen: \"127.0.0.1:%d\"\n", addr, t.TempDir(), freePort(t)) + config
+	addr, adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	body := fmt.Sprintf("listen: %q\ndataDir: %q\nadmin:\n  listen: %q\n", addr, t.TempDir(), adminAddr) + config
 	cfg := writeFile(t, "config.yaml", body)
-	n := &node{URL: "http://" + addr, done: make(chan struct{})}
+	n := &node{URL: "http://" + addr, Admin: "http://" + adminAddr, done: make(chan struct{})}
 	n.cmd = exec.Command(binary(t), "serve", "--config", cfg)
 	n.cmd.Stdout, n.cmd.Stderr = n, n
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
