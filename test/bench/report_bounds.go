@@ -53,7 +53,8 @@ func defaultBounds(id int) [2]string {
 		10: {"The same as the Berth scenario each row repeats; both servers and the client share the two cores, so the one " +
 			"that costs less CPU per byte or per request wins.",
 			"Berth's lead grows with concurrent cold clients (one upstream GET for any N, against Distribution's N); for one " +
-				"client's cold fill it is the per-byte cost of verifying and committing before the last byte (scenario 3)."},
+				"client's cold fill it is the per-byte cost of hashing every byte before it is sent and writing it to disk " +
+				"(scenario 3)."},
 	}[id]
 }
 
