@@ -13,19 +13,18 @@ const writebackStep = 8 << 20
 // writebackStep bytes, a goroutine of its own has the kernel write the
 // file's bytes out and waits for them (syncRange), so the fsync of
 // the commit finds at most a step or two left and the writer never waits
-// for the disk. A step still running when the next is due absorbs it.
+// for the disk. A step still running when the next is due absorbs it. The
+// goroutine starts with the first step, so a small blob costs none.
 type writeback struct {
 	f    *os.File
 	next int64         // the size at which the next step is due
-	kick chan struct{} // capacity 1: a step is due
+	kick chan struct{} // capacity 1: a step is due; nil before the first
 	done chan struct{} // closed when the goroutine ended
 	once sync.Once
 }
 
 func startWriteback(f *os.File) *writeback {
-	wb := &writeback{f: f, next: writebackStep, kick: make(chan struct{}, 1), done: make(chan struct{})}
-	go wb.run()
-	return wb
+	return &writeback{f: f, next: writebackStep}
 }
 
 func (wb *writeback) run() {
@@ -42,6 +41,10 @@ func (wb *writeback) grew(n int64) {
 		return
 	}
 	wb.next = n + writebackStep
+	if wb.kick == nil {
+		wb.kick, wb.done = make(chan struct{}, 1), make(chan struct{})
+		go wb.run()
+	}
 	select {
 	case wb.kick <- struct{}{}:
 	default:
@@ -52,7 +55,9 @@ func (wb *writeback) grew(n int64) {
 // may be closed.
 func (wb *writeback) stop() {
 	wb.once.Do(func() {
-		close(wb.kick)
-		<-wb.done
+		if wb.kick != nil {
+			close(wb.kick)
+			<-wb.done
+		}
 	})
 }
