@@ -61,10 +61,10 @@ type node struct {
 	URL string
 	// Admin is the admin listener's URL.
 	Admin string
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	log  bytes.Buffer
+	cmd   *exec.Cmd
+	done  chan struct{}
+	mu    sync.Mutex
+	log   bytes.Buffer
 }
 
 func (n *node) Write(p []byte) (int, error) {
