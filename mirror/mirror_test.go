@@ -386,18 +386,7 @@ func TestMirrorCatalog(t *testing.T) {
 		})
 	}
 	// Following the Link pages, of any size, lists every repository once.
-	for n := 1; n <= 6; n++ {
-		var all []string
-		q := "?n=" + strconv.Itoa(n)
-		for q != "" {
-			got, link := catalog(q)
-			all = append(all, got...)
-			q = strings.TrimSuffix(strings.TrimPrefix(link, "</v2/_catalog"), `>; rel="next"`)
-		}
-		if !slices.Equal(all, want) {
-			t.Errorf("pages of %d: %v, want %v", n, all, want)
-		}
-	}
+	followPages(t, "/v2/_catalog", catalog, want)
 	resp, body := e.do(http.MethodGet, "/v2/_catalog?n=-1", nil)
 	wantMirrorError(t, resp, body, http.StatusBadRequest, registry.CodeUnsupported)
 }
@@ -448,21 +437,29 @@ func TestMirrorLocalTagPages(t *testing.T) {
 		}
 		return l.Tags, resp.Header.Get("Link")
 	}
-	for n := 1; n <= 6; n++ {
-		var all []string
-		q := "?n=" + strconv.Itoa(n)
-		for q != "" {
-			got, link := tags(q)
-			all = append(all, got...)
-			q = strings.TrimSuffix(strings.TrimPrefix(link, "</v2/local/app/tags/list"), `>; rel="next"`)
-		}
-		if !slices.Equal(all, want) {
-			t.Errorf("pages of %d: %v, want %v", n, all, want)
-		}
-	}
+	followPages(t, "/v2/local/app/tags/list", tags, want)
 	if got, _ := tags("?n=2&last=bb"); !slices.Equal(got, []string{"c", "d"}) {
 		t.Errorf("after a tag that is not there: %v", got)
 	}
 	resp, body := e.do(http.MethodGet, "/v2/local/nope/tags/list?n=2", nil)
 	wantMirrorError(t, resp, body, http.StatusNotFound, registry.CodeNameUnknown)
+}
+
+// followPages reads a listing at path in pages of 1 to len(want)+1
+// entries, following each answer's Link, and checks that the pages
+// together are want. get returns a page's entries and its Link header.
+func followPages(t *testing.T, path string, get func(q string) ([]string, string), want []string) {
+	t.Helper()
+	for n := 1; n <= len(want)+1; n++ {
+		var all []string
+		q := "?n=" + strconv.Itoa(n)
+		for q != "" {
+			got, link := get(q)
+			all = append(all, got...)
+			q = strings.TrimSuffix(strings.TrimPrefix(link, "<"+path), `>; rel="next"`)
+		}
+		if !slices.Equal(all, want) {
+			t.Errorf("%s in pages of %d: %v, want %v", path, n, all, want)
+		}
+	}
 }
