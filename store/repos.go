@@ -353,8 +353,9 @@ func (s *Store) Sweep() Sweep { return Sweep{s} }
 
 // Images calls fn for every image record (repo, digest).
 func (w Sweep) Images(ctx context.Context, fn func(repo RepoKey, digest string) error) error {
+	var keys repoKeys
 	return w.s.scan(ctx, prefixImage, func(k, _ []byte) error {
-		repo, digest, err := splitRepoKey(k)
+		repo, digest, err := keys.split(k)
 		if err != nil {
 			return fmt.Errorf("image record: %w", err)
 		}
@@ -364,13 +365,35 @@ func (w Sweep) Images(ctx context.Context, fn func(repo RepoKey, digest string) 
 
 // Links calls fn for every blob link.
 func (w Sweep) Links(ctx context.Context, fn func(repo RepoKey, digest string, linked bool) error) error {
+	var keys repoKeys
 	return w.s.scan(ctx, prefixLink, func(k, v []byte) error {
-		repo, digest, err := splitRepoKey(k)
+		repo, digest, err := keys.split(k)
 		if err != nil {
 			return fmt.Errorf("blob link: %w", err)
 		}
 		return fn(repo, digest, len(v) > 0 && v[0] == 1)
 	})
+}
+
+// repoKeys splits the keys of a scan, which come grouped by repository:
+// consecutive keys of one repository share one RepoKey (its strings
+// allocated once), so a pass over a large store holds one per repository,
+// not one per record.
+type repoKeys struct {
+	enc  []byte
+	last RepoKey
+}
+
+func (r *repoKeys) split(k []byte) (RepoKey, string, error) {
+	enc, digest, ok := bytes.Cut(k, []byte{0})
+	if ok && r.enc != nil && bytes.Equal(enc, r.enc) {
+		return r.last, string(digest), nil
+	}
+	repo, d, err := splitRepoKey(k)
+	if err == nil {
+		r.enc, r.last = append(r.enc[:0], enc...), repo
+	}
+	return repo, d, err
 }
 
 // splitRepoKey reads the <repo>\x00<digest> of an image or link key.

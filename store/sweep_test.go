@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 )
@@ -65,5 +66,47 @@ func TestSweepLeavesCachesAlone(t *testing.T) {
 	s.hot.Wait()
 	if _, ok := s.hot.Get(d); !ok {
 		t.Errorf("GetManifest did not make the manifest hot")
+	}
+}
+
+// TestSweepImagesRepoKeys: records of consecutive repositories, including
+// one whose name extends another's, each come with their own key.
+func TestSweepImagesRepoKeys(t *testing.T) {
+	ctx := context.Background()
+	s := stOpen(t, t.TempDir())
+	repos := []RepoKey{CachedKey("hub", "a"), CachedKey("hub", "a/b"), LocalKey("a"), LocalKey("a/b"), LocalKey("ab")}
+	b := s.NewBatch()
+	for _, r := range repos {
+		for i := 0; i < 2; i++ {
+			if err := b.PutImage(r, stDigest(i), Image{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Link(r, stDigest(10+i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var images, links []RepoKey
+	if err := s.Sweep().Images(ctx, func(r RepoKey, d string) error {
+		images = append(images, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sweep().Links(ctx, func(r RepoKey, d string, linked bool) error {
+		links = append(links, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []RepoKey
+	for _, r := range repos {
+		want = append(want, r, r)
+	}
+	if !slices.Equal(images, want) || !slices.Equal(links, want) {
+		t.Errorf("images %v\nlinks %v\nwant %v", images, links, want)
 	}
 }
