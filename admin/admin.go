@@ -162,6 +162,9 @@ type Options struct {
 	// OnRevokeTokens, when set, is told of a revocation (the user and its
 	// mark) so it takes effect at once.
 	OnRevokeTokens func(user, mark string)
+	// RotateKey, when set (encryption at rest is on), rotates the store's
+	// master key to the one in a key file on the node (rotate-key).
+	RotateKey func(ctx context.Context, newKeyFile string) (store.Rotation, error)
 	// OnRulesChanged, when set, is told that a pull-through cache rule
 	// was created or deleted, so the node can route by it at once.
 	OnRulesChanged func()
@@ -280,6 +283,7 @@ func (s *Service) operations() map[string]operation {
 		"describe-image-scan-findings":      op(s.describeImageScanFindings),
 		"start-gc":                          op(s.startGC),
 		"revoke-tokens":                     op(s.revokeTokens),
+		"rotate-key":                        op(s.rotateKey),
 		"sync-now":                          op(s.syncNow),
 		"describe-sync":                     op(s.describeSync),
 		"warm":                              op(s.warm),

@@ -1,12 +1,10 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -15,11 +13,13 @@ import (
 	"strconv"
 	"time"
 
+	"berth/internal/keyfile"
+
 	"github.com/hashicorp/memberlist"
 )
 
 // SecretSize is the length of Config.Secret in bytes.
-const SecretSize = 32
+const SecretSize = keyfile.Size
 
 var (
 	// ErrInvalidConfig reports a Config that Start cannot use.
@@ -109,30 +109,16 @@ func withRejoinInterval(d time.Duration) Option { return func(o *options) { o.re
 func withMemberlist(fn func(*memberlist.Config)) Option { return func(o *options) { o.tune = fn } }
 
 // LoadSecret reads a cluster secret file: 64 hex characters (surrounding
-// whitespace ignored) or exactly 32 raw bytes.
+// whitespace ignored) or exactly 32 raw bytes (keyfile.Read).
 func LoadSecret(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
+	key, err := keyfile.Read(path)
+	if errors.Is(err, keyfile.ErrInvalid) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSecret, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read cluster secret: %w", err)
 	}
-	if t := bytes.TrimSpace(raw); len(t) == 2*SecretSize {
-		key := make([]byte, SecretSize)
-		if _, err := hex.Decode(key, t); err == nil {
-			return key, nil
-		}
-		if len(raw) != SecretSize {
-			return nil, fmt.Errorf("%w: %s: 64 characters but not hex", ErrInvalidSecret, path)
-		}
-	}
-	if len(raw) == SecretSize {
-		if _, err := hex.DecodeString(string(raw)); err == nil {
-			// A random key is never all hex digits: this is a short hex key.
-			return nil, fmt.Errorf("%w: %s: 32 hex characters (16 bytes); want 64 hex characters", ErrInvalidSecret, path)
-		}
-		return raw, nil
-	}
-	return nil, fmt.Errorf("%w: %s: want 64 hex characters or %d raw bytes, got %d bytes",
-		ErrInvalidSecret, path, SecretSize, len(raw))
+	return key, nil
 }
 
 // peerKeyLabel derives the peer API's HMAC key from the cluster secret.

@@ -30,6 +30,7 @@ type Config struct {
 	Auth            Auth          `yaml:"auth"`
 	TLS             TLS           `yaml:"tls"`
 	Cluster         Cluster       `yaml:"cluster"`
+	Encryption      Encryption    `yaml:"encryption"`
 	Log             Log           `yaml:"log"`
 
 	// Offline makes every upstream rule offline (Upstream.Offline).
@@ -197,6 +198,7 @@ func (c Config) problems() []error {
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.TLS.validate()...)
 	errs = append(errs, c.Cluster.validate()...)
+	errs = append(errs, c.Encryption.validate()...)
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir: required"))
 	}

@@ -10,7 +10,7 @@ type SecretFile struct {
 
 // SecretFiles lists every file of c that holds a secret: the users and
 // groups files, token keys, upstream passwords and Docker configs, the
-// cluster secret and private keys. They should be readable by Berth alone.
+// cluster secret, the encryption key and private keys. They should be readable by Berth alone.
 func (c Config) SecretFiles() []SecretFile {
 	var out []SecretFile
 	add := func(key, path string) {
@@ -40,5 +40,6 @@ func (c Config) SecretFiles() []SecretFile {
 		add("cluster.secretFile", c.Cluster.SecretFile)
 		add("cluster.tls.keyFile", c.Cluster.TLS.KeyFile)
 	}
+	add("encryption.keyFile", c.Encryption.KeyFile)
 	return out
 }

@@ -14,7 +14,8 @@ import (
 
 // LoadConfig loads the config file at path (built-in defaults for "") and
 // checks, beyond config's validation, that the files it names load:
-// policies, the TLS certificates and the cluster secret. Every problem is
+// policies, the TLS certificates, the cluster secret and the encryption
+// key. Every problem is
 // in the one error.
 func LoadConfig(path string) (config.Config, error) {
 	return config.Load(path, checkFiles)
@@ -44,6 +45,11 @@ func checkFiles(c config.Config) []error {
 	if c.TLS.Listen != "" && c.TLS.CertFile != "" && c.TLS.KeyFile != "" {
 		if _, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("tls: %w", err))
+		}
+	}
+	if c.Encryption.Enabled() {
+		if _, err := readEncryptionKey(c.Encryption.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("encryption.keyFile: %w", err))
 		}
 	}
 	if !c.Cluster.Enabled() {

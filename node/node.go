@@ -113,7 +113,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	warnReadableSecrets(log, cfg)
 	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = metrics.New(n.prom)
-	if n.store, err = store.Open(ctx, cfg.DataDir, store.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("store")}); err != nil {
+	enc, err := storeEncryption(cfg.Encryption)
+	if err != nil {
+		return nil, err
+	}
+	if n.store, err = store.Open(ctx, cfg.DataDir, store.Options{HotManifestBytes: cfg.Cache.HotManifestBytes, Logger: log.Named("store"), Encryption: enc}); err != nil {
 		return nil, err
 	}
 	n.closers = append(n.closers, func() { n.store.Close() })
@@ -163,7 +167,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now,
 			Reserve: n.cap.Reserve, CheckLocal: n.repos.CheckPut},
 			Pusher: n.backend, SyncRefs: n.sync.Refs, VerifyKeys: func() ([]ed25519.PublicKey, error) { return loadVerifyKeys(n.Live().Config.Bundles) }}, Replication: n.repl.ImageStatus,
-		VulnDB: n.vulndb, Scan: admin.ScanOptions{Scanner: n.scan, Tags: n.store}})
+		VulnDB: n.vulndb, Scan: admin.ScanOptions{Scanner: n.scan, Tags: n.store},
+		RotateKey: n.rotateKeyVerb(cfg)})
 	n.closers = append(n.closers, n.admin.Close)
 	if cfg.TLS.Listen != "" {
 		if n.cert, err = newCertificate(cfg.TLS); err != nil {

@@ -151,6 +151,7 @@ func (n *Node) keepRestartOnly(old config.Config, cfg *config.Config) {
 	}
 	cfg.Listen, cfg.DataDir, cfg.Admin, cfg.Log = old.Listen, old.DataDir, old.Admin, old.Log
 	cfg.TLS.Listen, cfg.Cluster, cfg.Audit = old.TLS.Listen, old.Cluster, old.Audit
+	n.keepEncryption(old, cfg)
 }
 
 // reloadStatus is the outcome of the last reload, for /config.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -31,7 +30,7 @@ type fill struct {
 	changed chan struct{} // closed and replaced on every change
 	started bool          // size and file are known
 	size    int64
-	file    *os.File // read side of the temporary file
+	file    store.ReaderAtCloser // read side of the temporary file (plaintext)
 	written int64
 	src     source // where the bytes come from
 	// verified: the bytes hash to the digest; readers may have them all.
@@ -286,7 +285,7 @@ func (p *Proxy) startFill(ctx context.Context, f *fill, src source, size int64) 
 	if err != nil {
 		return nil, err
 	}
-	rf, err := os.Open(w.Path())
+	rf, err := w.Follow()
 	if err != nil {
 		w.Abort()
 		return nil, err

@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
@@ -101,52 +100,6 @@ func (s *Store) StatBlob(ctx context.Context, digest string) (BlobInfo, error) {
 	return info, nil
 }
 
-// OpenBlob opens a committed blob for reading. An index entry whose file is
-// gone (removed by hand) is dropped and reported as ErrNotFound.
-func (s *Store) OpenBlob(ctx context.Context, digest string) (*os.File, BlobInfo, error) {
-	info, err := s.StatBlob(ctx, digest)
-	if err != nil {
-		return nil, BlobInfo{}, err
-	}
-	f, err := os.Open(s.blobPath(digest))
-	if errors.Is(err, fs.ErrNotExist) {
-		return s.missingFile(ctx, digest)
-	}
-	if err != nil {
-		return nil, BlobInfo{}, err
-	}
-	return f, info, nil
-}
-
-// missingFile handles a blob whose file was not there when opened. Under
-// the digest's blobMu (which deletes and commits take), it tells an
-// eviction or delete that raced the open (the index entry is gone too: not
-// found) and a fill that committed the blob again meanwhile (the file is
-// back: it is opened) from a file really lost, whose index entry is
-// dropped.
-func (s *Store) missingFile(ctx context.Context, digest string) (*os.File, BlobInfo, error) {
-	defer s.lockBlob(digest)()
-	info, err := s.StatBlob(ctx, digest)
-	if err != nil {
-		return nil, BlobInfo{}, err
-	}
-	if f, err := os.Open(s.blobPath(digest)); !errors.Is(err, fs.ErrNotExist) {
-		return f, info, err
-	}
-	s.log.Warn("blob indexed but its file is missing; dropping the index entry", zap.String("digest", digest))
-	b := s.db.NewBatch()
-	defer b.Close()
-	_ = b.Delete(blobKey(digest), nil)
-	_ = b.DeleteRange(originPrefix(digest), upperBound(originPrefix(digest)), nil)
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	if b.Commit(pebble.Sync) == nil {
-		s.blobBytes.Add(-info.Size)
-		s.blobCount.Add(-1)
-	}
-	return nil, BlobInfo{}, ErrNotFound
-}
-
 // BlobWriter writes one blob to a temporary file while hashing it. Nothing
 // is visible until Commit has verified digest and size.
 type BlobWriter struct {
@@ -162,11 +115,22 @@ type BlobWriter struct {
 	// verified: Verify found the digest and size right.
 	verified bool
 	wb       *writeback // makes the file durable in steps as it grows
+
+	// seal encrypts the blob as it is written, under dk (keys: its
+	// wrapped form for the index); nil for a plaintext blob.
+	seal *sealer
+	dk   []byte
+	keys *blobKeys
 }
 
-// NewBlobWriter starts writing the blob digest. size is the expected length
-// or -1 when unknown.
+// NewBlobWriter starts writing the blob digest of a cached repository (a
+// fill, a peer's copy, a bundle's cached image): encrypted when encryption
+// covers cached content. size is the expected length or -1 when unknown.
 func (s *Store) NewBlobWriter(ctx context.Context, digest string, size int64) (*BlobWriter, error) {
+	return s.newBlobWriter(ctx, digest, size, s.encryptCached())
+}
+
+func (s *Store) newBlobWriter(ctx context.Context, digest string, size int64, encrypt bool) (*BlobWriter, error) {
 	h, hx, err := splitDigest(digest)
 	if err != nil {
 		return nil, err
@@ -177,10 +141,43 @@ func (s *Store) NewBlobWriter(ctx context.Context, digest string, size int64) (*
 	if err != nil {
 		return nil, fmt.Errorf("create temp blob: %w", err)
 	}
-	return &BlobWriter{s: s, digest: digest, size: size, f: f, h: h, hex: hx, wb: startWriteback(f)}, nil
+	w := &BlobWriter{s: s, digest: digest, size: size, f: f, h: h, hex: hx, wb: startWriteback(f)}
+	if encrypt {
+		w.dk, w.keys = s.newBlobKeys(digest)
+		if w.seal, err = newSealer(f, w.dk, w.keys.fileID); err != nil {
+			w.wb.stop()
+			f.Close()
+			os.Remove(name)
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
-// Path is the temporary file; readers may open it to follow the write.
+// ReaderAtCloser reads a blob being written (see BlobWriter.Follow).
+type ReaderAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// Follow opens the blob being written for reading its plaintext, below
+// Written: the temporary file, or for an encrypted blob its sealed chunks
+// and the chunk still in memory.
+func (w *BlobWriter) Follow() (ReaderAtCloser, error) {
+	f, err := os.Open(w.f.Name())
+	if err != nil || w.seal == nil {
+		return f, err
+	}
+	c, err := newSealedFile(f, w.dk, w.keys.fileID, -1)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &follower{s: w.seal, c: c}, nil
+}
+
+// Path is the temporary file. It holds ciphertext when the blob is
+// encrypted: readers follow the write with Follow.
 func (w *BlobWriter) Path() string { return w.f.Name() }
 
 // Written is how many bytes were written so far.
@@ -194,7 +191,15 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	// Hash and write at once: on a fill they are the two costs per byte.
 	done := make(chan struct{})
 	go func() { w.h.Write(p); close(done) }()
-	n, err := w.f.Write(p)
+	var n int
+	var err error
+	if w.seal != nil {
+		if err = w.seal.write(p); err == nil {
+			n = len(p)
+		}
+	} else {
+		n, err = w.f.Write(p)
+	}
 	<-done
 	if n < len(p) && err == nil {
 		err = io.ErrShortWrite
@@ -265,11 +270,16 @@ func (w *BlobWriter) commit(o *Origin) error {
 			return err
 		}
 	}
+	if w.seal != nil {
+		if err := w.seal.finish(); err != nil {
+			return err
+		}
+	}
 	w.wb.stop()
 	if err := w.f.Close(); err != nil {
 		return err
 	}
-	return w.s.moveIntoPlace(w.f.Name(), w.digest, w.n, o) // fsyncs before the rename
+	return w.s.moveIntoPlace(w.f.Name(), w.digest, w.n, o, w.keys) // fsyncs before the rename
 }
 
 // Abort discards the blob.
@@ -314,27 +324,45 @@ func (s *Store) recover(ctx context.Context) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		rel, _ := filepath.Rel(filepath.Join(s.dir, "blobs"), path)
-		parts := strings.Split(rel, string(filepath.Separator))
-		if len(parts) != 3 {
-			return nil
-		}
-		digest := parts[0] + ":" + parts[2]
-		v, err := s.get(blobKey(digest))
-		if errors.Is(err, ErrNotFound) {
-			orphans++
-			return os.Remove(path)
-		} else if err != nil {
+		keep, err := s.indexedFile(path)
+		if err != nil || keep {
 			return err
 		}
-		if len(v) >= 8 {
-			s.blobBytes.Add(int64(binary.BigEndian.Uint64(v)))
-			s.blobCount.Add(1)
-		}
-		return nil
+		orphans++
+		return os.Remove(path)
 	})
 	if orphans > 0 {
 		s.log.Info("removed blob files that were never indexed", zap.Int("count", orphans))
 	}
 	return err
+}
+
+// indexedFile reports whether a file under blobs/ is the one a blob's
+// index record names (a plaintext blob's <hex>, an encrypted one's
+// <hex>.enc), and counts it in the totals. Any other is an orphan: never
+// indexed, or the other form of a blob a crash left behind.
+func (s *Store) indexedFile(path string) (bool, error) {
+	rel, _ := filepath.Rel(filepath.Join(s.dir, "blobs"), path)
+	parts := strings.Split(rel, string(filepath.Separator))
+	if len(parts) != 3 {
+		return true, nil
+	}
+	name, enc := strings.CutSuffix(parts[2], ".enc")
+	digest := parts[0] + ":" + name
+	v, err := s.get(blobKey(digest))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	rec, err := decodeBlobRecord(digest, v)
+	if err != nil {
+		return true, nil // kept for the operator; reads report the record
+	}
+	if (rec.keys != nil) != enc {
+		return false, nil
+	}
+	s.blobBytes.Add(rec.info.Size)
+	s.blobCount.Add(1)
+	return true, nil
 }

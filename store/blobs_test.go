@@ -63,9 +63,22 @@ func stWriteBlob(t *testing.T, s *Store, digest string, size int64, data []byte,
 	return w, nil
 }
 
+// stBlobPath is the file a blob's index record names (a plaintext or an
+// encrypted file, see -encrypt).
 func stBlobPath(s *Store, digest string) string {
-	alg, hx, _ := strings.Cut(digest, ":")
-	return filepath.Join(s.Dir(), "blobs", alg, hx[:2], hx)
+	if rec, err := s.getBlobRecord(digest); err == nil {
+		return s.fileOf(digest, rec)
+	}
+	return s.blobPath(digest)
+}
+
+// stSuffix is the suffix of the file of a blob a BlobWriter wrote: ".enc"
+// when the tests run with -encrypt=all.
+func stSuffix() string {
+	if *encryptFlag == "all" {
+		return ".enc"
+	}
+	return ""
 }
 
 func TestBlobCommit(t *testing.T) {
@@ -117,7 +130,7 @@ func TestBlobCommit(t *testing.T) {
 				t.Errorf("OpenBlob read %d bytes (size %d), %v; want %d", len(got), info.Size, err, len(tt.data))
 			}
 			alg, hx, _ := strings.Cut(tt.digest, ":")
-			if files := stFiles(t, filepath.Join(s.Dir(), "blobs")); len(files) != 1 || files[0] != alg+"/"+hx[:2]+"/"+hx {
+			if files := stFiles(t, filepath.Join(s.Dir(), "blobs")); len(files) != 1 || files[0] != alg+"/"+hx[:2]+"/"+hx+stSuffix() {
 				t.Errorf("files under blobs/: %q", files)
 			}
 			if files := stFiles(t, filepath.Join(s.Dir(), "tmp")); len(files) != 0 {
@@ -335,7 +348,7 @@ func TestRecoverCrashLeftovers(t *testing.T) {
 	if files := stFiles(t, filepath.Join(dir, "tmp")); len(files) != 0 {
 		t.Errorf("left in tmp/: %q", files)
 	}
-	if files, want := stFiles(t, filepath.Join(dir, "blobs")), strings.TrimPrefix(stRel(keptDigest), "blobs/"); len(files) != 1 || files[0] != want {
+	if files, want := stFiles(t, filepath.Join(dir, "blobs")), strings.TrimPrefix(stRel(keptDigest), "blobs/")+stSuffix(); len(files) != 1 || files[0] != want {
 		t.Errorf("files under blobs/: %q, want only %s", files, want)
 	}
 	f, info, err := s.OpenBlob(ctx, keptDigest)
@@ -412,7 +425,7 @@ func TestBlobFileDeletedWhileClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if err := os.Remove(filepath.Join(dir, stRel(d))); err != nil {
+	if err := os.Remove(filepath.Join(dir, stRel(d)+stSuffix())); err != nil {
 		t.Fatal(err)
 	}
 	s := stOpen(t, dir)

@@ -12,12 +12,20 @@ package store
 //	    cached tag, names the rule's freshness policy it was confirmed
 //	    under ("tagPolicies[1]", "ttl"; absent in older records).
 //	man/<digest>                        -> len(mediaType) (2) | mediaType | body
-//	    A verified manifest, stored whole (manifests are at most a few MiB).
+//	                                       or 0xff 0xff 0x01 | wrapped data key | nonce | sealed record
+//	    A verified manifest, stored whole (manifests are at most a few MiB);
+//	    encrypted (the second form, crypt_manifest.go) when encryption at
+//	    rest covers a repository it was stored for, and from then on.
 //	    The media type is the first writer's; a repository reads its own
 //	    from its img/ record (records of older versions have none: then
 //	    this one is used). Rewriting the record never changes the type.
 //	blb/<digest>                        -> size (8) | createdAt (8, unix ns) | flags (1)
-//	    A committed blob. It is visible only where lnk/ or org/ says so
+//	                                           [| 0x01 | file id (16) | wrapped data key (68)]
+//	    A committed blob; the tail is there when it is encrypted: the id
+//	    in its file's header and its data key wrapped by the master key
+//	    (key fingerprint (8) | nonce (12) | sealed key (48), crypt.go).
+//	    An encrypted blob's bytes live in <hex>.enc instead of <hex>.
+//	    It is visible only where lnk/ or org/ says so
 //	    (Store.Visible); the flags byte is unused (older versions marked
 //	    pulled-through blobs public there, which is now ignored). Its bytes
 //	    live in blobs/<alg>/<2 hex>/<hex> under the data directory; the key
@@ -55,6 +63,12 @@ package store
 //	    A manifest of repo whose subject is <subject> (the referrers API).
 //	upl/<id>                            -> JSON Upload
 //	    An open upload session; its bytes are in uploads/<id>.
+//	enc/check                           -> JSON {key, file, at}
+//	    The fingerprint of the master key the store is encrypted with (and
+//	    the file it was read from): a node with another key refuses to
+//	    start (encrypt.go).
+//	enc/rotation                        -> JSON {key, file, from, fromFile, at}
+//	    A key rotation in progress (rotate.go): the next start finishes it.
 //	pol/<kind>\x00<name>                -> the caller's record (JSON)
 //	    An operator setting made through the admin API (policies.go): kind
 //	    "lifecycle" is a lifecycle policy named by the repository or pattern
@@ -102,6 +116,7 @@ var (
 	prefixOrigin   = []byte("org/")
 	prefixVuln     = []byte("vul/")
 	prefixVulnMeta = []byte("vdb/")
+	prefixEnc      = []byte("enc/")
 )
 
 func join(prefix []byte, parts ...string) []byte {
@@ -140,6 +155,12 @@ func uploadKey(id string) []byte { return join(prefixUpload, id) }
 func originKey(digest, rule string) []byte {
 	return join(prefixOrigin, digest, rule)
 }
+
+// keyCheckKey and rotationKey are the encryption records.
+var (
+	keyCheckKey = join(prefixEnc, "check")
+	rotationKey = join(prefixEnc, "rotation")
+)
 
 // originPrefix is the prefix of every origin record of a digest.
 func originPrefix(digest string) []byte { return append(join(prefixOrigin, digest), 0) }

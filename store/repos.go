@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -186,6 +187,9 @@ type Batch struct {
 	// pool on the first, and must not be closed again (another goroutine
 	// may already be using it).
 	done bool
+	// local is set by an image record of a local repository: the batch's
+	// manifests are then encrypted when encryption is on.
+	local bool
 }
 
 type manifestEntry struct {
@@ -204,17 +208,19 @@ func (b *Batch) PutManifest(digest string, m *Manifest) error {
 		return err
 	}
 	m = b.s.firstType(digest, m)
-	v, err := encodeManifest(m)
-	if err != nil {
+	if _, err := encodeManifest(m); err != nil {
 		return err
 	}
+	// Written at Commit: whether it is encrypted depends on the image
+	// records of the batch (see Commit).
 	b.m = append(b.m, manifestEntry{digest, m})
-	return b.b.Set(manifestKey(digest), v, nil)
+	return nil
 }
 
 // DeleteManifest removes a manifest body.
 func (b *Batch) DeleteManifest(digest string) error {
 	b.s.hot.Del(digest)
+	b.m = slices.DeleteFunc(b.m, func(e manifestEntry) bool { return e.digest == digest })
 	return b.b.Delete(manifestKey(digest), nil)
 }
 
@@ -242,6 +248,7 @@ type tagEntry struct {
 
 // PutImage records that digest belongs to repo.
 func (b *Batch) PutImage(repo RepoKey, digest string, im Image) error {
+	b.local = b.local || !repo.Cached()
 	return b.b.Set(imageKey(repo, digest), encodeImage(im), nil)
 }
 
@@ -280,6 +287,16 @@ func (b *Batch) DeleteReferrer(repo RepoKey, subject, digest string) error {
 func (b *Batch) Commit() error {
 	b.done = true
 	defer b.b.Close()
+	seal := b.s.encryptCached() || b.local && b.s.encryptLocal()
+	for _, e := range b.m {
+		v, err := b.s.manifestRecord(e.digest, e.m, seal)
+		if err == nil {
+			err = b.b.Set(manifestKey(e.digest), v, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if err := b.b.Commit(pebble.Sync); err != nil {
 		return err
 	}
@@ -304,11 +321,16 @@ func (b *Batch) Close() {
 // RefreshBlob restarts a blob's grace period (it was uploaded or linked
 // again), so garbage collection does not take it from under a push.
 func (s *Store) RefreshBlob(ctx context.Context, digest string) error {
-	info, err := s.StatBlob(ctx, digest)
+	if _, _, err := splitDigest(digest); err != nil {
+		return err
+	}
+	defer s.lockBlob(digest)()
+	rec, err := s.getBlobRecord(digest)
 	if err != nil {
 		return err
 	}
-	return s.db.Set(blobKey(digest), encodeBlob(info, s.now()), pebble.Sync)
+	rec.created = s.now()
+	return s.db.Set(blobKey(digest), rec.encode(), pebble.Sync)
 }
 
 // DeleteBlob removes a committed blob's bytes, index entry, access time,
@@ -339,8 +361,10 @@ func (s *Store) DeleteBlob(ctx context.Context, digest string, links []RepoKey) 
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(s.blobPath(digest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	for _, p := range []string{s.blobPath(digest), s.encPath(digest)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }

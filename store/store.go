@@ -32,6 +32,9 @@ type Options struct {
 	// Now is the store's clock (nil: time.Now): upload, blob, link and
 	// pull times are read from it.
 	Now func() time.Time
+	// Encryption turns on encryption at rest; nil leaves it off (a store
+	// that holds encrypted content then refuses to open).
+	Encryption *Encryption
 }
 
 // Store is one node's content store.
@@ -67,6 +70,11 @@ type Store struct {
 	// commit of the same digest just renamed into place, and an open that
 	// finds no file sees either both or neither. Taken before commitMu.
 	blobMu [64]sync.Mutex
+
+	// enc holds the master keys; nil when encryption is off. rotMu runs
+	// one key rotation at a time.
+	enc   *keyring
+	rotMu sync.Mutex
 }
 
 // lockBlob locks digest's stripe of blobMu and returns its unlock.
@@ -183,6 +191,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	s := &Store{dir: dir, db: db, hot: hot, log: opts.Logger, now: opts.Now}
+	if err := s.initEncryption(ctx, opts.Encryption); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.recover(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -310,6 +322,11 @@ func (s *Store) readManifest(digest string, keep bool) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sealedManifest(v) {
+		if v, err = s.openManifest(digest, v); err != nil {
+			return nil, err
+		}
+	}
 	if len(v) < 2 {
 		return nil, fmt.Errorf("manifest %s: corrupt record", digest)
 	}
@@ -326,7 +343,7 @@ func (s *Store) readManifest(digest string, keep bool) (*Manifest, error) {
 
 // encodeManifest is a manifest record: len(mediaType) (2) | mediaType | body.
 func encodeManifest(m *Manifest) ([]byte, error) {
-	if len(m.MediaType) > 0xffff {
+	if len(m.MediaType) >= 0xffff { // 0xffff marks an encrypted record
 		return nil, fmt.Errorf("media type too long")
 	}
 	v := make([]byte, 0, 2+len(m.MediaType)+len(m.Body))
@@ -358,7 +375,7 @@ func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) err
 		return err
 	}
 	m = s.firstType(digest, m)
-	v, err := encodeManifest(m)
+	v, err := s.manifestRecord(digest, m, s.encryptCached())
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 // stOpen opens a store in dir that is closed when the test ends.
 func stOpen(t testing.TB, dir string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), dir, Options{})
+	s, err := Open(context.Background(), dir, testOptions())
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -33,7 +33,7 @@ func stOpen(t testing.TB, dir string) *Store {
 // that reopen a directory.
 func stOpenClose(t testing.TB, dir string, f func(s *Store)) {
 	t.Helper()
-	s, err := Open(context.Background(), dir, Options{})
+	s, err := Open(context.Background(), dir, testOptions())
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

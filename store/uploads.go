@@ -124,6 +124,9 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 // into the blob store (or drops them when the blob is already there) and
 // ends the session. On a mismatch the session stays open.
 func (s *Store) CommitUpload(ctx context.Context, id, digest string) (int64, error) {
+	if rec, err := s.getBlobRecord(digest); s.encryptLocal() && (err != nil || rec.keys == nil) {
+		return s.sealUpload(ctx, id, digest)
+	}
 	h, hx, err := splitDigest(digest)
 	if err != nil {
 		return 0, err
@@ -148,16 +151,43 @@ func (s *Store) CommitUpload(ctx context.Context, id, digest string) (int64, err
 		}
 		return n, s.DeleteUpload(ctx, id)
 	}
-	if err := s.moveIntoPlace(path, digest, n, nil); err != nil {
+	if err := s.moveIntoPlace(path, digest, n, nil, nil); err != nil {
 		return 0, err
 	}
 	return n, s.db.Delete(uploadKey(id), pebble.Sync)
 }
 
+// sealUpload commits an upload to a local repository encrypted: its bytes
+// are hashed and sealed in one pass into a new blob file, which replaces
+// a plaintext copy stored already. On a mismatch the session stays open.
+func (s *Store) sealUpload(ctx context.Context, id, digest string) (int64, error) {
+	f, err := os.Open(s.uploadPath(id))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	w, err := s.newBlobWriter(ctx, digest, -1, true)
+	if err != nil {
+		return 0, err
+	}
+	// Plain Reader and Writer: io.Copy uses the buffer, not the file's WriteTo.
+	n, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{f}, make([]byte, 256<<10))
+	if err != nil {
+		w.Abort()
+		return 0, err
+	}
+	if err := w.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("uploaded bytes: %w", err)
+	}
+	return n, s.DeleteUpload(ctx, id)
+}
+
 // moveIntoPlace makes a verified file a committed blob: fsync the file,
 // rename it into place, fsync the directory, then index it (synced), with
-// its origin's records when o is set.
-func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin) error {
+// its origin's records when o is set, and its wrapped data key when keys
+// is set (an encrypted file). Encryption sticks to a digest (see
+// keepEncrypted).
+func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin, keys *blobKeys) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -167,13 +197,17 @@ func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin) error 
 	if err != nil {
 		return err
 	}
-	final := s.blobPath(digest)
+	final := s.fileOf(digest, blobRecord{keys: keys})
 	dir := filepath.Dir(final)
 	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
 	defer s.lockBlob(digest)()
+	old, oldErr := s.getBlobRecord(digest)
+	if oldErr == nil && old.keys != nil && keys == nil {
+		return s.keepEncrypted(path, digest, o)
+	}
 	if err := os.Rename(path, final); err != nil {
 		return fmt.Errorf("move blob into place: %w", err)
 	}
@@ -189,7 +223,7 @@ func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin) error 
 	b := s.db.NewBatch()
 	defer b.Close()
 	now := s.now()
-	_ = b.Set(blobKey(digest), encodeBlob(BlobInfo{Size: size}, now), nil)
+	_ = b.Set(blobKey(digest), blobRecord{info: BlobInfo{Size: size}, created: now, keys: keys}.encode(), nil)
 	if o != nil {
 		o.write(b, digest, now)
 	}
@@ -205,7 +239,28 @@ func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin) error 
 		s.blobBytes.Add(size)
 		s.blobCount.Add(1)
 	}
+	if oldErr == nil && old.keys == nil && keys != nil {
+		// A plaintext copy was encrypted: the old file goes.
+		if err := os.Remove(s.blobPath(digest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
 	return nil
+}
+
+// keepEncrypted ends a plaintext commit of a blob stored encrypted (a fill
+// of a cached repository under scope local that raced a push): the
+// encrypted copy stays, the new file goes, and the commit's origin records
+// are written. The caller holds the digest's blobMu.
+func (s *Store) keepEncrypted(path, digest string, o *Origin) error {
+	os.Remove(path)
+	if o == nil {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	o.write(b, digest, s.now())
+	return b.Commit(pebble.Sync)
 }
 
 // ExpireUploads removes sessions that received no bytes for maxAge (idle

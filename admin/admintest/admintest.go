@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -113,7 +114,10 @@ func New(t testing.TB) *Node {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	n := &Node{T: t, Dir: t.TempDir(), Clock: &Clock{t: Epoch}, Counters: &Counters{}}
-	st, err := store.Open(context.Background(), n.Dir, store.Options{Logger: log})
+	// Everything is encrypted at rest, so every admin test runs over an
+	// encrypted store; rotate-key reads raw 32-byte key files.
+	enc := &store.Encryption{Key: bytes.Repeat([]byte{0x5a}, store.KeySize), KeyFile: "admintest.key", All: true, ReadKey: os.ReadFile}
+	st, err := store.Open(context.Background(), n.Dir, store.Options{Logger: log, Encryption: enc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +153,14 @@ func New(t testing.TB) *Node {
 	}
 	n.Service = admin.New(admin.Options{Store: st, Repos: n.Repos, Reclaim: n.Reclaim, Live: func() admin.Live { return live }, Stats: n.Counters,
 		Now: n.Clock.Now, Logger: log, Sync: syncer.New(syncer.Options{Rules: func() []config.SyncRule { return nil }, Store: st}),
-		VulnDB: n.VulnDB, Scan: admin.ScanOptions{Scanner: n.Scanner, Tags: st}})
+		VulnDB: n.VulnDB, Scan: admin.ScanOptions{Scanner: n.Scanner, Tags: st},
+		RotateKey: func(ctx context.Context, file string) (store.Rotation, error) {
+			key, err := os.ReadFile(file)
+			if err != nil {
+				return store.Rotation{}, err
+			}
+			return st.RotateKey(ctx, key, file)
+		}})
 	mux := http.NewServeMux()
 	mux.Handle("/", n.Service.Handler())
 	mux.Handle("POST "+admin.Prefix+"import-vulndb", n.Service.ImportVulnDBHandler())

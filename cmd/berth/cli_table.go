@@ -345,6 +345,17 @@ func tableRevoke(w io.Writer, body []byte) error {
 	return writeTable(w, "USER\tREVOKED AT\tNOTE", []string{cells(r.UserName, r.RevokedAt.Format(time.RFC3339), r.Note)})
 }
 
+func tableRotateKey(w io.Writer, body []byte) error {
+	r, err := decodeInto[admin.RotateKeyResponse](body)
+	if err != nil {
+		return err
+	}
+	err = writeTable(w, "FROM\tTO\tBLOBS\tMANIFESTS\tDURATION",
+		[]string{cells(r.From, r.To, fmt.Sprint(r.Blobs), fmt.Sprint(r.Manifests), r.Duration.String())})
+	fmt.Fprintln(w, r.Note)
+	return err
+}
+
 func tablePin(w io.Writer, body []byte) error {
 	r, err := decodeInto[admin.PinImageResponse](body)
 	if err != nil {

@@ -320,6 +320,7 @@ func TestCLIEveryTable(t *testing.T) {
 		{"describe-vulndb"},
 		{"start-gc"},
 		{"revoke-tokens", "--user", "alice"},
+		{"rotate-key", "--new-key-file", cliKeyFile(t)},
 		{"sync-now", "--wait"},
 		{"describe-sync"},
 		{"describe-image-replication-status", "--repository-name", "private/app", "--image-id", "imageTag=v1"},
@@ -401,4 +402,14 @@ func TestExpandLists(t *testing.T) {
 	if humanBytes(1536) != "1.5 KiB" || humanBytes(10) != "10 B" || humanBytes(3<<30) != "3.0 GiB" {
 		t.Fatal(humanBytes(1536), humanBytes(10), humanBytes(3<<30))
 	}
+}
+
+// cliKeyFile writes a new encryption key file (raw bytes, as admintest
+// reads them) for rotate-key.
+func cliKeyFile(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "new.key")
+	if err := os.WriteFile(p, bytes.Repeat([]byte{0x33}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

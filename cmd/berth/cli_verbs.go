@@ -306,6 +306,16 @@ func nodeVerbs() map[string]cliVerb {
 			},
 			table: tableRevoke,
 		},
+		"rotate-key": {
+			summary: "make the key in a file on the node the store's encryption key: rewraps every data key, online",
+			flags: func(fs *flag.FlagSet) func() (any, error) {
+				file := fs.String("new-key-file", "", "the new key file, on the node: 64 hex characters (openssl rand -hex 32) (required)")
+				return func() (any, error) {
+					return admin.RotateKeyRequest{NewKeyFile: *file}, requireFlag("new-key-file", *file)
+				}
+			},
+			table: tableRotateKey,
+		},
 		"pin-image": {
 			summary: "pin a cached image (by --image-id imageDigest=... or imageTag=...): never evicted",
 			flags:   pinFlags,
