@@ -36,6 +36,10 @@ type Store struct {
 	// it for every local image before it puts the first, so a refusal
 	// (an immutable tag that points elsewhere) leaves nothing imported.
 	CheckLocal func(ctx context.Context, repo, tag, digest string) error
+	// Settle, when set, waits for the node's fills in flight to commit
+	// (proxy.WaitFills): a client has a fill's last byte before its
+	// commit, so an image pulled just before the export is held whole.
+	Settle func(ctx context.Context) error
 }
 
 // ExportRequest says what to export.
@@ -117,6 +121,11 @@ func (s Store) resolve(ref string) (route, error) {
 func (s Store) PlanExport(ctx context.Context, req ExportRequest) (*Plan, error) {
 	if len(req.Refs) == 0 {
 		return nil, errdefs.New(errdefs.ErrInvalidParameter, "name at least one image to export")
+	}
+	if s.Settle != nil {
+		if err := s.Settle(ctx); err != nil {
+			return nil, fmt.Errorf("wait for the fills in flight: %w", err)
+		}
 	}
 	skip := map[string]bool{}
 	x := Index{SchemaVersion: 2, MediaType: oci.MediaTypeImageIndex, Manifests: []oci.Descriptor{},

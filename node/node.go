@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Stats: admin.PromStats(n.prom), OnRepositoryPolicy: n.applyRepositoryPolicy, OnRevokeTokens: n.revokeTokens,
 		OnRulesChanged: func() { n.reloadRules(context.WithoutCancel(ctx)) }, Sync: n.sync, Logger: log.Named("admin"),
 		Bundles: admin.Bundles{Store: bundle.Store{Store: n.store, Routes: func() *upstream.Router { return n.Live().Router }, Now: time.Now,
-			Reserve: n.cap.Reserve, CheckLocal: n.repos.CheckPut},
+			Reserve: n.cap.Reserve, CheckLocal: n.repos.CheckPut, Settle: n.proxy.WaitFills},
 			Pusher: n.backend, SyncRefs: n.sync.Refs, VerifyKeys: func() ([]ed25519.PublicKey, error) { return loadVerifyKeys(n.Live().Config.Bundles) }}, Replication: n.repl.ImageStatus,
 		VulnDB: n.vulndb, Scan: admin.ScanOptions{Scanner: n.scan, Tags: n.store},
 		RotateKey: n.rotateKeyVerb(cfg)})
