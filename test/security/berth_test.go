@@ -85,10 +85,13 @@ func freePort(t *testing.T) int {
 
 // startBerth runs berth with config (listen, dataDir and an admin listener
 // are added) until it answers /v2/, and stops it when the test ends.
-func startBerth(t *testing.T, config string) *node {
+func startBerth(t *testing.T, config string) *node { return startBerthIn(t, t.TempDir(), config) }
+
+// startBerthIn is startBerth with the data directory dir.
+func startBerthIn(t *testing.T, dir, config string) *node {
 	t.Helper()
 	addr, adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	body := fmt.Sprintf("listen: %q\ndataDir: %q\nadmin:\n  listen: %q\n", addr, t.TempDir(), adminAddr) + config
+	body := fmt.Sprintf("listen: %q\ndataDir: %q\nadmin:\n  listen: %q\n", addr, dir, adminAddr) + config
 	cfg := writeFile(t, "config.yaml", body)
 	n := &node{URL: "http://" + addr, Admin: "http://" + adminAddr, done: make(chan struct{})}
 	n.cmd = exec.Command(binary(t), "serve", "--config", cfg)
