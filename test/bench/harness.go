@@ -159,6 +159,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		{11, "Cold fills through a paced upstream", h.coldPaced, true},
 		{10, "Distribution " + distVersion + " as a peer (pull-through)", h.distPeer, true},
 		{13, "A large store", h.largeStore, true},
+		{14, "Encryption at rest", h.encryption, true},
 		{9, "Store benchmarks (Go)", h.storeBench, true},
 	}
 	for _, sc := range scenarios {
