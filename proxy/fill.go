@@ -174,17 +174,20 @@ func (p *Proxy) runFill(f *fill, up *upstream.Upstream, o store.Origin, srcs []s
 	repo := o.Repo.Name
 	p.fills.begin(f, up.Rule.Name, repo, start)
 	err := p.doFill(ctx, f, o, srcs)
-	p.opts.Metrics.Fill(up.Rule.Name, time.Since(start), err)
+	took := time.Since(start)
+	p.opts.Metrics.Fill(up.Rule.Name, took, err)
+	// The index is written (or the fill failed) before the fill leaves the
+	// map, so a request that finds no fill finds the blob in the store;
+	// and the log says a fill ended once it left, so a request made after
+	// the line is answered from the store.
+	p.fills.finish(f, err, time.Now())
 	if err != nil {
 		p.log.Warn("blob fill failed", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
 			zap.String("repo", repo), zap.Error(err))
 	} else {
 		p.log.Info("blob filled", zap.String("digest", f.digest), zap.String("upstream", up.Rule.Name),
-			zap.String("repo", repo), zap.Stringer("from", f.src), zap.Int64("bytes", f.size), zap.Duration("duration", time.Since(start)))
+			zap.String("repo", repo), zap.Stringer("from", f.src), zap.Int64("bytes", f.size), zap.Duration("duration", took))
 	}
-	// The index is written (or the fill failed) before the fill leaves the
-	// map, so a request that finds no fill finds the blob in the store.
-	p.fills.finish(f, err, time.Now())
 	f.mu.Lock()
 	f.done, f.err = true, err
 	f.releaseLocked()

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -57,6 +58,24 @@ func pullImage(t *testing.T, b *Berth, repo string, img v1.Image, hit bool, c *p
 			c.misses, c.upstreamBytes = c.misses+1, c.upstreamBytes+n
 		}
 	}
+	// A fill's client has the last byte before the blob is committed: the
+	// next pull is all hits once every fill of this one logged its end.
+	for _, bd := range blobDigests(t, img) {
+		if !hit {
+			b.WaitLog("the fill of "+bd, time.Minute, func(log string) bool { return loggedFilled(log, bd) })
+		}
+	}
+}
+
+// loggedFilled reports whether the log has the line of a fill of digest
+// d that committed.
+func loggedFilled(log, d string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "blob filled") && strings.Contains(l, d) {
+			return true
+		}
+	}
+	return false
 }
 
 // imageSize is what describe-images reports: config and layers.
