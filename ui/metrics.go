@@ -42,6 +42,11 @@ type Snapshot struct {
 	// ConfigReloadOK is berth_config_last_reload_successful.
 	ConfigReloadOK bool       `json:"configReloadOk"`
 	Upstreams      []Upstream `json:"upstreams"`
+	// Vulnerabilities are berth_image_vulnerabilities by severity: the
+	// latest scans' findings of the stored images; ScanQueue the scans
+	// waiting (berth_image_scan_queue_depth).
+	Vulnerabilities map[string]float64 `json:"vulnerabilities"`
+	ScanQueue       float64            `json:"scanQueue"`
 }
 
 // Upstream is one upstream's state, from its berth_upstream_* series.
@@ -72,7 +77,8 @@ func (p *Page) snapshot() Snapshot {
 	mfs, _ := p.o.Gatherer.Gather() // a partial gather still has the rest
 	c := admin.PromStats(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return mfs, nil })).CacheCounters()
 	s := Snapshot{Sample: Sample{Time: p.o.Now().UTC(), Hits: c.Hits, Misses: c.Misses, Revalidated: c.Revalidated, Stale: c.Stale,
-		HitRatio: c.HitRatio(), BytesServed: map[string]float64{}, UpstreamFailures: map[string]float64{}}, EvictedBlobs: c.EvictedBlobs}
+		HitRatio: c.HitRatio(), BytesServed: map[string]float64{}, UpstreamFailures: map[string]float64{}}, EvictedBlobs: c.EvictedBlobs,
+		Vulnerabilities: map[string]float64{}}
 	ups := map[string]*Upstream{}
 	up := func(name string) *Upstream {
 		if ups[name] == nil {
@@ -108,6 +114,10 @@ func (s *Snapshot) read(name string, m *dto.Metric, up func(string) *Upstream) {
 		s.ClusterMembers = v
 	case "berth_config_last_reload_successful":
 		s.ConfigReloadOK = v == 1
+	case "berth_image_vulnerabilities":
+		s.Vulnerabilities[label(m, "severity")] = v
+	case "berth_image_scan_queue_depth":
+		s.ScanQueue = v
 	case "berth_upstream_requests_total":
 		up(label(m, "upstream")).Requests[statusClass(label(m, "status"))] += v
 	case "berth_upstream_errors_total":

@@ -38,6 +38,10 @@ func TestStatusReadsTheMetrics(t *testing.T) {
 	m.UpstreamReqs.WithLabelValues("hub", "GET", "200").Add(5)
 	m.UpstreamReqs.WithLabelValues("hub", "GET", "503").Add(1)
 	m.Gauge("berth_store_bytes", "", func() float64 { return 4096 })
+	m.Gauge("berth_image_scan_queue_depth", "", func() float64 { return 3 })
+	vulns := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_image_vulnerabilities"}, []string{"severity"})
+	vulns.WithLabelValues("CRITICAL").Set(2)
+	reg.MustRegister(vulns)
 
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	audit := filepath.Join(t.TempDir(), "audit.log")
@@ -66,6 +70,9 @@ func TestStatusReadsTheMetrics(t *testing.T) {
 	}
 	if st.StoreBytes != 4096 {
 		t.Errorf("store bytes %v", st.StoreBytes)
+	}
+	if st.Vulnerabilities["CRITICAL"] != 2 || st.ScanQueue != 3 {
+		t.Errorf("vulnerabilities %v, scan queue %v", st.Vulnerabilities, st.ScanQueue)
 	}
 	if len(st.History) != 2 || !st.History[1].Time.Equal(now) {
 		t.Errorf("history %+v, want the sample and now", st.History)

@@ -92,6 +92,18 @@ function renderSummary(s) {
   $("#store-blobs").textContent = `${s.storeBlobs} blobs`;
   setValue("fills-count", s.fillsInFlight, String(s.fillsInFlight));
   $("#evicted").textContent = `${s.evictedBlobs} blobs evicted since start`;
+  renderVulns(s.vulnerabilities || {}, s.scanQueue || 0);
+}
+
+// renderVulns shows the findings of the stored images' latest scans:
+// critical and high as the number, every severity below it.
+function renderVulns(v, queue) {
+  const severe = (v.CRITICAL || 0) + (v.HIGH || 0);
+  setValue("vulns", severe, String(severe));
+  const parts = ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED"]
+    .filter((k) => v[k]).map((k) => `${v[k]} ${k.toLowerCase()}`);
+  $("#vulns-by-severity").textContent = (parts.length ? parts.join(", ") : "no findings") +
+    (queue ? `; ${queue} scans queued` : "") + " (describe-image-scan-findings for an image's)";
 }
 
 // deltas turns cumulative samples into per-interval values.
