@@ -65,6 +65,12 @@ func TestMetricsAndHealth(t *testing.T) {
 			io.Copy(io.Discard, rc)
 			rc.Close()
 		}
+		// The second pull is all hits once the first one's fills
+		// committed (their clients had the last byte before).
+		for _, l := range layers {
+			d, _ := l.Digest()
+			b.WaitLog("the fill of "+d.String(), time.Minute, func(log string) bool { return loggedFilled(log, d.String()) })
+		}
 	}
 	resp, _ := b.Do(context.Background(), http.MethodGet, "/v2/up/team/app/manifests/nope", nil)
 	resp.Body.Close()
