@@ -50,16 +50,26 @@ func replicationStatusFlags(fs *flag.FlagSet) func() (any, error) {
 	name := repoFlag(fs)
 	id := fs.String("image-id", "", "the image: imageTag=v1 or imageDigest=sha256:...")
 	return func() (any, error) {
-		ids, err := parseImageIDs([]string{*id})
-		if err == nil && len(ids) != 1 {
-			err = errors.New("--image-id: give one image")
-		}
+		one, err := oneImageID(*id)
 		if err != nil {
-			return nil, errors.Join(err, requireFlag("image-id", *id))
+			return nil, err
 		}
-		return admin.DescribeImageReplicationStatusRequest{RepositoryName: *name, ImageID: ids[0]},
-			errors.Join(requireFlag("repository-name", *name), requireFlag("image-id", *id))
+		return admin.DescribeImageReplicationStatusRequest{RepositoryName: *name, ImageID: one},
+			requireFlag("repository-name", *name)
 	}
+}
+
+// oneImageID reads --image-id naming one image (imageTag=v1 or
+// imageDigest=sha256:...).
+func oneImageID(id string) (admin.ImageID, error) {
+	ids, err := parseImageIDs([]string{id})
+	if err == nil && len(ids) != 1 {
+		err = errors.New("--image-id: give one image")
+	}
+	if err != nil {
+		return admin.ImageID{}, errors.Join(err, requireFlag("image-id", id))
+	}
+	return ids[0], nil
 }
 
 func tableReplication(w io.Writer, body []byte) error {

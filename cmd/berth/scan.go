@@ -67,14 +67,11 @@ func imageIDFlags(build func(name string, id admin.ImageID, max int, next string
 		max := fs.Int("max-results", 0, "findings per page (default 100)")
 		next := fs.String("next-token", "", "the page after the one that gave this token")
 		return func() (any, error) {
-			ids, err := parseImageIDs([]string{*id})
-			if err == nil && len(ids) != 1 {
-				err = errors.New("--image-id: give one image")
-			}
+			one, err := oneImageID(*id)
 			if err != nil {
-				return nil, errors.Join(err, requireFlag("image-id", *id))
+				return nil, err
 			}
-			return build(*name, ids[0], *max, *next), requireFlag("repository-name", *name)
+			return build(*name, one, *max, *next), requireFlag("repository-name", *name)
 		}
 	}
 }
