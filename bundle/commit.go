@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -17,6 +18,10 @@ type image struct {
 	mediaType string
 	body      []byte
 	blobs     []string
+	// subject and referrer, for a manifest with a subject: the subject's
+	// digest and the manifest's referrers-API entry.
+	subject  string
+	referrer *registry.Descriptor
 }
 
 // closure is the manifests of route i, children first, each read as the
@@ -48,6 +53,10 @@ func (im *importer) closure(ctx context.Context, d, ct string, top bool, from []
 		return refuse(err, "manifest %s: %v; nothing was imported", d, err)
 	}
 	img := image{digest: d, mediaType: mt, body: body}
+	if doc.Subject != nil {
+		desc := registry.ReferrerDescriptor(doc, mt, registry.Digest(d), int64(len(body)))
+		img.subject, img.referrer = doc.Subject.Digest, &desc
+	}
 	for _, c := range doc.Refs() {
 		switch {
 		case oci.IsManifest(c.MediaType):
@@ -151,6 +160,9 @@ func (im *importer) commit(ctx context.Context) error {
 				b.PutImage(key, m.digest, store.Image{PushedAt: stamp, MediaType: m.mediaType}), b.LinkOrigin(origin, m.blobs...)); err != nil {
 				return err
 			}
+			if err := putReferrer(b, key, m); err != nil {
+				return err
+			}
 		}
 		if rt.tag != "" {
 			if err := b.PutTag(rt.ns, rt.repo, rt.tag, store.Tag{Digest: rt.digest, FetchedAt: stamp}); err != nil {
@@ -172,6 +184,19 @@ func (im *importer) commit(ctx context.Context) error {
 		im.res.Images = append(im.res.Images, rt.ref)
 	}
 	return nil
+}
+
+// putReferrer records a cached image with a subject as its subject's
+// referrer (a local one is recorded by the backend's manifest PUT).
+func putReferrer(b *store.Batch, key store.RepoKey, m image) error {
+	if m.referrer == nil {
+		return nil
+	}
+	desc, err := json.Marshal(m.referrer)
+	if err != nil {
+		return err
+	}
+	return b.PutReferrer(key, m.subject, m.digest, desc)
 }
 
 // checkLocal checks every local image's repository and tag before any is

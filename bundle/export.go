@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"berth/config"
@@ -160,7 +162,11 @@ func (s Store) PlanExport(ctx context.Context, req ExportRequest) (*Plan, error)
 		}
 		x.Manifests = append(x.Manifests, oci.Descriptor{MediaType: m.MediaType, Digest: rt.digest, Size: int64(len(m.Body)),
 			Annotations: map[string]string{AnnotationRefName: ref, AnnotationRoute: ref}})
+		from := len(p.manifests)
 		if err := s.walk(ctx, p, rt.digest, m, req.AllPlatforms, ref, seen, skip); err != nil {
+			return nil, err
+		}
+		if err := s.referrers(ctx, p, &x, rt, p.manifests[from:], seen, skip); err != nil {
 			return nil, err
 		}
 	}
@@ -169,6 +175,54 @@ func (s Store) PlanExport(ctx context.Context, req ExportRequest) (*Plan, error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// referrers adds the manifests that refer to subjects (an image's
+// manifests) in the image's repository — SBOMs, signatures — and their
+// own referrers, each as an image of the same route named by digest: an
+// import records it as a referrer there, so it crosses the gap with its
+// subject. A referrer whose content the node does not hold whole is left
+// out; it is not part of the image the bundle was asked for.
+func (s Store) referrers(ctx context.Context, p *Plan, x *Index, rt route, subjects []string, seen, skip map[string]bool) error {
+	key := store.LocalKey(rt.repo)
+	if rt.ns != LocalNS {
+		key = store.CachedKey(rt.ns, rt.repo)
+	}
+	name, _ := config.SplitRef(rt.ref)
+	subjects = slices.Clone(subjects)
+	for i := 0; i < len(subjects) && len(x.Manifests) < MaxRoutes; i++ {
+		descs, err := s.Store.ListReferrers(ctx, key, subjects[i])
+		if err != nil {
+			return fmt.Errorf("referrers of %s: %w", subjects[i], err)
+		}
+		for _, raw := range descs {
+			var d oci.Descriptor
+			if json.Unmarshal(raw, &d) != nil || seen[d.Digest] {
+				continue
+			}
+			m, err := s.Store.GetManifest(ctx, d.Digest)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // the entry outlived its manifest
+			} else if err != nil {
+				return err
+			}
+			ref := name + "@" + d.Digest
+			sub := &Plan{}
+			subSeen := maps.Clone(seen)
+			if err := s.walk(ctx, sub, d.Digest, m, false, ref, subSeen, skip); errors.Is(err, errdefs.ErrBlobUnknown) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			maps.Copy(seen, subSeen)
+			p.manifests = append(p.manifests, sub.manifests...)
+			p.blobs = append(p.blobs, sub.blobs...)
+			subjects = append(subjects, sub.manifests...)
+			x.Manifests = append(x.Manifests, oci.Descriptor{MediaType: m.MediaType, Digest: d.Digest, Size: int64(len(m.Body)),
+				Annotations: map[string]string{AnnotationRefName: ref, AnnotationRoute: ref}})
+		}
+	}
+	return nil
 }
 
 // walk adds manifest d (body m) and what it needs to the plan.

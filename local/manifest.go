@@ -154,10 +154,7 @@ func (r *Repos) commitManifest(ctx context.Context, w manifestWrite) (registry.P
 	}
 	res := registry.PutResult{Digest: w.digest}
 	if w.doc.Subject != nil {
-		desc, _ := json.Marshal(registry.Descriptor{
-			MediaType: w.mediaType, Digest: w.digest, Size: int64(len(w.body)),
-			ArtifactType: w.doc.ReferrerType(), Annotations: w.doc.Annotations,
-		})
+		desc, _ := json.Marshal(registry.ReferrerDescriptor(w.doc, w.mediaType, w.digest, int64(len(w.body))))
 		if err := b.PutReferrer(key, w.doc.Subject.Digest, dg, desc); err != nil {
 			return registry.PutResult{}, err
 		}

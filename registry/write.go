@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 	"io"
+
+	"berth/internal/oci"
 )
 
 // The abilities below are optional; the Server finds them on the backend by
@@ -100,6 +102,12 @@ type Descriptor struct {
 	Size         int64             `json:"size"`
 	ArtifactType string            `json:"artifactType,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// ReferrerDescriptor is the referrers-API entry of a manifest (doc, as
+// mediaType, digest d, size bytes) that has a subject.
+func ReferrerDescriptor(doc *oci.Manifest, mediaType string, d Digest, size int64) Descriptor {
+	return Descriptor{MediaType: mediaType, Digest: d, Size: size, ArtifactType: doc.ReferrerType(), Annotations: doc.Annotations}
 }
 
 // ReferrersLister lists the manifests whose subject is d.
