@@ -154,16 +154,24 @@ func (c *sealedFile) ReadAt(p []byte, off int64) (int, error) {
 		if c.size >= 0 && off >= c.size {
 			return n, io.EOF
 		}
-		i := off / chunkSize
-		pt, err := c.chunk(i)
+		k, err := c.copyAt(p[n:], off)
+		n += k
+		off += int64(k)
 		if err != nil {
 			return n, err
 		}
-		k := copy(p[n:], pt[off-i*chunkSize:])
-		n += k
-		off += int64(k)
 	}
 	return n, nil
+}
+
+// copyAt copies into p the plaintext from off to the end of off's chunk.
+func (c *sealedFile) copyAt(p []byte, off int64) (int, error) {
+	i := off / chunkSize
+	pt, err := c.chunk(i)
+	if err != nil {
+		return 0, err
+	}
+	return copy(p, pt[off-i*chunkSize:]), nil
 }
 
 func (c *sealedFile) Close() error { return c.f.Close() }
@@ -232,13 +240,12 @@ func (f *follower) ReadAt(p []byte, off int64) (int, error) {
 		if i > sealed {
 			return n, io.EOF
 		}
-		pt, err := f.c.chunk(i)
+		k, err := f.c.copyAt(p[n:], off)
+		n += k
+		off += int64(k)
 		if err != nil {
 			return n, err
 		}
-		k := copy(p[n:], pt[off-i*chunkSize:])
-		n += k
-		off += int64(k)
 	}
 	return n, nil
 }

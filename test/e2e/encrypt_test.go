@@ -158,3 +158,40 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestEncryptionRefill: a flipped byte in a cached blob's encrypted file
+// is never served; the next pull fetches the blob from the upstream again.
+func TestEncryptionRefill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	up := testreg.Start(t)
+	img := testreg.Image(t, 12, 300<<10)
+	up.Push(t, "lib/app", "v1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("up", "up", "up.test", up.URL, false, "")+
+		fmt.Sprintf("encryption: {keyFile: %q, scope: all}\n", encKeyFile(t, "k")))
+	path := b.URL + "/v2/up/lib/app/blobs/" + ld.String()
+	st, _, want := request(ctx, t, nil, http.MethodGet, path, cred{}, nil, nil)
+	if st != http.StatusOK || pushSha256(want) != ld.String() {
+		t.Fatalf("first pull: %d", st)
+	}
+	file := filepath.Join(b.DataDir, "blobs", "sha256", ld.Hex[:2], ld.Hex+".enc")
+	b.WaitLog("the fill committed", 10*time.Second, func(log string) bool { return strings.Contains(log, "blob filled") })
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[200] ^= 0x40
+	if err := os.WriteFile(file, raw, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	up.Reset()
+	if st, _, got := request(ctx, t, nil, http.MethodGet, path, cred{}, nil, nil); st == http.StatusOK || bytes.Equal(got, want) && len(got) > 0 {
+		t.Fatalf("pull of the damaged blob: %d, %d bytes", st, len(got))
+	}
+	st, _, got := request(ctx, t, nil, http.MethodGet, path, cred{}, nil, nil)
+	if st != http.StatusOK || !bytes.Equal(got, want) || up.Count("GET blobs") != 1 {
+		t.Fatalf("pull after the damage: %d, %d bytes, %d upstream GETs (want one refill)", st, len(got), up.Count("GET blobs"))
+	}
+}
