@@ -1,7 +1,10 @@
 package scan
 
 import (
+	"context"
 	"sync"
+
+	"berth/store"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -13,6 +16,9 @@ type metrics struct {
 	dropped  *prometheus.CounterVec
 	depth    prometheus.Gauge
 	vulns    *prometheus.Desc
+	// st is read at every collection: only the manifests an image record
+	// of some repository holds are counted.
+	st *store.Store
 
 	mu sync.Mutex
 	// counts are the findings by severity of each scanned image (not
@@ -20,8 +26,8 @@ type metrics struct {
 	counts map[string]map[string]int
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+func newMetrics(reg prometheus.Registerer, st *store.Store) *metrics {
+	m := &metrics{st: st,
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "berth_image_scan_duration_seconds",
 			Help: "How long image scans took (extraction and matching).", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_image_scans_total",
@@ -31,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		depth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_image_scan_queue_depth",
 			Help: "Scans waiting for a worker."}),
 		vulns: prometheus.NewDesc("berth_image_vulnerabilities",
-			"Findings of the latest scan of every scanned image manifest, by severity.", []string{"severity"}, nil),
+			"Findings of the latest scan of every stored image manifest, by severity.", []string{"severity"}, nil),
 		counts: map[string]map[string]int{},
 	}
 	reg.MustRegister(m.duration, m.scans, m.dropped, m.depth, vulnCollector{m})
@@ -58,18 +64,43 @@ type vulnCollector struct{ m *metrics }
 func (c vulnCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.vulns }
 
 func (c vulnCollector) Collect(ch chan<- prometheus.Metric) {
+	totals, err := c.m.totals(context.Background())
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.m.vulns, err)
+		return
+	}
 	for _, sev := range Severities {
-		ch <- prometheus.MustNewConstMetric(c.m.vulns, prometheus.GaugeValue, float64(c.m.total(sev)), sev)
+		ch <- prometheus.MustNewConstMetric(c.m.vulns, prometheus.GaugeValue, float64(totals[sev]), sev)
 	}
 }
 
-// total is the findings of one severity summed over the images.
-func (m *metrics) total(sev string) int {
+// totals are the findings by severity summed over the scanned manifests
+// some repository still holds: a record outlives its image (it is per
+// digest, and a push of the same digest again finds it), but an image
+// deleted from every repository is no longer counted. One pass over the
+// image records per collection; each digest counts once however many
+// repositories hold it.
+func (m *metrics) totals(ctx context.Context) (map[string]int, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for _, c := range m.counts {
-		n += c[sev]
+	counts := make(map[string]map[string]int, len(m.counts))
+	for d, c := range m.counts {
+		counts[d] = c
 	}
-	return n
+	m.mu.Unlock()
+	out := map[string]int{}
+	if len(counts) == 0 {
+		return out, nil
+	}
+	err := m.st.Sweep().Images(ctx, func(_ store.RepoKey, digest string) error {
+		c, ok := counts[digest]
+		if !ok {
+			return nil
+		}
+		delete(counts, digest) // counted once
+		for sev, n := range c {
+			out[sev] += n
+		}
+		return nil
+	})
+	return out, err
 }

@@ -97,7 +97,7 @@ func New(o Options) (*Scanner, error) {
 	s := &Scanner{o: o, ex: ex, queue: make(chan job, max(set.QueueSize, 1)),
 		pending: map[string]bool{}, idle: make(chan struct{})}
 	close(s.idle)
-	s.m = newMetrics(o.Registerer)
+	s.m = newMetrics(o.Registerer, o.Store)
 	return s, nil
 }
 
