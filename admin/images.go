@@ -154,7 +154,7 @@ func (s *Service) describeImages(ctx context.Context, req *DescribeImagesRequest
 				out.ImageDetails = append(out.ImageDetails, s.detail(ir, im))
 			}
 		}
-		return out, nil
+		return out, s.scanSummaries(ctx, ir, out.ImageDetails)
 	}
 	seen := map[int]bool{}
 	for i, id := range req.ImageIDs {
@@ -170,7 +170,17 @@ func (s *Service) describeImages(ctx context.Context, req *DescribeImagesRequest
 			out.ImageDetails = append(out.ImageDetails, s.detail(ir, images[j]))
 		}
 	}
-	return out, nil
+	return out, s.scanSummaries(ctx, ir, out.ImageDetails)
+}
+
+// scanSummaries adds each image's latest scan (scanSummary).
+func (s *Service) scanSummaries(ctx context.Context, ir reclaim.ImageRepo, details []ImageDetail) error {
+	for i := range details {
+		if err := s.scanSummary(ctx, ir, &details[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // batchDeleteImage deletes images as ECR does: an imageDigest deletes the

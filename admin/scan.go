@@ -19,6 +19,7 @@ type Scanner interface {
 	Configuration(ctx context.Context, name string) (scan.RepoConfig, error)
 	StartScan(ctx context.Context, repo store.RepoKey, digest string) error
 	Findings(ctx context.Context, repo store.RepoKey, digest string) (*scan.Record, error)
+	Summary(ctx context.Context, repo store.RepoKey, digest string) (scan.Summary, bool, error)
 }
 
 var _ Scanner = (*scan.Scanner)(nil)
@@ -146,6 +147,31 @@ type ImageScanFindings struct {
 	VulnerabilitySourceUpdatedAt *time.Time     `json:"vulnerabilitySourceUpdatedAt,omitempty"`
 	FindingSeverityCounts        map[string]int `json:"findingSeverityCounts"`
 	Findings                     []scan.Finding `json:"findings"`
+}
+
+// ImageScanFindingsSummary is ECR's, in describe-images.
+type ImageScanFindingsSummary struct {
+	ImageScanCompletedAt         *time.Time     `json:"imageScanCompletedAt,omitempty"`
+	VulnerabilitySourceUpdatedAt *time.Time     `json:"vulnerabilitySourceUpdatedAt,omitempty"`
+	FindingSeverityCounts        map[string]int `json:"findingSeverityCounts"`
+}
+
+// scanSummary fills an image detail's scan status and findings' counts
+// from its scan record; a node that does not scan leaves them out.
+func (s *Service) scanSummary(ctx context.Context, ir reclaim.ImageRepo, d *ImageDetail) error {
+	if s.o.Scan.Scanner == nil {
+		return nil
+	}
+	sum, ok, err := s.o.Scan.Scanner.Summary(ctx, ir.Key, d.ImageDigest)
+	if err != nil || !ok {
+		return err
+	}
+	d.ImageScanStatus = &ImageScanStatus{Status: sum.Status, Description: sum.Description}
+	if sum.Status == scan.StatusComplete {
+		d.ImageScanFindingsSummary = &ImageScanFindingsSummary{ImageScanCompletedAt: timePtr(sum.CompletedAt),
+			VulnerabilitySourceUpdatedAt: timePtr(sum.DBUpdatedAt), FindingSeverityCounts: sum.Counts}
+	}
+	return nil
 }
 
 // DescribeImageScanFindingsResponse is ECR's answer.

@@ -142,6 +142,11 @@ type ImageDetail struct {
 	// confirmed each of its tags, and under which of the rule's freshness
 	// policies ("tagPolicies[0]", "ttl").
 	TagValidations []TagValidation `json:"tagValidations,omitempty"`
+	// ImageScanStatus is the image's latest scan (absent when it was
+	// never scanned, or the node does not scan).
+	ImageScanStatus *ImageScanStatus `json:"imageScanStatus,omitempty"`
+	// ImageScanFindingsSummary is the findings' counts of a COMPLETE scan.
+	ImageScanFindingsSummary *ImageScanFindingsSummary `json:"imageScanFindingsSummary,omitempty"`
 }
 
 // TagValidation is when a cached tag was last confirmed by its upstream.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"berth/errdefs"
 	"berth/internal/oci"
@@ -115,4 +116,52 @@ func (s *Scanner) isPending(repo store.RepoKey, digest string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pending[job{repo: repo, digest: digest}.key()]
+}
+
+// Summary is a scan's status and severity counts without its findings
+// (describe-images' imageScanStatus and imageScanFindingsSummary).
+type Summary struct {
+	Status      string
+	Description string
+	CompletedAt time.Time
+	DBUpdatedAt time.Time
+	// Counts are the findings by severity; nil unless Status is COMPLETE.
+	Counts map[string]int
+}
+
+// Summary returns the latest scan of a manifest a listing of repo found
+// there (the repository is not checked again), false when it was never
+// scanned and no scan is queued. Only the findings' severities are
+// decoded, not the packages.
+func (s *Scanner) Summary(ctx context.Context, repo store.RepoKey, digest string) (Summary, bool, error) {
+	v, err := s.o.Store.GetScan(ctx, digest)
+	if notFound(err) {
+		if s.isPending(repo, digest) {
+			return Summary{Status: StatusInProgress, Description: "The scan is queued."}, true, nil
+		}
+		return Summary{}, false, nil
+	}
+	if err != nil {
+		return Summary{}, false, err
+	}
+	var r struct {
+		Status      string    `json:"status"`
+		Description string    `json:"description"`
+		CompletedAt time.Time `json:"completedAt"`
+		DBUpdatedAt time.Time `json:"dbUpdatedAt"`
+		Findings    []struct {
+			Severity string `json:"severity"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return Summary{}, false, fmt.Errorf("scan record of %s: %w", digest, err)
+	}
+	out := Summary{Status: r.Status, Description: r.Description, CompletedAt: r.CompletedAt, DBUpdatedAt: r.DBUpdatedAt}
+	if r.Status == StatusComplete {
+		out.Counts = map[string]int{}
+		for _, f := range r.Findings {
+			out.Counts[f.Severity]++
+		}
+	}
+	return out, true, nil
 }

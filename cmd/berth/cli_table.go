@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"berth/admin"
+	"berth/scan"
 )
 
 // Tables for -o table: one row per item, digests shortened, sizes and
@@ -132,9 +133,31 @@ func tableImageDetails(w io.Writer, body []byte) error {
 	var rows []string
 	for _, d := range r.ImageDetails {
 		rows = append(rows, cells(d.RepositoryName, shortDigest(d.ImageDigest), strings.Join(d.ImageTags, ","),
-			humanBytes(d.ImageSizeInBytes), fmtTime(d.ImagePushedAt), fmtTime(d.LastRecordedPullTime), d.SourceUpstream))
+			humanBytes(d.ImageSizeInBytes), fmtTime(d.ImagePushedAt), fmtTime(d.LastRecordedPullTime), d.SourceUpstream, scanCell(d)))
 	}
-	return writeTable(w, "REPOSITORY\tDIGEST\tTAGS\tSIZE\tPUSHED\tLAST PULL\tUPSTREAM", rows)
+	return writeTable(w, "REPOSITORY\tDIGEST\tTAGS\tSIZE\tPUSHED\tLAST PULL\tUPSTREAM\tSCAN", rows)
+}
+
+// scanCell is an image's scan status and, for a complete scan, its
+// findings by severity ("COMPLETE CRITICAL:1 HIGH:2", "COMPLETE none").
+func scanCell(d admin.ImageDetail) string {
+	if d.ImageScanStatus == nil {
+		return ""
+	}
+	out := d.ImageScanStatus.Status
+	if f := d.ImageScanFindingsSummary; f != nil {
+		var counts []string
+		for _, sev := range scan.Severities {
+			if n := f.FindingSeverityCounts[sev]; n > 0 {
+				counts = append(counts, fmt.Sprintf("%s:%d", sev, n))
+			}
+		}
+		if len(counts) == 0 {
+			counts = []string{"none"}
+		}
+		out += " " + strings.Join(counts, " ")
+	}
+	return out
 }
 
 func tableBatchDelete(w io.Writer, body []byte) error {
