@@ -89,8 +89,9 @@ func (n *Node) rateFor(key string) (float64, int, bool) {
 // built-in defaults, the users file) are read again. A file that does not
 // load or validate changes nothing: the refusal is logged at error level,
 // counted in berth_config_last_reload_successful and reported by the admin
-// listener's /config. Listen addresses, the data directory, admin, audit
-// and cluster settings need a restart; a change to them is warned about.
+// listener's /config. Listen addresses, the data directory, admin, audit,
+// cluster, encryption and the scanner's workers and queue size need a
+// restart; a change to them is warned about.
 func (n *Node) Reload(ctx context.Context) error {
 	if n.cert != nil {
 		if err := n.cert.reload(); err != nil {
@@ -152,6 +153,7 @@ func (n *Node) keepRestartOnly(old config.Config, cfg *config.Config) {
 	cfg.Listen, cfg.DataDir, cfg.Admin, cfg.Log = old.Listen, old.DataDir, old.Admin, old.Log
 	cfg.TLS.Listen, cfg.Cluster, cfg.Audit = old.TLS.Listen, old.Cluster, old.Audit
 	n.keepEncryption(old, cfg)
+	n.keepScanPool(old, cfg)
 }
 
 // reloadStatus is the outcome of the last reload, for /config.

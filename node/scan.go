@@ -11,6 +11,8 @@ import (
 	"berth/store"
 	"berth/syncer"
 	"berth/upstream"
+
+	"go.uber.org/zap"
 )
 
 // openScanner starts the image scanner's background pool. Its scratch
@@ -35,6 +37,19 @@ func (n *Node) openScanner(ctx context.Context, cfg config.Config) error {
 	n.scan = s
 	n.closers = append(n.closers, s.Close)
 	return nil
+}
+
+// keepScanPool keeps scanning.workers and scanning.queueSize as they are
+// in force, and warns when the file asks for others: the scanner's pool
+// and queue are sized at start. The rest of scanning is read live.
+func (n *Node) keepScanPool(old config.Config, cfg *config.Config) {
+	o, c := old.Scanning, &cfg.Scanning
+	if c.Workers == o.Workers && c.QueueSize == o.QueueSize {
+		return
+	}
+	n.log.Warn("scanning.workers and scanning.queueSize changes take effect at the next restart",
+		zap.Int("workers", o.Workers), zap.Int("queueSize", o.QueueSize))
+	c.Workers, c.QueueSize = o.Workers, o.QueueSize
 }
 
 // Scanner is the node's image scanner.

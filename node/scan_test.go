@@ -184,3 +184,15 @@ scanning: {scanOnPull: ["a/lib/*"]}
 		t.Fatalf("findings of a pull scanOnPull does not name: %d, want 404", st)
 	}
 }
+
+// The scanner's pool is sized at start: a reload keeps scanning.workers
+// and scanning.queueSize in force (the config the node reports is the one
+// it runs), and applies the rest of scanning.
+func TestReloadKeepsTheScanPoolSize(t *testing.T) {
+	e := newReloadEnv(t, "scanning: {workers: 2, queueSize: 8}\n")
+	e.apply("scanning: {workers: 4, queueSize: 16, scanOnPush: true}\n")
+	got := e.n.Live().Config.Scanning
+	if got.Workers != 2 || got.QueueSize != 8 || !got.ScanOnPush {
+		t.Fatalf("after the reload: workers %d, queueSize %d, scanOnPush %v; want 2, 8 (until a restart) and true", got.Workers, got.QueueSize, got.ScanOnPush)
+	}
+}
