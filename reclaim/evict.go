@@ -3,7 +3,7 @@ package reclaim
 import (
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"time"
 
 	"berth/store"
@@ -27,8 +27,8 @@ type Pinned func(upstream, repo, digest string) bool
 
 // candidate is a cached image, or a cached blob no image references.
 type candidate struct {
-	image    image // zero for a lone blob
-	blob     string
+	image    image
+	blob     int32 // -1 for an image
 	lastUsed time.Time
 }
 
@@ -51,7 +51,7 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 	if err != nil {
 		return rep, err
 	}
-	l, err := r.links(ctx)
+	l, err := r.links(ctx, g)
 	if err != nil {
 		return rep, err
 	}
@@ -63,26 +63,29 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 		if r.store.Stats().BlobBytes <= target {
 			break
 		}
-		if c.blob != "" {
-			if err := r.dropCachedBlob(ctx, c.blob, l, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
+		if c.blob >= 0 {
+			if err := r.dropCachedBlob(ctx, g, l, c.blob, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
 				return rep, err
 			}
 			continue
 		}
-		if err := r.dropImage(ctx, c.image); err != nil {
+		if err := r.dropImage(ctx, g.repos[c.image.repo], g.manDigest(c.image.man)); err != nil {
 			return rep, err
 		}
 		rep.ImagesEvicted++
-		for _, b := range p.closures[c.image].blobs {
+		// What the plan counted: the graph keeps every manifest's
+		// edges as read then.
+		blobs, mans := g.closure(ctx, c.image.man)
+		for _, b := range blobs {
 			if p.blobRefs[b]--; p.blobRefs[b] == 0 {
-				if err := r.dropCachedBlob(ctx, b, l, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
+				if err := r.dropCachedBlob(ctx, g, l, b, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
 					return rep, err
 				}
 			}
 		}
-		for _, m := range p.closures[c.image].mans {
+		for _, m := range mans {
 			if p.manRefs[m]--; p.manRefs[m] == 0 {
-				if err := r.store.Sweep().DeleteManifest(ctx, m); err != nil {
+				if err := r.store.Sweep().DeleteManifest(ctx, g.manDigest(m)); err != nil {
 					return rep, err
 				}
 			}
@@ -96,44 +99,40 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 
 // evictionPlan is what eviction works through: the cached images and
 // lone cached blobs, least recently used first, and how many images need
-// each blob and manifest.
+// each blob and manifest (by id of the graph).
 type evictionPlan struct {
 	cands    []candidate
-	blobRefs map[string]int // blob -> images needing it
-	manRefs  map[string]int // manifest -> images needing it
-	closures map[image]need
+	blobRefs []int // blob -> images needing it
+	manRefs  []int // manifest -> images needing it
 }
 
-// need is what one image needs: blobs, and manifests (its own included).
-type need struct{ blobs, mans []string }
-
-func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned Pinned) evictionPlan {
-	p := evictionPlan{blobRefs: map[string]int{}, manRefs: map[string]int{},
-		closures: map[image]need{}}
+func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l *links, pinned Pinned) evictionPlan {
+	var p evictionPlan
 	// The cached images that may go, with their families' last use.
 	used, holders, kept := map[image]time.Time{}, map[image][]image{}, map[image]bool{}
 	for _, im := range g.images {
-		blobs, mans := g.closure(ctx, im.digest)
-		p.closures[im] = need{blobs, mans}
+		blobs, mans := g.closure(ctx, im.man)
 		for _, b := range blobs {
-			p.blobRefs[b]++
+			*at(&p.blobRefs, b)++
 		}
 		for _, m := range mans {
-			p.manRefs[m]++
+			*at(&p.manRefs, m)++
 		}
-		if !im.repo.Cached() {
+		repo := g.repos[im.repo]
+		if !repo.Cached() {
 			continue
 		}
-		if pinned != nil && pinned(im.repo.Upstream, im.repo.Name, im.digest) {
+		digest := g.manDigest(im.man)
+		if pinned != nil && pinned(repo.Upstream, repo.Name, digest) {
 			for _, b := range blobs {
-				p.blobRefs[b] += 1 << 30 // never reaches zero
+				*at(&p.blobRefs, b) += 1 << 30 // never reaches zero
 			}
 			for _, m := range mans { // a pinned index keeps its platforms' records
 				kept[image{im.repo, m}] = true
 			}
 			continue
 		}
-		rec, _ := r.store.GetImage(ctx, im.repo, im.digest)
+		rec, _ := r.store.GetImage(ctx, repo, digest)
 		used[im] = rec.LastPulledAt
 		if used[im].IsZero() {
 			used[im] = rec.PushedAt
@@ -145,32 +144,47 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l links, pinned 
 	shareUse(used, holders) // see use.go
 	for im, at := range used {
 		if !kept[im] {
-			p.cands = append(p.cands, candidate{image: im, lastUsed: at})
+			p.cands = append(p.cands, candidate{image: im, blob: -1, lastUsed: at})
 		}
 	}
 	// Cached blobs that no image needs (pulled by digest alone).
-	for d := range l.cached {
-		if p.blobRefs[d] == 0 && !l.local[d] {
-			at, _ := r.store.LastAccess(ctx, d)
-			p.cands = append(p.cands, candidate{blob: d, lastUsed: at})
+	for id := range int32(g.blobs.len()) {
+		if l.cached.has(id) && *at(&p.blobRefs, id) == 0 && !l.local.has(id) {
+			t, _ := r.store.LastAccess(ctx, g.blobDigest(id))
+			p.cands = append(p.cands, candidate{blob: id, lastUsed: t})
 		}
 	}
-	sort.Slice(p.cands, func(i, j int) bool {
-		a, b := p.cands[i], p.cands[j]
-		if !a.lastUsed.Equal(b.lastUsed) {
-			return a.lastUsed.Before(b.lastUsed)
+	key := func(c candidate) dkey {
+		if c.blob >= 0 {
+			return g.blobs.key(c.blob)
 		}
-		return a.image.digest+a.blob < b.image.digest+b.blob // a stable order for one family
+		return g.mans.key(c.image.man)
+	}
+	slices.SortFunc(p.cands, func(a, b candidate) int {
+		if c := a.lastUsed.Compare(b.lastUsed); c != 0 {
+			return c
+		}
+		return g.ds.compare(key(a), key(b)) // a stable order for one family
 	})
 	return p
 }
 
-// dropCachedBlob deletes a blob no image needs any more, with its links
-// and origin records, unless a local repository links it; it counts what it freed.
-func (r *Reclaimer) dropCachedBlob(ctx context.Context, d string, l links, blobs *int, bytes *int64) error {
-	if l.local[d] {
+// at returns the counter of id in s, growing s to hold it.
+func at(s *[]int, id int32) *int {
+	if int(id) >= len(*s) {
+		*s = append(*s, make([]int, int(id)+1-len(*s))...)
+	}
+	return &(*s)[id]
+}
+
+// dropCachedBlob deletes blob id, which no image needs any more, with
+// its links and origin records, unless a local repository links it; it
+// counts what it freed.
+func (r *Reclaimer) dropCachedBlob(ctx context.Context, g *graph, l *links, id int32, blobs *int, bytes *int64) error {
+	if l.local.has(id) {
 		return nil
 	}
+	d := g.blobDigest(id)
 	info, err := r.store.StatBlob(ctx, d)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -180,7 +194,7 @@ func (r *Reclaimer) dropCachedBlob(ctx context.Context, d string, l links, blobs
 	}
 	// Its links (cached ones, and local ones it was deleted from) and its
 	// origin records go in the same write.
-	if err := r.store.DeleteBlob(ctx, d, l.all[d]); err != nil {
+	if err := r.store.DeleteBlob(ctx, d, l.all(id)); err != nil {
 		return err
 	}
 	*blobs++

@@ -46,18 +46,17 @@ func (r *Reclaimer) ExpireImages(ctx context.Context, refs []ImageRef) (ExpireRe
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		im := image{ref.Repo.Key, ref.Digest}
-		if _, err := r.store.GetImage(ctx, im.repo, im.digest); errors.Is(err, store.ErrNotFound) {
+		if _, err := r.store.GetImage(ctx, ref.Repo.Key, ref.Digest); errors.Is(err, store.ErrNotFound) {
 			continue
 		} else if err != nil {
 			return rep, err
 		}
-		if err := r.dropImage(ctx, im); err != nil {
+		if err := r.dropImage(ctx, ref.Repo.Key, ref.Digest); err != nil {
 			return rep, err
 		}
 		rep.ImagesExpired++
-		if im.repo.Cached() {
-			cached = append(cached, im.digest)
+		if ref.Repo.Cached() {
+			cached = append(cached, ref.Digest)
 		} else {
 			rep.LocalImagesExpired++
 		}
@@ -82,35 +81,35 @@ func (r *Reclaimer) reclaimCached(ctx context.Context, digests []string, rep *Ex
 	if err != nil {
 		return err
 	}
-	candBlobs, candMans := map[string]bool{}, map[string]bool{}
+	var candBlobs, candMans bits
 	for _, d := range digests {
-		blobs, mans := g.closure(ctx, d)
+		blobs, mans := g.closure(ctx, g.manID(d))
 		for _, b := range blobs {
-			candBlobs[b] = true
+			candBlobs.set(b)
 		}
 		for _, m := range mans {
-			candMans[m] = true
+			candMans.set(m)
 		}
 	}
 	needBlobs, needMans := g.needed(ctx, g.images)
-	l, err := r.links(ctx)
+	l, err := r.links(ctx, g)
 	if err != nil {
 		return err
 	}
-	for _, b := range sortedKeys(candBlobs) {
+	for _, b := range g.sorted(candBlobs, &g.blobs) {
 		// A blob no cached repository links is not cached content.
-		if needBlobs[b] || len(l.cached[b]) == 0 {
+		if needBlobs.has(b) || !l.cached.has(b) {
 			continue
 		}
-		if err := r.dropCachedBlob(ctx, b, l, &rep.BlobsDeleted, &rep.BytesFreed); err != nil {
+		if err := r.dropCachedBlob(ctx, g, l, b, &rep.BlobsDeleted, &rep.BytesFreed); err != nil {
 			return err
 		}
 	}
-	for _, m := range sortedKeys(candMans) {
-		if needMans[m] {
+	for _, m := range g.sorted(candMans, &g.mans) {
+		if needMans.has(m) {
 			continue
 		}
-		if err := r.store.Sweep().DeleteManifest(ctx, m); err != nil {
+		if err := r.store.Sweep().DeleteManifest(ctx, g.manDigest(m)); err != nil {
 			return err
 		}
 		rep.ManifestsDeleted++
@@ -118,12 +117,17 @@ func (r *Reclaimer) reclaimCached(ctx context.Context, digests []string, rep *Ex
 	return nil
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// sorted returns the ids in set, of table t, in their digests' order.
+func (g *graph) sorted(set bits, t *table) []int32 {
+	var out []int32
+	for w, word := range set {
+		for i := range 64 {
+			if word&(1<<i) != 0 {
+				out = append(out, int32(w*64+i))
+			}
+		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b int32) int { return g.ds.compare(t.key(a), t.key(b)) })
 	return out
 }
 
@@ -137,38 +141,38 @@ func (r *Reclaimer) DeleteImage(ctx context.Context, repo store.RepoKey, digest 
 	if _, err := r.store.GetImage(ctx, repo, digest); err != nil {
 		return err
 	}
-	return r.dropImage(ctx, image{repo, digest})
+	return r.dropImage(ctx, repo, digest)
 }
 
 // dropImage removes an image's record, the tags of its repository that
 // point at it, and its referrer entry, in one batch.
-func (r *Reclaimer) dropImage(ctx context.Context, im image) error {
-	ns, name := im.repo.Upstream, im.repo.Name
+func (r *Reclaimer) dropImage(ctx context.Context, repo store.RepoKey, digest string) error {
+	ns, name := repo.Upstream, repo.Name
 	tags, err := r.store.ListTags(ctx, ns, name)
 	if err != nil {
 		return err
 	}
 	b := r.store.NewBatch()
 	defer b.Close()
-	if err := b.DeleteImage(im.repo, im.digest); err != nil {
+	if err := b.DeleteImage(repo, digest); err != nil {
 		return err
 	}
 	for _, tag := range tags {
-		if t, err := r.store.GetTag(ctx, ns, name, tag); err == nil && t.Digest == im.digest {
+		if t, err := r.store.GetTag(ctx, ns, name, tag); err == nil && t.Digest == digest {
 			if err := b.DeleteTag(ns, name, tag); err != nil {
 				return err
 			}
 		}
 	}
-	if m, err := r.store.GetManifest(ctx, im.digest); err == nil {
+	if m, err := r.store.GetManifest(ctx, digest); err == nil {
 		if doc, ok := readManifest(m.Body); ok && doc.Subject != nil {
-			if err := b.DeleteReferrer(im.repo, doc.Subject.Digest, im.digest); err != nil {
+			if err := b.DeleteReferrer(repo, doc.Subject.Digest, digest); err != nil {
 				return err
 			}
 		}
 	}
 	if err := b.Commit(); err != nil {
-		return fmt.Errorf("delete image %s@%s: %w", im.repo, im.digest, err)
+		return fmt.Errorf("delete image %s@%s: %w", repo, digest, err)
 	}
 	return nil
 }

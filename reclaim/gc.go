@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"berth/store"
+
 	"go.uber.org/zap"
 )
 
@@ -29,53 +31,52 @@ func (r *Reclaimer) GC(ctx context.Context, grace time.Duration) (GCReport, erro
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := r.now()
-	sw := r.store.Sweep()
-	var manifests []string
-	if err := sw.Manifests(ctx, func(digest string) error {
-		manifests = append(manifests, digest)
-		return nil
-	}); err != nil {
-		return GCReport{}, err
-	}
 	g, err := r.walk(ctx)
 	if err != nil {
 		return GCReport{}, err
 	}
 	liveBlobs, liveMans := g.needed(ctx, g.images)
-	l, err := r.links(ctx)
+	l, err := r.links(ctx, g)
 	if err != nil {
 		return GCReport{}, err
 	}
 	var rep GCReport
 	cutoff := start.Add(-grace)
 	type victim struct {
-		digest string
-		size   int64
+		key  dkey
+		size int64
 	}
 	var victims []victim
-	err = sw.Blobs(ctx, func(digest string, size int64, created time.Time) error {
-		if liveBlobs[digest] || len(l.cached[digest]) > 0 || created.After(cutoff) {
+	err = r.store.Sweep().Blobs(ctx, func(digest string, size int64, created time.Time) error {
+		k := g.ds.key(digest)
+		id, ok := g.blobs.find(k)
+		if ok && (liveBlobs.has(id) || l.cached.has(id)) || created.After(cutoff) {
 			rep.BlobsKept++
 			return nil
 		}
-		victims = append(victims, victim{digest, size})
+		victims = append(victims, victim{k, size})
 		return nil
 	})
 	if err != nil {
 		return rep, err
 	}
 	for _, v := range victims {
-		if err := r.store.DeleteBlob(ctx, v.digest, l.all[v.digest]); err != nil {
+		var repos []store.RepoKey
+		if id, ok := g.blobs.find(v.key); ok {
+			repos = l.all(id)
+		}
+		if err := r.store.DeleteBlob(ctx, g.ds.digest(v.key), repos); err != nil {
 			return rep, err
 		}
 		rep.BlobsDeleted++
 		rep.BytesFreed += v.size
 	}
-	for _, d := range manifests {
-		if liveMans[d] {
+	// The manifests listed before the walk: the first ids.
+	for id := range int32(len(g.mans.sorted)) {
+		if liveMans.has(id) {
 			continue
 		}
-		if err := sw.DeleteManifest(ctx, d); err != nil {
+		if err := r.store.Sweep().DeleteManifest(ctx, g.manDigest(id)); err != nil {
 			return rep, err
 		}
 		rep.ManifestsDeleted++

@@ -12,6 +12,7 @@ import (
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +24,9 @@ import (
 // bench's scenario 13 (test/bench/scale_build.go), divided by -scalediv,
 // built through the store API on tmpfs when there is one. Each benchmark
 // reports the pass's peak heap (heap objects' bytes, sampled every
-// millisecond: what the process's RSS follows) and its allocations.
+// millisecond: what the process's RSS follows, about twice what is live
+// with GOGC=100), its peak live heap (as the collections during the pass
+// found it) and its allocations and CPU time (steadier than wall time on a shared machine).
 //
 //	go test -run '^$' -bench Scale -benchtime 3x ./reclaim
 var scaleDiv = flag.Int("scalediv", 10, "divide the bench's large store (1,000,000 tags, 100,000 repositories) by this")
@@ -189,14 +192,16 @@ func benchScaleShape() benchShape {
 	return benchShape{repos: 100_000 / d, manifests: 200_000 / d, blobs: 500_000 / d, tags: 1_000_000 / d}
 }
 
-// peakHeap samples the heap's object bytes every millisecond until stop
-// is called, which returns the peak above the heap live at the start.
-func peakHeap() (stop func() uint64) {
+// peakHeap samples the heap every millisecond until stop is called, which
+// returns the peaks, above what they were at the start, of the heap's
+// object bytes (live and not yet collected: what RSS follows) and of the
+// bytes the last collection found live.
+func peakHeap() (stop func() (heap, live uint64)) {
 	runtime.GC()
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
-	base := s[0].Value.Uint64()
-	var peak atomic.Uint64
+	base := [2]uint64{s[0].Value.Uint64(), s[1].Value.Uint64()}
+	peak := base
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -205,8 +210,8 @@ func peakHeap() (stop func() uint64) {
 		defer t.Stop()
 		for {
 			metrics.Read(s)
-			if v := s[0].Value.Uint64(); v > peak.Load() {
-				peak.Store(v)
+			for i := range peak {
+				peak[i] = max(peak[i], s[i].Value.Uint64())
 			}
 			select {
 			case <-done:
@@ -215,27 +220,41 @@ func peakHeap() (stop func() uint64) {
 			}
 		}
 	}()
-	return func() uint64 {
+	return func() (uint64, uint64) {
 		close(done)
 		<-finished
-		return max(peak.Load(), base) - base
+		return peak[0] - base[0], peak[1] - base[1]
 	}
 }
 
-// benchPass runs pass b.N times and reports its peak heap in MB.
+// benchPass runs pass b.N times and reports its peaks in MB.
 func benchPass(b *testing.B, pass func(ctx context.Context) error) {
 	ctx := context.Background()
 	b.ReportAllocs()
-	var peak uint64
+	var heap, live uint64
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		stop := peakHeap()
 		if err := pass(ctx); err != nil {
 			b.Fatal(err)
 		}
-		peak = max(peak, stop())
+		h, l := stop()
+		heap, live = max(heap, h), max(live, l)
 	}
-	b.ReportMetric(float64(peak)/1e6, "peak-heap-MB")
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(heap)/1e6, "peak-heap-MB")
+	b.ReportMetric(float64(live)/1e6, "peak-live-MB")
+}
+
+// cpuTime is the process's user and system time so far: on a shared
+// machine a steadier measure of a pass's cost than its wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkScaleGC(b *testing.B) {

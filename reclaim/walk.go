@@ -2,6 +2,8 @@ package reclaim
 
 import (
 	"context"
+	"slices"
+	"time"
 
 	"berth/store"
 )
@@ -12,109 +14,209 @@ import (
 // way down. Garbage collection keeps what any image needs, eviction and
 // lifecycle expiry delete what no remaining image needs: all three read
 // the graph below.
+//
+// A pass over a large store meets every digest in it, so the graph holds
+// none as a string: manifests and blobs are numbered by sorted tables of
+// fixed-size keys (keys.go), what a manifest lists is a run of numbers in
+// one array, and sets over them are slices indexed by number.
 
-// image is one image record.
+// image is one image record: its repository (an index in graph.repos) and
+// manifest (a manifest id).
 type image struct {
-	repo   store.RepoKey
-	digest string
+	repo int32
+	man  int32
 }
 
-// graph is the store's images and, as they are asked for, what each
-// manifest lists.
+// graph is the store's manifests, blobs and images and, as they are asked
+// for, what each manifest lists.
 type graph struct {
 	st     *store.Store
+	ds     digests
+	mans   table // every manifest stored when the walk began, then any other met
+	blobs  table // every blob stored when the walk began, then any other met
+	nodes  []node
+	refs   []int32 // what nodes list: blob ids, then child manifest ids
+	repos  []store.RepoKey
 	images []image
-	edges  map[string]edges // manifest digest -> what it lists
+	// visit marks the manifests one closure has reached: those set to gen.
+	visit []uint32
+	gen   uint32
 }
 
-type edges struct{ blobs, children []string }
+// node is what manifest id lists: refs[off:off+nb] are blobs,
+// refs[off+nb:off+nb+nc] manifests; off is -1 until it is read.
+type node struct{ off, nb, nc int32 }
 
-// walk reads every image record of the store.
+// walk lists every manifest and blob of the store, then reads every image
+// record. The manifests are listed first: garbage collection deletes only
+// those (see GC).
 func (r *Reclaimer) walk(ctx context.Context) (*graph, error) {
-	g := &graph{st: r.store, edges: map[string]edges{}}
-	err := r.store.Sweep().Images(ctx, func(repo store.RepoKey, digest string) error {
-		g.images = append(g.images, image{repo, digest})
+	g := &graph{st: r.store}
+	sw := r.store.Sweep()
+	var keys []dkey
+	err := sw.Manifests(ctx, func(d string) error {
+		keys = append(keys, g.ds.key(d))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.mans = newTable(keys)
+	keys = make([]dkey, 0, r.store.Stats().Blobs)
+	err = sw.Blobs(ctx, func(d string, _ int64, _ time.Time) error {
+		keys = append(keys, g.ds.key(d))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.blobs = newTable(keys)
+	err = sw.Images(ctx, func(repo store.RepoKey, d string) error {
+		if n := len(g.repos); n == 0 || g.repos[n-1] != repo { // records come grouped by repository
+			g.repos = append(g.repos, repo)
+		}
+		g.images = append(g.images, image{int32(len(g.repos) - 1), g.manID(d)})
 		return nil
 	})
 	return g, err
 }
 
-// edgesOf returns what manifest d lists; a manifest not in the store, or
-// not JSON, lists nothing.
-func (g *graph) edgesOf(ctx context.Context, d string) edges {
-	if e, ok := g.edges[d]; ok {
-		return e
+func (g *graph) manID(d string) int32 { return g.mans.id(g.ds.key(d)) }
+
+func (g *graph) manDigest(id int32) string  { return g.ds.digest(g.mans.key(id)) }
+func (g *graph) blobDigest(id int32) string { return g.ds.digest(g.blobs.key(id)) }
+
+// edges returns what manifest id lists, reading it the first time; a
+// manifest not in the store, or not JSON, lists nothing. The slices are
+// valid until the next call.
+func (g *graph) edges(ctx context.Context, id int32) (blobs, children []int32) {
+	for int(id) >= len(g.nodes) {
+		g.nodes = append(g.nodes, node{off: -1})
 	}
-	var e edges
-	if m, err := g.st.Sweep().Manifest(ctx, d); err == nil {
+	if n := g.nodes[id]; n.off >= 0 {
+		return g.refs[n.off : n.off+n.nb], g.refs[n.off+n.nb : n.off+n.nb+n.nc]
+	}
+	n := node{off: int32(len(g.refs))}
+	if m, err := g.st.Sweep().Manifest(ctx, g.manDigest(id)); err == nil {
 		if doc, ok := readManifest(m.Body); ok {
-			e.blobs, e.children = split(&doc)
+			bs, cs := split(&doc)
+			for _, b := range bs {
+				g.refs = append(g.refs, g.blobs.id(g.ds.key(b)))
+			}
+			for _, c := range cs {
+				g.refs = append(g.refs, g.manID(c))
+			}
+			n.nb, n.nc = int32(len(bs)), int32(len(cs))
 		}
 	}
-	g.edges[d] = e
-	return e
+	g.nodes[id] = n
+	return g.refs[n.off : n.off+n.nb], g.refs[n.off+n.nb : n.off+n.nb+n.nc]
 }
 
-// closure returns the blobs and manifests (itself included) an image of
-// manifest digest needs, each once.
-func (g *graph) closure(ctx context.Context, digest string) (blobs, mans []string) {
-	seen := map[string]bool{}
-	queue := []string{digest}
+// closure returns the blobs and manifests (itself first) an image of
+// manifest id needs, the manifests each once, breadth first.
+func (g *graph) closure(ctx context.Context, id int32) (blobs, mans []int32) {
+	g.gen++
+	queue := []int32{id}
 	for len(queue) > 0 {
 		d := queue[0]
 		queue = queue[1:]
-		if seen[d] {
+		for int(d) >= len(g.visit) {
+			g.visit = append(g.visit, 0)
+		}
+		if g.visit[d] == g.gen {
 			continue
 		}
-		seen[d] = true
+		g.visit[d] = g.gen
 		mans = append(mans, d)
-		e := g.edgesOf(ctx, d)
-		blobs = append(blobs, e.blobs...)
-		queue = append(queue, e.children...)
+		bs, cs := g.edges(ctx, d)
+		blobs = append(blobs, bs...)
+		queue = append(queue, cs...)
 	}
 	return blobs, mans
 }
 
-// needed returns the blobs and manifests the images need.
-func (g *graph) needed(ctx context.Context, images []image) (blobs, mans map[string]bool) {
-	blobs, mans = map[string]bool{}, map[string]bool{}
+// needed marks the blobs and manifests the images need.
+func (g *graph) needed(ctx context.Context, images []image) (blobs, mans bits) {
+	var stack []int32
 	for _, im := range images {
-		if mans[im.digest] {
-			continue // the same manifest in another repository, or a child already reached
-		}
-		bs, ms := g.closure(ctx, im.digest)
-		for _, b := range bs {
-			blobs[b] = true
-		}
-		for _, m := range ms {
-			mans[m] = true
+		stack = append(stack[:0], im.man)
+		for len(stack) > 0 {
+			d := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if mans.has(d) {
+				continue // the same manifest in another repository, or a child already reached
+			}
+			mans.set(d)
+			bs, cs := g.edges(ctx, d)
+			for _, b := range bs {
+				blobs.set(b)
+			}
+			stack = append(stack, cs...)
 		}
 	}
 	return blobs, mans
 }
 
-// links is the blob links of the store, as the deleters read them.
-type links struct {
-	// cached are the cached repositories a blob is linked to.
-	cached map[string][]store.RepoKey
-	// all are every repository a blob has a link record in (linked or
-	// deleted from it).
-	all map[string][]store.RepoKey
-	// local marks blobs linked to a local repository (not deleted).
-	local map[string]bool
+// bits is a set of ids.
+type bits []uint64
+
+func (b *bits) set(i int32) {
+	for int(i>>6) >= len(*b) {
+		*b = append(*b, 0)
+	}
+	(*b)[i>>6] |= 1 << (i & 63)
 }
 
-func (r *Reclaimer) links(ctx context.Context) (links, error) {
-	l := links{cached: map[string][]store.RepoKey{}, all: map[string][]store.RepoKey{}, local: map[string]bool{}}
+func (b bits) has(i int32) bool { return int(i>>6) < len(b) && b[i>>6]&(1<<(i&63)) != 0 }
+
+// links is the blob links of the store, as the deleters read them, by
+// blob id of the graph.
+type links struct {
+	// cached: blobs linked to a cached repository; local: blobs linked
+	// to a local repository (not deleted).
+	cached, local bits
+	// recs are every link record (linked or deleted), by blob id, and
+	// repos the repositories they name.
+	recs  []linkRec
+	repos []store.RepoKey
+}
+
+type linkRec struct{ blob, repo int32 }
+
+func (r *Reclaimer) links(ctx context.Context, g *graph) (*links, error) {
+	l := &links{}
 	err := r.store.Sweep().Links(ctx, func(repo store.RepoKey, digest string, linked bool) error {
-		l.all[digest] = append(l.all[digest], repo)
+		if n := len(l.repos); n == 0 || l.repos[n-1] != repo { // records come grouped by repository
+			l.repos = append(l.repos, repo)
+		}
+		id := g.blobs.id(g.ds.key(digest))
+		l.recs = append(l.recs, linkRec{id, int32(len(l.repos) - 1)})
 		switch {
 		case repo.Cached():
-			l.cached[digest] = append(l.cached[digest], repo)
+			l.cached.set(id)
 		case linked:
-			l.local[digest] = true
+			l.local.set(id)
 		}
 		return nil
 	})
+	// By blob, each blob's in the order read.
+	slices.SortFunc(l.recs, func(a, b linkRec) int {
+		if a.blob != b.blob {
+			return int(a.blob - b.blob)
+		}
+		return int(a.repo - b.repo)
+	})
 	return l, err
+}
+
+// all are every repository blob id has a link record in (linked or
+// deleted from it).
+func (l *links) all(id int32) []store.RepoKey {
+	i, _ := slices.BinarySearchFunc(l.recs, id, func(r linkRec, id int32) int { return int(r.blob - id) })
+	var out []store.RepoKey
+	for ; i < len(l.recs) && l.recs[i].blob == id; i++ {
+		out = append(out, l.repos[l.recs[i].repo])
+	}
+	return out
 }
