@@ -3,6 +3,7 @@ package scan
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	cpb "github.com/google/osv-scalibr/binary/proto/config_go_proto"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/osv-scalibr/extractor/filesystem/os/dpkg"
 	dpkgmeta "github.com/google/osv-scalibr/extractor/filesystem/os/dpkg/metadata"
 	"github.com/google/osv-scalibr/extractor/filesystem/os/rpm"
+	rpmmeta "github.com/google/osv-scalibr/extractor/filesystem/os/rpm/metadata"
 )
 
 // newExtractors builds osv-scalibr's extractors Berth scans with: OS
@@ -59,8 +61,13 @@ type Package struct {
 
 var pythonName = regexp.MustCompile(`[-_.]+`)
 
-// osvPackage names a package as OSV does: an OS package by its source
-// package, a Python one normalized, Go's toolchain as "stdlib".
+// epochEcosystems are the rpm ecosystems whose OSV advisories write
+// versions with the package's epoch.
+var epochEcosystems = map[string]bool{"Red Hat": true, "AlmaLinux": true, "Rocky Linux": true}
+
+// osvPackage names a package as OSV does: a dpkg or apk package by its
+// source package, an rpm of the Red Hat family with its epoch, a Python
+// one normalized, Go's toolchain as "stdlib".
 func osvPackage(p *extractor.Package) Package {
 	eco := p.Ecosystem()
 	name := p.Name
@@ -77,6 +84,14 @@ func osvPackage(p *extractor.Package) Package {
 	version := p.Version
 	if dm, ok := p.Metadata.(*dpkgmeta.Metadata); ok && dm.SourceVersion != "" {
 		version = dm.SourceVersion
+	}
+	// The extractor gives an rpm's version-release without its epoch; the
+	// advisories of the Red Hat family write fixed versions with it
+	// ("1:3.0.7-16.el9_2"), so a version without it would compare as
+	// epoch 0, before every fix: each such package would be reported
+	// vulnerable however new.
+	if rm, ok := p.Metadata.(*rpmmeta.Metadata); ok && rm.Epoch > 0 && epochEcosystems[string(eco.Ecosystem)] {
+		version = strconv.Itoa(rm.Epoch) + ":" + version
 	}
 	switch eco.Ecosystem {
 	case "Go":

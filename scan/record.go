@@ -23,7 +23,8 @@ const (
 
 // extractorVersion names the extraction a record's packages came from:
 // records of another version are extracted again, not only matched again.
-const extractorVersion = 1
+// 2: rpm versions of the Red Hat family carry their epoch.
+const extractorVersion = 2
 
 // Record is the latest scan of one manifest (store's scn/ record).
 type Record struct {

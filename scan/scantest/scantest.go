@@ -259,3 +259,26 @@ func WriteOSV(t testing.TB, records ...map[string]string) string {
 	}
 	return dir
 }
+
+// RPMDB is a real rpm database (SQLite, a Rocky Linux 9 system's 141
+// packages, among them bash 5.1.8-6.el9_1 and openssl and openssl-libs
+// 1:3.0.7-6.el9_2): osv-scalibr's own test data, read from the module
+// cache where the build found the module, not copied into Berth.
+func RPMDB(t testing.TB) []byte {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/google/osv-scalibr")
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("find osv-scalibr in the module cache: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "extractor", "filesystem", "os", "rpm", "testdata", "rpmdb.sqlite"))
+	if err != nil {
+		t.Fatalf("osv-scalibr's rpm test database: %v", err)
+	}
+	return b
+}
+
+// AlmaRelease is /etc/os-release of AlmaLinux 9.2.
+var AlmaRelease = File{Name: "etc/os-release", Body: []byte("NAME=\"AlmaLinux\"\nID=\"almalinux\"\nVERSION_ID=\"9.2\"\nPRETTY_NAME=\"AlmaLinux 9.2 (Turquoise Kodkod)\"\n")}
