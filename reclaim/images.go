@@ -168,17 +168,17 @@ type RepoImages struct {
 // ListRepositories). Name is left empty: only the caller knows the
 // prefixes clients use.
 func (r *Reclaimer) StoreRepositories(ctx context.Context) ([]RepoImages, error) {
-	counts := map[ImageRepo]int{}
+	var out []RepoImages
 	err := r.store.Sweep().Images(ctx, func(repo store.RepoKey, _ string) error {
-		counts[ImageRepo{Key: repo}]++
+		if n := len(out); n > 0 && out[n-1].Key == repo { // records come grouped by repository
+			out[n-1].Images++
+			return nil
+		}
+		out = append(out, RepoImages{ImageRepo: ImageRepo{Key: repo}, Images: 1})
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	out := make([]RepoImages, 0, len(counts))
-	for ir, n := range counts {
-		out = append(out, RepoImages{ImageRepo: ir, Images: n})
 	}
 	slices.SortFunc(out, func(a, b RepoImages) int {
 		if c := strings.Compare(a.Key.Upstream, b.Key.Upstream); c != 0 {
