@@ -196,3 +196,32 @@ func TestReloadKeepsTheScanPoolSize(t *testing.T) {
 		t.Fatalf("after the reload: workers %d, queueSize %d, scanOnPush %v; want 2, 8 (until a restart) and true", got.Workers, got.QueueSize, got.ScanOnPush)
 	}
 }
+
+// The node-wide scanning.scanOnPush scans the pushes to the local
+// repositories scanning.filters selects, and no other; a repository's own
+// put-image-scanning-configuration turns it on outside the filters.
+func TestScanOnPushFilters(t *testing.T) {
+	e := newReloadEnv(t, `scanning: {scanOnPush: true, filters: ["private/team/*"]}
+`)
+	if _, err := e.n.VulnDB().ImportPaths(t.Context(), scantest.WriteOSV(t, scantest.Records)); err != nil {
+		t.Fatal(err)
+	}
+	selected := e.pushImage("private/team/app:v1", scantest.Alpine(t))
+	if f := e.findings("private/team/app", selected); f.ImageScanStatus.Status != scan.StatusComplete || !slices.Equal(findingNames(f), []string{"ALPINE-CVE-2023-42363"}) {
+		t.Fatalf("a push filters select: %+v %q", f.ImageScanStatus, findingNames(f))
+	}
+	other := e.pushImage("private/other/app:v1", scantest.Fixed(t))
+	if err := e.n.Scanner().WaitIdle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.adminPost("describe-image-scan-findings", `{"repositoryName":"private/other/app","imageId":{"imageDigest":"`+other+`"}}`, nil); st != http.StatusNotFound {
+		t.Fatalf("a push the filters leave out: %d, want 404 ScanNotFoundException", st)
+	}
+	if st := e.adminPost("put-image-scanning-configuration", `{"repositoryName":"private/other/app","imageScanningConfiguration":{"scanOnPush":true}}`, nil); st != http.StatusOK {
+		t.Fatalf("put-image-scanning-configuration: %d", st)
+	}
+	again := e.pushImage("private/other/app:v2", scantest.Alpine(t))
+	if f := e.findings("private/other/app", again); f.ImageScanStatus.Status != scan.StatusComplete || !slices.Equal(findingNames(f), []string{"ALPINE-CVE-2023-42363"}) {
+		t.Fatalf("a push to a repository whose own configuration scans on push: %+v %q", f.ImageScanStatus, findingNames(f))
+	}
+}
