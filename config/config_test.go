@@ -191,6 +191,11 @@ func TestLoadInvalid(t *testing.T) {
 			want: []string{`admin.listen: "0.0.0.0:5001" is reachable beyond this host while auth is off`, "allowUnauthenticatedRemote"},
 		},
 		{
+			name: "encryption scope unknown",
+			body: "encryption: {keyFile: /etc/berth/encryption.key, scope: everything}\n",
+			want: []string{`encryption.scope: "everything" is neither "local" nor "all"`},
+		},
+		{
 			name: "admin API on every address with auth off",
 			body: "admin: {listen: \":5001\"}\n",
 			want: []string{`admin.listen: ":5001" is reachable beyond this host`},
@@ -278,6 +283,9 @@ func TestDefaultsOfOptionalSections(t *testing.T) {
 	}
 	if cfg.Auth.TokenTTL != 12*time.Hour || len(cfg.Auth.Anonymous.Cached) == 0 || len(cfg.Auth.Authenticated.Local) == 0 {
 		t.Fatalf("auth defaults lost: %+v", cfg.Auth)
+	}
+	if cfg.Encryption.Enabled() || cfg.Encryption.All() {
+		t.Fatalf("encryption at rest is on by default: %+v", cfg.Encryption)
 	}
 }
 

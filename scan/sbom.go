@@ -56,7 +56,10 @@ func (s *Scanner) writeSBOM(ctx context.Context, j job, inv inventory.Inventory,
 		return fmt.Errorf("write the SBOM: %w", err)
 	}
 	dg := registry.FromBytes(buf.Bytes()).String()
-	if err := s.putBlob(ctx, dg, buf.Bytes()); err != nil {
+	// The document lists every package of the image: a local image's is
+	// stored as the image's own content is (encrypted at rest when
+	// encryption is on), a cached image's as cached content.
+	if err := s.putBlob(ctx, dg, buf.Bytes(), !j.repo.Cached()); err != nil {
 		return err
 	}
 	rec.SBOM, rec.SBOMSize = dg, int64(buf.Len())
@@ -64,11 +67,15 @@ func (s *Scanner) writeSBOM(ctx context.Context, j job, inv inventory.Inventory,
 }
 
 // putBlob stores a small blob unless it is stored already.
-func (s *Scanner) putBlob(ctx context.Context, dg string, body []byte) error {
+func (s *Scanner) putBlob(ctx context.Context, dg string, body []byte, local bool) error {
 	if _, err := s.o.Store.StatBlob(ctx, dg); err == nil {
 		return nil
 	}
-	w, err := s.o.Store.NewBlobWriter(ctx, dg, int64(len(body)))
+	newWriter := s.o.Store.NewBlobWriter
+	if local {
+		newWriter = s.o.Store.NewLocalBlobWriter
+	}
+	w, err := newWriter(ctx, dg, int64(len(body)))
 	if err != nil {
 		return fmt.Errorf("store blob %s: %w", dg, err)
 	}
@@ -114,7 +121,7 @@ func (s *Scanner) attachSBOM(ctx context.Context, repo store.RepoKey, subject st
 	if _, err := s.o.Store.StatBlob(ctx, rec.SBOM); err != nil {
 		return fmt.Errorf("the SBOM blob %s of %s is gone: %w", rec.SBOM, subject, err)
 	}
-	if err := s.putBlob(ctx, emptyDigest, emptyJSON); err != nil {
+	if err := s.putBlob(ctx, emptyDigest, emptyJSON, false); err != nil {
 		return err
 	}
 	b := s.o.Store.NewBatch()

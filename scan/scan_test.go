@@ -40,8 +40,14 @@ type env struct {
 
 func newEnv(t *testing.T, tweak func(*config.Scanning)) *env {
 	t.Helper()
+	return newEnvStore(t, t.TempDir(), store.Options{}, tweak)
+}
+
+// newEnvStore is newEnv over a store in dir opened with opts.
+func newEnvStore(t *testing.T, dir string, opts store.Options, tweak func(*config.Scanning)) *env {
+	t.Helper()
 	ctx := t.Context()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	st, err := store.Open(ctx, dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +81,7 @@ func (e *env) put(t *testing.T, repo string, img v1.Image) string {
 	var links []string
 	blob := func(dg string, b []byte) {
 		links = append(links, dg)
-		if err := (&Scanner{o: Options{Store: e.st}}).putBlob(e.ctx, dg, b); err != nil {
+		if err := (&Scanner{o: Options{Store: e.st}}).putBlob(e.ctx, dg, b, true); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -130,6 +130,13 @@ func (s *Store) NewBlobWriter(ctx context.Context, digest string, size int64) (*
 	return s.newBlobWriter(ctx, digest, size, s.encryptCached())
 }
 
+// NewLocalBlobWriter starts writing a blob a local repository holds that
+// comes whole rather than through an upload session (the SBOM Berth makes
+// of a pushed image): encrypted whenever encryption is on, as a push is.
+func (s *Store) NewLocalBlobWriter(ctx context.Context, digest string, size int64) (*BlobWriter, error) {
+	return s.newBlobWriter(ctx, digest, size, s.encryptLocal())
+}
+
 func (s *Store) newBlobWriter(ctx context.Context, digest string, size int64, encrypt bool) (*BlobWriter, error) {
 	h, hx, err := splitDigest(digest)
 	if err != nil {
