@@ -38,6 +38,6 @@ func (s *Service) rotateKey(ctx context.Context, req *RotateKeyRequest) (*Rotate
 	if r.Unchanged {
 		note = fmt.Sprintf("%s is the store's key already: nothing to rewrap", r.ToFile)
 	}
-	s.log.Warn("encryption key rotated", zap.String("from", r.From), zap.String("to", r.To), zap.Int("blobs", r.Blobs), zap.Int("manifests", r.Manifests))
+	s.log.Warn("encryption key rotated", zap.String("from", r.From), zap.String("to", r.To), zap.Int("blobs", r.Blobs), zap.Int("manifests", r.Manifests), zap.Int("scans", r.Scans))
 	return &RotateKeyResponse{Rotation: r, Note: note}, nil
 }

@@ -17,8 +17,14 @@ import (
 // blobFilesHolding lists the files under dir/blobs whose bytes hold s.
 func blobFilesHolding(t *testing.T, dir, s string) []string {
 	t.Helper()
+	return filesHolding(t, filepath.Join(dir, "blobs"), s)
+}
+
+// filesHolding lists the files under dir whose bytes hold s.
+func filesHolding(t *testing.T, dir, s string) []string {
+	t.Helper()
 	var out []string
-	err := filepath.WalkDir(filepath.Join(dir, "blobs"), func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -34,11 +40,11 @@ func blobFilesHolding(t *testing.T, dir, s string) []string {
 	return out
 }
 
-// With encryption at rest (scope local), the SBOM of a local image, which
-// lists every package in it, is encrypted on disk as the image is, and
-// served whole; a cached image's SBOM is cached content, in the clear
+// With encryption at rest (scope local), the SBOM and the scan record of
+// a local image, which list every package in it, are encrypted on disk
+// as the image is, and read back whole; a cached image's SBOM is cached content, in the clear
 // under scope local.
-func TestSBOMOfALocalImageIsEncryptedAtRest(t *testing.T) {
+func TestScanOfALocalImageIsEncryptedAtRest(t *testing.T) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	dir := t.TempDir()
@@ -51,6 +57,11 @@ func TestSBOMOfALocalImageIsEncryptedAtRest(t *testing.T) {
 	}
 	if files := blobFilesHolding(t, dir, `"spdxVersion"`); len(files) != 0 {
 		t.Fatalf("the SBOM of a local image is in the clear on disk: %v", files)
+	}
+	// Its scan record (packages, findings) is sealed in pebble: no file of
+	// the store (pebble's log included) holds a path of a package.
+	if files := filesHolding(t, dir, "app/package-lock.json"); len(files) != 0 {
+		t.Fatalf("a local image's package paths are in the clear on disk: %v", files)
 	}
 	f, _, err := e.st.OpenBlob(e.ctx, r.SBOM)
 	if err != nil {

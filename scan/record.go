@@ -112,7 +112,11 @@ func (s *Scanner) putRecord(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	if err := s.o.Store.PutScan(ctx, r.Digest, v); err != nil {
+	// The record lists the image's packages: the store encrypts it as
+	// it does the image's content.
+	k, err := store.ParseRepoKey(r.Repo)
+	local := err == nil && !k.Cached()
+	if err := s.o.Store.PutScan(ctx, r.Digest, v, local); err != nil {
 		return fmt.Errorf("store the scan of %s: %w", r.Digest, err)
 	}
 	s.m.recorded(r)

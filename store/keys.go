@@ -87,7 +87,7 @@ package store
 //	    synced batch, which publishes a version: a crash before it leaves
 //	    the old version served, and the next import drops the half-written
 //	    one.
-//	scn/<digest>                        -> JSON scan record (package scan)
+//	scn/<digest>                        -> JSON scan record (package scan), sealed as man/ when encrypted
 //	    The latest vulnerability scan of a manifest: its status, the
 //	    database version it was matched against, the packages found and
 //	    the findings, and the digest of its SBOM. Keyed by digest only:

@@ -18,6 +18,7 @@ type Rotation struct {
 	ToFile    string        `json:"toFile"`
 	Blobs     int           `json:"blobsRewrapped"`
 	Manifests int           `json:"manifestsRewrapped"`
+	Scans     int           `json:"scansRewrapped"`
 	Duration  time.Duration `json:"duration"`
 	Unchanged bool          `json:"unchanged,omitempty"`
 }
@@ -25,7 +26,7 @@ type Rotation struct {
 // RotateKey makes newKey (read from newFile) the store's master key,
 // online: it records the rotation (enc/rotation), wraps every new data key
 // with the new key from then on, rewraps every data key wrapped by the old
-// one (blob and manifest records; no blob file is read or written), then
+// one (blob, manifest and scan records; no blob file is read or written), then
 // records the new key as the store's and drops the rotation record in one
 // synced write. A crash part way leaves the rotation record: the next
 // start, with either key file configured, reads the other from the path
@@ -119,6 +120,9 @@ func (s *Store) rewrap(ctx context.Context, rec keyRecord) (Rotation, error) {
 	if r.Manifests, err = s.rewrapEach(ctx, prefixManifest, rec.From, s.rewrapManifest); err != nil {
 		return r, err
 	}
+	if r.Scans, err = s.rewrapEach(ctx, prefixScan, rec.From, s.rewrapScan); err != nil {
+		return r, err
+	}
 	check, err := encodeKeyRecord(keyRecord{Key: rec.Key, File: rec.File, At: s.now()})
 	if err != nil {
 		return r, err
@@ -132,7 +136,7 @@ func (s *Store) rewrap(ctx context.Context, rec keyRecord) (Rotation, error) {
 	}
 	r.Duration = time.Since(start)
 	s.log.Info("rotated the encryption key", zap.String("from", r.From), zap.String("to", r.To),
-		zap.Int("blobs", r.Blobs), zap.Int("manifests", r.Manifests), zap.Duration("duration", r.Duration))
+		zap.Int("blobs", r.Blobs), zap.Int("manifests", r.Manifests), zap.Int("scans", r.Scans), zap.Duration("duration", r.Duration))
 	return r, nil
 }
 
@@ -204,19 +208,31 @@ func (s *Store) rewrapManifest(digest, from string) (bool, error) {
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
-	off := len(sealedManifestMark)
-	if err != nil || !sealedManifest(v) || len(v) < off+wrappedSize || wrappedBy(v[off:]) != from {
-		return false, err
-	}
-	mk, err := s.enc.byFingerprint(from)
 	if err != nil {
 		return false, err
 	}
-	ad := manifestAD(digest)
-	dk, err := mk.unwrap(v[off:off+wrappedSize], ad)
-	if err != nil {
+	done, err := s.rewrapRecord(v, manifestAD(digest), from)
+	if err != nil || !done {
 		return false, err
 	}
-	copy(v[off:], s.enc.current().wrap(dk, ad))
 	return true, s.db.Set(manifestKey(digest), v, pebble.NoSync)
+}
+
+// rewrapScan rewraps an encrypted scan record's data key, under scanMu so
+// a newer record written meanwhile is not replaced by this older one.
+func (s *Store) rewrapScan(digest, from string) (bool, error) {
+	s.scanMu.Lock()
+	defer s.scanMu.Unlock()
+	v, err := s.get(scanKey(digest))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	done, err := s.rewrapRecord(v, scanAD(digest), from)
+	if err != nil || !done {
+		return false, err
+	}
+	return true, s.db.Set(scanKey(digest), v, pebble.NoSync)
 }

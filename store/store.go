@@ -75,6 +75,8 @@ type Store struct {
 	// one key rotation at a time.
 	enc   *keyring
 	rotMu sync.Mutex
+	// scanMu orders scan record writes and a rotation's rewrap of them.
+	scanMu sync.Mutex
 }
 
 // lockBlob locks digest's stripe of blobMu and returns its unlock.

@@ -373,8 +373,8 @@ func tableRotateKey(w io.Writer, body []byte) error {
 	if err != nil {
 		return err
 	}
-	err = writeTable(w, "FROM\tTO\tBLOBS\tMANIFESTS\tDURATION",
-		[]string{cells(r.From, r.To, fmt.Sprint(r.Blobs), fmt.Sprint(r.Manifests), r.Duration.String())})
+	err = writeTable(w, "FROM\tTO\tBLOBS\tMANIFESTS\tSCANS\tDURATION",
+		[]string{cells(r.From, r.To, fmt.Sprint(r.Blobs), fmt.Sprint(r.Manifests), fmt.Sprint(r.Scans), r.Duration.String())})
 	fmt.Fprintln(w, r.Note)
 	return err
 }
