@@ -121,16 +121,22 @@ func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Imag
 	if !ok {
 		return Image{}, fmt.Errorf("image %s@%s: corrupt record", repo, digest)
 	}
+	im.LastPulledAt = s.lastTouch(imageTouchKey(repo, digest), im.LastPulledAt)
 	return im, nil
+}
+
+func imageTouchKey(repo RepoKey, digest string) string {
+	return "img\x00" + repo.Encode() + "\x00" + digest
 }
 
 // TouchImage records a pull of an image. Not synced.
 func (s *Store) TouchImage(ctx context.Context, repo RepoKey, digest string) error {
-	if !s.shouldTouch("img\x00"+repo.Encode()+"\x00"+digest, s.now()) {
+	if !s.shouldTouch(imageTouchKey(repo, digest), s.now()) {
 		return nil
 	}
 	im, err := s.GetImage(ctx, repo, digest)
 	if err != nil {
+		s.forgetTouch(imageTouchKey(repo, digest)) // the next pull writes it
 		return err
 	}
 	im.LastPulledAt = s.now()
@@ -143,6 +149,7 @@ func (s *Store) ListImages(ctx context.Context, repo RepoKey) (map[string]Image,
 	out := map[string]Image{}
 	err := s.scan(ctx, p, func(k, v []byte) error {
 		if im, ok := decodeImage(v); ok {
+			im.LastPulledAt = s.lastTouch(imageTouchKey(repo, string(k)), im.LastPulledAt)
 			out[string(k)] = im
 		}
 		return nil

@@ -58,9 +58,10 @@ type Store struct {
 	tagGen uint64 // bumped by every tag write, under tagMu
 
 	// touched remembers when access times were last written, so a hot
-	// manifest or blob costs one store write a minute, not one a pull.
+	// manifest or blob costs one store write a minute, not one a pull,
+	// and the latest access since, which reads of access times see.
 	touchMu sync.Mutex
-	touched map[string]time.Time
+	touched map[string]touch
 
 	// commitMu orders blob index writes with the totals they change.
 	commitMu sync.Mutex
@@ -97,18 +98,37 @@ const touchEvery = time.Minute
 // over.
 const maxCached = 100_000
 
-// shouldTouch reports whether key's access time is due to be written.
+// touch is the last write of a key's access time and its latest access.
+type touch struct{ written, last time.Time }
+
+// shouldTouch records an access to key at now and reports whether its
+// access time is due to be written.
 func (s *Store) shouldTouch(key string, now time.Time) bool {
 	s.touchMu.Lock()
 	defer s.touchMu.Unlock()
-	if t, ok := s.touched[key]; ok && now.Sub(t) < touchEvery {
+	if t, ok := s.touched[key]; ok && now.Sub(t.written) < touchEvery {
+		if now.After(t.last) {
+			t.last = now
+			s.touched[key] = t
+		}
 		return false
 	}
 	if s.touched == nil || len(s.touched) >= maxCached {
-		s.touched = map[string]time.Time{}
+		s.touched = map[string]touch{}
 	}
-	s.touched[key] = now
+	s.touched[key] = touch{written: now, last: now}
 	return true
+}
+
+// lastTouch is the later of recorded, an access time read from the
+// store, and the latest access to key not yet written.
+func (s *Store) lastTouch(key string, recorded time.Time) time.Time {
+	s.touchMu.Lock()
+	defer s.touchMu.Unlock()
+	if t := s.touched[key].last; t.After(recorded) {
+		return t
+	}
+	return recorded
 }
 
 func (s *Store) cacheTag(key string, t Tag, ok bool) {
@@ -391,17 +411,27 @@ func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) err
 // Touch records an access to a digest. Not synced.
 func (s *Store) Touch(ctx context.Context, digest string) error {
 	now := s.now()
-	if !s.shouldTouch("acc\x00"+digest, now) {
+	if !s.shouldTouch(accessTouchKey(digest), now) {
 		return nil
 	}
 	return s.db.Set(accessKey(digest), putTime(nil, now), pebble.NoSync)
 }
 
-// LastAccess returns when a digest was last touched.
+// LastAccess returns when a digest was last touched, including an access
+// of the last minute not yet written.
 func (s *Store) LastAccess(ctx context.Context, digest string) (time.Time, error) {
 	v, err := s.get(accessKey(digest))
 	if err != nil {
 		return time.Time{}, err
 	}
-	return getTime(v), nil
+	return s.lastTouch(accessTouchKey(digest), getTime(v)), nil
 }
+
+// forgetTouch drops key's access times, so its next access is written.
+func (s *Store) forgetTouch(key string) {
+	s.touchMu.Lock()
+	defer s.touchMu.Unlock()
+	delete(s.touched, key)
+}
+
+func accessTouchKey(digest string) string { return "acc\x00" + digest }

@@ -350,3 +350,55 @@ func TestExpireUploadsByIdleTime(t *testing.T) {
 		t.Fatalf("GetUpload after expiry: %v", err)
 	}
 }
+
+// TestTouchWithinAMinute: accesses within a minute of the last written one
+// cost no store write, yet every read of the access time sees the latest,
+// so eviction orders images pulled seconds apart by their latest pull; a
+// reopened store has the last written one.
+func TestTouchWithinAMinute(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	repo, d := CachedKey("hub", "library/app"), stDigest(1)
+	t0 := time.Unix(1_700_000_000, 0)
+	stOpenClose(t, dir, func(s *Store) {
+		at := t0
+		s.now = func() time.Time { return at }
+		// A pull before the image is recorded writes nothing, and
+		// does not hold back the next pull's write.
+		if err := s.TouchImage(ctx, repo, d); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("TouchImage before the image: %v", err)
+		}
+		b := s.NewBatch()
+		if err := b.PutImage(repo, d, Image{PushedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		for i, step := range []time.Duration{time.Second, 20 * time.Second, 10 * time.Second} {
+			at = at.Add(step)
+			if err := s.TouchImage(ctx, repo, d); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Touch(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			im, err := s.GetImage(ctx, repo, d)
+			if err != nil || !im.LastPulledAt.Equal(at) {
+				t.Errorf("pull %d: GetImage's last pull %s, %v; want %s", i, im.LastPulledAt, err, at)
+			}
+			if all, err := s.ListImages(ctx, repo); err != nil || !all[d].LastPulledAt.Equal(at) {
+				t.Errorf("pull %d: ListImages' last pull %s, %v; want %s", i, all[d].LastPulledAt, err, at)
+			}
+			if got, err := s.LastAccess(ctx, d); err != nil || !got.Equal(at) {
+				t.Errorf("pull %d: LastAccess %s, %v; want %s", i, got, err, at)
+			}
+		}
+	})
+	stOpenClose(t, dir, func(s *Store) {
+		// Only the first pull, a second after the record, was written.
+		if im, err := s.GetImage(ctx, repo, d); err != nil || !im.LastPulledAt.Equal(t0.Add(time.Second)) {
+			t.Errorf("after reopening: last pull %s, %v; want %s", im.LastPulledAt, err, t0.Add(time.Second))
+		}
+	})
+}
