@@ -260,7 +260,7 @@ func TestEncryptionMixedStore(t *testing.T) {
 	var d string
 	stOpenClose(t, dir, func(s *Store) {
 		if s.enc != nil {
-			t.Skip("runs without -encrypt")
+			t.Fatal("this test opens plaintext and encrypted stores of its own: run it without -encrypt (make test leaves it out of the encrypted run)")
 		}
 		d = ecCommit(t, s, data)
 	})

@@ -8,25 +8,42 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"berth/store"
 )
 
-// crashEnv names the store directory of TestCrashHelper's import.
+// crashEnv names the store directory of the child TestKillDuringImport
+// kills: a test binary started with it set runs crashImport, not the tests.
 const crashEnv = "BERTH_VULNDB_CRASH_DIR"
 
-// TestCrashHelper is the process TestKillDuringImport kills: it imports
-// the tar its standard input carries into the store in crashEnv's dir.
-func TestCrashHelper(t *testing.T) {
-	dir := os.Getenv(crashEnv)
-	if dir == "" {
-		t.Skip("run by TestKillDuringImport")
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		os.Exit(crashImport(dir))
 	}
-	db, _ := openDB(t, dir, nil)
-	if _, err := db.ImportStream(context.Background(), "stdin.tar", os.Stdin); err != nil {
-		t.Fatal(err)
+	os.Exit(m.Run())
+}
+
+// crashImport imports the tar its standard input carries into the store in
+// dir; the test kills it before the import ends.
+func crashImport(dir string) int {
+	ctx := context.Background()
+	st, err := store.Open(ctx, dir, store.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	}
-	t.Fatal("the import finished: the test meant to kill it first")
+	defer st.Close()
+	db, err := Open(ctx, Options{Store: st, Now: func() time.Time { return testNow }})
+	if err == nil {
+		_, err = db.ImportStream(ctx, "stdin.tar", os.Stdin)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Fprintln(os.Stderr, "the import finished: the test meant to kill it first")
+	return 1
 }
 
 // TestKillDuringImport kills (SIGKILL) a process in the middle of an
@@ -34,9 +51,6 @@ func TestCrashHelper(t *testing.T) {
 // the old version is served, and the next import drops the half-written
 // one.
 func TestKillDuringImport(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a process")
-	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	func() { // version 1, then the store is closed for the child
@@ -55,7 +69,7 @@ func TestKillDuringImport(t *testing.T) {
 		}
 	}()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
