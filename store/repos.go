@@ -112,7 +112,19 @@ func decodeImage(v []byte) (Image, bool) {
 }
 
 // GetImage returns the image record of digest in repo, or ErrNotFound.
+// Its LastPulledAt includes a pull of the last minute not yet written.
 func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Image, error) {
+	im, err := s.imageRecord(repo, digest)
+	if err != nil {
+		return Image{}, err
+	}
+	im.LastPulledAt = s.lastTouch(imageTouchKey(repo, digest), im.LastPulledAt)
+	return im, nil
+}
+
+// imageRecord is the image record as written, for the paths that need
+// only its media type or rewrite it (a manifest GET, a touch).
+func (s *Store) imageRecord(repo RepoKey, digest string) (Image, error) {
 	v, err := s.get(imageKey(repo, digest))
 	if err != nil {
 		return Image{}, err
@@ -121,7 +133,6 @@ func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Imag
 	if !ok {
 		return Image{}, fmt.Errorf("image %s@%s: corrupt record", repo, digest)
 	}
-	im.LastPulledAt = s.lastTouch(imageTouchKey(repo, digest), im.LastPulledAt)
 	return im, nil
 }
 
@@ -134,7 +145,7 @@ func (s *Store) TouchImage(ctx context.Context, repo RepoKey, digest string) err
 	if !s.shouldTouch(imageTouchKey(repo, digest), s.now()) {
 		return nil
 	}
-	im, err := s.GetImage(ctx, repo, digest)
+	im, err := s.imageRecord(repo, digest)
 	if err != nil {
 		s.forgetTouch(imageTouchKey(repo, digest)) // the next pull writes it
 		return err

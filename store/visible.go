@@ -116,7 +116,7 @@ func (s *Store) RepoManifest(ctx context.Context, repo RepoKey, digest string) (
 
 // repoManifest is RepoManifest, making the manifest hot when keep is set.
 func (s *Store) repoManifest(ctx context.Context, repo RepoKey, digest string, keep bool) (*Manifest, error) {
-	im, err := s.GetImage(ctx, repo, digest)
+	im, err := s.imageRecord(repo, digest)
 	if err != nil {
 		return nil, err
 	}
