@@ -110,7 +110,7 @@ const (
 
 func fullConfig() Config {
 	return Config{
-		Mode: "full", Command: "make bench", Budget: 8 * time.Minute, Total: 13*time.Minute + 30*time.Second,
+		Mode: "full", Command: "make bench", Budget: 11 * time.Minute, Total: 16*time.Minute + 30*time.Second,
 		Single:     []sizeReps{{200 * miB, 15}, {1 * giB, 9}},
 		ParStreams: 8, ParSize: 128 * miB, ParReps: 11,
 		ColdSize: 200 * miB, ColdReps: 5,
