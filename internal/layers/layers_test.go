@@ -33,6 +33,7 @@ var layer = map[string]int{
 	"berth/reclaim":            2,
 	"berth/vulndb":             2,
 	"berth/vulndb/vulndbtest":  0, // imported by tests only
+	"berth/store/scalestore":   2, // imported by benchmarks only
 	"berth/local":              3,
 	"berth/proxy":              3,
 	"berth/syncer":             3,

@@ -3,13 +3,15 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"berth/store/scalestore"
 )
 
 // This file turns scenario 13's figures into the report's rows and says,
 // for each, what bounds it and how it grows from the small store to the
 // large one.
 
-func scaleIntro(large, small scaleShape, cache string, dur time.Duration) string {
+func scaleIntro(large, small scalestore.Shape, cache string, dur time.Duration) string {
 	where := "built in the run"
 	if cache != "" {
 		where = "built once into " + cache + " (on tmpfs, then copied there: blob commits are synced one at a time, " +
@@ -26,7 +28,7 @@ func scaleIntro(large, small scaleShape, cache string, dur time.Duration) string
 		"describe-repositories, describe-repositories with `includeCached`, list-images, `_catalog` and `tags/list`, "+
 		"each the median of 15 calls; a garbage collection (`start-gc`) and a lifecycle run (`run-lifecycle`, a policy "+
 		"on every repository that keeps 100 images, so every image is evaluated and none expires).",
-		where, large, small, dur)
+		where, shapeLabel(large), shapeLabel(small), dur)
 }
 
 func mb(v float64) Sample { return sample("MB", 0, v) }

@@ -16,11 +16,12 @@ import (
 
 	"berth/reclaim"
 	"berth/store"
+	"berth/store/scalestore"
 )
 
 // scaleFigures is what one store measured.
 type scaleFigures struct {
-	shape      scaleShape
+	shape      scalestore.Shape
 	build      time.Duration
 	built      bool
 	open       time.Duration // store.Open in process (recovery)
@@ -45,7 +46,7 @@ type scaleFigures struct {
 // 13. A large store.
 func (h *harness) largeStore(ctx context.Context, s *Section) error {
 	c := h.cfg
-	large, small := scaleFull.div(c.ScaleDiv), scaleFull.div(1000)
+	large, small := scalestore.Full.Div(c.ScaleDiv), scalestore.Full.Div(1000)
 	cache := c.ScaleCache
 	if c.ScaleDiv >= 1000 {
 		cache = "" // a tiny store is built in the run
@@ -54,19 +55,19 @@ func (h *harness) largeStore(ctx context.Context, s *Section) error {
 	work := filepath.Join(h.tmp, "scale")
 	progress := func(m string) { h.logf("  %s", m) }
 	var figs [2]*scaleFigures
-	for i, sh := range []scaleShape{small, large} {
+	for i, sh := range []scalestore.Shape{small, large} {
 		cdir := cache
 		if i == 0 {
 			cdir = ""
 		}
-		h.logf("  store of %s", sh)
+		h.logf("  store of %s", shapeLabel(sh))
 		dir, built, took, err := scaleStore(ctx, cdir, filepath.Join(work, fmt.Sprint(i)), sh, progress)
 		if err != nil {
 			return err
 		}
 		f := &scaleFigures{shape: sh, build: took, built: built}
 		if err := h.scaleMeasure(ctx, dir, f); err != nil {
-			return fmt.Errorf("store of %s: %w", sh, err)
+			return fmt.Errorf("store of %s: %w", shapeLabel(sh), err)
 		}
 		figs[i] = f
 		os.RemoveAll(dir)
@@ -159,7 +160,7 @@ func waitReadyz(ctx context.Context, b *berthProc) error {
 // scaleGetLoad GETs manifests by tag of random local repositories, conns
 // at once, for dur: a random tag each time, so the store's caches see
 // the whole spread of tags.
-func scaleGetLoad(ctx context.Context, c *http.Client, base string, sh scaleShape, conns int, dur time.Duration) loadResult {
+func scaleGetLoad(ctx context.Context, c *http.Client, base string, sh scalestore.Shape, conns int, dur time.Duration) loadResult {
 	var mu sync.Mutex
 	res := loadResult{}
 	var wg sync.WaitGroup
@@ -176,7 +177,7 @@ func scaleGetLoad(ctx context.Context, c *http.Client, base string, sh scaleShap
 				if r := t % sh.Repos; r%2 == 1 { // cached: use the local neighbour
 					t--
 				}
-				url := base + "/v2/" + sh.repoName(t%sh.Repos) + "/manifests/" + sh.tagName(t)
+				url := base + "/v2/" + sh.RepoName(t%sh.Repos) + "/manifests/" + sh.TagName(t)
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 				req.Header.Set("Accept", acceptManifests)
 				t0 := time.Now()
@@ -266,7 +267,7 @@ func scalePages(ctx context.Context, c *http.Client, b *berthProc, f *scaleFigur
 		return err
 	}
 	if f.listImages, err = timed(n, func(i int) error {
-		return adminCall(ctx, c, b, "list-images", map[string]any{"repositoryName": sh.repoName(2 * (i * 7919 % (sh.Repos / 2))), "maxResults": 100}, &page)
+		return adminCall(ctx, c, b, "list-images", map[string]any{"repositoryName": sh.RepoName(2 * (i * 7919 % (sh.Repos / 2))), "maxResults": 100}, &page)
 	}); err != nil {
 		return err
 	}
@@ -286,7 +287,7 @@ func scalePages(ctx context.Context, c *http.Client, b *berthProc, f *scaleFigur
 		return err
 	}
 	f.tagsList, err = timed(n, func(i int) error {
-		return get(b.URL + "/v2/" + sh.repoName(2*(i*7919%(sh.Repos/2))) + "/tags/list?n=100")
+		return get(b.URL + "/v2/" + sh.RepoName(2*(i*7919%(sh.Repos/2))) + "/tags/list?n=100")
 	})
 	return err
 }
