@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -77,11 +76,9 @@ func encKill9Fill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
-	resp.Body.Close()
-	if err != nil || n != 40<<20 || "sha256:"+hex.EncodeToString(h.Sum(nil)) != ld.String() {
-		t.Fatalf("after restart: %d bytes, %v", n, err)
+	n, got, err := hashBody(resp)
+	if err != nil || n != 40<<20 || got != ld.String() {
+		t.Fatalf("after restart: %d bytes hashing to %s, %v; want %s", n, got, err, ld.String())
 	}
 }
 

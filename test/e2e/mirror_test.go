@@ -115,11 +115,9 @@ func TestKill9DuringFill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
-	resp.Body.Close()
-	if err != nil || n != 100<<20 || "sha256:"+hex.EncodeToString(h.Sum(nil)) != ld.String() {
-		t.Fatalf("after restart: %d bytes, err %v, digest mismatch=%v", n, err, "sha256:"+hex.EncodeToString(h.Sum(nil)) != ld.String())
+	n, got, err := hashBody(resp)
+	if err != nil || n != 100<<20 || got != ld.String() {
+		t.Fatalf("after restart: %d bytes hashing to %s, err %v; want %s", n, got, err, ld.String())
 	}
 	// And every stored blob hashes to its name.
 	b.Kill()
@@ -228,4 +226,13 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hashBody reads resp's body to its end and closes it: its length and
+// sha256 digest.
+func hashBody(resp *http.Response) (int64, string, error) {
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	return n, "sha256:" + hex.EncodeToString(h.Sum(nil)), err
 }
