@@ -3,6 +3,8 @@ package registry
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"sort"
 	"strconv"
 
 	"berth/internal/oci"
@@ -17,13 +19,9 @@ func (s *Server) serveCatalog(w *recorder, r *http.Request) error {
 		return ErrUnsupported("this registry does not list its repositories")
 	}
 	q := r.URL.Query()
-	n := -1
-	if v := q.Get("n"); v != "" {
-		var err error
-		n, err = strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return Errorf(http.StatusBadRequest, CodeUnsupported, "invalid n %s", quoteTrunc(v))
-		}
+	n, err := pageSize(q)
+	if err != nil {
+		return err
 	}
 	var page []string
 	var more bool
@@ -66,6 +64,82 @@ func (s *Server) serveCatalog(w *recorder, r *http.Request) error {
 		Repositories []string `json:"repositories"`
 	}{page})
 	return writeJSON(w, r, "application/json", body)
+}
+
+// serveTags serves GET /v2/<name>/tags/list[?n=…&last=…].
+func (s *Server) serveTags(w *recorder, r *http.Request, rt Route) error {
+	if s.tags == nil {
+		return ErrNameUnknown(rt.Repo.Name)
+	}
+	q := r.URL.Query()
+	n, err := pageSize(q)
+	if err != nil {
+		return err
+	}
+	last := q.Get("last")
+	var page []string
+	var more bool
+	if p, ok := s.tags.(TagPager); ok && n >= 0 {
+		tags, m, err := p.ListTagsPage(r.Context(), rt.Repo, last, n)
+		if err != nil {
+			return err
+		}
+		page, more = tags, m
+	} else {
+		tags, err := s.tags.ListTags(r.Context(), rt.Repo)
+		if err != nil {
+			return err
+		}
+		page, more = Paginate(tags, n, last)
+	}
+	if more && len(page) > 0 {
+		next := "/v2/" + rt.Repo.Name + "/tags/list?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]
+		if rt.Repo.NS != "" {
+			next += "&ns=" + rt.Repo.NS
+		}
+		w.Header().Set("Link", "<"+next+`>; rel="next"`)
+	}
+	if page == nil {
+		page = []string{}
+	}
+	body, _ := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{rt.Repo.Name, page})
+	return writeJSON(w, r, "application/json", body)
+}
+
+// Paginate applies the spec's n and last to a sorted list. n < 0 means no
+// limit. more reports whether entries remain after the page.
+func Paginate(all []string, n int, last string) (page []string, more bool) {
+	i := 0
+	if last != "" {
+		i = sort.SearchStrings(all, last)
+		if i < len(all) && all[i] == last {
+			i++
+		}
+	}
+	page = all[i:]
+	if n >= 0 && len(page) > n {
+		return page[:n], true
+	}
+	if page == nil {
+		page = []string{}
+	}
+	return page, false
+}
+
+// pageSize is a listing's n: -1 when the query has none.
+func pageSize(q url.Values) (int, error) {
+	v := q.Get("n")
+	if v == "" {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, Errorf(http.StatusBadRequest, CodeUnsupported, "invalid n %s", quoteTrunc(v))
+	}
+	return n, nil
 }
 
 // serveReferrers serves GET /v2/<name>/referrers/<digest>[?artifactType=…].

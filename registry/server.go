@@ -1,12 +1,10 @@
 package registry
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -370,76 +368,6 @@ func ParseAccept(h http.Header) []string {
 		}
 	}
 	return out
-}
-
-func (s *Server) serveTags(w *recorder, r *http.Request, rt Route) error {
-	if s.tags == nil {
-		return ErrNameUnknown(rt.Repo.Name)
-	}
-	q := r.URL.Query()
-	n := -1
-	if v := q.Get("n"); v != "" {
-		var err error
-		n, err = strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return Errorf(http.StatusBadRequest, CodeUnsupported, "invalid n %s", quoteTrunc(v))
-		}
-	}
-	last := q.Get("last")
-	var page []string
-	var more bool
-	if p, ok := s.tags.(TagPager); ok && n >= 0 {
-		tags, m, err := p.ListTagsPage(r.Context(), rt.Repo, last, n)
-		if err != nil {
-			return err
-		}
-		page, more = append([]string{}, tags...), m
-	} else {
-		tags, err := s.tags.ListTags(r.Context(), rt.Repo)
-		if err != nil {
-			return err
-		}
-		page, more = Paginate(tags, n, last)
-	}
-	if more && len(page) > 0 {
-		next := "/v2/" + rt.Repo.Name + "/tags/list?n=" + strconv.Itoa(n) + "&last=" + page[len(page)-1]
-		if rt.Repo.NS != "" {
-			next += "&ns=" + rt.Repo.NS
-		}
-		w.Header().Set("Link", "<"+next+`>; rel="next"`)
-	}
-	body, _ := json.Marshal(struct {
-		Name string   `json:"name"`
-		Tags []string `json:"tags"`
-	}{rt.Repo.Name, page})
-	w.source = SourceNone
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
-		_, _ = w.Write(body)
-	}
-	return nil
-}
-
-// Paginate applies the spec's n and last to a sorted list. n < 0 means no
-// limit. more reports whether entries remain after the page.
-func Paginate(all []string, n int, last string) (page []string, more bool) {
-	i := 0
-	if last != "" {
-		i = sort.SearchStrings(all, last)
-		if i < len(all) && all[i] == last {
-			i++
-		}
-	}
-	page = all[i:]
-	if n >= 0 && len(page) > n {
-		return page[:n], true
-	}
-	if page == nil {
-		page = []string{}
-	}
-	return page, false
 }
 
 // ClientIP is the address part of the request's remote address.
