@@ -61,12 +61,17 @@ func WithBandwidth(caps ...*Bandwidth) Option {
 // bandwidth cap.
 func (u *Upstream) Paced() time.Duration { return time.Duration(u.quota.paced.Load()) }
 
-// readSize is how much a paced read may ask for.
+// readSize is how much a read may ask for: a piece while a cap limits
+// the client, else all of n. A cap set to none (the node-wide one, say)
+// must not cut an unpaced fill into pieces: each costs a read, a write of
+// the blob file and a wake of the fill's readers.
 func (u *Upstream) readSize(n int) int {
-	if len(u.caps) == 0 {
-		return n
+	for _, c := range u.caps {
+		if c.Rate() > 0 {
+			return min(n, paceChunk)
+		}
 	}
-	return min(n, paceChunk)
+	return n
 }
 
 // pace waits until every cap lets n (at most paceChunk) more bytes through, counting the time

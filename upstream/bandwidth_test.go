@@ -97,3 +97,24 @@ func TestBandwidthSetRate(t *testing.T) {
 		}
 	})
 }
+
+// A cap set to none (the node-wide cap of a node without one, say) leaves
+// a fill's reads whole; one that limits cuts them into pieces, and a
+// reload that sets or clears it applies to the next read.
+func TestUnlimitedCapReadsWhole(t *testing.T) {
+	node, rule := NewBandwidth(0), NewBandwidth(0)
+	u := &Upstream{}
+	WithBandwidth(rule, node)(u)
+	const ask = 256 << 10
+	if got := u.readSize(ask); got != ask {
+		t.Errorf("no cap limits: a read asks for %d bytes, want %d", got, ask)
+	}
+	node.SetRate(1 << 20)
+	if got := u.readSize(ask); got != paceChunk {
+		t.Errorf("the node cap limits: a read asks for %d bytes, want %d", got, paceChunk)
+	}
+	node.SetRate(0)
+	if got := u.readSize(ask); got != ask {
+		t.Errorf("the cap was cleared: a read asks for %d bytes, want %d", got, ask)
+	}
+}
