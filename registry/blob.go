@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,7 +55,7 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, rt Route) error {
 		return err
 	}
 	w.WriteHeader(status)
-	if err := sendRange(r.Context(), w, rc, whole.Len()); err != nil {
+	if err := sendRange(r.Context(), w, rc, whole.Len(), whole.End == size-1); err != nil {
 		return fmt.Errorf("blob %s: %w", rt.Digest, err)
 	}
 	return nil
@@ -63,9 +64,10 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, rt Route) error {
 // blobContentType is the Content-Type of every blob Berth serves.
 const blobContentType = "application/octet-stream"
 
-// sendRange sends n bytes of rc to w and closes rc. A failure part way is
-// errAbort: the headers are out, so the client must see a broken stream.
-func sendRange(ctx context.Context, w *recorder, rc io.ReadCloser, n int64) error {
+// sendRange sends n bytes of rc to w and closes rc; toEnd says they are
+// the rest of the blob. A failure part way is errAbort: the headers are
+// out, so the client must see a broken stream.
+func sendRange(ctx context.Context, w *recorder, rc io.ReadCloser, n int64, toEnd bool) error {
 	defer rc.Close()
 	var sent int64
 	var err error
@@ -73,10 +75,18 @@ func sendRange(ctx context.Context, w *recorder, rc io.ReadCloser, n int64) erro
 	if k, kept := rc.(keepOpen); kept {
 		f, ok = k.File, true
 	}
-	if ok && w.pace == nil {
+	wt, writes := rc.(io.WriterTo)
+	switch {
+	case ok && w.pace == nil:
 		// A stored file: let the kernel copy it (sendfile).
 		sent, err = io.Copy(w, io.LimitReader(f, n))
-	} else {
+	case writes && toEnd && !ok:
+		// A stream that writes itself to its end (an encrypted blob's,
+		// which decrypts and hashes ahead in large spans).
+		fw := &flushingWriter{ctx: ctx, w: w, left: n}
+		_, err = wt.WriteTo(fw)
+		sent = n - fw.left
+	default:
 		sent, err = copyFlushing(ctx, w, rc, n)
 	}
 	if err != nil || sent != n {
@@ -95,41 +105,73 @@ func copyFlushing(ctx context.Context, w *recorder, src io.Reader, n int64) (int
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
-	var done int64
-	for done < n {
+	fw := &flushingWriter{ctx: ctx, w: w, left: n}
+	for fw.left > 0 {
 		if err := ctx.Err(); err != nil {
-			return done, err
+			return n - fw.left, err
 		}
 		chunk := buf
 		if w.pace != nil {
 			chunk = chunk[:shapeChunk]
 		}
-		if rem := n - done; rem < int64(len(chunk)) {
-			chunk = chunk[:rem]
+		if int64(len(chunk)) > fw.left {
+			chunk = chunk[:fw.left]
 		}
 		k, rerr := src.Read(chunk)
-		if k > 0 && w.pace != nil {
-			if err := w.pace(k); err != nil {
+		if k > 0 {
+			if _, werr := fw.Write(chunk[:k]); werr != nil {
+				return n - fw.left, werr
+			}
+		}
+		if rerr == io.EOF {
+			if fw.left > 0 {
+				return n - fw.left, io.ErrUnexpectedEOF
+			}
+			return n, nil
+		}
+		if rerr != nil {
+			return n - fw.left, rerr
+		}
+	}
+	return n, nil
+}
+
+// flushingWriter is where a blob body goes out: it paces each piece of at
+// most shapeChunk bytes when the client's bandwidth is shaped, flushes
+// after each write, so bytes reach the client as they are written, stops
+// when ctx ends and refuses bytes past the left the response announced.
+type flushingWriter struct {
+	ctx  context.Context
+	w    *recorder
+	left int64
+}
+
+// errTooLong is a blob body longer than its Content-Length.
+var errTooLong = errors.New("blob body is longer than its length")
+
+func (f *flushingWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > f.left {
+		return 0, errTooLong
+	}
+	done := 0
+	for done < len(p) {
+		if err := f.ctx.Err(); err != nil {
+			return done, err
+		}
+		piece := p[done:]
+		if f.w.pace != nil {
+			piece = piece[:min(len(piece), shapeChunk)]
+			if err := f.w.pace(len(piece)); err != nil {
 				return done, err
 			}
 		}
-		if k > 0 {
-			wk, werr := w.Write(chunk[:k])
-			done += int64(wk)
-			if werr != nil {
-				return done, werr
-			}
-			w.Flush()
+		k, err := f.w.Write(piece)
+		done += k
+		f.left -= int64(k)
+		if err != nil {
+			return done, err
 		}
-		if rerr == io.EOF {
-			if done < n {
-				return done, io.ErrUnexpectedEOF
-			}
-			return done, nil
-		}
-		if rerr != nil {
-			return done, rerr
-		}
+		f.w.Flush()
 	}
 	return done, nil
 }

@@ -59,7 +59,7 @@ func serveRanges(w *recorder, r *http.Request, b Blob, ranges []ByteRange) error
 		}
 		// A part's bytes go to w directly (what the part's writer would
 		// do too), so a stored file still goes out by sendfile.
-		if err := sendRange(r.Context(), w, rc, rg.Len()); err != nil {
+		if err := sendRange(r.Context(), w, rc, rg.Len(), rg.End == size-1); err != nil {
 			return fmt.Errorf("range %d of %d: %w", i+1, len(ranges), err)
 		}
 	}

@@ -98,6 +98,8 @@ type memBlob struct {
 	data    []byte
 	failAt  int64
 	openErr error
+	// open, when set, gives the reader from off instead.
+	open func(off int64) io.ReadCloser
 }
 
 func newMemBlob(data []byte) *memBlob { return &memBlob{data: data, failAt: -1} }
@@ -108,6 +110,9 @@ func (b *memBlob) Source() Source { return SourceStore }
 func (b *memBlob) Open(_ context.Context, off int64) (io.ReadCloser, error) {
 	if b.openErr != nil {
 		return nil, b.openErr
+	}
+	if b.open != nil {
+		return b.open(off), nil
 	}
 	var r io.Reader = bytes.NewReader(b.data[off:])
 	if b.failAt >= 0 {

@@ -2,10 +2,8 @@ package store
 
 import (
 	"crypto/cipher"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"sync"
@@ -144,6 +142,34 @@ func (c *sealedFile) chunk(i int64) ([]byte, error) {
 	return pt, nil
 }
 
+// openSpan reads chunks i to i+k-1 with one pread into ct (room for k
+// sealed chunks) and appends their plaintext to pt. On a failure it
+// returns pt as it was (its buffer is kept) and the error.
+func (c *sealedFile) openSpan(pt, ct []byte, i, k int64) ([]byte, error) {
+	base := pt
+	n := 0
+	for j := range k {
+		n += c.plainLen(i+j) + tagSize
+	}
+	ct = ct[:n]
+	if got, err := c.f.ReadAt(ct, headerSize+i*sealedChunk); err != nil {
+		if errors.Is(err, io.EOF) {
+			return base, c.corrupt(i + int64(got)/sealedChunk) // cut short
+		}
+		return base, fmt.Errorf("read blob file: %w", err)
+	}
+	last := chunks(c.size) - 1
+	for j := range k {
+		m := c.plainLen(i+j) + tagSize
+		out, err := c.aead.Open(pt, chunkNonce(i+j, c.size >= 0 && i+j == last), ct[:m], c.header[:])
+		if err != nil {
+			return base, c.corrupt(i + j)
+		}
+		pt, ct = out, ct[m:]
+	}
+	return pt, nil
+}
+
 // ReadAt reads plaintext at off, decrypting only the chunks it touches.
 func (c *sealedFile) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
@@ -175,41 +201,6 @@ func (c *sealedFile) copyAt(p []byte, off int64) (int, error) {
 }
 
 func (c *sealedFile) Close() error { return c.f.Close() }
-
-// blobStream reads an encrypted blob from an offset to its end. Read from
-// the start, it hashes the plaintext and checks the digest before it hands
-// out the final chunk, so a whole read is verified end to end too.
-type blobStream struct {
-	c      *sealedFile
-	off    int64
-	h      hash.Hash // nil unless read from 0
-	hex    string
-	hashed int64
-	bad    func() error // the digest did not match
-}
-
-func (r *blobStream) Read(p []byte) (int, error) {
-	if r.off >= r.c.size {
-		return 0, io.EOF
-	}
-	i := r.off / chunkSize
-	pt, err := r.c.chunk(i)
-	if err != nil {
-		return 0, err
-	}
-	if r.h != nil && r.hashed == i*chunkSize {
-		r.h.Write(pt)
-		r.hashed += int64(len(pt))
-		if r.hashed == r.c.size && hex.EncodeToString(r.h.Sum(nil)) != r.hex {
-			return 0, r.bad()
-		}
-	}
-	n := copy(p, pt[r.off-i*chunkSize:])
-	r.off += int64(n)
-	return n, nil
-}
-
-func (r *blobStream) Close() error { return r.c.Close() }
 
 // follower reads the plaintext of a blob being written by a sealer.
 type follower struct {

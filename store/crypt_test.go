@@ -177,7 +177,18 @@ func TestEncryptedDamageDetected(t *testing.T) {
 func TestEncryptedDigestChecked(t *testing.T) {
 	s := ecOpen(t, t.TempDir(), testKey)
 	data := stBytes(chunkSize+5, 3)
-	d := ecCommit(t, s, data)
+	other := ecMisindex(t, s, ecCommit(t, s, data))
+	got, err := ecRead(s, other, int64(len(data)), 0, -1)
+	if !errors.Is(err, ErrCorrupt) || len(got) > chunkSize {
+		t.Fatalf("read = %d bytes, %v; want ErrCorrupt before the last chunk", len(got), err)
+	}
+}
+
+// ecMisindex indexes blob d's file under another digest too, its data key
+// wrapped for it, and returns that digest: chunks that authenticate but
+// hold other bytes (forging those would need the data key).
+func ecMisindex(t *testing.T, s *Store, d string) string {
+	t.Helper()
 	other := stSHA256([]byte("other"))
 	rec, err := s.getBlobRecord(d)
 	if err != nil {
@@ -187,7 +198,6 @@ func TestEncryptedDigestChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Index the same file under another digest, its key wrapped for it.
 	rec.keys.wrapped = s.enc.current().wrap(dk, rec.keys.ad(other))
 	if err := s.db.Set(blobKey(other), rec.encode(), nil); err != nil {
 		t.Fatal(err)
@@ -196,10 +206,7 @@ func TestEncryptedDigestChecked(t *testing.T) {
 	if err := os.Link(s.encPath(d), s.encPath(other)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ecRead(s, other, int64(len(data)), 0, -1)
-	if !errors.Is(err, ErrCorrupt) || len(got) > chunkSize {
-		t.Fatalf("read = %d bytes, %v; want ErrCorrupt before the last chunk", len(got), err)
-	}
+	return other
 }
 
 func TestEncryptedFollow(t *testing.T) {
