@@ -7,7 +7,9 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // spanBytes is the plaintext of one span of the pipeline.
@@ -289,4 +291,49 @@ func TestEncryptedFollowLarge(t *testing.T) {
 	if got, err := ecWriteTo(t, s, stSHA256(data), int64(len(data)), 0); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("committed blob through the pipeline: %d bytes, %v", len(got), err)
 	}
+}
+
+// BenchmarkEncryptedWarmRead reads a 64 MiB encrypted blob whole, as a
+// warm pull does, without the network: through Read into 64 KiB (one
+// chunk after the other on one goroutine) and through WriteTo (the
+// pipeline).
+func BenchmarkEncryptedWarmRead(b *testing.B) {
+	s := sbOpen(b, Options{Encryption: &Encryption{Key: testKey, KeyFile: "k1", All: true}})
+	data, d := sbBlob(sbBlobSize, 3)
+	sbWrite(b, s, d, data)
+	for _, bc := range []struct {
+		name string
+		copy func(io.Reader) error
+	}{
+		{"Read", func(r io.Reader) error {
+			_, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{r}, make([]byte, 64<<10))
+			return err
+		}},
+		{"WriteTo", func(r io.Reader) error { _, err := r.(io.WriterTo).WriteTo(io.Discard); return err }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			cpu0 := processCPU()
+			for b.Loop() {
+				rc, _, err := s.OpenBlob(context.Background(), d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				err = bc.copy(rc)
+				rc.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			gb := float64(b.N) * float64(len(data)) / 1e9
+			b.ReportMetric(float64((processCPU()-cpu0).Milliseconds())/gb, "cpu-ms/GB")
+		})
+	}
+}
+
+// processCPU is the CPU time the test process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 }
