@@ -196,7 +196,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	db, err := pebble.Open(filepath.Join(dir, "db"), &pebble.Options{Logger: pebbleLogger{opts.Logger.Sugar()}})
+	db, err := pebble.Open(filepath.Join(dir, "db"), pebbleOptions(opts.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
 	}
