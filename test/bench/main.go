@@ -80,10 +80,12 @@ type Config struct {
 	PacedRates []float64 // 11. cold fills through a paced upstream, bytes/s (0: unpaced)
 	PacedReps  int
 	// 13. a large store: the shape divided by ScaleDiv, built once
-	// into ScaleCache ("" builds it in the run); ScaleDur of GETs by tag.
+	// into ScaleCache ("" builds it in the run); ScaleWarm GETs by tag to
+	// warm each store, then ScaleGets measured.
 	ScaleDiv   int
 	ScaleCache string
-	ScaleDur   time.Duration
+	ScaleWarm  int
+	ScaleGets  int
 
 	StoreBench []string // 9. go test arguments
 	StoreTime  time.Duration
@@ -123,7 +125,7 @@ func fullConfig() Config {
 		ClusterNodes: []int{3, 5, 9}, ClusterClients: 100, ClusterPar: 4, ClusterReps: 2, ClusterTime: 3 * time.Minute,
 		DistTime: 3 * time.Minute, DistReps: 2,
 		PacedRates: []float64{125e6, 400e6, 1e9, 0}, PacedReps: 3,
-		ScaleDiv: 1, ScaleDur: 5 * time.Second,
+		ScaleDiv: 1, ScaleWarm: 10_000, ScaleGets: 40_000,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
 		StoreTime:  3 * time.Minute,
 		ProfSecs:   4, ProfMax: 3, FetchTimeout: 2 * time.Minute,
@@ -150,7 +152,7 @@ func smokeConfig() Config {
 		ClusterNodes: []int{3}, ClusterClients: 6, ClusterPar: 4, ClusterReps: 1, ClusterTime: 5 * time.Second,
 		DistTime: time.Minute, DistReps: 1,
 		PacedRates: []float64{125e6, 1e9, 0}, PacedReps: 1,
-		ScaleDiv: 1000, ScaleDur: 300 * time.Millisecond,
+		ScaleDiv: 1000, ScaleWarm: 500, ScaleGets: 2_000,
 		StoreBench: []string{"test", "-vet=off", "-run", "^$", "-bench", "GetManifestHot|GetTag", "-benchtime", "200x", "-benchmem", "./store/"},
 		StoreTime:  2 * time.Minute, StoreEarly: true,
 		ProfSecs: 1, ProfMax: 1, FetchTimeout: 10 * time.Second,

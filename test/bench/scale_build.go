@@ -18,8 +18,10 @@ func shapeLabel(s scalestore.Shape) string {
 }
 
 // scaleCacheVersion names the builder's output; change it when the shape
-// or the store's format changes so an old cache is not used.
-const scaleCacheVersion = "v1"
+// or the store's format changes so an old cache is not used (v2: the
+// store's tables carry bloom filters, which a v1 store lacks until
+// compactions rewrite it).
+const scaleCacheVersion = "v2"
 
 // scaleStore returns a data directory holding the shape: built once into
 // cacheDir and kept across runs (the full shape takes many minutes to

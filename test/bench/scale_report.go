@@ -11,7 +11,7 @@ import (
 // for each, what bounds it and how it grows from the small store to the
 // large one.
 
-func scaleIntro(large, small scalestore.Shape, cache string, dur time.Duration) string {
+func scaleIntro(large, small scalestore.Shape, cache string, warm, gets int) string {
 	where := "built in the run"
 	if cache != "" {
 		where = "built once into " + cache + " (on tmpfs, then copied there: blob commits are synced one at a time, " +
@@ -24,11 +24,12 @@ func scaleIntro(large, small scalestore.Shape, cache string, dur time.Duration) 
 		"For each store: one eviction pass in process (`reclaim.Evict` down to one byte under the store's size, so it "+
 		"plans over everything and evicts about one image), then the real `berth serve` on it: start to ready is from exec "+
 		"to `/readyz` answering 200; RSS is VmRSS once ready, and VmHWM after everything below; manifests GET by tag "+
-		"of random tags of the local repositories (16 connections for %s); the first page (100 entries) of "+
+		"of random tags of the local repositories (16 connections; %s not measured to warm the store, then %s "+
+		"measured, the same draws on both stores); the first page (100 entries) of "+
 		"describe-repositories, describe-repositories with `includeCached`, list-images, `_catalog` and `tags/list`, "+
 		"each the median of 15 calls; a garbage collection (`start-gc`) and a lifecycle run (`run-lifecycle`, a policy "+
 		"on every repository that keeps 100 images, so every image is evaluated and none expires).",
-		where, shapeLabel(large), shapeLabel(small), dur)
+		where, shapeLabel(large), shapeLabel(small), fmtNum(float64(warm), 0), fmtNum(float64(gets), 0))
 }
 
 func mb(v float64) Sample { return sample("MB", 0, v) }
