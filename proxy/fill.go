@@ -240,11 +240,21 @@ func openFirst(ctx context.Context, srcs []source, i int, off, last int64) (*pre
 // source when the broken one is a peer (it may have died), else from the
 // upstream again, at most maxResumes times.
 func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []source) error {
+	// The blob's file is created while the upstream's headers are on their
+	// way: the client waits for both before its first byte.
+	opened := make(chan openedWriter, 1)
+	go func() {
+		w, err := p.store.NewBlobWriter(ctx, f.digest, -1)
+		opened <- openedWriter{w, err}
+	}()
 	body, size, cur, err := openFirst(ctx, srcs, 0, 0, -1)
 	if err != nil {
+		if ow := <-opened; ow.err == nil {
+			ow.w.Abort()
+		}
 		return err
 	}
-	w, err := p.startFill(ctx, f, srcs[cur], size)
+	w, err := p.startFill(ctx, f, srcs[cur], size, opened)
 	if err != nil {
 		body.Close()
 		return err
@@ -272,20 +282,30 @@ func (p *Proxy) doFill(ctx context.Context, f *fill, o store.Origin, srcs []sour
 	return w.CommitFor(ctx, o)
 }
 
-// startFill makes room for a blob of size bytes from src, opens its writer
-// in the store and publishes the fill to its readers: its size, the file
-// they follow and the source it comes from.
-func (p *Proxy) startFill(ctx context.Context, f *fill, src source, size int64) (*store.BlobWriter, error) {
-	if size < 0 {
-		return nil, fmt.Errorf("%s sent blob %s without its size: %w", src, f.digest, upstream.ErrUnavailable)
+// openedWriter is a blob writer opened before the blob's size was known.
+type openedWriter struct {
+	w   *store.BlobWriter
+	err error
+}
+
+// startFill makes room for a blob of size bytes from src, takes its writer
+// (opened meanwhile, see doFill) and publishes the fill to its readers: its
+// size, the file they follow and the source it comes from.
+func (p *Proxy) startFill(ctx context.Context, f *fill, src source, size int64, opened <-chan openedWriter) (*store.BlobWriter, error) {
+	ow := <-opened
+	if ow.err != nil {
+		return nil, ow.err
 	}
-	if p.opts.Reserve != nil {
-		if err := p.opts.Reserve(ctx, size); err != nil {
-			return nil, err
-		}
+	w := ow.w
+	err := w.Expect(size)
+	if err == nil && size < 0 {
+		err = fmt.Errorf("%s sent blob %s without its size: %w", src, f.digest, upstream.ErrUnavailable)
 	}
-	w, err := p.store.NewBlobWriter(ctx, f.digest, size)
+	if err == nil && p.opts.Reserve != nil {
+		err = p.opts.Reserve(ctx, size)
+	}
 	if err != nil {
+		w.Abort()
 		return nil, err
 	}
 	rf, err := w.Follow()

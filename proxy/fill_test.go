@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -311,5 +314,28 @@ func TestBrokenUpstreamStreamIsResumed(t *testing.T) {
 	defer mu.Unlock()
 	if len(ranges) != 2 || ranges[0] != "" || ranges[1] != fmt.Sprintf("bytes=%d-%d", 300<<10, len(data)-1) {
 		t.Fatalf("upstream saw ranges %q, want a full GET then a resume at %d", ranges, 300<<10)
+	}
+}
+
+// A fill opens its blob's file while the upstream's headers are on their
+// way; when the upstream has no such blob, the client gets BLOB_UNKNOWN
+// and no file is left behind.
+func TestFillOfUnknownBlobLeavesNoFile(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	missing := "sha256:" + strings.Repeat("cd", 32)
+	resp, body, err := e.do(t, http.MethodGet, "/v2/up/lib/app/blobs/"+missing, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, resp, body, http.StatusNotFound, "BLOB_UNKNOWN")
+	if err := e.proxy.WaitFills(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.ReadDir(filepath.Join(e.dataDir, "tmp"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if len(tmp) != 0 {
+		t.Errorf("a fill of a blob the upstream does not have left %d file(s) in tmp/, e.g. %s", len(tmp), tmp[0].Name())
 	}
 }

@@ -183,6 +183,17 @@ func (w *BlobWriter) Follow() (ReaderAtCloser, error) {
 	return &follower{s: w.seal, c: c}, nil
 }
 
+// Expect sets the blob's expected length, for a writer opened before it
+// was known (-1): a fill opens its file while the upstream's headers are on
+// their way.
+func (w *BlobWriter) Expect(size int64) error {
+	if w.size >= 0 && size != w.size || size >= 0 && w.n > size {
+		return fmt.Errorf("blob %s: %d bytes expected after %d (%d written)", w.digest, size, w.size, w.n)
+	}
+	w.size = size
+	return nil
+}
+
 // Path is the temporary file. It holds ciphertext when the blob is
 // encrypted: readers follow the write with Follow.
 func (w *BlobWriter) Path() string { return w.f.Name() }
@@ -190,14 +201,26 @@ func (w *BlobWriter) Path() string { return w.f.Name() }
 // Written is how many bytes were written so far.
 func (w *BlobWriter) Written() int64 { return w.n }
 
+// parallelHashMin is the smallest write hashed on a goroutine of its own
+// while the file is written (see Write).
+const parallelHashMin = 64 << 10
+
 // Write appends p, hashing as it goes.
 func (w *BlobWriter) Write(p []byte) (int, error) {
 	if w.size >= 0 && w.n+int64(len(p)) > w.size {
 		return 0, fmt.Errorf("blob %s: more than the expected %d bytes", w.digest, w.size)
 	}
 	// Hash and write at once: on a fill they are the two costs per byte.
-	done := make(chan struct{})
-	go func() { w.h.Write(p); close(done) }()
+	// A small piece (the first of a fill, which the client waits for, is
+	// one) is hashed inline: handing it to another goroutine costs more than
+	// hashing it, and a busy machine may not run that goroutine at once.
+	var done chan struct{}
+	if len(p) >= parallelHashMin {
+		done = make(chan struct{})
+		go func() { w.h.Write(p); close(done) }()
+	} else {
+		w.h.Write(p)
+	}
 	var n int
 	var err error
 	if w.seal != nil {
@@ -207,7 +230,9 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	} else {
 		n, err = w.f.Write(p)
 	}
-	<-done
+	if done != nil {
+		<-done
+	}
 	if n < len(p) && err == nil {
 		err = io.ErrShortWrite
 	}

@@ -436,3 +436,34 @@ func TestBlobFileDeletedWhileClosed(t *testing.T) {
 		t.Fatalf("StatBlob = %v, want ErrNotFound", err)
 	}
 }
+
+// A writer opened before its blob's length was known takes it later:
+// more bytes than that are refused, and so is a second, different length.
+func TestBlobWriterExpect(t *testing.T) {
+	s := stOpen(t, t.TempDir())
+	data := []byte("hello")
+	d := stSHA256(data)
+	w, err := s.NewBlobWriter(context.Background(), d, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if err := w.Expect(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Expect(int64(len(data)) + 1); err == nil {
+		t.Error("a second, different length was taken")
+	}
+	if _, err := w.Write(append(data, '!')); err == nil {
+		t.Error("more bytes than expected were taken")
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.StatBlob(context.Background(), d); err != nil || info.Size != int64(len(data)) {
+		t.Errorf("StatBlob = %+v, %v; want %d bytes", info, err, len(data))
+	}
+}
