@@ -161,15 +161,16 @@ func TestEncryptedDigestCheckedPipelined(t *testing.T) {
 // the damaged chunk sent, and quarantines the blob.
 func TestEncryptedDamageDetectedPipelined(t *testing.T) {
 	size := 3*spanBytes + 10
-	chunk5 := headerSize + 5*sealedChunk
+	bad := spanChunks + 1 // a chunk in the middle of the second span
+	at := headerSize + bad*sealedChunk
 	for _, tt := range []struct {
 		name   string
 		f      func([]byte) []byte
 		served int
 	}{
-		{"chunk 5 byte", func(b []byte) []byte { b[chunk5+7] ^= 1; return b }, 5 * chunkSize},
+		{"byte in span 2", func(b []byte) []byte { b[at+7] ^= 1; return b }, bad * chunkSize},
 		{"final chunk cut", func(b []byte) []byte { return b[:len(b)-tagSize-3] }, size - 10},
-		{"cut in span 2", func(b []byte) []byte { return b[:chunk5+100] }, 5 * chunkSize},
+		{"cut in span 2", func(b []byte) []byte { return b[:at+100] }, bad * chunkSize},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := ecOpen(t, t.TempDir(), testKey)

@@ -209,7 +209,7 @@ func encryptedBound(s *Section, warm *Row, cpu warmCPU) {
 	encMs, clientMs := cpuPerGB(cpu.enc, cpu.encBytes), cpuPerGB(cpu.client, cpu.encBytes)
 	cores := runtime.NumCPU()
 	cpuBound := float64(cores) * 1e3 / (encMs + clientMs) * 1e3
-	s.note("The encrypted Berth sends a whole blob through a pipeline: a goroutine reads 256 KiB spans (one pread each) and opens them "+
+	s.note("The encrypted Berth sends a whole blob through a pipeline: a goroutine reads 512 KiB spans (one pread each) and opens them "+
 		"(AES-256-GCM, %s ms per GB of one core here), another hashes them (SHA-256, the whole-read digest check, %s ms per GB), and the "+
 		"serving goroutine writes them to the socket, the last span only once the digest matched. With a core of its own, the hash, the "+
 		"slowest stage, would bound one stream near %s MB/s. Here every stage and the client share %d cores: the encrypted Berth spent "+
