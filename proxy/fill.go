@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -431,7 +432,10 @@ type fillReader struct {
 	closed bool
 }
 
-func (r *fillReader) Read(p []byte) (int, error) {
+// ready waits until bytes past r.off may be read, and returns the file
+// they are in and how far they go; io.EOF at the end, or the fill's error.
+// The last byte waits for the digest check.
+func (r *fillReader) ready() (store.ReaderAtCloser, int64, error) {
 	f := r.f
 	for {
 		f.mu.Lock()
@@ -442,31 +446,97 @@ func (r *fillReader) Read(p []byte) (int, error) {
 		if f.done && f.err != nil && !f.verified {
 			err := f.err
 			f.mu.Unlock()
-			return 0, fmt.Errorf("fill of %s failed: %w", f.digest, err)
+			return nil, 0, fmt.Errorf("fill of %s failed: %w", f.digest, err)
 		}
 		if r.off >= f.size && (f.done || f.verified) {
 			f.mu.Unlock()
-			return 0, io.EOF
+			return nil, 0, io.EOF
 		}
 		if r.off < avail {
 			file := f.file
 			f.mu.Unlock()
-			if int64(len(p)) > avail-r.off {
-				p = p[:avail-r.off]
-			}
-			n, err := file.ReadAt(p, r.off)
-			r.off += int64(n)
-			if err == io.EOF && n > 0 {
-				err = nil
-			}
-			return n, err
+			return file, avail, nil
 		}
 		ch := f.changed
 		f.mu.Unlock()
 		select {
 		case <-ch:
 		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
+			return nil, 0, r.ctx.Err()
+		}
+	}
+}
+
+func (r *fillReader) Read(p []byte) (int, error) {
+	file, avail, err := r.ready()
+	if err != nil {
+		return 0, err
+	}
+	if int64(len(p)) > avail-r.off {
+		p = p[:avail-r.off]
+	}
+	n, err := file.ReadAt(p, r.off)
+	r.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// WriteTo sends the fill from r.off to its end as its bytes arrive. Into a
+// writer that takes files (an HTTP response, which sends them with
+// sendfile), the bytes of a plaintext fill go from the page cache to the
+// socket without a copy through Berth, from a descriptor of this reader's
+// own on the fill's file, opened once the first bytes went out. Otherwise,
+// or when that file was committed away before it could be opened, they are
+// read and written as Read does.
+func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	rf, _ := w.(io.ReaderFrom)
+	var own *os.File
+	defer func() {
+		if own != nil {
+			own.Close()
+		}
+	}()
+	var buf []byte
+	var sent int64
+	for tried := false; ; {
+		file, avail, err := r.ready()
+		if err == io.EOF {
+			return sent, nil
+		}
+		if err != nil {
+			return sent, err
+		}
+		// The first bytes go by copy: opening the file would delay them.
+		if pf, ok := file.(*os.File); ok && rf != nil && !tried && sent > 0 {
+			tried = true
+			own, _ = os.Open(pf.Name())
+		}
+		var k int64
+		if own != nil {
+			if _, err = own.Seek(r.off, io.SeekStart); err == nil {
+				k, err = rf.ReadFrom(&io.LimitedReader{R: own, N: avail - r.off})
+			}
+		} else {
+			if buf == nil {
+				buf = make([]byte, 64<<10)
+			}
+			var n int
+			n, err = file.ReadAt(buf[:min(int64(len(buf)), avail-r.off)], r.off)
+			if n > 0 {
+				var werr error
+				n, werr = w.Write(buf[:n])
+				if err == io.EOF || err == nil {
+					err = werr
+				}
+			}
+			k = int64(n)
+		}
+		r.off += k
+		sent += k
+		if err != nil {
+			return sent, err
 		}
 	}
 }

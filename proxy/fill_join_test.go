@@ -82,3 +82,59 @@ func TestFillCommitFailingAfterVerificationKeepsNothing(t *testing.T) {
 		t.Fatal("the blob was kept although its commit failed")
 	}
 }
+
+// fileTaker is a writer that takes files, as an HTTP response does (it
+// sends them with sendfile): it records which bytes came as a file.
+type fileTaker struct {
+	bytes.Buffer
+	fromFiles int64
+}
+
+func (w *fileTaker) ReadFrom(src io.Reader) (int64, error) {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		if _, ok := lr.R.(*os.File); ok {
+			n, err := io.Copy(&w.Buffer, src)
+			w.fromFiles += n
+			return n, err
+		}
+	}
+	return io.Copy(&w.Buffer, src)
+}
+
+// A client that follows a fill into a writer that takes files gets the
+// fill's bytes as spans of its file (sendfile, no copy through Berth) once
+// its first bytes went out by copy, and every byte in order.
+func TestFillFollowedIntoAFileTaker(t *testing.T) {
+	const size, half = 1 << 20, 1 << 19
+	data := testreg.Bytes(size, 46)
+	e := newEnv(t, envOpts{})
+	release := make(chan struct{})
+	f := e.runScriptedFill(t, data, &scriptedSource{name: "upstream", data: data, script: []stream{{hold: release, holdAt: half}}})
+	if _, err := f.waitStarted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := (&fillBlob{p: e.proxy, f: f}).Open(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	w := &fileTaker{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := rc.(io.WriterTo).WriteTo(w)
+		done <- err
+	}()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(w.Bytes(), data) {
+		t.Fatalf("the follower got %d bytes, not the blob's %d", w.Len(), size)
+	}
+	if w.fromFiles == 0 || w.fromFiles == size {
+		t.Errorf("%d of %d bytes came as file spans; want all but the first bytes", w.fromFiles, size)
+	}
+	if err := waitFill(f); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -149,6 +149,30 @@ type flushingWriter struct {
 // errTooLong is a blob body longer than its Content-Length.
 var errTooLong = errors.New("blob body is longer than its length")
 
+// ReadFrom sends a file's bytes (an *io.LimitedReader of an *os.File, as a
+// fill in progress gives them) with the connection's ReadFrom, so the kernel
+// copies them (sendfile), and flushes. A paced client, or another reader,
+// goes through Write.
+func (f *flushingWriter) ReadFrom(src io.Reader) (int64, error) {
+	lr, ok := src.(*io.LimitedReader)
+	if ok {
+		_, ok = lr.R.(*os.File)
+	}
+	if !ok || f.w.pace != nil {
+		return io.Copy(struct{ io.Writer }{f}, src)
+	}
+	if lr.N > f.left {
+		return 0, errTooLong
+	}
+	if err := f.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := f.w.ReadFrom(lr)
+	f.left -= n
+	f.w.Flush()
+	return n, err
+}
+
 func (f *flushingWriter) Write(p []byte) (int, error) {
 	if int64(len(p)) > f.left {
 		return 0, errTooLong

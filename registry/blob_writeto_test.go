@@ -2,9 +2,13 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -78,5 +82,48 @@ func TestServerBlobWriterTo(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) || len(body) >= len(data) {
 		t.Fatalf("a body longer than the blob: read %d of %d bytes, %v; want a broken stream", len(body), len(data), err)
+	}
+}
+
+// A body given as a file span (a fill in progress followed with sendfile)
+// goes to the connection whole when the client is not paced, through the
+// paced writes when it is, and never past the length announced.
+func TestFlushingWriterReadFrom(t *testing.T) {
+	t.Parallel()
+	data := bytes.Repeat([]byte("file span "), 5000)
+	file := filepath.Join(t.TempDir(), "span")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, paced := range []bool{false, true} {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &recorder{ResponseWriter: httptest.NewRecorder()}
+		var paid int
+		if paced {
+			rec.pace = func(n int) error { paid += n; return nil }
+		}
+		fw := &flushingWriter{ctx: context.Background(), w: rec, left: int64(len(data))}
+		n, err := fw.ReadFrom(&io.LimitedReader{R: f, N: int64(len(data))})
+		f.Close()
+		body := rec.ResponseWriter.(*httptest.ResponseRecorder).Body.Bytes()
+		if err != nil || n != int64(len(data)) || !bytes.Equal(body, data) || fw.left != 0 {
+			t.Errorf("paced %v: sent %d of %d, %v, left %d", paced, n, len(data), err, fw.left)
+		}
+		if paced && paid != len(data) {
+			t.Errorf("paced: %d of %d bytes paid to the client's cap", paid, len(data))
+		}
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rec := &recorder{ResponseWriter: httptest.NewRecorder()}
+	fw := &flushingWriter{ctx: context.Background(), w: rec, left: 10}
+	if n, err := fw.ReadFrom(&io.LimitedReader{R: f, N: 11}); !errors.Is(err, errTooLong) || n != 0 {
+		t.Errorf("a span past the announced length: sent %d, %v; want errTooLong and nothing sent", n, err)
 	}
 }
