@@ -253,14 +253,14 @@ func (h *harness) coldFill(ctx context.Context, s *Section) error {
 			sizeLabel(b.Size), thr.Berth.V[rep], ttfb.Berth.V[rep], tail.Berth.V[rep], thr.Ref.V[rep], ttfb.Ref.V[rep])
 	}
 	bc, uc := cpuPerGB(bCPU, bytes), cpuPerGB(uCPU, bytes)
-	s.note("Server CPU per GB: Berth %s ms to fill and send (receive, hash, write, read back, send); the upstream %s ms "+
+	s.note("Server CPU per GB: Berth %s ms to fill and send (receive, hash, write, sendfile to the client); the upstream %s ms "+
 		"to send it directly.", fmtNum(bc, 0), fmtNum(uc, 0))
 	s.note("\"Wait for the last byte\" is the time between the client holding all but the last byte and the last byte: " +
 		"for Berth, the end of the hash and the check of the digest (the commit follows it).")
 	tailMed, totalMed := tail.Berth.Median(), float64(b.Size)/thr.Berth.Median()/1e3 // ms
 	direct := thr.Ref.Median()
 	why := fmt.Sprintf("Every byte of a cold fill costs Berth %s ms of CPU per GB (received from the upstream, hashed, "+
-		"written to the temporary file, read back with ReadAt, written to the client, flushed per chunk) where the direct "+
+		"written to the temporary file, sent to the client from that file with sendfile) where the direct "+
 		"pull costs the upstream %s ms per GB (one sendfile). ", fmtNum(bc, 0), fmtNum(uc, 0))
 	if shaGB := 1e6 / h.shaMBps; h.shaMBps > 0 && h.shaMBps < 0.8*direct {
 		why += fmt.Sprintf("sha256 alone ran at %s MB/s on one core here, below 0.8× of direct (%s MB/s): no fill that "+
@@ -270,8 +270,9 @@ func (h *harness) coldFill(ctx context.Context, s *Section) error {
 	why += fmt.Sprintf("The wait for the last byte (the digest check before it is released) is %s ms of the "+
 		"median %s ms download (%.0f%%).", fmtNum(tailMed, 0), fmtNum(totalMed, 0), 100*tailMed/totalMed)
 	thr.Why = why
-	ttfb.Why = "Berth answers only once the upstream's headers arrived and its temporary file exists, and the first " +
-		"bytes reach the client after they were written and hashed; the excess is that path."
+	ttfb.Why = "Berth answers only once the upstream's headers arrived (its temporary file is created meanwhile), and " +
+		"the first bytes reach the client after they were written and hashed; the excess is that path and the wakeups " +
+		"of the goroutines along it on a machine whose cores the client and the upstream share."
 	// A long cold fill on the warm berth, under the profiler.
 	mem := h.mem
 	fillFocus := []focus{
@@ -279,8 +280,8 @@ func (h *harness) coldFill(ctx context.Context, s *Section) error {
 		{"crypto/internal/fips140/sha256.(*Digest).Write", "sha256"},
 		{"os.(*File).Write", "writing the temporary file"},
 		{"berth/upstream.(*watchedBody).Read", "reading from the upstream"},
-		{"berth/registry.copyFlushing", "sending to the client"},
-		{"os.(*File).ReadAt", "reading the temporary file back"},
+		{"berth/registry.sendRange", "sending to the client"},
+		{"os.(*File).ReadAt", "reading the temporary file back (an encrypted fill)"},
 	}
 	h.profile(ctx, "3", fmt.Sprintf("scenario 3, cold fill (of the %s blob of scenario 7)", sizeLabel(mem.Size)), fillFocus, func(sh map[string]float64) {
 		if len(sh) > 0 {
@@ -289,8 +290,7 @@ func (h *harness) coldFill(ctx context.Context, s *Section) error {
 		if cores, ok := sh[coresKey]; ok && cores < 1.25 && sh["berth/proxy.(*Proxy).doFill"] > 50 {
 			thr.Why += fmt.Sprintf(" During that profile Berth used %.2f of the %d cores on average, %.0f%% of it in the fill loop: "+
 				"even with the upstream read ahead in its own goroutine and each chunk hashed while it is written, "+
-				"one fill is bounded by the slower of sha256 and the file write on one core, and the clients that follow it "+
-				"are sent the bytes through user space rather than with sendfile.", cores, numCPU(), sh["berth/proxy.(*Proxy).doFill"])
+				"one fill is bounded by the slower of sha256 and the file write on one core.", cores, numCPU(), sh["berth/proxy.(*Proxy).doFill"])
 		}
 	}, func(ctx context.Context) {
 		// Not cut when the profile ends: the fill would go on detached

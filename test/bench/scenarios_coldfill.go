@@ -261,8 +261,9 @@ func (h *harness) pacedWhy(rows pacedRows, rate float64) {
 		"else costs %s ms (%.2f×): no fill that receives its bytes over TCP meets ≤ 1.5× here. Berth is at %.2f× of "+
 		"that relay.", fmtNum(rows.recvGB, 0), rows.recvGB/rows.cpu.Ref.Median(), fmtNum(rows.relayGB, 0),
 		rows.relayGB/rows.cpu.Ref.Median(), rows.cpu.Berth.Median()/max(1, rows.relayGB))
-	rows.ttfb.Why = "Berth answers once the upstream's headers arrived and its temporary file exists; the first bytes " +
-		"reach the client after they were written."
+	rows.ttfb.Why = "Berth answers once the upstream's headers arrived (its temporary file is created meanwhile); the " +
+		"first bytes reach the client after they were written and hashed, through the wakeups of the goroutines along " +
+		"the way on cores the client and the upstream share."
 	if rows.dist != nil {
 		rows.dist.Why = "Distribution's client gets every byte before its copy is verified or committed; Berth's gets the " +
 			"last byte once it verified."
