@@ -61,15 +61,7 @@ func TestFillCommitFailingAfterVerificationKeepsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
-	f := e.runScriptedFill(t, data, &scriptedSource{name: "upstream", data: data, script: []stream{{hold: release, holdAt: half}}})
-	if _, err := f.waitStarted(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := (&fillBlob{p: e.proxy, f: f}).Open(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	f, rc := e.openHeldFill(t, data, release, half)
 	close(release)
 	got, err := io.ReadAll(rc)
 	if err != nil || !bytes.Equal(got, data) {
@@ -109,15 +101,7 @@ func TestFillFollowedIntoAFileTaker(t *testing.T) {
 	data := testreg.Bytes(size, 46)
 	e := newEnv(t, envOpts{})
 	release := make(chan struct{})
-	f := e.runScriptedFill(t, data, &scriptedSource{name: "upstream", data: data, script: []stream{{hold: release, holdAt: half}}})
-	if _, err := f.waitStarted(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := (&fillBlob{p: e.proxy, f: f}).Open(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	f, rc := e.openHeldFill(t, data, release, half)
 	w := &fileTaker{}
 	done := make(chan error, 1)
 	go func() {
@@ -137,4 +121,21 @@ func TestFillFollowedIntoAFileTaker(t *testing.T) {
 	if err := waitFill(f); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openHeldFill starts a fill of data whose source holds at byte holdAt
+// until release is closed, and opens a reader of it from the start (closed
+// at the test's end).
+func (e *env) openHeldFill(t *testing.T, data []byte, release chan struct{}, holdAt int64) (*fill, io.ReadCloser) {
+	t.Helper()
+	f := e.runScriptedFill(t, data, &scriptedSource{name: "upstream", data: data, script: []stream{{hold: release, holdAt: holdAt}}})
+	if _, err := f.waitStarted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := (&fillBlob{p: e.proxy, f: f}).Open(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return f, rc
 }
