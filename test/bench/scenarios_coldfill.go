@@ -246,13 +246,16 @@ func (h *harness) pacedWhy(rows pacedRows, rate float64) {
 	}
 	rows.thr.Why = fmt.Sprintf("What bounds it: %s. Berth's CPU per GB was %s ms against sha256's %s ms (%.2f×).", bound,
 		fmtNum(rows.cpu.Berth.Median(), 0), fmtNum(rows.cpu.Ref.Median(), 0), rows.cpu.Berth.Median()/rows.cpu.Ref.Median())
-	if rate > 0 {
-		// Cores a fill needs to keep up with the link, against the machine's.
-		need, floor := rows.cpu.Berth.Median()/1e3*rate/1e9, rows.relayGB/1e3*rate/1e9
-		rows.thr.Why += fmt.Sprintf(" Keeping up with %s MB/s takes Berth %.2f cores (the minimal verifying relay %.2f), "+
-			"on a machine of %d cores that the client and the upstream share.", fmtNum(rate/1e6, 0), need, floor,
-			runtime.NumCPU())
+	// Cores a fill needs to keep up with the link (unpaced: the reference
+	// rate), against the machine's.
+	at := rate
+	if at == 0 {
+		at = rows.thr.Ref.Median() * 1e6
 	}
+	need, floor := rows.cpu.Berth.Median()/1e3*at/1e9, rows.relayGB/1e3*at/1e9
+	rows.thr.Why += fmt.Sprintf(" Keeping up with %s MB/s takes Berth %.2f cores (the minimal verifying relay %.2f), "+
+		"on a machine of %d cores that the client and the upstream share.", fmtNum(at/1e6, 0), need, floor,
+		runtime.NumCPU())
 	rows.tail.Why = "The last byte is released once the digest verified; the file's fsync, rename and index write " +
 		"follow it. What remains is the hash's final block and the wakeup of the reader."
 	rows.cpu.Why = fmt.Sprintf("Per byte, a fill receives from the upstream socket, hashes, writes the page cache and "+
