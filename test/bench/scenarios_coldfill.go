@@ -240,9 +240,13 @@ func (h *harness) pacedRuns(ctx context.Context, rows pacedRows, rate float64) e
 // pacedWhy says what bounds the pacing's figures, for the rows that miss.
 func (h *harness) pacedWhy(rows pacedRows, rate float64) {
 	bound := "the link: the upstream's pacing, which Berth passes on as it arrives"
-	if rate == 0 {
+	switch {
+	case rate == 0:
 		bound = "CPU: on loopback the bytes cost only CPU, and Berth's fill pays sha256, the file write and the send on " +
 			"the same cores as the client and the upstream"
+	case rows.thr.Berth.Median() < 0.97*rate/1e6:
+		bound = "CPU: the link brings the bytes faster than Berth's fill pays sha256, the file write and the send for " +
+			"them on the same cores as the client and the upstream"
 	}
 	rows.thr.Why = fmt.Sprintf("What bounds it: %s. Berth's CPU per GB was %s ms against sha256's %s ms (%.2f×).", bound,
 		fmtNum(rows.cpu.Berth.Median(), 0), fmtNum(rows.cpu.Ref.Median(), 0), rows.cpu.Berth.Median()/rows.cpu.Ref.Median())
