@@ -259,29 +259,9 @@ func TestEncryptedWriteToStops(t *testing.T) {
 func TestEncryptedFollowLarge(t *testing.T) {
 	s := ecOpen(t, t.TempDir(), testKey)
 	data := stBytes(2*spanBytes+300, 12)
-	w, err := s.NewBlobWriter(context.Background(), stSHA256(data), int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
-	r, err := w.Follow()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	for written := 0; written < len(data); {
-		k := min(50000, len(data)-written)
-		if _, err := w.Write(data[written : written+k]); err != nil {
-			t.Fatal(err)
-		}
-		written += k
-		for _, off := range []int{0, max(0, written-spanBytes-3), written - 1} {
-			buf := make([]byte, written-off)
-			if n, err := r.ReadAt(buf, int64(off)); n != len(buf) || !bytes.Equal(buf, data[off:written]) {
-				t.Fatalf("written %d: ReadAt(%d) = %d, %v", written, off, n, err)
-			}
-		}
-	}
+	w, r := ecFollow(t, s, data, 50000, func(written int) []int {
+		return []int{0, max(0, written-spanBytes-3), written - 1}
+	})
 	if err := w.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -212,29 +212,42 @@ func ecMisindex(t *testing.T, s *Store, d string) string {
 func TestEncryptedFollow(t *testing.T) {
 	s := ecOpen(t, t.TempDir(), testKey)
 	data := stBytes(2*chunkSize+300, 5)
+	ecFollow(t, s, data, 7000, func(written int) []int {
+		return []int{0, written / 2, max(0, written-chunkSize-3), written - 1}
+	})
+}
+
+// ecFollow writes data through an encrypted blob writer in pieces of
+// piece bytes and, after each, reads the follower back at every offset
+// offs gives, checking the bytes. It returns the writer and the follower,
+// both open (the test's cleanup aborts and closes them), for the caller
+// to go on with.
+func ecFollow(t *testing.T, s *Store, data []byte, piece int, offs func(written int) []int) (*BlobWriter, ReaderAtCloser) {
+	t.Helper()
 	w, err := s.NewBlobWriter(context.Background(), stSHA256(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Abort()
+	t.Cleanup(w.Abort)
 	r, err := w.Follow()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
 	for written := 0; written < len(data); {
-		k := min(7000, len(data)-written)
+		k := min(piece, len(data)-written)
 		if _, err := w.Write(data[written : written+k]); err != nil {
 			t.Fatal(err)
 		}
 		written += k
-		for _, off := range []int{0, written / 2, max(0, written-chunkSize-3), written - 1} {
+		for _, off := range offs(written) {
 			buf := make([]byte, written-off)
 			if n, err := r.ReadAt(buf, int64(off)); n != len(buf) || !bytes.Equal(buf, data[off:written]) {
 				t.Fatalf("written %d: ReadAt(%d) = %d, %v", written, off, n, err)
 			}
 		}
 	}
+	return w, r
 }
 
 func TestEncryptedWrongKeyRefusesToStart(t *testing.T) {
