@@ -63,6 +63,7 @@ func (e *StatusError) Is(target error) bool {
 // upstream backs off (see pool) they fail at once with ErrBackoff.
 type Upstream struct {
 	Rule  Rule
+	hub   bool         // Rule.IsDockerHub, decided once: names route by it
 	eps   []*endpoint  // the rule's urls, in order of preference
 	caps  []*Bandwidth // bandwidth caps blob downloads are paced by
 	quota *quota
@@ -100,7 +101,7 @@ func New(rule Rule, base http.RoundTripper, log *zap.Logger, opts ...Option) (*U
 	if log == nil {
 		log = zap.NewNop()
 	}
-	up := &Upstream{Rule: rule, log: log.With(zap.String("upstream", rule.Name)), quota: newQuota(rule), now: time.Now}
+	up := &Upstream{Rule: rule, hub: rule.IsDockerHub(), log: log.With(zap.String("upstream", rule.Name)), quota: newQuota(rule), now: time.Now}
 	for i := range rule.Endpoints() {
 		ep, err := newEndpoint(rule, i, base)
 		if err != nil {

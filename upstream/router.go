@@ -73,7 +73,7 @@ func NewRouter(ups []*Upstream, localPrefixes ...string) *Router {
 		r.byName[u.Rule.Name] = u
 		if u.Rule.Registry != "" {
 			r.byRegistry[strings.ToLower(u.Rule.Registry)] = u
-			if u.Rule.IsDockerHub() {
+			if u.hub {
 				for _, alias := range []string{"docker.io", "registry-1.docker.io", "index.docker.io"} {
 					if _, taken := r.byRegistry[alias]; !taken {
 						r.byRegistry[alias] = u
@@ -147,7 +147,7 @@ func IsHostName(s string) bool {
 }
 
 func (u *Upstream) normalize(name string) string {
-	if u.Rule.IsDockerHub() && !strings.Contains(name, "/") {
+	if u.hub && !strings.Contains(name, "/") {
 		return "library/" + name
 	}
 	return name
