@@ -8,7 +8,6 @@ package audit
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -121,6 +120,7 @@ func (l *Log) run(f *os.File) {
 		size = st.Size()
 	}
 	w := bufio.NewWriterSize(f, 64<<10)
+	var b []byte
 	flush := time.NewTicker(time.Second)
 	defer flush.Stop()
 	defer func() { w.Flush(); f.Close() }()
@@ -130,8 +130,8 @@ func (l *Log) run(f *os.File) {
 			if !ok {
 				return
 			}
-			b, err := json.Marshal(e)
-			if err != nil {
+			var good bool
+			if b, good = appendEvent(b[:0], &e); !good {
 				continue
 			}
 			b = append(b, '\n')
