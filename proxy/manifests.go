@@ -69,8 +69,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 }
 
 func (p *Proxy) manifestByTag(ctx context.Context, t upstream.Target, tag string) (*registry.Manifest, error) {
-	r := ttlRecord{t: t, tag: tag, kind: "tag", metered: true, image: true,
-		what: "tag " + tag + " of " + t.Repo, notFound: errdefs.ManifestUnknown(tag)}
+	r := ttlRecord{t: t, tag: tag, kind: "tag", metered: true, image: true, ref: tag}
 	return p.ttlCached(ctx, r, func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error) {
 		// In a cluster the tag's owner revalidates it, once per TTL for
 		// the whole cluster; the others ask it.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"berth/errdefs"
 	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
@@ -28,8 +27,7 @@ func (p *Proxy) Referrers(ctx context.Context, repo registry.Repo, d registry.Di
 		return nil, err
 	}
 	ns := t.Upstream.Rule.Name
-	r := ttlRecord{t: t, tag: referrersTag(d), kind: "referrers",
-		what: "referrers of " + d.String(), notFound: errdefs.ManifestUnknown(d.String())}
+	r := ttlRecord{t: t, tag: referrersTag(d), kind: "referrers", ref: d.String()}
 	m, err := p.ttlCached(ctx, r, func(ctx context.Context, _ *ttlEntry) (*registry.Manifest, error) {
 		body, err := t.Upstream.GetReferrers(ctx, t.Repo, d.String())
 		if err != nil {

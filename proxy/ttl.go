@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"berth/config"
+	"berth/errdefs"
 	"berth/registry"
 	"berth/store"
 	"berth/upstream"
@@ -28,11 +29,22 @@ type ttlRecord struct {
 	// records (a referrers index) are Berth's own, reached only through
 	// the repository's tag.
 	image bool
-	// what names the record in errors and logs; notFound is the client's
-	// error when the upstream has no such thing.
-	what     string
-	notFound error
+	// ref is what the client named: the tag, or the digest whose
+	// referrers these are. The names built from it (what, notFound) are
+	// built only when needed, not on every hit.
+	ref string
 }
+
+// what names the record in errors and logs.
+func (r ttlRecord) what() string {
+	if r.image {
+		return "tag " + r.ref + " of " + r.t.Repo
+	}
+	return r.kind + " of " + r.ref
+}
+
+// notFound is the client's error when the upstream has no such thing.
+func (r ttlRecord) notFound() error { return errdefs.ManifestUnknown(r.ref) }
 
 // ttlEntry is a stored record: the tag and the manifest it points at.
 type ttlEntry struct {
@@ -87,25 +99,25 @@ func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx conte
 	case errors.Is(err, upstream.ErrNotFound) && old != nil && r.image && r.t.Upstream.Rule.KeepsDeletedTags():
 		p.count(r, "stale")
 		p.log.Info("gone upstream; serving the cached digest (onUpstreamDelete: keep)", zap.String("upstream", ns),
-			zap.String("what", r.what), zap.String("digest", old.tag.Digest))
+			zap.String("what", r.what()), zap.String("digest", old.tag.Digest))
 		return p.pulled(ctx, r, old.served(registry.SourceStale)), nil
 	case errors.Is(err, upstream.ErrNotFound):
 		if old != nil {
-			p.log.Info("gone upstream; forgetting it", zap.String("what", r.what))
+			p.log.Info("gone upstream; forgetting it", zap.String("what", r.what()))
 			if derr := p.store.DeleteTag(ctx, ns, repo, r.tag); derr != nil {
 				p.log.Warn("delete tag", zap.Error(derr))
 			}
 		}
-		return nil, r.notFound
+		return nil, r.notFound()
 	case old != nil && !errors.Is(err, context.Canceled):
 		p.count(r, "stale")
 		if !errors.Is(err, upstream.ErrOffline) {
 			p.log.Warn("upstream failed; serving the cached copy", zap.String("upstream", ns),
-				zap.String("what", r.what), zap.Error(err))
+				zap.String("what", r.what()), zap.Error(err))
 		}
 		return p.pulled(ctx, r, old.served(registry.SourceStale)), nil
 	}
-	return nil, p.upstreamError(r.t, r.what, r.notFound, err)
+	return nil, p.upstreamError(r.t, r.what(), r.notFound(), err)
 }
 
 // pulled records a pull of the image an upstream tag points at, however
@@ -141,7 +153,7 @@ func (p *Proxy) loadEntry(ctx context.Context, r ttlRecord) (*ttlEntry, error) {
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		p.log.Warn("a cached record points at a manifest that is not stored; fetching again",
-			zap.String("what", r.what), zap.String("digest", tag.Digest))
+			zap.String("what", r.what()), zap.String("digest", tag.Digest))
 		return nil, nil
 	} else if err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"berth/errdefs"
 	"berth/internal/oci"
 	"berth/registry"
 	"berth/store"
@@ -87,8 +86,7 @@ func TestTTLRecordConcurrentMissesFetchOnce(t *testing.T) {
 		}
 		p := New(st, upstream.Fixed(upstream.NewRouter([]*upstream.Upstream{u})), Options{})
 		defer p.Close()
-		r := ttlRecord{t: upstream.Target{Upstream: u, Repo: "team/app"}, tag: "v1", kind: "tag",
-			what: "tag v1", notFound: errdefs.ManifestUnknown("v1")}
+		r := ttlRecord{t: upstream.Target{Upstream: u, Repo: "team/app"}, tag: "v1", kind: "tag", ref: "v1"}
 		var fetches atomic.Int32
 		release := make(chan struct{})
 		fetch := func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error) {

@@ -132,9 +132,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = s.resolve(r, &route)
 	}
 	if err == nil {
-		rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		// Keys in canonical form, which Set would otherwise build anew
+		// on every request; they go out the same.
+		rec.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
 		if route.Repo.NS != "" {
-			rec.Header().Set("OCI-Namespace", route.Repo.NS)
+			rec.Header().Set("Oci-Namespace", route.Repo.NS)
 		}
 		if s.guard != nil {
 			principal, r, err = s.authorize(r, &route, client)
@@ -336,8 +338,9 @@ func (s *Server) serveManifest(w *recorder, r *http.Request, rt Route) error {
 	w.source = m.Source
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)
-	h.Set("Docker-Content-Digest", m.Digest.String())
-	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	d := m.Digest.String()
+	h.Set("Docker-Content-Digest", d)
+	h.Set("Etag", `"`+d+`"`)
 	h.Set("Content-Length", strconv.Itoa(len(m.Body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
