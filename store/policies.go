@@ -109,7 +109,10 @@ func (s *Store) PurgeRepository(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	s.imageMu.RLock()
+	err := b.Commit(pebble.Sync)
+	s.imageMu.RUnlock()
+	if err != nil {
 		return err
 	}
 	s.forgetTags(string(tagPrefix("", name)))

@@ -118,7 +118,7 @@ func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Imag
 	if err != nil {
 		return Image{}, err
 	}
-	im.LastPulledAt = s.lastTouch(imageTouchKey(repo, digest), im.LastPulledAt)
+	im.LastPulledAt = s.access.latest(imageKey(repo, digest), im.LastPulledAt)
 	return im, nil
 }
 
@@ -136,31 +136,22 @@ func (s *Store) imageRecord(repo RepoKey, digest string) (Image, error) {
 	return im, nil
 }
 
-func imageTouchKey(repo RepoKey, digest string) string {
-	return "img\x00" + repo.Encode() + "\x00" + digest
-}
-
-// TouchImage records a pull of an image. Not synced.
+// TouchImage records a pull of an image (access.go): its record's
+// LastPulledAt is rewritten with the next flush of access times, not
+// synced; a record deleted by then is left alone.
 func (s *Store) TouchImage(ctx context.Context, repo RepoKey, digest string) error {
-	if !s.shouldTouch(imageTouchKey(repo, digest), s.now()) {
-		return nil
-	}
-	im, err := s.imageRecord(repo, digest)
-	if err != nil {
-		s.forgetTouch(imageTouchKey(repo, digest)) // the next pull writes it
-		return err
-	}
-	im.LastPulledAt = s.now()
-	return s.db.Set(imageKey(repo, digest), encodeImage(im), pebble.NoSync)
+	return s.recordAccess(ctx, imageKey(repo, digest), s.now())
 }
 
 // ListImages returns the manifest digests of repo with their records.
 func (s *Store) ListImages(ctx context.Context, repo RepoKey) (map[string]Image, error) {
 	p := append(join(prefixImage, repo.Encode()), 0)
 	out := map[string]Image{}
+	key := append([]byte(nil), p...)
 	err := s.scan(ctx, p, func(k, v []byte) error {
 		if im, ok := decodeImage(v); ok {
-			im.LastPulledAt = s.lastTouch(imageTouchKey(repo, string(k)), im.LastPulledAt)
+			key = append(key[:len(p)], k...)
+			im.LastPulledAt = s.access.latest(key, im.LastPulledAt)
 			out[string(k)] = im
 		}
 		return nil
@@ -208,6 +199,9 @@ type Batch struct {
 	// local is set by an image record of a local repository: the batch's
 	// manifests are then encrypted when encryption is on.
 	local bool
+	// images is set by a write of an image record: Commit then holds
+	// the store's imageMu shared.
+	images bool
 }
 
 type manifestEntry struct {
@@ -267,11 +261,13 @@ type tagEntry struct {
 // PutImage records that digest belongs to repo.
 func (b *Batch) PutImage(repo RepoKey, digest string, im Image) error {
 	b.local = b.local || !repo.Cached()
+	b.images = true
 	return b.b.Set(imageKey(repo, digest), encodeImage(im), nil)
 }
 
 // DeleteImage removes digest from repo.
 func (b *Batch) DeleteImage(repo RepoKey, digest string) error {
+	b.images = true
 	return b.b.Delete(imageKey(repo, digest), nil)
 }
 
@@ -314,6 +310,10 @@ func (b *Batch) Commit() error {
 		if err != nil {
 			return err
 		}
+	}
+	if b.images {
+		b.s.imageMu.RLock()
+		defer b.s.imageMu.RUnlock()
 	}
 	if err := b.b.Commit(pebble.Sync); err != nil {
 		return err
@@ -371,6 +371,7 @@ func (s *Store) DeleteBlob(ctx context.Context, digest string, links []RepoKey) 
 	s.commitMu.Lock()
 	info, statErr := s.StatBlob(ctx, digest)
 	err := b.Commit(pebble.Sync)
+	s.access.forget(accessKey(digest))
 	if err == nil && statErr == nil {
 		s.blobBytes.Add(-info.Size)
 		s.blobCount.Add(-1)

@@ -57,11 +57,13 @@ type Store struct {
 	tags   map[string]Tag
 	tagGen uint64 // bumped by every tag write, under tagMu
 
-	// touched remembers when access times were last written, so a hot
-	// manifest or blob costs one store write a minute, not one a pull,
-	// and the latest access since, which reads of access times see.
-	touchMu sync.Mutex
-	touched map[string]touch
+	// access holds the access times not yet written (access.go).
+	access *accessTable
+	// imageMu orders the rewrites of image records by an access time
+	// flush (held exclusively) with the batches that write or delete
+	// image records (held shared), so a flush never brings back a
+	// record deleted after it read it.
+	imageMu sync.RWMutex
 
 	// commitMu orders blob index writes with the totals they change.
 	commitMu sync.Mutex
@@ -91,45 +93,8 @@ func (s *Store) lockBlob(digest string) func() {
 	return mu.Unlock
 }
 
-// touchEvery is how stale a recorded access time may get.
-const touchEvery = time.Minute
-
-// maxCached bounds the in-memory tag and touch maps; past it they start
-// over.
+// maxCached bounds the in-memory tag map; past it it starts over.
 const maxCached = 100_000
-
-// touch is the last write of a key's access time and its latest access.
-type touch struct{ written, last time.Time }
-
-// shouldTouch records an access to key at now and reports whether its
-// access time is due to be written.
-func (s *Store) shouldTouch(key string, now time.Time) bool {
-	s.touchMu.Lock()
-	defer s.touchMu.Unlock()
-	if t, ok := s.touched[key]; ok && now.Sub(t.written) < touchEvery {
-		if now.After(t.last) {
-			t.last = now
-			s.touched[key] = t
-		}
-		return false
-	}
-	if s.touched == nil || len(s.touched) >= maxCached {
-		s.touched = map[string]touch{}
-	}
-	s.touched[key] = touch{written: now, last: now}
-	return true
-}
-
-// lastTouch is the later of recorded, an access time read from the
-// store, and the latest access to key not yet written.
-func (s *Store) lastTouch(key string, recorded time.Time) time.Time {
-	s.touchMu.Lock()
-	defer s.touchMu.Unlock()
-	if t := s.touched[key].last; t.After(recorded) {
-		return t
-	}
-	return recorded
-}
 
 func (s *Store) cacheTag(key string, t Tag, ok bool) {
 	s.tagMu.Lock()
@@ -212,7 +177,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Store{dir: dir, db: db, hot: hot, log: opts.Logger, now: opts.Now}
+	s := &Store{dir: dir, db: db, hot: hot, log: opts.Logger, now: opts.Now, access: newAccessTable()}
+	go s.flushAccess()
 	if err := s.initEncryption(ctx, opts.Encryption); err != nil {
 		s.Close()
 		return nil, err
@@ -226,8 +192,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 
 // Close flushes and closes the store.
 func (s *Store) Close() error {
+	err := s.closeAccess()
 	s.hot.Close()
-	return s.db.Close()
+	return errors.Join(err, s.db.Close())
 }
 
 // Dir is the store's data directory.
@@ -408,30 +375,24 @@ func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) err
 	return nil
 }
 
-// Touch records an access to a digest. Not synced.
+// Touch records an access to a digest (access.go): it is written with
+// the next flush of access times, not synced.
 func (s *Store) Touch(ctx context.Context, digest string) error {
-	now := s.now()
-	if !s.shouldTouch(accessTouchKey(digest), now) {
-		return nil
-	}
-	return s.db.Set(accessKey(digest), putTime(nil, now), pebble.NoSync)
+	return s.recordAccess(ctx, accessKey(digest), s.now())
 }
 
 // LastAccess returns when a digest was last touched, including an access
-// of the last minute not yet written.
+// not written yet.
 func (s *Store) LastAccess(ctx context.Context, digest string) (time.Time, error) {
-	v, err := s.get(accessKey(digest))
+	key := accessKey(digest)
+	v, err := s.get(key)
+	if errors.Is(err, ErrNotFound) {
+		if t := s.access.latest(key, time.Time{}); !t.IsZero() {
+			return t, nil
+		}
+	}
 	if err != nil {
 		return time.Time{}, err
 	}
-	return s.lastTouch(accessTouchKey(digest), getTime(v)), nil
+	return s.access.latest(key, getTime(v)), nil
 }
-
-// forgetTouch drops key's access times, so its next access is written.
-func (s *Store) forgetTouch(key string) {
-	s.touchMu.Lock()
-	defer s.touchMu.Unlock()
-	delete(s.touched, key)
-}
-
-func accessTouchKey(digest string) string { return "acc\x00" + digest }

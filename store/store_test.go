@@ -351,22 +351,28 @@ func TestExpireUploadsByIdleTime(t *testing.T) {
 	}
 }
 
-// TestTouchWithinAMinute: accesses within a minute of the last written one
-// cost no store write, yet every read of the access time sees the latest,
-// so eviction orders images pulled seconds apart by their latest pull; a
-// reopened store has the last written one.
+// TestTouchWithinAMinute: accesses cost no store write until access times
+// are flushed, yet every read of the access time sees the latest, so
+// eviction orders images pulled seconds apart by their latest pull; a
+// flush writes the latest, a pull before the image was recorded does not
+// write one, and a reopened store has the latest (Close flushes).
 func TestTouchWithinAMinute(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	repo, d := CachedKey("hub", "library/app"), stDigest(1)
 	t0 := time.Unix(1_700_000_000, 0)
+	at := t0
 	stOpenClose(t, dir, func(s *Store) {
-		at := t0
 		s.now = func() time.Time { return at }
-		// A pull before the image is recorded writes nothing, and
-		// does not hold back the next pull's write.
-		if err := s.TouchImage(ctx, repo, d); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("TouchImage before the image: %v", err)
+		// A pull before the image is recorded is not written as one.
+		if err := s.TouchImage(ctx, repo, d); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FlushAccessTimes(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.imageRecord(repo, d); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a flush of a pull before the image wrote a record: %v", err)
 		}
 		b := s.NewBatch()
 		if err := b.PutImage(repo, d, Image{PushedAt: t0}); err != nil {
@@ -383,6 +389,9 @@ func TestTouchWithinAMinute(t *testing.T) {
 			if err := s.Touch(ctx, d); err != nil {
 				t.Fatal(err)
 			}
+			if rec, err := s.imageRecord(repo, d); err != nil || !rec.LastPulledAt.IsZero() {
+				t.Errorf("pull %d: the record's last pull is %s, %v before a flush; want none", i, rec.LastPulledAt, err)
+			}
 			im, err := s.GetImage(ctx, repo, d)
 			if err != nil || !im.LastPulledAt.Equal(at) {
 				t.Errorf("pull %d: GetImage's last pull %s, %v; want %s", i, im.LastPulledAt, err, at)
@@ -394,11 +403,90 @@ func TestTouchWithinAMinute(t *testing.T) {
 				t.Errorf("pull %d: LastAccess %s, %v; want %s", i, got, err, at)
 			}
 		}
-	})
-	stOpenClose(t, dir, func(s *Store) {
-		// Only the first pull, a second after the record, was written.
-		if im, err := s.GetImage(ctx, repo, d); err != nil || !im.LastPulledAt.Equal(t0.Add(time.Second)) {
-			t.Errorf("after reopening: last pull %s, %v; want %s", im.LastPulledAt, err, t0.Add(time.Second))
+		if err := s.FlushAccessTimes(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rec, err := s.imageRecord(repo, d); err != nil || !rec.LastPulledAt.Equal(at) || !rec.PushedAt.Equal(t0) {
+			t.Errorf("after a flush the record is %+v, %v; want pushed %s, last pulled %s", rec, err, t0, at)
+		}
+		if v, err := s.get(accessKey(d)); err != nil || !getTime(v).Equal(at) {
+			t.Errorf("after a flush the blob's access record is %v, %v; want %s", v, err, at)
+		}
+		at = at.Add(5 * time.Second) // not flushed: Close writes it
+		if err := s.TouchImage(ctx, repo, d); err != nil {
+			t.Fatal(err)
 		}
 	})
+	stOpenClose(t, dir, func(s *Store) {
+		if im, err := s.GetImage(ctx, repo, d); err != nil || !im.LastPulledAt.Equal(at) || !im.PushedAt.Equal(t0) {
+			t.Errorf("after reopening: %+v, %v; want pushed %s, last pulled %s", im, err, t0, at)
+		}
+		if got, err := s.LastAccess(ctx, d); err != nil || !got.Equal(at.Add(-5*time.Second)) {
+			t.Errorf("after reopening: LastAccess %s, %v; want %s", got, err, at.Add(-5*time.Second))
+		}
+	})
+}
+
+// TestAccessFlushKeepsDeletes: a flush of access times never brings back
+// an image record or a blob's access time deleted after the pull.
+func TestAccessFlushKeepsDeletes(t *testing.T) {
+	ctx := context.Background()
+	s := stOpen(t, t.TempDir())
+	repo := LocalKey("team/app")
+	d := stDigest(1)
+	b := s.NewBatch()
+	if err := b.PutImage(repo, d, Image{PushedAt: time.Unix(1_700_000_000, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchImage(ctx, repo, d); err != nil {
+		t.Fatal(err)
+	}
+	b = s.NewBatch()
+	if err := b.DeleteImage(repo, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FlushAccessTimes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetImage(ctx, repo, d); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetImage after the delete and a flush: %v; want ErrNotFound", err)
+	}
+	if imgs, err := s.ListImages(ctx, repo); err != nil || len(imgs) != 0 {
+		t.Errorf("ListImages after the delete and a flush: %v, %v; want none", imgs, err)
+	}
+}
+
+// TestAccessTableBounded: past maxAccessEntries keys a flush writes them
+// and the table drops them; reads then come from the store, unchanged.
+func TestAccessTableBounded(t *testing.T) {
+	ctx := context.Background()
+	s := stOpen(t, t.TempDir())
+	at := time.Unix(1_700_000_000, 0)
+	s.now = func() time.Time { return at }
+	n := 2*maxAccessEntries + 10
+	for i := range n {
+		if err := s.Touch(ctx, stDigest(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.FlushAccessTimes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.access.mu.Lock()
+	held := len(s.access.m)
+	s.access.mu.Unlock()
+	if held > 2*maxAccessEntries {
+		t.Errorf("the table holds %d entries; want at most %d", held, 2*maxAccessEntries)
+	}
+	for _, i := range []int{0, maxAccessEntries, n - 1} {
+		if got, err := s.LastAccess(ctx, stDigest(i)); err != nil || !got.Equal(at) {
+			t.Errorf("LastAccess of digest %d: %s, %v; want %s", i, got, err, at)
+		}
+	}
 }

@@ -89,7 +89,7 @@ func (h *harness) manifests(ctx context.Context, s *Section) error {
 	manFocus := []focus{
 		{"berth/registry.(*Server).ServeHTTP", "Berth's handler"},
 		{"berth/store.(*Store).GetTag", "the pebble read of the tag"},
-		{"berth/store.(*Store).TouchImage", "recording the pull (a pebble read and write)"},
+		{"berth/store.(*Store).TouchImage", "recording the pull (an entry in the access-time table)"},
 		{"net/http.(*conn).readRequest", "parsing the request (net/http)"},
 		{"net/http.(*response).finishRequest", "flushing the response (net/http)"},
 	}
