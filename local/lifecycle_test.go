@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"berth/errdefs"
+	"berth/lifecycle"
 	"berth/local"
 	"berth/reclaim"
 	"berth/registry"
@@ -193,5 +194,64 @@ func TestDeleteRepository(t *testing.T) {
 	}
 	if e.inStore(sig.layers[0].desc.Digest) || !e.inStore(a.layers[0].desc.Digest) {
 		t.Fatal("garbage collection after the delete")
+	}
+}
+
+// TestPullTimesForLifecycle: a pull by tag records the image's last pull,
+// which lifecycle's sinceImagePulled sees at once (before access times are
+// flushed), after a flush, and after a clean restart; an image not pulled
+// since its push expires. A pull of a repository that does not exist is
+// NAME_UNKNOWN, of a tag or digest a repository does not hold
+// MANIFEST_UNKNOWN.
+func TestPullTimesForLifecycle(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	pulled, idle := newImage("pulled", 1), newImage("idle", 1)
+	e.push("lc/pull", "pulled", pulled)
+	e.push("lc/pull", "idle", idle)
+	e.clock.Advance(10 * 24 * time.Hour)
+	e.getManifest("lc/pull", "pulled")
+	pullAt := e.clock.Now()
+	e.clock.Advance(2 * 24 * time.Hour)
+	p, err := lifecycle.Parse([]byte(`{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":5},"action":{"type":"expire"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ir := reclaim.LocalRepo("lc/pull")
+	check := func(when string) {
+		t.Helper()
+		imgs, err := e.reclaim.Images(ctx, ir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range imgs {
+			if im.Digest == pulled.digest && !im.LastPulledAt.Equal(pullAt) {
+				t.Errorf("%s: the pulled image's last pull is %s; want %s", when, im.LastPulledAt, pullAt)
+			}
+		}
+		res := reclaim.Plan(p, imgs, e.clock.Now())
+		if len(res) != 1 || res[0].Digest != idle.digest {
+			t.Errorf("%s: sinceImagePulled 5 days expires %+v; want only the idle image %s", when, res, idle.digest)
+		}
+	}
+	check("before a flush")
+	if err := e.store.FlushAccessTimes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after a flush")
+	e.getManifest("lc/pull", "pulled") // not flushed: the restart's Close writes it
+	pullAt = e.clock.Now()
+	e.stop()
+	e.start()
+	check("after a restart")
+
+	for _, c := range []struct{ path, code string }{
+		{"/v2/lc/nope/manifests/pulled", registry.CodeNameUnknown},
+		{"/v2/lc/nope/manifests/" + pulled.digest, registry.CodeNameUnknown},
+		{"/v2/lc/pull/manifests/nope", registry.CodeManifestUnknown},
+		{"/v2/lc/pull/manifests/" + newImage("never pushed", 1).digest, registry.CodeManifestUnknown},
+	} {
+		resp, body := e.do(http.MethodGet, c.path, nil)
+		wantError(t, resp, body, http.StatusNotFound, c.code)
 	}
 }

@@ -182,17 +182,18 @@ func (r *Repos) requireManifest(ctx context.Context, repo, d string) error {
 		"index references manifest %s, which is not in repository %s; push it there first", d, repo)
 }
 
-// GetManifest serves a manifest of a local repository.
+// GetManifest serves a manifest of a local repository. A pull reads the
+// tag (by tag), the image record and the manifest, not the repository's
+// record: a repository's record is written before its first image and
+// deleted with its last, so it is read only to tell a repository that
+// does not exist from a manifest it does not hold.
 func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (*registry.Manifest, error) {
 	repo := req.Repo.Name
-	if _, err := r.Repository(ctx, repo); err != nil {
-		return nil, err
-	}
 	d := req.Digest.String()
 	if req.Digest == "" {
 		t, err := r.store.GetTag(ctx, NS, repo, req.Reference)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, errdefs.ManifestUnknown(req.Reference)
+			return nil, r.manifestUnknown(ctx, repo, req.Reference)
 		}
 		if err != nil {
 			return nil, err
@@ -203,7 +204,7 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 	// pushed here with; a digest stored for anyone else is unknown here.
 	m, err := r.store.RepoManifest(ctx, store.LocalKey(repo), d)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errdefs.ManifestUnknown(req.Reference)
+		return nil, r.manifestUnknown(ctx, repo, req.Reference)
 	}
 	if err != nil {
 		return nil, err
@@ -214,6 +215,15 @@ func (r *Repos) GetManifest(ctx context.Context, req registry.ManifestRequest) (
 		}
 	}
 	return &registry.Manifest{MediaType: m.MediaType, Digest: registry.Digest(d), Body: m.Body, Source: registry.SourceLocal}, nil
+}
+
+// manifestUnknown is the error of a pull of ref that repo does not hold:
+// the repository is unknown, or the manifest is.
+func (r *Repos) manifestUnknown(ctx context.Context, repo, ref string) error {
+	if _, err := r.Repository(ctx, repo); err != nil {
+		return err
+	}
+	return errdefs.ManifestUnknown(ref)
 }
 
 // DeleteManifest deletes an image by digest (with every tag pointing at

@@ -58,11 +58,11 @@ func scaleRows(s *Section, small, large *scaleFigures) {
 		p99 = nil
 	}
 	row("GET manifest by tag p99", us(large.getTag, 0.99), us(small.getTag, 0.99), p99,
-		"Every pull by tag reads the repository, the tag, the image record and (when not hot) the manifest; the small "+
-			"store's tags and manifests are all in memory and its blocks in pebble's cache, the large store's mostly are "+
-			"not: about 3 block cache misses a pull (a pread, a decompression, an allocation each; 9 before the cache "+
-			"was sized for pebble's memtable reservations), and the first pull of an image in a minute writes its "+
-			"access time, which with random tags over 100,000 local images is most pulls (200 images in the small store). "+
+		"Every pull by tag reads the tag, the image record and (when not hot) the manifest (not the repository's "+
+			"record, and no write: its access time goes to a table in memory that is written in batches once a minute); "+
+			"the small store's tags and manifests are all in memory and its blocks in pebble's cache, the large store's "+
+			"mostly are not: the tag's and the image record's blocks miss pebble's block cache on most pulls (a pread, "+
+			"a decompression, an allocation each). "+
 			"With 16 connections on two cores shared with the client, the p99 follows the CPU a pull costs.")
 	rps := func(l loadResult) Sample { return sample("", 0, l.RPS()) }
 	row("GET manifest by tag, requests/s", rps(large.getTag), rps(small.getTag), nil, "")
@@ -103,7 +103,7 @@ func scaleNotes(s *Section, small, large *scaleFigures) {
 	s.note("RSS when ready grows %s: tags and manifests stay in pebble and are cached in bounded caches "+
 		"(hot manifests by bytes, tags by count); the peak grows %s, bounded by the reclaim passes, which hold every "+
 		"digest of the store while they run (as 32-byte keys in sorted tables, see the peak RSS row).", grow(small.rssReady, large.rssReady), grow(small.rssPeak, large.rssPeak))
-	s.note("GET by tag p99 grows %s: each pull reads three or four records from pebble, through a 16 MiB block "+
+	s.note("GET by tag p99 grows %s: each pull reads two or three records from pebble, through a 16 MiB block "+
 		"cache (8 MiB of blocks beside the memtables' reservation) and bloom filters that skip the levels without the "+
 		"key; the large store's records do not fit it, the small store's do, so the large store's pulls cost more CPU, "+
 		"and the client, Berth and pebble share the cores.",
