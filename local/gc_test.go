@@ -117,6 +117,10 @@ func TestGCAfterManifestDelete(t *testing.T) {
 		if e.inStore(gone.desc.Digest) || e.blobFiles(gone.desc.Digest) != 0 {
 			t.Fatalf("blob %s of the deleted manifest is still stored", gone.desc.Digest)
 		}
+		// Its link record goes with it.
+		if linked, deleted, err := e.store.LinkState(ctx, store.LocalKey("gc/a"), gone.desc.Digest); err != nil || linked || deleted {
+			t.Fatalf("link of collected blob %s in gc/a: linked %v, deleted %v, %v; want no record", gone.desc.Digest, linked, deleted, err)
+		}
 	}
 	if _, err := e.store.GetManifest(ctx, a.digest); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted manifest body: %v, want not found", err)

@@ -47,30 +47,36 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 		rep.Remaining = used
 		return rep, nil
 	}
+	err := r.evict(ctx, target, pinned, &rep)
+	release()
+	return rep, err
+}
+
+func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep *EvictReport) error {
 	g, err := r.walk(ctx)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	l, err := r.links(ctx, g)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	p := r.planEviction(ctx, g, l, pinned)
 	for _, c := range p.cands {
 		if err := ctx.Err(); err != nil {
-			return rep, err
+			return err
 		}
 		if r.store.Stats().BlobBytes <= target {
 			break
 		}
 		if c.blob >= 0 {
 			if err := r.dropCachedBlob(ctx, g, l, c.blob, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
-				return rep, err
+				return err
 			}
 			continue
 		}
 		if err := r.dropImage(ctx, g.repos[c.image.repo], g.manDigest(c.image.man)); err != nil {
-			return rep, err
+			return err
 		}
 		rep.ImagesEvicted++
 		// What the plan counted: the graph keeps every manifest's
@@ -79,14 +85,14 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 		for _, b := range blobs {
 			if p.blobRefs[b]--; p.blobRefs[b] == 0 {
 				if err := r.dropCachedBlob(ctx, g, l, b, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
-					return rep, err
+					return err
 				}
 			}
 		}
 		for _, m := range mans {
 			if p.manRefs[m]--; p.manRefs[m] == 0 {
 				if err := r.store.Sweep().DeleteManifest(ctx, g.manDigest(m)); err != nil {
-					return rep, err
+					return err
 				}
 			}
 		}
@@ -94,7 +100,7 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 	rep.Remaining = r.store.Stats().BlobBytes
 	r.log.Info("evicted cached content", zap.Int("images", rep.ImagesEvicted), zap.Int("blobs", rep.BlobsEvicted),
 		zap.Int64("bytesFreed", rep.BytesFreed), zap.Int64("remaining", rep.Remaining), zap.Int64("target", target))
-	return rep, nil
+	return nil
 }
 
 // evictionPlan is what eviction works through: the cached images and

@@ -62,7 +62,9 @@ func (r *Reclaimer) ExpireImages(ctx context.Context, refs []ImageRef) (ExpireRe
 		}
 	}
 	if len(cached) > 0 {
-		if err := r.reclaimCached(ctx, cached, &rep); err != nil {
+		err := r.reclaimCached(ctx, cached, &rep)
+		release()
+		if err != nil {
 			return rep, err
 		}
 	}

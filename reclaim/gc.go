@@ -2,9 +2,9 @@ package reclaim
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
-
-	"berth/store"
 
 	"go.uber.org/zap"
 )
@@ -28,48 +28,57 @@ type GCReport struct {
 // records are walked, and only those are candidates: one stored after the
 // listing is not, and one stored before it has its image record walked.
 func (r *Reclaimer) GC(ctx context.Context, grace time.Duration) (GCReport, error) {
+	rep, err := r.gc(ctx, grace)
+	release()
+	return rep, err
+}
+
+func (r *Reclaimer) gc(ctx context.Context, grace time.Duration) (GCReport, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := r.now()
-	g, err := r.walk(ctx)
+	// Only what GC needs is held: the tables, and sets over them. The
+	// image records and what each manifest lists are read as they come
+	// and not kept, and the link records are read twice (cached blobs,
+	// then the victims' repositories) rather than held.
+	g, err := r.list(ctx)
 	if err != nil {
 		return GCReport{}, err
 	}
-	liveBlobs, liveMans := g.needed(ctx, g.images)
-	l, err := r.links(ctx, g)
+	liveBlobs, liveMans, err := r.markImages(ctx, g)
+	if err != nil {
+		return GCReport{}, err
+	}
+	cached, err := r.cachedBlobs(ctx, g)
 	if err != nil {
 		return GCReport{}, err
 	}
 	var rep GCReport
 	cutoff := start.Add(-grace)
-	type victim struct {
-		key  dkey
-		size int64
-	}
-	var victims []victim
+	victims := map[dkey]int64{} // key -> size
 	err = r.store.Sweep().Blobs(ctx, func(digest string, size int64, created time.Time) error {
 		k := g.ds.key(digest)
 		id, ok := g.blobs.find(k)
-		if ok && (liveBlobs.has(id) || l.cached.has(id)) || created.After(cutoff) {
+		if ok && (liveBlobs.has(id) || cached.has(id)) || created.After(cutoff) {
 			rep.BlobsKept++
 			return nil
 		}
-		victims = append(victims, victim{k, size})
+		victims[k] = size
 		return nil
 	})
 	if err != nil {
 		return rep, err
 	}
-	for _, v := range victims {
-		var repos []store.RepoKey
-		if id, ok := g.blobs.find(v.key); ok {
-			repos = l.all(id)
-		}
-		if err := r.store.DeleteBlob(ctx, g.ds.digest(v.key), repos); err != nil {
+	links, err := r.linkRepos(ctx, g, victims)
+	if err != nil {
+		return rep, err
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(victims), g.ds.compare) {
+		if err := r.store.DeleteBlob(ctx, g.ds.digest(k), links[k]); err != nil {
 			return rep, err
 		}
 		rep.BlobsDeleted++
-		rep.BytesFreed += v.size
+		rep.BytesFreed += victims[k]
 	}
 	// The manifests listed before the walk: the first ids.
 	for id := range int32(len(g.mans.sorted)) {

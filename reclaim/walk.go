@@ -51,6 +51,23 @@ type node struct{ off, nb, nc int32 }
 // record. The manifests are listed first: garbage collection deletes only
 // those (see GC).
 func (r *Reclaimer) walk(ctx context.Context) (*graph, error) {
+	g, err := r.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = r.store.Sweep().Images(ctx, func(repo store.RepoKey, d string) error {
+		if n := len(g.repos); n == 0 || g.repos[n-1] != repo { // records come grouped by repository
+			g.repos = append(g.repos, repo)
+		}
+		g.images = append(g.images, image{int32(len(g.repos) - 1), g.manID(d)})
+		return nil
+	})
+	return g, err
+}
+
+// list lists every manifest, then every blob of the store, into the
+// graph's tables.
+func (r *Reclaimer) list(ctx context.Context) (*graph, error) {
 	g := &graph{st: r.store}
 	sw := r.store.Sweep()
 	var keys []dkey
@@ -61,7 +78,7 @@ func (r *Reclaimer) walk(ctx context.Context) (*graph, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.mans = newTable(keys)
+	g.mans = newTable(slices.Clip(keys))
 	keys = make([]dkey, 0, r.store.Stats().Blobs)
 	err = sw.Blobs(ctx, func(d string, _ int64, _ time.Time) error {
 		keys = append(keys, g.ds.key(d))
@@ -71,14 +88,7 @@ func (r *Reclaimer) walk(ctx context.Context) (*graph, error) {
 		return nil, err
 	}
 	g.blobs = newTable(keys)
-	err = sw.Images(ctx, func(repo store.RepoKey, d string) error {
-		if n := len(g.repos); n == 0 || g.repos[n-1] != repo { // records come grouped by repository
-			g.repos = append(g.repos, repo)
-		}
-		g.images = append(g.images, image{int32(len(g.repos) - 1), g.manID(d)})
-		return nil
-	})
-	return g, err
+	return g, nil
 }
 
 func (g *graph) manID(d string) int32 { return g.mans.id(g.ds.key(d)) }
@@ -96,21 +106,34 @@ func (g *graph) edges(ctx context.Context, id int32) (blobs, children []int32) {
 	if n := g.nodes[id]; n.off >= 0 {
 		return g.refs[n.off : n.off+n.nb], g.refs[n.off+n.nb : n.off+n.nb+n.nc]
 	}
-	n := node{off: int32(len(g.refs))}
-	if m, err := g.st.Sweep().Manifest(ctx, g.manDigest(id)); err == nil {
-		if doc, ok := readManifest(m.Body); ok {
-			bs, cs := split(&doc)
-			for _, b := range bs {
-				g.refs = append(g.refs, g.blobs.id(g.ds.key(b)))
-			}
-			for _, c := range cs {
-				g.refs = append(g.refs, g.manID(c))
-			}
-			n.nb, n.nc = int32(len(bs)), int32(len(cs))
-		}
-	}
+	off := len(g.refs)
+	var nb int
+	g.refs, nb = g.read(ctx, id, g.refs)
+	n := node{off: int32(off), nb: int32(nb), nc: int32(len(g.refs) - off - nb)}
 	g.nodes[id] = n
 	return g.refs[n.off : n.off+n.nb], g.refs[n.off+n.nb : n.off+n.nb+n.nc]
+}
+
+// read appends to refs what manifest id lists, its blobs (nb of them)
+// then its child manifests, reading it from the store; a manifest not in
+// the store, or not JSON, lists nothing.
+func (g *graph) read(ctx context.Context, id int32, refs []int32) (_ []int32, nb int) {
+	m, err := g.st.Sweep().Manifest(ctx, g.manDigest(id))
+	if err != nil {
+		return refs, 0
+	}
+	doc, ok := readManifest(m.Body)
+	if !ok {
+		return refs, 0
+	}
+	bs, cs := split(&doc)
+	for _, b := range bs {
+		refs = append(refs, g.blobs.id(g.ds.key(b)))
+	}
+	for _, c := range cs {
+		refs = append(refs, g.manID(c))
+	}
+	return refs, len(bs)
 }
 
 // closure returns the blobs and manifests (itself first) an image of
@@ -138,24 +161,53 @@ func (g *graph) closure(ctx context.Context, id int32) (blobs, mans []int32) {
 
 // needed marks the blobs and manifests the images need.
 func (g *graph) needed(ctx context.Context, images []image) (blobs, mans bits) {
-	var stack []int32
+	var m marker
 	for _, im := range images {
-		stack = append(stack[:0], im.man)
-		for len(stack) > 0 {
-			d := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if mans.has(d) {
-				continue // the same manifest in another repository, or a child already reached
-			}
-			mans.set(d)
-			bs, cs := g.edges(ctx, d)
-			for _, b := range bs {
-				blobs.set(b)
-			}
-			stack = append(stack, cs...)
-		}
+		m.mark(im.man, func(d int32) ([]int32, []int32) { return g.edges(ctx, d) })
 	}
-	return blobs, mans
+	return m.blobs, m.mans
+}
+
+// marker marks what images need, an image at a time.
+type marker struct {
+	blobs, mans bits
+	stack       []int32
+}
+
+// mark marks manifest id and what it needs; edges says what a manifest
+// lists.
+func (m *marker) mark(id int32, edges func(int32) (blobs, children []int32)) {
+	m.stack = append(m.stack[:0], id)
+	for len(m.stack) > 0 {
+		d := m.stack[len(m.stack)-1]
+		m.stack = m.stack[:len(m.stack)-1]
+		if m.mans.has(d) {
+			continue // the same manifest in another repository, or a child already reached
+		}
+		m.mans.set(d)
+		bs, cs := edges(d)
+		for _, b := range bs {
+			m.blobs.set(b)
+		}
+		m.stack = append(m.stack, cs...)
+	}
+}
+
+// markImages marks what every image record of the store needs, reading
+// the records as they come and each manifest once, keeping neither.
+func (r *Reclaimer) markImages(ctx context.Context, g *graph) (blobs, mans bits, err error) {
+	var m marker
+	var buf []int32
+	edges := func(d int32) ([]int32, []int32) {
+		var nb int
+		buf, nb = g.read(ctx, d, buf[:0])
+		return buf[:nb], buf[nb:]
+	}
+	err = r.store.Sweep().Images(ctx, func(_ store.RepoKey, d string) error {
+		m.mark(g.manID(d), edges)
+		return nil
+	})
+	return m.blobs, m.mans, err
 }
 
 // bits is a set of ids.
@@ -219,4 +271,34 @@ func (l *links) all(id int32) []store.RepoKey {
 		out = append(out, l.repos[l.recs[i].repo])
 	}
 	return out
+}
+
+// cachedBlobs is the blobs linked to a cached repository, for garbage
+// collection (which leaves them to eviction).
+func (r *Reclaimer) cachedBlobs(ctx context.Context, g *graph) (bits, error) {
+	var cached bits
+	err := r.store.Sweep().Links(ctx, func(repo store.RepoKey, digest string, _ bool) error {
+		if repo.Cached() {
+			cached.set(g.blobs.id(g.ds.key(digest)))
+		}
+		return nil
+	})
+	return cached, err
+}
+
+// linkRepos returns, for each blob of want, every repository it has a
+// link record in (linked or deleted from it).
+func (r *Reclaimer) linkRepos(ctx context.Context, g *graph, want map[dkey]int64) (map[dkey][]store.RepoKey, error) {
+	out := map[dkey][]store.RepoKey{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	err := r.store.Sweep().Links(ctx, func(repo store.RepoKey, digest string, _ bool) error {
+		k := g.ds.key(digest)
+		if _, ok := want[k]; ok {
+			out[k] = append(out[k], repo)
+		}
+		return nil
+	})
+	return out, err
 }

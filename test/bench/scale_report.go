@@ -46,10 +46,12 @@ func scaleRows(s *Section, small, large *scaleFigures) {
 	row("peak RSS (after GC and lifecycle)", mb(large.rssPeak), mb(small.rssPeak), &Target{atMostAbs, 300, "≤ 300 MB"},
 		"Garbage collection, eviction and lifecycle expiry hold the reachability graph of every image while they "+
 			"run, compactly: each blob and manifest digest a 32-byte key in a sorted table, what a manifest lists "+
-			"4-byte ids, sets bitsets (about 55-70 MB live at 700,000 objects, extrapolated linearly from the reclaim "+
-			"package's BenchmarkScale* at a tenth and a fifth of this store; 200-330 MB when they were maps of "+
-			"strings), and the Go heap grows to twice its live size before it collects; RSS when ready and under "+
-			"pulls stays small.")
+			"4-byte ids, sets bitsets; garbage collection holds only the two tables and its sets (about 25 MB live "+
+			"at 700,000 objects, measured in process; the images, what manifests list and the links are read as they "+
+			"come). The Go heap grows to twice its live size before it collects, and what is live during a pass is "+
+			"the graph plus the caches the pulls before it filled (hot manifests, tags, access times), so the peak is "+
+			"about twice both; each pass ends with a collection that returns the graph's memory, so the lifecycle run "+
+			"after garbage collection no longer grows the heap to the pass's height again.")
 	us := func(l loadResult, p float64) Sample { return sample("µs", 0, float64(l.Pct(p))/1e3) }
 	row("GET manifest by tag p50", us(large.getTag, 0.5), us(small.getTag, 0.5), nil, "")
 	// Against itself (a smoke run's tiny stores) the ratio is noise only.
@@ -101,8 +103,8 @@ func scaleNotes(s *Section, small, large *scaleFigures) {
 		"disk and one core (pebble's open, then one index lookup per blob file found under blobs/).",
 		x, grow(small.ready.Seconds(), large.ready.Seconds()))
 	s.note("RSS when ready grows %s: tags and manifests stay in pebble and are cached in bounded caches "+
-		"(hot manifests by bytes, tags by count); the peak grows %s, bounded by the reclaim passes, which hold every "+
-		"digest of the store while they run (as 32-byte keys in sorted tables, see the peak RSS row).", grow(small.rssReady, large.rssReady), grow(small.rssPeak, large.rssPeak))
+		"(hot manifests by bytes, tags and access times by count); the peak grows %s, bounded by the reclaim passes, "+
+		"which hold every digest of the store while they run (as 32-byte keys in sorted tables, see the peak RSS row).", grow(small.rssReady, large.rssReady), grow(small.rssPeak, large.rssPeak))
 	s.note("GET by tag p99 grows %s: each pull reads two or three records from pebble, through a 16 MiB block "+
 		"cache (8 MiB of blocks beside the memtables' reservation) and bloom filters that skip the levels without the "+
 		"key; the large store's records do not fit it, the small store's do, so the large store's pulls cost more CPU, "+
