@@ -15,10 +15,10 @@ import (
 // Read decrypts on the caller's goroutine, only the chunks it reaches.
 // WriteTo (what io.Copy and the HTTP edge use to send a blob to its end)
 // runs a pipeline instead: a reader goroutine reads a span of chunks with
-// one pread and opens them, a hasher goroutine hashes the spans, and the
-// caller's goroutine writes them, so the three overlap; a few spans are in
-// flight at most (spanRing), and the last span is written only once the
-// hasher has checked the digest.
+// one preadv and opens them in place, a hasher goroutine hashes the spans,
+// and the caller's goroutine writes them, so the three overlap; a few
+// spans are in flight at most (spanRing), and the last span is written
+// only once the hasher has checked the digest.
 type blobStream struct {
 	c      *sealedFile
 	off    int64
@@ -76,8 +76,8 @@ func (r *blobStream) next() ([]byte, error) {
 func (r *blobStream) Close() error { return r.c.Close() }
 
 // The pipeline's sizes: a span is spanChunks chunks (512 KiB), read with
-// one pread and written with one write; spanRing spans are in flight, so a
-// stream holds about 2.5 MiB while it writes itself. Spans of 4 chunks
+// one preadv, opened in place and written with one write; spanRing spans
+// are in flight, so a stream holds about 2 MiB while it writes itself. Spans of 4 chunks
 // cost about 6% more CPU per GB (BenchmarkEncryptedWarmRead, in wakeups
 // and syscalls); spans of 16 were no better.
 const (
@@ -88,17 +88,15 @@ const (
 // span is the plaintext of spanChunks chunks (fewer at the end), or the
 // error that stopped the reader there.
 type span struct {
-	pt   []byte
-	last bool // holds the blob's final chunk
+	buf  []byte // spanBufLen bytes, read and opened in place
+	pt   []byte // in buf
+	last bool   // holds the blob's final chunk
 	err  error
 	refs atomic.Int32 // the writer's and the hasher's; freed at 0
 }
 
-// spanBufs and ctBufs keep the pipeline's buffers between streams.
-var (
-	spanBufs = sync.Pool{New: func() any { return &span{pt: make([]byte, 0, spanChunks*chunkSize)} }}
-	ctBufs   = sync.Pool{New: func() any { b := make([]byte, spanChunks*sealedChunk); return &b }}
-)
+// spanBufs keeps the pipeline's buffers between streams.
+var spanBufs = sync.Pool{New: func() any { return &span{buf: make([]byte, spanBufLen)} }}
 
 // WriteTo writes the plaintext from the offset to the end to w. A blob of
 // one span is written chunk by chunk on the caller's goroutine; a larger
@@ -204,8 +202,6 @@ func (r *blobStream) startPipeline(first int64) *pipeline {
 // failure, which it hands the writer in place of a span.
 func (p *pipeline) read(first int64, refs int32) {
 	defer p.wg.Done()
-	ctp := ctBufs.Get().(*[]byte)
-	defer ctBufs.Put(ctp)
 	final := chunks(p.c.size) - 1
 	for i := first; i <= final; i += spanChunks {
 		var s *span
@@ -215,7 +211,7 @@ func (p *pipeline) read(first int64, refs int32) {
 			return
 		}
 		k := min(spanChunks, final-i+1)
-		s.pt, s.err = p.c.openSpan(s.pt[:0], *ctp, i, k)
+		s.pt, s.err = p.c.openSpan(s.buf, i, k)
 		s.last = i+k-1 == final
 		if s.err != nil {
 			s.refs.Store(1)
@@ -265,7 +261,7 @@ func (p *pipeline) stop() {
 	close(p.quit)
 	p.wg.Wait()
 	for _, s := range p.spans {
-		s.err = nil
+		s.pt, s.err = nil, nil
 		spanBufs.Put(s)
 	}
 }
