@@ -123,7 +123,7 @@ func fullConfig() Config {
 		ImagePar: 4, ImageReps: 3,
 		MemSize: 2 * giB, MemReps: 2,
 		ClusterNodes: []int{3, 5, 9}, ClusterClients: 100, ClusterPar: 4, ClusterReps: 2, ClusterTime: 3 * time.Minute,
-		DistTime: 3 * time.Minute, DistReps: 2,
+		DistTime: 4 * time.Minute, DistReps: 5,
 		PacedRates: []float64{125e6, 400e6, 1e9, 0}, PacedReps: 3,
 		ScaleDiv: 1, ScaleWarm: 10_000, ScaleGets: 40_000,
 		StoreBench: []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "./store/"},
