@@ -125,13 +125,16 @@ func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Imag
 // imageRecord is the image record as written, for the paths that need
 // only its media type or rewrite it (a manifest GET, a touch).
 func (s *Store) imageRecord(repo RepoKey, digest string) (Image, error) {
-	v, err := s.get(imageKey(repo, digest))
+	var im Image
+	err := s.view(imageKey(repo, digest), func(v []byte) error {
+		var ok bool
+		if im, ok = decodeImage(v); !ok { // copies
+			return fmt.Errorf("image %s@%s: corrupt record", repo, digest)
+		}
+		return nil
+	})
 	if err != nil {
 		return Image{}, err
-	}
-	im, ok := decodeImage(v)
-	if !ok {
-		return Image{}, fmt.Errorf("image %s@%s: corrupt record", repo, digest)
 	}
 	return im, nil
 }

@@ -206,6 +206,21 @@ func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debugf(format, ar
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
 func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Fatalf(format, args...) }
 
+// view calls fn with the value at key, valid only during the call (a
+// point read that decodes without copying the value first), or returns
+// ErrNotFound.
+func (s *Store) view(key []byte, fn func(v []byte) error) error {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	return fn(v)
+}
+
 // get returns a copy of the value at key, or ErrNotFound.
 func (s *Store) get(key []byte) ([]byte, error) {
 	v, closer, err := s.db.Get(key)
@@ -240,14 +255,16 @@ func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
 	if ok {
 		return t, nil
 	}
-	v, err := s.get([]byte(key))
+	err := s.view([]byte(key), func(v []byte) error {
+		if len(v) < 8 {
+			return fmt.Errorf("tag %s:%s: corrupt record", repo, tag)
+		}
+		t = decodeTag(v) // copies
+		return nil
+	})
 	if err != nil {
 		return Tag{}, err
 	}
-	if len(v) < 8 {
-		return Tag{}, fmt.Errorf("tag %s:%s: corrupt record", repo, tag)
-	}
-	t = decodeTag(v)
 	s.cacheReadTag(key, t, gen)
 	return t, nil
 }
