@@ -490,3 +490,41 @@ func TestAccessTableBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessFlushRacingDeletes: a flush running while images are deleted
+// never brings one back, whichever lands first. Which interleaving a round
+// gets is up to the scheduler (the image lock makes them all safe); under
+// -race it also checks the flush's and the batches' shared state.
+func TestAccessFlushRacingDeletes(t *testing.T) {
+	ctx := context.Background()
+	s := stOpen(t, t.TempDir())
+	repo := LocalKey("team/app")
+	for i := range 50 {
+		d := stDigest(i)
+		b := s.NewBatch()
+		if err := b.PutImage(repo, d, Image{PushedAt: time.Unix(1_700_000_000, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.TouchImage(ctx, repo, d); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.FlushAccessTimes(ctx) }()
+		b = s.NewBatch()
+		if err := b.DeleteImage(repo, d); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.imageRecord(repo, d); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("round %d: the deleted image's record after a racing flush: %v; want ErrNotFound", i, err)
+		}
+	}
+}
