@@ -223,8 +223,8 @@ func encryptedBound(s *Section, warm *Row, cpu warmCPU, path string) {
 		"encrypted Berth spent %s ms of CPU per GB sent and the client %s ms, which %d cores fill at about %s MB/s; the unencrypted "+
 		"Berth, which sends with sendfile, spent %s ms per GB. What each byte cannot avoid, each step measured alone on one thread: "+
 		"the hash (%s ms per GB), the opening (%s), the copy from the page cache (%s, a pread per span) and the copy to the socket "+
-		"(%s, loopback): %s ms per GB, which with the client's %s leave %d cores at most %s MB/s, %s× the unencrypted Berth's median "+
-		"here. The 0.7× target needs the encrypted Berth at %s ms per GB or less.",
+		"(%s, loopback): %s ms per GB, which with the client's %s ms lets %d cores reach at most %s MB/s, %s× the unencrypted "+
+		"Berth's median here. The 0.7× target needs the encrypted Berth at %s ms per GB or less.",
 		fmtNum(aesMs, 0), fmtNum(shaMs, 0), fmtNum(hashBound, 0), cores, fmtNum(encMs, 0), fmtNum(clientMs, 0), cores,
 		fmtNum(cpuBound, 0), fmtNum(cpuPerGB(cpu.plain, cpu.plainBytes), 0),
 		fmtNum(shaMs, 0), fmtNum(aesMs, 0), fmtNum(readMs, 0), fmtNum(writeMs, 0), fmtNum(floorMs, 0), fmtNum(clientMs, 0), cores,
