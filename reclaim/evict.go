@@ -83,7 +83,7 @@ func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep 
 		// edges as read then.
 		blobs, mans := g.closure(ctx, c.image.man)
 		for _, b := range blobs {
-			if p.blobRefs[b]--; p.blobRefs[b] == 0 {
+			if p.blobRefs[b]--; p.blobRefs[b] == 0 && !p.pinned.has(b) {
 				if err := r.dropCachedBlob(ctx, g, l, b, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
 					return err
 				}
@@ -108,12 +108,14 @@ func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep 
 // each blob and manifest (by id of the graph).
 type evictionPlan struct {
 	cands    []candidate
-	blobRefs []int // blob -> images needing it
-	manRefs  []int // manifest -> images needing it
+	blobRefs []int32 // blob -> images needing it
+	manRefs  []int32 // manifest -> images needing it
+	// pinned are the blobs pinned images need: never dropped.
+	pinned bits
 }
 
 func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l *links, pinned Pinned) evictionPlan {
-	var p evictionPlan
+	p := evictionPlan{blobRefs: make([]int32, g.blobs.len()), manRefs: make([]int32, g.mans.len())}
 	// The cached images that may go, with their families' last use.
 	used, holders, kept := map[image]time.Time{}, map[image][]image{}, map[image]bool{}
 	for _, im := range g.images {
@@ -131,7 +133,7 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l *links, pinned
 		digest := g.manDigest(im.man)
 		if pinned != nil && pinned(repo.Upstream, repo.Name, digest) {
 			for _, b := range blobs {
-				*at(&p.blobRefs, b) += 1 << 30 // never reaches zero
+				p.pinned.set(b)
 			}
 			for _, m := range mans { // a pinned index keeps its platforms' records
 				kept[image{im.repo, m}] = true
@@ -176,9 +178,9 @@ func (r *Reclaimer) planEviction(ctx context.Context, g *graph, l *links, pinned
 }
 
 // at returns the counter of id in s, growing s to hold it.
-func at(s *[]int, id int32) *int {
+func at(s *[]int32, id int32) *int32 {
 	if int(id) >= len(*s) {
-		*s = append(*s, make([]int, int(id)+1-len(*s))...)
+		*s = append(*s, make([]int32, int(id)+1-len(*s))...)
 	}
 	return &(*s)[id]
 }
