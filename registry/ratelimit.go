@@ -44,10 +44,19 @@ type clientBucket struct {
 // given burst per client.
 func NewLimiter(rps float64, burst int) *Limiter {
 	return &Limiter{
-		rps: rate.Limit(rps), burst: burst,
+		rps: limitOf(rps), burst: burst,
 		idle: 10 * time.Minute, grace: 10 * time.Minute,
 		clients: map[string]*clientBucket{},
 	}
+}
+
+// limitOf is rps as a rate.Limit: +Inf (rate limiting off) is rate.Inf,
+// which the token bucket treats as no limit at all.
+func limitOf(rps float64) rate.Limit {
+	if math.IsInf(rps, 1) {
+		return rate.Inf
+	}
+	return rate.Limit(rps)
 }
 
 // WithRates gives some keys ("user:<name>", "ip:<addr>") their own rate
@@ -64,7 +73,7 @@ func (l *Limiter) WithRates(f func(key string) (rps float64, burst int, ok bool)
 func (l *Limiter) SetRates(now time.Time, rps float64, burst int, perKey func(key string) (rps float64, burst int, ok bool)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.rps, l.burst, l.rates = rate.Limit(rps), burst, perKey
+	l.rps, l.burst, l.rates = limitOf(rps), burst, perKey
 	for key, c := range l.clients {
 		r, b := l.settingsFor(key)
 		if r != c.rps {
@@ -82,7 +91,7 @@ func (l *Limiter) SetRates(now time.Time, rps float64, burst int, perKey func(ke
 func (l *Limiter) settingsFor(key string) (rate.Limit, int) {
 	if l.rates != nil {
 		if r, b, ok := l.rates(key); ok {
-			return rate.Limit(r), b
+			return limitOf(r), b
 		}
 	}
 	return l.rps, l.burst
@@ -107,13 +116,41 @@ func (l *Limiter) Admit(client string, rt Route, now time.Time) error {
 	if err := l.take(client, c, now); err != nil {
 		return err
 	}
-	if rt.Kind == KindManifest || rt.Kind == KindBlobUpload {
-		if c.pulls == nil {
-			c.pulls = map[Repo]time.Time{}
-		}
-		c.pulls[rt.Repo] = now
+	if (rt.Kind == KindManifest || rt.Kind == KindBlobUpload) && c.rps != rate.Inf {
+		l.notePull(c, rt.Repo, now)
 	}
 	return nil
+}
+
+// maxPulls bounds the pulls and pushes one client has admitted within the
+// grace period that the limiter remembers: far more repositories than a
+// client pulls at once, and few enough that a client naming a new
+// repository in every request holds a bounded amount of memory.
+const maxPulls = 1024
+
+// notePull remembers that c's pull or push of repo was admitted now. A
+// client at maxPulls forgets those past the grace period, then its oldest
+// one. A bucket without a limit remembers nothing: nothing of it is ever
+// refused. Callers hold l.mu.
+func (l *Limiter) notePull(c *clientBucket, repo Repo, now time.Time) {
+	if c.pulls == nil {
+		c.pulls = map[Repo]time.Time{}
+	}
+	if _, ok := c.pulls[repo]; !ok && len(c.pulls) >= maxPulls {
+		var oldest Repo
+		first := true
+		for r, t := range c.pulls {
+			if now.Sub(t) > l.grace {
+				delete(c.pulls, r)
+			} else if first || t.Before(c.pulls[oldest]) {
+				oldest, first = r, false
+			}
+		}
+		if len(c.pulls) >= maxPulls {
+			delete(c.pulls, oldest)
+		}
+	}
+	c.pulls[repo] = now
 }
 
 // Hold sets a token of client's bucket aside for work that is charged
