@@ -96,6 +96,15 @@ func (a *accessTable) latest(key []byte, recorded time.Time) time.Time {
 	return recorded
 }
 
+// has reports whether key has an entry: a key taken by a flush keeps its
+// entry until the flush settles, unless its record is deleted.
+func (a *accessTable) has(key string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.m[key]
+	return ok
+}
+
 // forget drops key's entry: its record is deleted.
 func (a *accessTable) forget(key []byte) {
 	a.mu.Lock()
@@ -170,8 +179,8 @@ func (s *Store) FlushAccessTimes(ctx context.Context) error {
 }
 
 // writeAccess writes one batch of access times: an image record gets its
-// LastPulledAt (a record deleted meanwhile is not written again), a blob
-// its access time.
+// LastPulledAt, a blob its access time; an image record or blob deleted
+// meanwhile is not written again (their deletes hold imageMu shared).
 func (s *Store) writeAccess(chunk []pendingAccess) error {
 	s.imageMu.Lock()
 	defer s.imageMu.Unlock()
@@ -180,7 +189,11 @@ func (s *Store) writeAccess(chunk []pendingAccess) error {
 	for _, p := range chunk {
 		key := []byte(p.key)
 		if !bytes.HasPrefix(key, prefixImage) {
-			_ = b.Set(key, putTime(nil, time.Unix(0, p.last)), nil)
+			// A blob deleted since take is forgotten (DeleteBlob); it
+			// gets no access record back.
+			if s.access.has(p.key) {
+				_ = b.Set(key, putTime(nil, time.Unix(0, p.last)), nil)
+			}
 			continue
 		}
 		v, err := s.get(key)

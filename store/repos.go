@@ -373,8 +373,10 @@ func (s *Store) DeleteBlob(ctx context.Context, digest string, links []RepoKey) 
 	}
 	s.commitMu.Lock()
 	info, statErr := s.StatBlob(ctx, digest)
+	s.imageMu.RLock() // a flush of access times sees the blob or not
 	err := b.Commit(pebble.Sync)
 	s.access.forget(accessKey(digest))
+	s.imageMu.RUnlock()
 	if err == nil && statErr == nil {
 		s.blobBytes.Add(-info.Size)
 		s.blobCount.Add(-1)
