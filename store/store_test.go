@@ -427,13 +427,9 @@ func TestTouchWithinAMinute(t *testing.T) {
 	})
 }
 
-// TestAccessFlushKeepsDeletes: a flush of access times never brings back
-// an image record or a blob's access time deleted after the pull.
-func TestAccessFlushKeepsDeletes(t *testing.T) {
-	ctx := context.Background()
-	s := stOpen(t, t.TempDir())
-	repo := LocalKey("team/app")
-	d := stDigest(1)
+// stPutPulledImage stores image d of repo and records a pull of it.
+func stPutPulledImage(t *testing.T, s *Store, repo RepoKey, d string) {
+	t.Helper()
 	b := s.NewBatch()
 	if err := b.PutImage(repo, d, Image{PushedAt: time.Unix(1_700_000_000, 0)}); err != nil {
 		t.Fatal(err)
@@ -441,16 +437,32 @@ func TestAccessFlushKeepsDeletes(t *testing.T) {
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.TouchImage(ctx, repo, d); err != nil {
+	if err := s.TouchImage(context.Background(), repo, d); err != nil {
 		t.Fatal(err)
 	}
-	b = s.NewBatch()
+}
+
+// stDeleteImage deletes image d of repo.
+func stDeleteImage(t *testing.T, s *Store, repo RepoKey, d string) {
+	t.Helper()
+	b := s.NewBatch()
 	if err := b.DeleteImage(repo, d); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAccessFlushKeepsDeletes: a flush of access times never brings back
+// an image record or a blob's access time deleted after the pull.
+func TestAccessFlushKeepsDeletes(t *testing.T) {
+	ctx := context.Background()
+	s := stOpen(t, t.TempDir())
+	repo := LocalKey("team/app")
+	d := stDigest(1)
+	stPutPulledImage(t, s, repo, d)
+	stDeleteImage(t, s, repo, d)
 	if err := s.FlushAccessTimes(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -501,25 +513,10 @@ func TestAccessFlushRacingDeletes(t *testing.T) {
 	repo := LocalKey("team/app")
 	for i := range 50 {
 		d := stDigest(i)
-		b := s.NewBatch()
-		if err := b.PutImage(repo, d, Image{PushedAt: time.Unix(1_700_000_000, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.TouchImage(ctx, repo, d); err != nil {
-			t.Fatal(err)
-		}
+		stPutPulledImage(t, s, repo, d)
 		done := make(chan error, 1)
 		go func() { done <- s.FlushAccessTimes(ctx) }()
-		b = s.NewBatch()
-		if err := b.DeleteImage(repo, d); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		stDeleteImage(t, s, repo, d)
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
