@@ -223,16 +223,12 @@ func (s *Store) view(key []byte, fn func(v []byte) error) error {
 
 // get returns a copy of the value at key, or ErrNotFound.
 func (s *Store) get(key []byte) ([]byte, error) {
-	v, closer, err := s.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := append([]byte(nil), v...)
-	closer.Close()
-	return out, nil
+	var out []byte
+	err := s.view(key, func(v []byte) error {
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
 }
 
 // Tag is a tag's mapping to a manifest digest.
