@@ -138,12 +138,12 @@ func (l *Limiter) notePull(c *clientBucket, repo Repo, now time.Time) {
 	}
 	if _, ok := c.pulls[repo]; !ok && len(c.pulls) >= maxPulls {
 		var oldest Repo
-		first := true
+		var oldestAt time.Time
 		for r, t := range c.pulls {
 			if now.Sub(t) > l.grace {
 				delete(c.pulls, r)
-			} else if first || t.Before(c.pulls[oldest]) {
-				oldest, first = r, false
+			} else if oldestAt.IsZero() || t.Before(oldestAt) {
+				oldest, oldestAt = r, t
 			}
 		}
 		if len(c.pulls) >= maxPulls {
