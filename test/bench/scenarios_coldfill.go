@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -64,28 +63,17 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 // best of three over 64 MiB (getrusage of the thread, so a busy machine
 // does not count its waiting).
 func shaCPUPerGB() float64 {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	buf := make([]byte, 1<<20)
 	for i := range buf {
 		buf[i] = byte(i * 7)
 	}
-	const n = 64
-	best := 0.0
-	for i := 0; i < 3; i++ {
-		var r0, r1 syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_THREAD, &r0)
+	return bestPerGB(func() (int64, error) {
 		hs := sha256.New()
-		for j := 0; j < n; j++ {
+		for range 64 {
 			hs.Write(buf)
 		}
-		syscall.Getrusage(syscall.RUSAGE_THREAD, &r1)
-		cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
-		if v := cpuPerGB(cpu, n<<20); cpu > 0 && (best == 0 || v < best) {
-			best = v
-		}
-	}
-	return best
+		return 64 << 20, nil
+	})
 }
 
 // pacedRows are the rows of one pacing of scenario 11.
@@ -151,10 +139,11 @@ func (h *harness) coldPaced(ctx context.Context, s *Section) error {
 		"the disk, and the file is made durable in 8 MiB steps as it grows, so the commit after it is short too. CPU per " +
 		"GB is flat in the blob's size."
 	recvGB, relayGB := relayFloor(h.tmp)
+	shaGB := shaCPUPerGB()
 	s.note("The floor of a verifying fill on this machine, measured on one thread in this run: receiving 1 GB over "+
 		"loopback TCP costs %s ms of CPU (%.2f× sha256's %s ms); a minimal relay that receives, hashes, writes a file "+
-		"and sends the bytes on costs %s ms per GB (%.2f× sha256's).", fmtNum(recvGB, 0), recvGB/max(1, shaCPUPerGB()),
-		fmtNum(shaCPUPerGB(), 0), fmtNum(relayGB, 0), relayGB/max(1, shaCPUPerGB()))
+		"and sends the bytes on costs %s ms per GB (%.2f× sha256's).", fmtNum(recvGB, 0), recvGB/max(1, shaGB),
+		fmtNum(shaGB, 0), fmtNum(relayGB, 0), relayGB/max(1, shaGB))
 	ref := h.ref
 	defer func() { h.ref = ref }()
 	for _, rate := range h.cfg.PacedRates {

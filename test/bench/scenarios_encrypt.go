@@ -20,8 +20,6 @@ import (
 // 64 KiB chunks (the blob format's) on this thread, best of three over
 // 64 MiB.
 func aesGCMCPUPerGB() float64 {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	key := make([]byte, 32)
 	rand.Read(key)
 	blk, _ := aes.NewCipher(key)
@@ -30,22 +28,12 @@ func aesGCMCPUPerGB() float64 {
 	sealed := a.Seal(nil, nonce, make([]byte, 64<<10), nil)
 	out := make([]byte, 0, 64<<10)
 	const n = 1024 // 64 MiB
-	best := 0.0
-	for i := 0; i < 3; i++ {
-		var r0, r1 syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_THREAD, &r0)
-		for j := 0; j < n; j++ {
+	return bestPerGB(func() (int64, error) {
+		for range n {
 			a.Open(out[:0], nonce, sealed, nil)
 		}
-		syscall.Getrusage(syscall.RUSAGE_THREAD, &r1)
-		cpu := time.Duration(syscall.TimevalToNsec(r1.Utime)+syscall.TimevalToNsec(r1.Stime)) -
-			time.Duration(syscall.TimevalToNsec(r0.Utime)+syscall.TimevalToNsec(r0.Stime))
-		perGB := float64(cpu.Milliseconds()) / (float64(n*64<<10) / 1e9)
-		if best == 0 || perGB < best {
-			best = perGB
-		}
-	}
-	return best
+		return n * 64 << 10, nil
+	})
 }
 
 // encryptedBerth starts a berth with encryption of everything (a key in
