@@ -82,15 +82,35 @@ type Berth struct {
 	done       chan struct{}
 }
 
-// freePort returns a free TCP port on 127.0.0.1.
+// handedOut are the ports freePort has returned: the kernel may offer a
+// port again once its probe listener is closed, before the berth it was
+// meant for binds it, so two listeners of one test (a node's gossip and
+// peer addresses) could be given the same port.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePort returns a free TCP port on 127.0.0.1, never one it returned
+// before in this test binary.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no port on 127.0.0.1 that was not handed out already, in 1000 tries (%d handed out)", len(handedOut.ports))
+	return 0
 }
 
 // StartBerth writes a config (listen and dataDir are filled in) and starts
