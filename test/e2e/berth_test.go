@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"berth/test/testport"
 )
 
 var (
@@ -82,37 +83,6 @@ type Berth struct {
 	done       chan struct{}
 }
 
-// handedOut are the ports freePort has returned: the kernel may offer a
-// port again once its probe listener is closed, before the berth it was
-// meant for binds it, so two listeners of one test (a node's gossip and
-// peer addresses) could be given the same port.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-// freePort returns a free TCP port on 127.0.0.1, never one it returned
-// before in this test binary.
-func freePort(t testing.TB) int {
-	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 1000 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !handedOut.ports[port] {
-			handedOut.ports[port] = true
-			return port
-		}
-	}
-	t.Fatalf("no port on 127.0.0.1 that was not handed out already, in 1000 tries (%d handed out)", len(handedOut.ports))
-	return 0
-}
-
 // StartBerth writes a config (listen and dataDir are filled in) and starts
 // berth serve with it, waiting until /v2/ answers.
 func StartBerth(t testing.TB, dataDir, configBody string, opts ...func(*Berth)) *Berth {
@@ -120,8 +90,8 @@ func StartBerth(t testing.TB, dataDir, configBody string, opts ...func(*Berth)) 
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", testport.Free(t))
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	b := &Berth{t: t, Addr: addr, Listen: addr, URL: "http://" + addr, AdminURL: "http://" + admin, DataDir: dataDir, Config: cfg}
 	for _, o := range opts {

@@ -20,6 +20,7 @@ import (
 
 	"berth/cluster"
 	"berth/test/clients"
+	"berth/test/testport"
 	"berth/test/testreg"
 
 	"github.com/google/go-containerregistry/pkg/crane"
@@ -49,7 +50,7 @@ func cmStartCluster(t *testing.T, upURL string, o cmOpts) []*clusterNode {
 	nodes := make([]*clusterNode, o.n)
 	for i := range o.n {
 		host := fmt.Sprintf("127.0.0.%d", i+1)
-		nodes[i] = &clusterNode{gossip: fmt.Sprintf("%s:%d", host, freePort(t)), peer: fmt.Sprintf("%s:%d", host, freePort(t))}
+		nodes[i] = &clusterNode{gossip: fmt.Sprintf("%s:%d", host, testport.Free(t)), peer: fmt.Sprintf("%s:%d", host, testport.Free(t))}
 		gossips = append(gossips, nodes[i].gossip)
 	}
 	for i, nd := range nodes {
@@ -305,8 +306,8 @@ func TestClusterSecretRequired(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "other.key")
 	otherHex := strings.Repeat("cd", 32)
 	writeFile(t, other, otherHex+"\n")
-	gossip := fmt.Sprintf("127.0.0.4:%d", freePort(t))
-	peer := fmt.Sprintf("127.0.0.4:%d", freePort(t))
+	gossip := fmt.Sprintf("127.0.0.4:%d", testport.Free(t))
+	peer := fmt.Sprintf("127.0.0.4:%d", testport.Free(t))
 	var join []string
 	for _, nd := range nodes {
 		join = append(join, nd.gossip)

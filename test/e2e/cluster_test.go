@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/test/testport"
 	"berth/test/testreg"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -38,7 +39,7 @@ func startClusterWith(t *testing.T, n int, upURL, extra string, clusterExtra fun
 	nodes := make([]*clusterNode, n)
 	for i := range n {
 		host := fmt.Sprintf("127.0.0.%d", i+1)
-		nodes[i] = &clusterNode{gossip: fmt.Sprintf("%s:%d", host, freePort(t)), peer: fmt.Sprintf("%s:%d", host, freePort(t))}
+		nodes[i] = &clusterNode{gossip: fmt.Sprintf("%s:%d", host, testport.Free(t)), peer: fmt.Sprintf("%s:%d", host, testport.Free(t))}
 		gossips = append(gossips, nodes[i].gossip)
 	}
 	for i, nd := range nodes {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 
 	"berth/test/clients"
+	"berth/test/testport"
 	"berth/test/testreg"
 )
 
@@ -37,7 +38,7 @@ func TestContainerImage(t *testing.T) {
 	buildImage(t, d, tag)
 	inspectImage(t, d, tag)
 
-	port := freePort(t)
+	port := testport.Free(t)
 	cfgDir := t.TempDir()
 	// The admin listener stays where the image's HEALTHCHECK asks.
 	writeFile(t, filepath.Join(cfgDir, "config.yaml"), fmt.Sprintf("listen: \"127.0.0.1:%d\"\ndataDir: /var/lib/berth\n"+

@@ -26,6 +26,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 
+	"berth/test/testport"
 	"berth/test/testreg"
 )
 
@@ -178,7 +179,7 @@ func TestTLSAndCertificateRotation(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	ca.tlIssue(t, 1001, time.Now().Add(-time.Hour), certFile, keyFile)
-	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t))
 	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "", "docker.io", up.URL, true, "")+
 		fmt.Sprintf("tls:\n  listen: %q\n  certFile: %q\n  keyFile: %q\n", tlsAddr, certFile, keyFile))
 

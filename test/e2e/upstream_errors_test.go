@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"berth/test/clients"
+	"berth/test/testport"
 )
 
 // TestUpstreamFailureSaysWhy pulls through an upstream whose name does not
@@ -42,7 +43,7 @@ func TestUpstreamFailureSaysWhy(t *testing.T) {
 func TestDockerAndSkopeoSayWhyUpstreamFailed(t *testing.T) {
 	clients.RequireIsolatedNetns(t)
 	t.Parallel()
-	down := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	down := fmt.Sprintf("http://127.0.0.1:%d", testport.Free(t))
 	b := StartBerth(t, "", "upstreams:\n"+upstreamConfig("hub", "hub", "docker.io", down, false, "    timeout: 5s\n"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"berth/test/testport"
 )
 
 // Rows of the attack suite on encryption at rest (docs/security.md,
@@ -161,7 +163,7 @@ var atRestAttacks = []struct {
 			}
 			other := writeFile(t, "other.key", strings.Repeat("ab", 32))
 			for name, enc := range map[string]string{"another key": fmt.Sprintf("encryption: {keyFile: %q}\n", other), "no key": ""} {
-				cfg := writeFile(t, "config.yaml", fmt.Sprintf("listen: \"127.0.0.1:%d\"\ndataDir: %q\nadmin:\n  listen: \"127.0.0.1:%d\"\n%s", freePort(t), a.dir, freePort(t), enc))
+				cfg := writeFile(t, "config.yaml", fmt.Sprintf("listen: \"127.0.0.1:%d\"\ndataDir: %q\nadmin:\n  listen: \"127.0.0.1:%d\"\n%s", testport.Free(t), a.dir, testport.Free(t), enc))
 				out, err := exec.Command(binary(t), "serve", "--config", cfg).CombinedOutput()
 				if err == nil || !strings.Contains(string(out), "encryption") || !strings.Contains(string(out), a.keyFile) {
 					t.Errorf("start with %s: %v, want a refusal naming %s:\n%s", name, err, a.keyFile, out)

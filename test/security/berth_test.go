@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"berth/test/testport"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -73,16 +74,6 @@ func (n *node) Write(p []byte) (int, error) {
 	return n.log.Write(p)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startBerth runs berth with config (listen, dataDir and an admin listener
 // are added) until it answers /v2/, and stops it when the test ends.
 func startBerth(t *testing.T, config string) *node { return startBerthIn(t, t.TempDir(), config) }
@@ -90,7 +81,7 @@ func startBerth(t *testing.T, config string) *node { return startBerthIn(t, t.Te
 // startBerthIn is startBerth with the data directory dir.
 func startBerthIn(t *testing.T, dir, config string) *node {
 	t.Helper()
-	addr, adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr, adminAddr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t)), fmt.Sprintf("127.0.0.1:%d", testport.Free(t))
 	body := fmt.Sprintf("listen: %q\ndataDir: %q\nadmin:\n  listen: %q\n", addr, dir, adminAddr) + config
 	cfg := writeFile(t, "config.yaml", body)
 	n := &node{URL: "http://" + addr, Admin: "http://" + adminAddr, done: make(chan struct{})}

@@ -16,7 +16,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"berth/node"
+	"berth/test/testport"
 	"berth/test/testreg"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -69,16 +69,6 @@ func duration(t *testing.T) time.Duration {
 		}
 	}
 	return d
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // configTemplate is the node's config: a small store so eviction runs,
@@ -142,7 +132,7 @@ func (s *soak) every(period time.Duration, f func(i int)) {
 func TestSoak(t *testing.T) {
 	d := duration(t)
 	dir := t.TempDir()
-	regAddr, adminAddr := freeAddr(t), freeAddr(t)
+	regAddr, adminAddr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t)), fmt.Sprintf("127.0.0.1:%d", testport.Free(t))
 	s := &soak{t: t, reg: "http://" + regAddr, admin: "http://" + adminAddr, up: testreg.Start(t),
 		cfgPath: filepath.Join(dir, "berth.yaml"), outcomes: map[string]int{},
 		client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}}
