@@ -49,6 +49,10 @@ func (p *Proxy) manifestByDigest(ctx context.Context, t upstream.Target, d strin
 	}
 	p.opts.Metrics.CacheResult("manifest", "miss")
 	v, err := p.shared(ctx, "digest\x00"+repo.Encode()+"\x00"+d, func(ctx context.Context) (*registry.Manifest, error) {
+		// A fetch that ended since the read above may have stored it.
+		if sm, err := p.store.RepoManifest(ctx, repo, d); err == nil {
+			return toManifest(d, sm, registry.SourceStore), nil
+		}
 		if m, ok, err := p.manifestFromOwners(ctx, t, d, d); ok {
 			return m, err
 		}

@@ -71,7 +71,9 @@ func (r ttlRecord) freshness() (config.Freshness, string) {
 // ttlCached serves r from the store while it is fresh (r.freshness: a TTL
 // of 0 asks the upstream on every pull, never pins it). Past that, fetch
 // runs once for all concurrent callers, detached from them; it gets the
-// stored entry (nil when there is none) so it can revalidate it. When the
+// stored entry (nil when there is none) so it can revalidate it. That
+// entry is read again when the fetch starts: one that just ended may have
+// stored it fresh after a caller read it, and is not repeated. When the
 // upstream says the thing is gone the entry is forgotten, or kept and
 // served under onUpstreamDelete: keep; when the upstream fails, the stored
 // entry is served stale.
@@ -81,18 +83,31 @@ func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx conte
 	if err != nil {
 		return nil, err
 	}
-	if fresh, _ := r.freshness(); old != nil && fresh.Fresh(p.now().Sub(old.tag.FetchedAt)) {
+	if p.fresh(r, old) {
 		p.count(r, "hit")
 		return p.pulled(ctx, r, old.served(registry.SourceStore)), nil
 	}
 	m, err := p.shared(ctx, r.kind+"\x00"+ns+"\x00"+repo+"\x00"+r.tag, func(ctx context.Context) (*registry.Manifest, error) {
-		return fetch(ctx, old)
+		// A fetch that ended after this caller read the entry and before
+		// it asked for this one has stored a fresh entry: serve it rather
+		// than fetch the same thing again.
+		cur, err := p.loadEntry(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if p.fresh(r, cur) {
+			return cur.served(registry.SourceStore), nil
+		}
+		return fetch(ctx, cur)
 	})
 	switch {
 	case err == nil:
 		result := "miss"
 		if m.Source == registry.SourceStore {
 			result = "revalidated"
+			if old == nil {
+				result = "hit" // stored by a fetch that ended meanwhile
+			}
 		}
 		p.count(r, result)
 		return p.pulled(ctx, r, m), nil
@@ -118,6 +133,13 @@ func (p *Proxy) ttlCached(ctx context.Context, r ttlRecord, fetch func(ctx conte
 		return p.pulled(ctx, r, old.served(registry.SourceStale)), nil
 	}
 	return nil, p.upstreamError(r.t, r.what(), r.notFound(), err)
+}
+
+// fresh reports whether e, r's stored entry (nil: none), is served
+// without asking the upstream.
+func (p *Proxy) fresh(r ttlRecord, e *ttlEntry) bool {
+	f, _ := r.freshness()
+	return e != nil && f.Fresh(p.now().Sub(e.tag.FetchedAt))
 }
 
 // pulled records a pull of the image an upstream tag points at, however

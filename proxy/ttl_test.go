@@ -121,3 +121,87 @@ func TestTTLRecordConcurrentMissesFetchOnce(t *testing.T) {
 		}
 	})
 }
+
+// gateClock is a fixed clock whose next reading, once armed, tells
+// reached and waits until gate is closed.
+type gateClock struct {
+	mu            sync.Mutex
+	t             time.Time
+	reached, gate chan struct{}
+}
+
+func (c *gateClock) Now() time.Time {
+	c.mu.Lock()
+	reached, gate, t := c.reached, c.gate, c.t
+	c.reached, c.gate = nil, nil
+	c.mu.Unlock()
+	if gate != nil {
+		close(reached)
+		<-gate
+	}
+	return t
+}
+
+// arm sets the clock to t and makes its next reading wait for gate.
+func (c *gateClock) arm(t time.Time, reached, gate chan struct{}) {
+	c.mu.Lock()
+	c.t, c.reached, c.gate = t, reached, gate
+	c.mu.Unlock()
+}
+
+// TestTTLRecordFetchedOnceAcrossFlights: a caller that read the stored
+// record before another caller's fetch stored a fresh one, and asks for
+// the fetch only after it ended, is served what that fetch stored; it
+// does not fetch again. (In a cluster that second fetch was a second
+// transfer of the manifest from the tag's owner.)
+func TestTTLRecordFetchedOnceAcrossFlights(t *testing.T) {
+	st, err := store.Open(t.Context(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	u, err := upstream.New(upstream.Rule{Name: "up", URL: "http://up.invalid", Default: true, TTL: time.Minute}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	clock := &gateClock{t: t0}
+	p := New(st, upstream.Fixed(upstream.NewRouter([]*upstream.Upstream{u})), Options{Now: clock.Now})
+	defer p.Close()
+	tg := upstream.Target{Upstream: u, Repo: "team/app"}
+	r := ttlRecord{t: tg, tag: "v1", kind: "tag", ref: "v1"}
+	body := []byte(`{"schemaVersion":2}`)
+	d := digestOf(body)
+	var fetches atomic.Int32
+	fetch := func(ctx context.Context, old *ttlEntry) (*registry.Manifest, error) {
+		fetches.Add(1)
+		sm := &store.Manifest{MediaType: oci.MediaTypeImageManifest, Body: body}
+		if err := p.storeManifest(ctx, tg, d, sm, "v1"); err != nil {
+			return nil, err
+		}
+		return toManifest(d, sm, registry.SourceUpstream), nil
+	}
+	if _, err := p.ttlCached(t.Context(), r, fetch); err != nil {
+		t.Fatal(err)
+	}
+	// Past the TTL, caller B reads the stale record and stops at its
+	// freshness check until caller A has fetched and stored it anew.
+	reached, gate := make(chan struct{}), make(chan struct{})
+	clock.arm(t0.Add(2*time.Minute), reached, gate)
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.ttlCached(t.Context(), r, fetch)
+		done <- err
+	}()
+	<-reached
+	if _, err := p.ttlCached(t.Context(), r, fetch); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2: the first miss and one after the TTL, whose record the waiting caller is served", n)
+	}
+}
