@@ -27,7 +27,8 @@ import (
 //     and digest) and blobs from files with http.ServeContent, counting the
 //     requests it sees. It is Berth's upstream and the "upstream served
 //     directly" reference.
-//   - files: a plain http.ServeFile server (sendfile) over the same files.
+//   - files: a plain http.ServeFile server (sendfile) over the same files,
+//     and the sealed reference of scenario 14 (sealedref.go).
 const childEnv = "BERTH_BENCH_REFSERVER"
 
 // childMain runs the reference servers when the process was started as the
@@ -85,6 +86,7 @@ func runRefServer(dir string) error {
 		}
 		http.ServeFile(w, r, filepath.Join(dir, "blobs", name))
 	})
+	files.HandleFunc("/sealed/", sealedHandler(dir)) // sealedref.go
 	lu, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
