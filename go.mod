@@ -14,6 +14,7 @@ require (
 	github.com/google/osv-scalibr v0.5.3
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/klauspost/compress v1.19.2
+	github.com/pandatix/go-cvss v0.6.4
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/client_model v0.6.3
 	github.com/spdx/tools-golang v0.5.7
