@@ -249,9 +249,13 @@ func (c *Cluster) reconcile(addMissing bool) {
 	}
 }
 
+// logChange logs ev and tells WithOwnersChanged's hook of a join or leave.
 func (c *Cluster) logChange(ev memberChange) {
 	c.log.Debug("membership change", zap.Stringer("event", ev.Type), zap.String("member", ev.Member.Name),
 		zap.String("state", ev.Member.State), zap.String("peerAddr", ev.Member.PeerAddr))
+	if ev.Type != EventUpdate && c.opts.ownersChanged != nil {
+		c.opts.ownersChanged()
+	}
 }
 
 // joinLoop joins the seeds that are not alive members: with exponential

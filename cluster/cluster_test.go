@@ -214,3 +214,34 @@ func TestShutdownTwice(t *testing.T) {
 		t.Errorf("third Shutdown: %v", err)
 	}
 }
+
+// TestOwnersChangedHook: the hook runs once when a member joins and once
+// when it leaves, and not for a change of its metadata, which moves no
+// key.
+func TestOwnersChangedHook(t *testing.T) {
+	var calls atomic.Int64
+	p1 := freePort(t)
+	n1 := start(t, testNode{name: "node-1", port: p1}, withMemberlist(steadyMemberlist), WithOwnersChanged(func() { calls.Add(1) }))
+	stats := statsPtr(1, 1)
+	n2 := start(t, testNode{name: "node-2", port: freePort(t), join: []string{addr(p1)}, stats: stats}, withMemberlist(steadyMemberlist))
+	eventually(t, "formed", func() error { return converged([]*Cluster{n1, n2}, "node-1", "node-2") })
+	stats.Store(&NodeStats{StoredBytes: 99, Blobs: 9})
+	eventually(t, "node-1 sees node-2's new stats", func() error {
+		if got := n1.Members()[1].Stats.Blobs; got != 9 {
+			return fmt.Errorf("node-2 blobs %d", got)
+		}
+		return nil
+	})
+	// The stats came after the join on the same event loop, which calls
+	// the hook before it applies the next event.
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("after a join and a change of stats: hook called %d times, want 1", n)
+	}
+	stop(t, n2, true)
+	eventually(t, "node-1 sees node-2 left, and the hook ran again", func() error {
+		if got, n := states(n1)["node-2"], calls.Load(); got != StateLeft || n != 2 {
+			return fmt.Errorf("node-1 sees node-2 %q, hook called %d times", got, n)
+		}
+		return nil
+	})
+}

@@ -79,6 +79,7 @@ type options struct {
 	version       string
 	rejoin        time.Duration
 	now           func() time.Time
+	ownersChanged func()
 	tune          func(*memberlist.Config) // tests only
 }
 
@@ -101,6 +102,14 @@ func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 // their times against and reports to the other members (default
 // time.Now). Tests use it to give a node a skewed clock.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithOwnersChanged calls fn after each change of membership that can
+// move keys to other owners: a member joined, or died or left (Owners
+// ranks the alive members only, so a change of a member's metadata moves
+// nothing). fn runs on the loop that applies membership events, so it
+// must return at once (kick a channel); it is never called concurrently
+// with itself.
+func WithOwnersChanged(fn func()) Option { return func(o *options) { o.ownersChanged = fn } }
 
 // withRejoinInterval sets how often seeds are retried after the first join.
 func withRejoinInterval(d time.Duration) Option { return func(o *options) { o.rejoin = d } }

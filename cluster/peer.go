@@ -210,18 +210,32 @@ type memberJSON struct {
 }
 
 type membersJSON struct {
-	Self    string       `json:"self"`
-	Members []memberJSON `json:"members"`
+	Self string `json:"self"`
+	// OwnedBytesAsOf is when the members' ownedBytes were computed
+	// (RFC 3339, UTC); absent before the first computation, when every
+	// ownedBytes is 0.
+	OwnedBytesAsOf string       `json:"ownedBytesAsOf,omitempty"`
+	Members        []memberJSON `json:"members"`
+}
+
+// Owned is, per member name, the bytes of the blobs this node holds that
+// the member owns, as computed at AsOf. The zero value is "not computed
+// yet". Bytes is never changed once an Owned is handed out.
+type Owned struct {
+	Bytes map[string]int64
+	AsOf  time.Time
 }
 
 // MembersHandler serves GET and HEAD with this node's view:
-// {"self": name, "members": [{"name", "gossipAddr", "peerAddr", "version",
-// "state", "storedBytes", "blobs"}]}, sorted by name. It does not
-// authenticate: wrap it in RequirePeer or an admin guard as needed.
+// {"self": name, "ownedBytesAsOf": time, "members": [{"name",
+// "gossipAddr", "peerAddr", "version", "state", "storedBytes", "blobs",
+// "ownedBytes"}]}, sorted by name. It does not authenticate: wrap it in
+// RequirePeer or an admin guard as needed.
 //
-// owned, when not nil, gives per member name the bytes of the blobs this
-// node holds that the member owns, reported as ownedBytes.
-func (c *Cluster) MembersHandler(owned func(ctx context.Context) map[string]int64) http.Handler {
+// owned, when not nil, gives the latest per-member owned bytes. It is
+// called on every request, so it must return figures computed before
+// (the node computes them in the background), never walk the store.
+func (c *Cluster) MembersHandler(owned func() Owned) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -229,14 +243,17 @@ func (c *Cluster) MembersHandler(owned func(ctx context.Context) map[string]int6
 			return
 		}
 		out := membersJSON{Self: c.set.name, Members: []memberJSON{}}
-		var ownedBytes map[string]int64
+		var o Owned
 		if owned != nil {
-			ownedBytes = owned(r.Context())
+			o = owned()
+		}
+		if !o.AsOf.IsZero() {
+			out.OwnedBytesAsOf = o.AsOf.UTC().Format(time.RFC3339)
 		}
 		for _, m := range c.Members() {
 			out.Members = append(out.Members, memberJSON{
 				Name: m.Name, GossipAddr: m.GossipAddr, PeerAddr: m.PeerAddr, Version: m.Version,
-				State: m.State, StoredBytes: m.Stats.StoredBytes, Blobs: m.Stats.Blobs, OwnedBytes: ownedBytes[m.Name],
+				State: m.State, StoredBytes: m.Stats.StoredBytes, Blobs: m.Stats.Blobs, OwnedBytes: o.Bytes[m.Name],
 			})
 		}
 		writeJSON(w, r, out)

@@ -188,9 +188,12 @@ func TestMembersHandler(t *testing.T) {
 		return nil
 	})
 
+	asOf := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
+	computed := func() Owned { return Owned{Bytes: map[string]int64{"node-1": 7, "node-2": 3}, AsOf: asOf} }
 	tests := []struct {
 		name     string
 		method   string
+		owned    func() Owned
 		wantCode int
 		wantBody string
 	}{
@@ -199,13 +202,23 @@ func TestMembersHandler(t *testing.T) {
 				`{"name":"node-1","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":10,"blobs":1,"ownedBytes":0},`+
 				`{"name":"node-2","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":20,"blobs":2,"ownedBytes":0}]}`,
 			n1.Self().GossipAddr, n1.Self().PeerAddr, n2.Self().GossipAddr, n2.Self().PeerAddr)},
+		{name: "GET, owned bytes not computed yet", method: http.MethodGet, owned: func() Owned { return Owned{} }, wantCode: 200, wantBody: fmt.Sprintf(
+			`{"self":"node-1","members":[`+
+				`{"name":"node-1","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":10,"blobs":1,"ownedBytes":0},`+
+				`{"name":"node-2","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":20,"blobs":2,"ownedBytes":0}]}`,
+			n1.Self().GossipAddr, n1.Self().PeerAddr, n2.Self().GossipAddr, n2.Self().PeerAddr)},
+		{name: "GET, owned bytes computed", method: http.MethodGet, owned: computed, wantCode: 200, wantBody: fmt.Sprintf(
+			`{"self":"node-1","ownedBytesAsOf":"2026-01-02T02:04:05Z","members":[`+
+				`{"name":"node-1","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":10,"blobs":1,"ownedBytes":7},`+
+				`{"name":"node-2","gossipAddr":"%s","peerAddr":"%s","version":"1.2.3","state":"alive","storedBytes":20,"blobs":2,"ownedBytes":3}]}`,
+			n1.Self().GossipAddr, n1.Self().PeerAddr, n2.Self().GossipAddr, n2.Self().PeerAddr)},
 		{name: "HEAD", method: http.MethodHead, wantCode: 200},
 		{name: "POST", method: http.MethodPost, wantCode: 405, wantBody: `{"errors":[{"code":"UNSUPPORTED","message":"method not allowed"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			n1.MembersHandler(nil).ServeHTTP(rec, httptest.NewRequest(tt.method, "/cluster/members", nil))
+			n1.MembersHandler(tt.owned).ServeHTTP(rec, httptest.NewRequest(tt.method, "/cluster/members", nil))
 			if rec.Code != tt.wantCode || rec.Body.String() != tt.wantBody {
 				t.Errorf("%d %s\nwant %d %s", rec.Code, rec.Body, tt.wantCode, tt.wantBody)
 			}

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
-	"time"
 
 	"berth/cluster"
 	"berth/config"
@@ -37,7 +36,7 @@ func peerTLSConfigs(c config.PeerTLS) (server, client *tls.Config, err error) {
 
 // startCluster joins the gossip cluster; its context must live as long as
 // the node.
-func startCluster(ctx context.Context, c config.Cluster, peerTLS *tls.Config, stats func() cluster.NodeStats, version string, log *zap.Logger) (*cluster.Cluster, error) {
+func startCluster(ctx context.Context, c config.Cluster, peerTLS *tls.Config, stats func() cluster.NodeStats, version string, log *zap.Logger, opts ...cluster.Option) (*cluster.Cluster, error) {
 	secret, err := cluster.LoadSecret(c.SecretFile)
 	if err != nil {
 		return nil, err
@@ -53,18 +52,15 @@ func startCluster(ctx context.Context, c config.Cluster, peerTLS *tls.Config, st
 	return cluster.Start(ctx, cluster.Config{
 		NodeName: name, GossipAddr: c.GossipAddr, AdvertiseAddr: c.AdvertiseAddr, PeerAddr: c.PeerAddr,
 		Join: c.Join, Secret: secret, Replicas: replicas, PeerTLS: peerTLS,
-	}, log, cluster.WithStats(stats, 0), cluster.WithVersion(version))
+	}, log, append([]cluster.Option{cluster.WithStats(stats, 0), cluster.WithVersion(version)}, opts...)...)
 }
 
-// ownedBytes sums, per member, the sizes of the blobs this node holds that
-// the member owns (by the cluster's ownership of each digest).
-func (n *Node) ownedBytes(ctx context.Context) map[string]int64 {
-	out := map[string]int64{}
-	_ = n.store.Sweep().Blobs(ctx, func(digest string, size int64, _ time.Time) error {
-		for _, m := range n.cluster.Owners(digest) {
-			out[m.Name] += size
-		}
-		return nil
-	})
-	return out
+// ownerNames names the members that own digest.
+func (n *Node) ownerNames(digest string) []string {
+	owners := n.cluster.Owners(digest)
+	names := make([]string, len(owners))
+	for i, m := range owners {
+		names[i] = m.Name
+	}
+	return names
 }

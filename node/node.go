@@ -65,6 +65,7 @@ type Node struct {
 	ui      *ui.Page
 	audit   *audit.Log       // nil when audit is off
 	cluster *cluster.Cluster // nil for a single node
+	owned   *ownedTracker    // the members' owned bytes, for /cluster/members; nil for a single node
 	peerTLS *tls.Config      // the peer listener's mutual TLS, nil without
 	cert    *certificate     // the HTTPS listener's, nil without
 	limiter *registry.Limiter
@@ -225,11 +226,12 @@ func (n *Node) startCluster(ctx context.Context, cfg config.Config) error {
 			return err
 		}
 	}
-	c, err := startCluster(ctx, cfg.Cluster, clientTLS, stats, n.version, n.log.Named("cluster"))
+	owned := newOwnedTracker(n.store, n.ownerNames, n.log.Named("cluster"))
+	c, err := startCluster(ctx, cfg.Cluster, clientTLS, stats, n.version, n.log.Named("cluster"), cluster.WithOwnersChanged(owned.Changed))
 	if err != nil {
 		return err
 	}
-	n.cluster = c
+	n.cluster, n.owned = c, owned
 	n.metrics.Gauge("berth_cluster_members", "Alive members of the cluster, this node included.", func() float64 {
 		alive := 0
 		for _, m := range c.Members() {

@@ -51,6 +51,10 @@ func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	background.Add(1)
 	go func() { defer background.Done(); n.repl.Run(bctx) }()
 	go func() { defer background.Done(); n.ui.Run(bctx) }()
+	if n.owned != nil {
+		background.Add(1)
+		go func() { defer background.Done(); n.owned.Run(bctx) }()
+	}
 
 	servers := n.servers(cfg)
 	lns, err := listenAll(servers, log)
@@ -117,7 +121,7 @@ func (n *Node) AdminHandler() http.Handler {
 	extra["POST "+admin.Prefix+"import"] = n.audited(n.requireAdmin(n.admin.ImportHandler()), adminAction)
 	extra["POST "+admin.Prefix+"import-vulndb"] = n.audited(n.requireAdmin(n.admin.ImportVulnDBHandler()), adminAction)
 	if n.cluster != nil {
-		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.ownedBytes))
+		extra["GET /cluster/members"] = n.requireAdmin(n.cluster.MembersHandler(n.owned.Figures))
 		extra["GET /cluster/clocks"] = n.requireAdmin(n.cluster.ClocksHandler())
 	}
 	return hostGuarded(adminMux(n.Live().Config.Admin, n.prom, &n.ready, n.requireAdmin, extra))
