@@ -93,6 +93,49 @@ func aliveMembers(nd *clusterNode) int {
 	return n
 }
 
+// membersBody is the answer of GET /cluster/members.
+type membersBody struct {
+	OwnedBytesAsOf string
+	Members        []struct {
+		Name                    string
+		StoredBytes, OwnedBytes int64
+	}
+}
+
+// ownedSettled polls nd's /cluster/members until its owned bytes are
+// computed and add up to twice the bytes nd stores (with replicas 2, every
+// blob has two owners), and returns that answer and the bytes stored. The
+// node computes the figures in the background, seconds after its store
+// changed.
+func ownedSettled(t *testing.T, nd *clusterNode) (membersBody, int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var body membersBody
+		resp, err := http.Get(nd.AdminURL + "/cluster/members")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := int64(metric(t, scrape(t, nd.Berth), "berth_store_bytes"))
+		var owned int64
+		for _, m := range body.Members {
+			owned += m.OwnedBytes
+		}
+		if body.OwnedBytesAsOf != "" && owned == 2*stored {
+			return body, stored
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: owned bytes %d as of %q, want twice the %d stored: %+v", nd.AdminURL, owned, body.OwnedBytesAsOf, stored, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // perPath counts the upstream's requests by "METHOD path".
 func perPath(up *testreg.Registry) map[string]int {
 	out := map[string]int{}
@@ -188,28 +231,12 @@ func TestClusterPeersServeEachOther(t *testing.T) {
 	if n := up.Count("total"); n != 0 {
 		t.Fatalf("pulls on B and C reached the upstream %d times: %v", n, up.Requests())
 	}
-	// Each node holds every layer now; ownership splits them, replicas 2.
-	resp, err := http.Get(nodes[0].AdminURL + "/cluster/members")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var members struct {
-		Members []struct {
-			Name                    string
-			StoredBytes, OwnedBytes int64
-		}
-	}
-	json.NewDecoder(resp.Body).Decode(&members)
-	resp.Body.Close()
-	var owned int64
-	for _, m := range members.Members {
-		owned += m.OwnedBytes
-	}
-	// Node A holds the whole image; with two owners per digest the owned
-	// bytes add up to twice what it holds.
-	stored := int64(metric(t, scrape(t, nodes[0].Berth), "berth_store_bytes"))
-	if len(members.Members) != 3 || stored == 0 || owned != 2*stored {
-		t.Fatalf("members %+v: owned %d, node A stores %d", members, owned, stored)
+	// Each node holds every layer now; ownership splits them, replicas 2:
+	// node A's owned bytes add up to twice what it holds, once its
+	// background computation has seen the pulls.
+	members, stored := ownedSettled(t, nodes[0])
+	if len(members.Members) != 3 || stored == 0 {
+		t.Fatalf("members %+v: node A stores %d", members, stored)
 	}
 	s := scrape(t, nodes[1].Berth) + scrape(t, nodes[2].Berth)
 	if !strings.Contains(s, `berth_bytes_served_total{source="peer"}`) {

@@ -241,6 +241,18 @@ async function refreshMembers() {
       el("td", {}, x.peerAddr || x.gossipAddr), el("td", { class: "num" }, bytes(x.storedBytes)),
       el("td", { class: "num" }, bytes(x.ownedBytes)), el("td", {}, x.version)));
   }
+  // Owned bytes are computed in the background, not per request: say when.
+  const asOf = $("#owned-asof");
+  asOf.dataset.asof = m.ownedBytesAsOf || "";
+  asOf.textContent = m.ownedBytesAsOf
+    ? `Owned: the bytes of this node's blobs each member owns, computed ${when(m.ownedBytesAsOf)} (${age(m.ownedBytesAsOf)} ago).`
+    : "Owned: not computed yet (the node computes it in the background shortly after it starts).";
+}
+
+// age is how long ago t was, roughly: "42 s", "3 min", "2 h".
+function age(t) {
+  const s = Math.max(0, Math.round((Date.now() - new Date(t)) / 1000));
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
 }
 
 // ---- repositories and images ----
