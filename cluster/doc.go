@@ -25,7 +25,8 @@
 // members, and for ten minutes dead ("failed") and left ("graceful
 // shutdown") ones. memberlist v0.7.0 does not expose suspicion, so a
 // suspected node counts as alive until it is declared dead. Each change is
-// logged at debug level.
+// logged at debug level; WithOwnersChanged's hook hears of each join and
+// leave (the changes that move owners) and must not block.
 //
 // Shutdown first flags the node as leaving (peers mark it left and stop
 // choosing it as an owner), then broadcasts memberlist's leave, then
