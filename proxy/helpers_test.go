@@ -1,9 +1,10 @@
 package proxy
 
 import (
-	"berth/test/testreg"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,11 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"berth/cluster"
 	"berth/metrics"
 	"berth/registry"
 	"berth/store"
+	"berth/test/testreg"
 	"berth/upstream"
 
+	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -187,5 +191,190 @@ func wantError(t *testing.T, resp *http.Response, body []byte, status int, code 
 	}
 	if eb.Errors[0].Code != code || eb.Errors[0].Message == "" {
 		t.Fatalf("error %+v, want code %s with a message", eb.Errors[0], code)
+	}
+}
+
+// clusterNode is one node of an in-process cluster: a Proxy over its own
+// store, a real cluster.Cluster gossiping on 127.0.0.1, its peer API
+// served behind RequirePeer, and the registry API clients pull from.
+type clusterNode struct {
+	name    string
+	proxy   *Proxy
+	cluster *cluster.Cluster
+	berth   *httptest.Server
+	// sent records the requests this node sent to the upstream.
+	sent *sentRecorder
+}
+
+// sentRecorder is an upstream transport that records "METHOD /path" of
+// every request through it.
+type sentRecorder struct {
+	inner http.RoundTripper
+	mu    sync.Mutex
+	sent  []string
+}
+
+func (r *sentRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.sent = append(r.sent, req.Method+" "+req.URL.Path)
+	r.mu.Unlock()
+	return r.inner.RoundTrip(req)
+}
+
+// take returns the requests recorded since the last take.
+func (r *sentRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.sent
+	r.sent = nil
+	return out
+}
+
+// newCluster starts n nodes ("node0", …) in front of the upstream rule
+// (with two owners per key, as a node's default), all reading the time
+// from clock, and waits until every node sees all n alive with their peer
+// addresses.
+func newCluster(t *testing.T, n int, rule upstream.Rule, clock *fakeClock) []*clusterNode {
+	t.Helper()
+	// Info and above: memberlist's own lines, at Debug, may come from
+	// goroutines it leaves briefly after the test.
+	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	nodes := make([]*clusterNode, n)
+	var seeds []string
+	for i := range nodes {
+		nodes[i] = startClusterNode(t, fmt.Sprintf("node%d", i), seeds, rule, clock, log)
+		if i == 0 {
+			seeds = []string{nodes[0].cluster.Self().GossipAddr}
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := membersAlive(nodes)
+		if err == nil {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not converge within 10s: %v", err)
+		}
+	}
+}
+
+func startClusterNode(t *testing.T, name string, join []string, rule upstream.Rule, clock *fakeClock, log *zap.Logger) *clusterNode {
+	t.Helper()
+	log = log.Named(name)
+	st, err := store.Open(t.Context(), t.TempDir(), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	base, err := upstream.DefaultTransport(rule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := &sentRecorder{inner: base}
+	u, err := upstream.New(rule, sent, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := upstream.NewRouter([]*upstream.Upstream{u})
+	peer := httptest.NewUnstartedServer(nil)
+	c, err := cluster.Start(t.Context(), cluster.Config{
+		NodeName: name, GossipAddr: "127.0.0.1:0", PeerAddr: peer.Listener.Addr().String(),
+		Join: join, Secret: bytes.Repeat([]byte{7}, cluster.SecretSize),
+	}, log)
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown %s: %v", name, err)
+		}
+	})
+	p := New(st, func() *upstream.Router { return router }, Options{Logger: log, Now: clock.Now, FillTimeout: time.Minute, Cluster: c})
+	t.Cleanup(p.Close)
+	peer.Config.Handler = c.RequirePeer(p.PeerHandler(log))
+	peer.Start()
+	t.Cleanup(peer.Close)
+	berth := httptest.NewServer(registry.New(p, registry.WithLogger(log)))
+	t.Cleanup(berth.Close)
+	return &clusterNode{name: name, proxy: p, cluster: c, berth: berth, sent: sent}
+}
+
+// membersAlive checks that every node sees every node alive, with its
+// peer address.
+func membersAlive(nodes []*clusterNode) error {
+	for _, nd := range nodes {
+		alive := 0
+		for _, m := range nd.cluster.Members() {
+			if m.State == cluster.StateAlive && m.PeerAddr != "" {
+				alive++
+			}
+		}
+		if alive != len(nodes) {
+			return fmt.Errorf("%s sees %d of %d nodes alive", nd.name, alive, len(nodes))
+		}
+	}
+	return nil
+}
+
+// pullAll pulls ref as a client does, manifest and every layer, and
+// returns the image's digest.
+func pullAll(ref string) (v1.Hash, error) {
+	img, err := crane.Pull(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	return img.Digest()
+}
+
+// pullEach pulls path (repository:tag under the node's address) from
+// every node, one after the other, and checks the digest.
+func pullEach(t *testing.T, nodes []*clusterNode, path string, want v1.Hash) {
+	t.Helper()
+	for _, nd := range nodes {
+		if d, err := pullAll(hostOf(nd.berth) + "/" + path); err != nil || d != want {
+			t.Fatalf("pull %s from %s: %v %v, want %s", path, nd.name, d, err, want)
+		}
+	}
+}
+
+// pullConcurrently pulls path from every node at once and checks the
+// digests.
+func pullConcurrently(t *testing.T, nodes []*clusterNode, path string, want v1.Hash) {
+	t.Helper()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		wg.Go(func() {
+			d, err := pullAll(hostOf(nd.berth) + "/" + path)
+			if err == nil && d != want {
+				err = fmt.Errorf("digest %s, want %s", d, want)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("pull %s from %s: %w", path, nd.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

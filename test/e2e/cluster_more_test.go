@@ -33,12 +33,11 @@ var cmSecretHex = strings.Repeat("ab", 32)
 // cmOpts configures cmStartCluster.
 type cmOpts struct {
 	n     int
-	rule  string         // extra lines of the upstream rule, e.g. "    ttl: 2s\n"
 	extra string         // extra top-level config
 	gid   map[int]uint32 // node index -> primary group its process runs with
 }
 
-// cmStartCluster is startCluster with the upstream rule's extra lines and
+// cmStartCluster is startCluster with extra top-level config and
 // optional per-node primary groups (so iptables' owner match can tell a
 // node's own outgoing packets from the others': on loopback, every dial
 // leaves from 127.0.0.1 whatever address the node listens on).
@@ -56,7 +55,7 @@ func cmStartCluster(t *testing.T, upURL string, o cmOpts) []*clusterNode {
 	for i, nd := range nodes {
 		cfg := fmt.Sprintf("cluster:\n  nodeName: node%d\n  gossipAddr: %q\n  peerAddr: %q\n  secretFile: %q\n  replicas: 2\n  join: [%s]\n",
 			i, nd.gossip, nd.peer, secret, `"`+strings.Join(gossips, `","`)+`"`)
-		cfg += "rateLimit:\n  disabled: true\n" + o.extra + "upstreams:\n" + upstreamConfig("hub", "hub", "docker.io", upURL, true, o.rule)
+		cfg += "rateLimit:\n  disabled: true\n" + o.extra + "upstreams:\n" + upstreamConfig("hub", "hub", "docker.io", upURL, true, "")
 		if gid, ok := o.gid[i]; ok {
 			nd.Berth = cmStartBerthGid(t, cfg, gid)
 		} else {
