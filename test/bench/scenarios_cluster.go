@@ -112,8 +112,10 @@ func newClusterSize(s *Section, nn, clients, par, blobs int) *clusterSize {
 		"the first owner fills it from the upstream, so the cluster should fetch each blob once. More than one GET means a node " +
 		"went to the upstream itself (no owner answered, or a peer's stream broke and was not resumed from another owner) or " +
 		"two owners filled the same blob."
-	cs.peerX.Why = "A node gets each blob it does not own from the blob's first owner, once, however many of its clients ask; " +
-		"more than that means a peer stream was cut and read again, or a node fetched a blob from a second owner too."
+	cs.peerX.Why = "A node gets the manifest from the tag's first owner and each blob it does not own from the blob's first " +
+		"owner, once, however many of its clients ask; more than that means a peer stream was cut and read again, a node " +
+		"fetched a blob from a second owner too, or a node fetched the manifest twice (the peer listeners' request lines " +
+		"name the path of each transfer)."
 	cs.up.Unit, cs.nodeCPU.Unit, cs.upCPU.Unit, cs.dirCPU.Unit = "ms", "s", "s", "s"
 	cs.nodeCPU.Prec, cs.upCPU.Prec, cs.dirCPU.Prec = 2, 2, 2
 	return cs
