@@ -26,7 +26,7 @@ func (s *Server) serveCatalog(w *recorder, r *http.Request) error {
 	var page []string
 	var more bool
 	cursor := "" // the next page's last
-	if p, ok := c.(CatalogPager); ok && n >= 0 {
+	if p, ok := c.(CatalogPager); ok {
 		// A page read as such; the guard may leave fewer than n of it,
 		// and the next page starts after the last one read.
 		repos, m, err := p.CatalogPage(r.Context(), q.Get("last"), n)
@@ -79,7 +79,7 @@ func (s *Server) serveTags(w *recorder, r *http.Request, rt Route) error {
 	last := q.Get("last")
 	var page []string
 	var more bool
-	if p, ok := s.tags.(TagPager); ok && n >= 0 {
+	if p, ok := s.tags.(TagPager); ok {
 		tags, m, err := p.ListTagsPage(r.Context(), rt.Repo, last, n)
 		if err != nil {
 			return err
@@ -129,17 +129,25 @@ func Paginate(all []string, n int, last string) (page []string, more bool) {
 	return page, false
 }
 
-// pageSize is a listing's n: -1 when the query has none.
+// MaxPageSize is the most entries one _catalog or tags/list answer holds.
+// A request without n, or with a larger one, gets a page of this many and
+// a Link header to the next: a listing request never reads a whole store
+// (or a repository of a million tags), however it is asked. Clients that
+// list (crane, skopeo, oras) follow the Link header.
+const MaxPageSize = 1000
+
+// pageSize is a listing's n: MaxPageSize when the query has none or asks
+// for more.
 func pageSize(q url.Values) (int, error) {
 	v := q.Get("n")
 	if v == "" {
-		return -1, nil
+		return MaxPageSize, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		return 0, Errorf(http.StatusBadRequest, CodeUnsupported, "invalid n %s", quoteTrunc(v))
 	}
-	return n, nil
+	return min(n, MaxPageSize), nil
 }
 
 // serveReferrers serves GET /v2/<name>/referrers/<digest>[?artifactType=…].
