@@ -95,8 +95,9 @@ func TestOwnedBytesPerOwner(t *testing.T) {
 	if got := tr.Figures(); got.Bytes != nil || !got.AsOf.IsZero() {
 		t.Fatalf("figures before any computation: %+v", got)
 	}
-	var s ownedState
-	tr.compute(t.Context(), &s)
+	if err := tr.compute(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	got := tr.Figures()
 	want := expectedOwned(blobs, names)
 	if !maps.Equal(got.Bytes, want) || !got.AsOf.Equal(clock.Now()) {
@@ -151,8 +152,9 @@ cluster: {nodeName: solo, gossipAddr: "127.0.0.1:0", peerAddr: "127.0.0.1:%d", s
 
 	clock := testclock.New()
 	e.n.owned.now = clock.Now
-	var s ownedState
-	e.n.owned.compute(t.Context(), &s)
+	if err := e.n.owned.compute(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	after := members(t, e, 50)
 	want := expectedOwned(blobs, []string{"solo"})
 	for _, a := range after {
@@ -184,8 +186,8 @@ func members(t *testing.T, e *reloadEnv, n int) []membersAnswer {
 
 // TestOwnedRecomputesWhenDue: the tracker computes at start, then once per
 // membership change however many kicks come, once the store's totals
-// change, and when the figures are ownedMaxAge old; never more often than
-// ownedMinGap, and not at all while nothing changes.
+// change, and when the figures are ownedSchedule.MaxAge old; never more often than
+// ownedSchedule.MinGap, and not at all while nothing changes.
 func TestOwnedRecomputesWhenDue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := openStore(t)
@@ -223,16 +225,16 @@ func TestOwnedRecomputesWhenDue(t *testing.T) {
 			t.Fatalf("after the change: %v, want %v", got, want)
 		}
 		tr.Changed()
-		step("a kick within the gap", ownedMinGap/2, 2)
-		step("the gap has passed", ownedMinGap/2, 3)
+		step("a kick within the gap", ownedSchedule.MinGap/2, 2)
+		step("the gap has passed", ownedSchedule.MinGap/2, 3)
 
 		maps.Copy(blobs, putBlobs(t, st, 9, 44444))
-		step("a blob came", ownedCheckEvery, 4)
+		step("a blob came", ownedSchedule.CheckEvery, 4)
 		if got, want := tr.Figures().Bytes, expectedOwned(blobs, []string{"node-a", "node-b", "node-c"}); !maps.Equal(got, want) {
 			t.Fatalf("after the new blob: %v, want %v", got, want)
 		}
-		step("the figures grew old", ownedMaxAge-ownedCheckEvery, 4)
-		step("the figures grew old", ownedCheckEvery, 5)
+		step("the figures grew old", ownedSchedule.MaxAge-ownedSchedule.CheckEvery, 4)
+		step("the figures grew old", ownedSchedule.CheckEvery, 5)
 		if asOf := tr.Figures().AsOf; !asOf.Equal(time.Now()) {
 			t.Fatalf("figures as of %v, now %v", asOf, time.Now())
 		}
