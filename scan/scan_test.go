@@ -246,7 +246,7 @@ func TestRescanAfterNewDatabaseChangesFindings(t *testing.T) {
 	if want := []string{"GHSA-0000-new0-lodash lodash 4.17.21 4.17.22"}; r.DBVersion != v || !slices.Equal(found(r), want) {
 		t.Fatalf("after import of version %d: record of version %d, findings %q, want %q", v, r.DBVersion, found(r), want)
 	}
-	if got := vulnerabilities(t, e.reg); got["LOW"] != 1 {
+	if got := vulnerabilities(t, e.s, e.reg); got["LOW"] != 1 {
 		t.Errorf("berth_image_vulnerabilities{severity=LOW} = %v, want 1", got["LOW"])
 	}
 }

@@ -97,7 +97,7 @@ func New(o Options) (*Scanner, error) {
 	s := &Scanner{o: o, ex: ex, queue: make(chan job, max(set.QueueSize, 1)),
 		pending: map[string]bool{}, idle: make(chan struct{})}
 	close(s.idle)
-	s.m = newMetrics(o.Registerer, o.Store)
+	s.m = newMetrics(o.Registerer, o.Store, o.Now, o.Logger)
 	return s, nil
 }
 
@@ -123,6 +123,7 @@ func (s *Scanner) Start(ctx context.Context) error {
 		return fmt.Errorf("load scan records: %w", err)
 	}
 	ctx, s.cancel = context.WithCancel(ctx)
+	s.wg.Go(func() { s.m.loop.Run(ctx) })
 	for range max(s.o.Settings().Workers, 1) {
 		s.wg.Go(func() { s.work(ctx) })
 	}
