@@ -10,8 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"berth/config"
@@ -83,6 +83,14 @@ type Replicator struct {
 	log  *zap.Logger
 	kick chan struct{}
 	mu   sync.Mutex // one pass over the queue at a time
+	// list reads a kind's entries whose names begin with a prefix; tests
+	// wrap it to count the reads.
+	list func(ctx context.Context, kind, prefix string) ([]store.PolicyEntry, error)
+	// depth and oldest (Unix nanoseconds, 0 for none) are the queue's
+	// length and its oldest copy's queue time as the last pass found
+	// them, kept up by Enqueue and the pass's copies: what the gauges
+	// serve, so a scrape never reads the queue.
+	depth, oldest atomic.Int64
 
 	failures *prometheus.CounterVec
 	copies   *prometheus.CounterVec
@@ -99,7 +107,7 @@ func New(o Options) *Replicator {
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 5 * time.Minute
 	}
-	r := &Replicator{o: o, log: o.Logger, kick: make(chan struct{}, 1),
+	r := &Replicator{o: o, log: o.Logger, kick: make(chan struct{}, 1), list: o.Store.ListPoliciesPrefix,
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_replication_failures_total",
 			Help: "Replication copies that failed (and will be tried again), by destination."}, []string{"destination"}),
 		copies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_replication_copies_total",
@@ -109,7 +117,7 @@ func New(o Options) *Replicator {
 			Name: "berth_replication_lag_seconds", Help: "Age of the oldest copy still queued (0: none).",
 		}, r.lag), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "berth_replication_queue", Help: "Copies queued for replication destinations.",
-		}, func() float64 { q, _ := r.queue(context.Background()); return float64(len(q)) }))
+		}, func() float64 { return float64(max(r.depth.Load(), 0)) }))
 	}
 	return r
 }
@@ -131,8 +139,13 @@ func (r *Replicator) Enqueue(ctx context.Context, repo, digest string, tags []st
 		for _, d := range rule.Destinations {
 			for _, tag := range refs {
 				it := item{Repo: repo, Tag: tag, Digest: digest, Dest: d.URL, Prefix: d.Prefix, Queued: now, Next: now}
+				_, gerr := r.o.Store.GetPolicy(ctx, kindQueue, it.key())
 				if err := r.put(ctx, it); err != nil {
 					return err
+				}
+				if errors.Is(gerr, store.ErrNotFound) { // a new copy, not one requeued
+					r.depth.Add(1)
+					r.oldest.CompareAndSwap(0, now.UnixNano())
 				}
 				r.setStatus(ctx, it, InProgress, "")
 				queued = true
@@ -163,7 +176,7 @@ func (r *Replicator) put(ctx context.Context, it item) error {
 }
 
 func (r *Replicator) queue(ctx context.Context) ([]item, error) {
-	entries, err := r.o.Store.ListPolicies(ctx, kindQueue)
+	entries, err := r.list(ctx, kindQueue, "")
 	if err != nil {
 		return nil, err
 	}
@@ -177,21 +190,26 @@ func (r *Replicator) queue(ctx context.Context) ([]item, error) {
 	return out, nil
 }
 
+// lag is the age of the oldest queued copy (0: none), from the figures
+// the passes keep.
 func (r *Replicator) lag() float64 {
-	q, err := r.queue(context.Background())
-	if err != nil {
+	oldest := r.oldest.Load()
+	if oldest == 0 {
 		return 0
 	}
-	var oldest time.Time
+	return max(r.o.Now().Sub(time.Unix(0, oldest)).Seconds(), 0)
+}
+
+// publish sets the gauges' figures to a queue just read.
+func (r *Replicator) publish(q []item) {
+	var oldest int64
 	for _, it := range q {
-		if oldest.IsZero() || it.Queued.Before(oldest) {
-			oldest = it.Queued
+		if t := it.Queued.UnixNano(); oldest == 0 || t < oldest {
+			oldest = t
 		}
 	}
-	if oldest.IsZero() {
-		return 0
-	}
-	return r.o.Now().Sub(oldest).Seconds()
+	r.depth.Store(int64(len(q)))
+	r.oldest.Store(oldest)
 }
 
 // RunOnce tries every copy that is due, and returns how many are left.
@@ -202,28 +220,35 @@ func (r *Replicator) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	left := 0
-	for _, it := range q {
+	r.publish(q)
+	// At the end, the figures are those of the copies still queued: the
+	// ones kept, and those the pass did not reach.
+	var kept []item
+	i := 0
+	defer func() { r.publish(append(kept, q[i:]...)) }()
+	for ; i < len(q); i++ {
+		it := q[i]
 		if ctx.Err() != nil {
-			return left, ctx.Err()
+			return len(kept), ctx.Err()
 		}
 		if r.o.Now().Before(it.Next) {
-			left++
+			kept = append(kept, it)
 			continue
 		}
 		if err := r.copy(ctx, it); err != nil {
-			left++
+			kept = append(kept, it)
 			r.retry(ctx, it, err)
 			continue
 		}
 		if err := r.o.Store.DeletePolicy(ctx, kindQueue, it.key()); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return left, err
+			return len(kept), err
 		}
+		r.depth.Add(-1)
 		r.setStatus(ctx, it, Complete, "")
 		r.copies.WithLabelValues(it.Dest).Inc()
 		r.log.Info("replicated", zap.String("repo", it.Repo), zap.String("tag", it.Tag), zap.String("digest", it.Digest), zap.String("destination", it.Dest))
 	}
-	return left, nil
+	return len(kept), nil
 }
 
 // retry records a failed copy and when to try it again.
@@ -250,15 +275,13 @@ func (r *Replicator) setStatus(ctx context.Context, it item, status, reason stri
 
 // Statuses is the replication of an image of repo to each destination.
 func (r *Replicator) Statuses(ctx context.Context, repo, digest string) ([]Status, error) {
-	entries, err := r.o.Store.ListPolicies(ctx, kindStatus)
+	// Only this image's entries are read, however many images have one.
+	entries, err := r.list(ctx, kindStatus, repo+"@"+digest+" ")
 	if err != nil {
 		return nil, err
 	}
 	var out []Status
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name, repo+"@"+digest+" ") {
-			continue
-		}
 		var s Status
 		if json.Unmarshal(e.Value, &s) == nil {
 			out = append(out, s)

@@ -82,6 +82,21 @@ func (s *Store) ListPolicies(ctx context.Context, kind string) ([]PolicyEntry, e
 	return out, err
 }
 
+// ListPoliciesPrefix returns the settings of a kind whose names begin
+// with prefix, sorted by name: a read of those entries only, however many
+// others the kind has.
+func (s *Store) ListPoliciesPrefix(ctx context.Context, kind, prefix string) ([]PolicyEntry, error) {
+	if kind == "" || strings.ContainsRune(kind, 0) || strings.ContainsRune(prefix, 0) {
+		return nil, fmt.Errorf("invalid setting kind %q or prefix %q", kind, prefix)
+	}
+	var out []PolicyEntry
+	err := s.scan(ctx, append(append(join(prefixPolicy, kind), 0), prefix...), func(k, v []byte) error {
+		out = append(out, PolicyEntry{Name: prefix + string(k), Value: bytes.Clone(v)})
+		return nil
+	})
+	return out, err
+}
+
 // PurgeRepository removes a local repository: its record and every image
 // record, tag, blob link and referrer entry of it, in one synced batch.
 // Manifests and blob bytes stay; garbage collection takes those no other

@@ -64,6 +64,17 @@ func TestPolicies(t *testing.T) {
 		if _, err := s.ListPolicies(ctx, ""); err == nil {
 			t.Fatal("empty kind listed")
 		}
+		// A prefix reads the names that begin with it, of that kind only.
+		got, err = s.ListPoliciesPrefix(ctx, PolicyLifecycle, "private/")
+		if err != nil || len(got) != 2 || got[0].Name != "private/*" || got[1].Name != "private/app" || string(got[1].Value) != `{"n":"replaced"}` {
+			t.Fatalf("prefix private/: %+v, %v", got, err)
+		}
+		if got, err = s.ListPoliciesPrefix(ctx, PolicyCacheRule, "private"); err != nil || len(got) != 0 {
+			t.Fatalf("prefix of another kind: %+v, %v", got, err)
+		}
+		if _, err := s.ListPoliciesPrefix(ctx, PolicyLifecycle, "a\x00"); err == nil {
+			t.Fatal("a prefix with NUL listed")
+		}
 	})
 }
 
