@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"berth/registry"
 	"berth/test/testreg"
+	"berth/upstream"
 )
 
 // A request checks the store, finds nothing, and only then joins the fills
@@ -41,6 +43,68 @@ func TestFillStartedAfterAnEarlierFillCommittedReadsTheStore(t *testing.T) {
 	}
 	if src := (&fillBlob{p: e.proxy, f: f}).Source(); src != registry.SourceStore {
 		t.Errorf("the late fill's blob is reported from %v, want the store", src)
+	}
+}
+
+// A request whose store read found no blob goes on, and a fill of the same
+// blob may commit and leave before it does: before it looks for a copy
+// stored for another route (which it would confirm with a HEAD), or, for a
+// HEAD, before it looks for a fill in flight (without one it asks its
+// sources). Either way it serves the stored blob, and neither the upstream
+// nor a peer is asked again, not even with a HEAD, whose failure would fail
+// a request the store answers.
+func TestBlobMissedJustBeforeAFillCommittedIsServedFromTheStore(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	img, data, layer := bigImage(t, 1<<20, 46)
+	e.pushImage(t, "team/app", "v1", img)
+	resp, body, err := e.do(t, http.MethodGet, "/v2/up/team/app/blobs/"+layer.String(), nil)
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Fatalf("first pull: %v, %d bytes, %v; want the blob", resp, len(body), err)
+	}
+	if err := e.proxy.WaitFills(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.up.Reset()
+	// Requests whose store read ran before that fill committed go on now.
+	tg := upstream.Target{Upstream: e.proxy.Router().Upstream("up"), Repo: "team/app"}
+	d := layer.String()
+	for _, head := range []bool{false, true} {
+		b, err := e.proxy.notSeen(t.Context(), tg, registry.BlobRequest{Digest: registry.Digest(d), Head: head})
+		if err != nil {
+			t.Fatalf("head=%v: %v", head, err)
+		}
+		if b.Size() != int64(len(data)) || b.Source() != registry.SourceStore {
+			t.Errorf("head=%v: %d bytes from %v, want %d from the store", head, b.Size(), b.Source(), len(data))
+		}
+		if head {
+			continue
+		}
+		rc, err := b.Open(t.Context(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %d bytes, %v; want the blob", len(got), err)
+		}
+	}
+	// A HEAD that found no copy stored, and no fill in flight after the
+	// fill left, with a peer ahead of the upstream (a node that does not
+	// own the digest).
+	peer := &scriptedSource{name: "owner", peer: true, data: data}
+	b, err := e.proxy.headBlob(t.Context(), tg, fillKey(tg, d), d, []source{peer, upstreamSource{up: tg.Upstream, repo: tg.Repo, digest: d}})
+	if err != nil || b.Size() != int64(len(data)) {
+		t.Fatalf("HEAD: %v, %v; want the blob's size", b, err)
+	}
+	if n := peer.asked(); n != 0 {
+		t.Errorf("the peer was asked %d times after the fill committed; want none", n)
+	}
+	if got := e.up.Requests(); len(got) != 0 {
+		t.Errorf("the upstream saw %q after the fill committed; want nothing", got)
+	}
+	if n := e.cacheCount("blob", "revalidated"); n != 0 {
+		t.Errorf("%v blob requests counted as revalidated; the fill had stored the blob for this repository", n)
 	}
 }
 

@@ -214,24 +214,30 @@ func (p *Proxy) GetBlob(ctx context.Context, req registry.BlobRequest) (registry
 // upstream answers for t, never from the store alone.
 func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRequest) (registry.Blob, error) {
 	d := req.Digest.String()
-	o := origin(t)
-	if info, err := p.store.Visible(ctx, o.Repo, d); err == nil {
-		p.opts.Metrics.CacheResult("blob", "hit")
-		_ = p.store.Touch(ctx, d)
-		return storedBlob(p.store, d, info.Size), nil
+	if info, err := p.store.Visible(ctx, origin(t).Repo, d); err == nil {
+		return p.fromStore(ctx, d, info.Size, "hit"), nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	if storeOnly(ctx) {
 		return nil, errdefs.BlobUnknown(d)
 	}
-	if info, stored, err := p.confirm(ctx, t, d); stored {
+	return p.notSeen(ctx, t, req)
+}
+
+// notSeen serves a blob that t's repository did not see in the store when
+// blob read it: by confirming a copy stored for another route, from a fill
+// (joined or started), or, for a HEAD, from its sources. A fill of the same
+// scope may have committed since that read; each step that would ask
+// elsewhere reads the store again first (confirm, headBlob, storedAlready),
+// so such a request asks no one.
+func (p *Proxy) notSeen(ctx context.Context, t upstream.Target, req registry.BlobRequest) (registry.Blob, error) {
+	d := req.Digest.String()
+	if info, result, err := p.confirm(ctx, t, d); result != "" {
 		if err != nil {
 			return nil, err
 		}
-		p.opts.Metrics.CacheResult("blob", "revalidated")
-		_ = p.store.Touch(ctx, d)
-		return storedBlob(p.store, d, info.Size), nil
+		return p.fromStore(ctx, d, info.Size, result), nil
 	} else if err != nil {
 		return nil, err
 	}
@@ -241,7 +247,7 @@ func (p *Proxy) blob(ctx context.Context, t upstream.Target, req registry.BlobRe
 		return p.headBlob(ctx, t, key, d, srcs)
 	}
 	p.opts.Metrics.CacheResult("blob", "miss")
-	f := p.fills.join(key, d, func(f *fill) { p.runFill(f, t.Upstream, o, srcs) })
+	f := p.fills.join(key, d, func(f *fill) { p.runFill(f, t.Upstream, origin(t), srcs) })
 	size, err := f.waitStarted(ctx)
 	if err != nil {
 		var de *errdefs.Error
@@ -264,6 +270,13 @@ func (p *Proxy) headBlob(ctx context.Context, t upstream.Target, key, d string, 
 			return &headBlob{size: size}, nil
 		}
 	}
+	// A fill leaves the group only after its commit (runFill): one that
+	// stored the blob for t and left before the look above is seen here.
+	if info, err := p.store.Visible(ctx, origin(t).Repo, d); err == nil {
+		return p.fromStore(ctx, d, info.Size, "hit"), nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	var size int64 = -1
 	var err error
 	for _, src := range srcs {
@@ -281,13 +294,23 @@ func (p *Proxy) headBlob(ctx context.Context, t upstream.Target, key, d string, 
 // see: another route brought it, or an older version stored it. t's
 // upstream is asked with a HEAD; when it has the blob, the stored bytes
 // become t's (store.Origin) and are served without a second download.
-// stored is false when the store does not hold d at all.
-func (p *Proxy) confirm(ctx context.Context, t upstream.Target, d string) (info store.BlobInfo, stored bool, err error) {
+// result is how the stored blob is counted ("revalidated", or "hit" when a
+// fill for t stored it since the caller read the store), "" when the store
+// does not hold d at all.
+func (p *Proxy) confirm(ctx context.Context, t upstream.Target, d string) (info store.BlobInfo, result string, err error) {
 	info, err = p.store.StatBlob(ctx, d)
 	if errors.Is(err, store.ErrNotFound) {
-		return info, false, nil
+		return info, "", nil
 	} else if err != nil {
-		return info, false, err
+		return info, "", err
+	}
+	// A fill for t's scope commits the blob and t's link in one batch: one
+	// that committed since the caller's read is seen now, and no HEAD is
+	// needed.
+	if vi, err := p.store.Visible(ctx, origin(t).Repo, d); err == nil {
+		return vi, "hit", nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return info, "", err
 	}
 	size, err := t.Upstream.HeadBlob(ctx, t.Repo, d)
 	// Only an answer naming the stored size confirms: a 200 without a
@@ -296,14 +319,14 @@ func (p *Proxy) confirm(ctx context.Context, t upstream.Target, d string) (info 
 		err = fmt.Errorf("upstream %s reports blob %s as %d bytes, not %d: %w", t.Upstream.Rule.Name, d, size, info.Size, upstream.ErrUnavailable)
 	}
 	if err != nil {
-		return info, true, p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), err)
+		return info, "revalidated", p.upstreamError(t, "blob "+d, errdefs.BlobUnknown(d), err)
 	}
 	b := p.store.NewBatch()
 	defer b.Close()
 	if err := b.LinkOrigin(origin(t), d); err != nil {
-		return info, true, err
+		return info, "revalidated", err
 	}
-	return info, true, b.Commit()
+	return info, "revalidated", b.Commit()
 }
 
 // origin is what t's fetches are recorded as: content of t's cached
@@ -335,4 +358,11 @@ func (b *headBlob) Open(context.Context, int64) (io.ReadCloser, error) {
 // storedBlob serves a committed blob from its file.
 func storedBlob(st *store.Store, digest string, size int64) registry.Blob {
 	return &registry.SourcedBlob{BlobBody: &store.BlobFile{Store: st, Digest: digest, Len: size}, From: registry.SourceStore, Digest: digest}
+}
+
+// fromStore serves committed blob d from the store, counted as result.
+func (p *Proxy) fromStore(ctx context.Context, d string, size int64, result string) registry.Blob {
+	p.opts.Metrics.CacheResult("blob", result)
+	_ = p.store.Touch(ctx, d)
+	return storedBlob(p.store, d, size)
 }

@@ -46,12 +46,25 @@ type scriptedSource struct {
 
 	mu    sync.Mutex
 	opens []string // "off-last" of every open
+	heads int      // how often head was asked
 }
 
 func (s *scriptedSource) String() string { return "scripted " + s.name }
 func (s *scriptedSource) isPeer() bool   { return s.peer }
 
-func (s *scriptedSource) head(context.Context) (int64, error) { return int64(len(s.data)), nil }
+func (s *scriptedSource) head(context.Context) (int64, error) {
+	s.mu.Lock()
+	s.heads++
+	s.mu.Unlock()
+	return int64(len(s.data)), nil
+}
+
+// asked returns how often the source was opened or asked for the size.
+func (s *scriptedSource) asked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.opens) + s.heads
+}
 
 func (s *scriptedSource) open(ctx context.Context, off, last int64) (io.ReadCloser, int64, error) {
 	s.mu.Lock()
