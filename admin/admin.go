@@ -203,6 +203,8 @@ type Service struct {
 	base   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// counts are describe-cache's repository and image counts.
+	counts *storeCounter
 }
 
 // New returns the admin API over a node's store and repositories.
@@ -217,7 +219,9 @@ func New(o Options) *Service {
 		o.MaxPreviews = 64
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{o: o, log: o.Logger, previews: map[string]*preview{}, base: ctx, cancel: cancel}
+	s := &Service{o: o, log: o.Logger, previews: map[string]*preview{}, base: ctx, cancel: cancel}
+	s.counts = newStoreCounter(s)
+	return s
 }
 
 // Close stops the previews still running and waits for them.

@@ -142,6 +142,9 @@ func repoNames(dr admin.DescribeRepositoriesResponse) []string {
 	return out
 }
 
+// describe-cache reports the store's totals, the cache counters, and the
+// repositories and images per upstream as the last background count found
+// them: 40 requests walk the store no more than the one count does.
 func TestDescribeCacheAndGC(t *testing.T) {
 	n := admintest.New(t)
 	t0 := admintest.Epoch
@@ -155,8 +158,25 @@ func TestDescribeCacheAndGC(t *testing.T) {
 	n.Push("private/app", t0, a, "v1")
 	n.OK("create-repository", admin.CreateRepositoryRequest{RepositoryName: "private/empty"}, nil)
 
+	// The repository and image counts are a background pass's, which
+	// requests never run, however many come: none before the first pass.
+	walks := admin.CountWalks(n.Service)
 	var dc admin.DescribeCacheResponse
-	n.OK("describe-cache", struct{}{}, &dc)
+	for range 20 {
+		n.OK("describe-cache", struct{}{}, &dc)
+	}
+	if walks.Load() != 0 || dc.CountsAsOf != nil || dc.Local != (admin.RepositoryStats{}) || dc.Upstreams[0].Images != 0 {
+		t.Fatalf("before the first pass: %d walks, %+v", walks.Load(), dc)
+	}
+	if err := n.Service.CountStore(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		n.OK("describe-cache", struct{}{}, &dc)
+	}
+	if walks.Load() != 1 || dc.CountsAsOf == nil {
+		t.Fatalf("after one pass: %d walks, countsAsOf %v", walks.Load(), dc.CountsAsOf)
+	}
 	st := n.Store.Stats()
 	if dc.Store.Bytes != st.BlobBytes || dc.Store.Blobs != st.Blobs || st.Blobs != 14 {
 		t.Fatalf("store %+v, stats %+v", dc.Store, st)

@@ -2,12 +2,13 @@ package admin
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func (s *Service) describeCache(ctx context.Context, _ *DescribeCacheRequest) (*DescribeCacheResponse, error) {
+func (s *Service) describeCache(_ context.Context, _ *DescribeCacheRequest) (*DescribeCacheResponse, error) {
 	st := s.o.Store.Stats()
 	out := &DescribeCacheResponse{Store: StoreStats{Bytes: st.BlobBytes, Blobs: st.Blobs}, Upstreams: []UpstreamStats{}}
 	if s.o.Stats != nil {
@@ -15,34 +16,31 @@ func (s *Service) describeCache(ctx context.Context, _ *DescribeCacheRequest) (*
 		out.Requests = &RequestStats{Hits: c.Hits, Misses: c.Misses, Revalidated: c.Revalidated, Stale: c.Stale, HitRatio: c.HitRatio()}
 		out.Evictions = &EvictionStats{Blobs: c.EvictedBlobs}
 	}
-	names, err := s.o.Store.ListRepositories(ctx)
-	if err != nil {
-		return nil, err
+	// The counts are the latest background pass's (see storeCounter):
+	// a request never walks the store.
+	counts := s.counts.last.Load()
+	if counts == nil {
+		counts = &storeCounts{}
+	} else {
+		out.CountsAsOf = &counts.asOf
 	}
-	out.Local.Repositories = len(names)
-	stored, err := s.o.Reclaim.StoreRepositories(ctx)
-	if err != nil {
-		return nil, err
-	}
+	out.Local = counts.local
 	byUp := map[string]*UpstreamStats{}
 	var order []string
 	for _, r := range s.rules() {
-		byUp[r.Name] = &UpstreamStats{Name: r.Name, Prefix: r.Prefix}
+		byUp[r.Name] = &UpstreamStats{Name: r.Name, Prefix: r.Prefix, RepositoryStats: counts.cached[r.Name]}
 		order = append(order, r.Name)
 	}
-	for _, r := range stored {
-		if !r.Cached() {
-			out.Local.Images += r.Images
-			continue
+	var gone []string // cached under rules no longer configured
+	for name := range counts.cached {
+		if byUp[name] == nil {
+			gone = append(gone, name)
 		}
-		u, ok := byUp[r.Key.Upstream]
-		if !ok { // cached under a rule no longer configured
-			u = &UpstreamStats{Name: r.Key.Upstream}
-			byUp[r.Key.Upstream] = u
-			order = append(order, r.Key.Upstream)
-		}
-		u.Repositories++
-		u.Images += r.Images
+	}
+	slices.Sort(gone)
+	for _, name := range gone {
+		byUp[name] = &UpstreamStats{Name: name, RepositoryStats: counts.cached[name]}
+		order = append(order, name)
 	}
 	for _, name := range order {
 		out.Upstreams = append(out.Upstreams, *byUp[name])

@@ -237,6 +237,7 @@ func (s *Service) batchDeleteImage(ctx context.Context, req *BatchDeleteImageReq
 		if _, err := s.o.Reclaim.ExpireImages(ctx, refs); err != nil {
 			return nil, err
 		}
+		s.storeChanged()
 	}
 	return out, nil
 }

@@ -328,6 +328,9 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 	}
 	rep, err := s.o.Reclaim.ExpireImages(ctx, refs)
 	run.Expired = rep
+	if len(refs) > 0 {
+		s.storeChanged()
+	}
 	if err != nil {
 		return run, err
 	}

@@ -145,6 +145,7 @@ func (s *Service) createRepository(ctx context.Context, req *CreateRepositoryReq
 	if err != nil {
 		return nil, mutabilityError(err)
 	}
+	s.storeChanged()
 	return &RepositoryResponse{Repository: toRepository(rec)}, nil
 }
 
@@ -227,6 +228,7 @@ func (s *Service) deleteRepository(ctx context.Context, req *DeleteRepositoryReq
 	if err != nil {
 		return nil, err
 	}
+	s.storeChanged()
 	// The repository's own lifecycle policy goes with it, as in ECR.
 	if err := s.o.Store.DeletePolicy(ctx, store.PolicyLifecycle, req.RepositoryName); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err

@@ -406,10 +406,15 @@ type DescribeCacheRequest struct{}
 type DescribeCacheResponse struct {
 	Store StoreStats `json:"store"`
 	// Requests is absent when the node gives no counters.
-	Requests  *RequestStats   `json:"requests,omitempty"`
-	Evictions *EvictionStats  `json:"evictions,omitempty"`
-	Local     RepositoryStats `json:"local"`
-	Upstreams []UpstreamStats `json:"upstreams"`
+	Requests  *RequestStats  `json:"requests,omitempty"`
+	Evictions *EvictionStats `json:"evictions,omitempty"`
+	// Local and Upstreams count repositories and images as a background
+	// pass over the store last found them, at CountsAsOf (a request never
+	// walks the store); before the first pass finished they are 0 and
+	// CountsAsOf is absent.
+	Local      RepositoryStats `json:"local"`
+	Upstreams  []UpstreamStats `json:"upstreams"`
+	CountsAsOf *time.Time      `json:"countsAsOf,omitempty"`
 }
 
 // StoreStats are the store's committed blobs.

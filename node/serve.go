@@ -51,6 +51,8 @@ func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	background.Add(1)
 	go func() { defer background.Done(); n.repl.Run(bctx) }()
 	go func() { defer background.Done(); n.ui.Run(bctx) }()
+	background.Add(1)
+	go func() { defer background.Done(); n.admin.Run(bctx) }()
 	if n.owned != nil {
 		background.Add(1)
 		go func() { defer background.Done(); n.owned.Run(bctx) }()

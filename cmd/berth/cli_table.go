@@ -320,6 +320,11 @@ func tableCache(w io.Writer, body []byte) error {
 		cells("store", fmt.Sprintf("%s in %d blobs", humanBytes(r.Store.Bytes), r.Store.Blobs)),
 		cells("local", fmt.Sprintf("%d repositories, %d images", r.Local.Repositories, r.Local.Images)),
 	}
+	counted := "not yet (the node counts in the background)"
+	if r.CountsAsOf != nil {
+		counted = r.CountsAsOf.Format(time.RFC3339)
+	}
+	rows = append(rows, cells("counted at", counted))
 	if q := r.Requests; q != nil {
 		rows = append(rows, cells("hit ratio", fmt.Sprintf("%.1f%% (%d hits, %d misses, %d revalidated, %d stale)",
 			100*q.HitRatio, q.Hits, q.Misses, q.Revalidated, q.Stale)))

@@ -261,6 +261,9 @@ func TestCLIRulesCacheGC(t *testing.T) {
 
 	n.Counters.Set(admin.CacheCounters{Hits: 3, Misses: 1})
 	n.Cache("quay", "org/x", admintest.Epoch, admintest.NewImage("x", 2), "1")
+	if err := n.Service.CountStore(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	var dc admin.DescribeCacheResponse
 	cliJSON(t, n, &dc, "describe-cache")
 	if dc.Store.Blobs != 3 || dc.Requests.HitRatio != 0.75 || dc.Upstreams[1].Images != 1 {

@@ -1,0 +1,18 @@
+package admin
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// CountWalks makes every walk of the store that counts describe-cache's
+// repositories and images count in the result.
+func CountWalks(s *Service) *atomic.Int64 {
+	var n atomic.Int64
+	walk := s.counts.walk
+	s.counts.walk = func(ctx context.Context) (*storeCounts, error) {
+		n.Add(1)
+		return walk(ctx)
+	}
+	return &n
+}
