@@ -12,7 +12,9 @@ import (
 // of its page, and the next page starts right after that entry, so
 // entries added or removed meanwhile never make a page repeat or skip
 // the others. A request with neither maxResults nor nextToken gets the
-// whole listing (the status page and the CLI ask so).
+// whole listing of one repository's images (list-images), and the first
+// maxPage repositories (describe-repositories, with a nextToken when
+// there are more): no request reads every repository of the store.
 
 const (
 	// defaultPage is a page's size with a nextToken but no maxResults.
@@ -21,8 +23,8 @@ const (
 	tokenMagic  = "berth-page-1"
 )
 
-// pageSize checks maxResults; paged is false when the request asks for
-// the whole listing.
+// pageSize checks maxResults; paged is false when the request gives
+// neither maxResults nor nextToken.
 func pageSize(maxResults *int, token string) (n int, paged bool, err error) {
 	switch {
 	case maxResults != nil && (*maxResults < 1 || *maxResults > maxPage):

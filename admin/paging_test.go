@@ -10,6 +10,7 @@ import (
 
 	"berth/admin"
 	"berth/admin/admintest"
+	"berth/store"
 )
 
 func ptr(n int) *int { return &n }
@@ -62,6 +63,40 @@ func TestDescribeRepositoriesPages(t *testing.T) {
 		got := describeAll(t, n, admin.DescribeRepositoriesRequest{MaxResults: ptr(size), IncludeCached: true})
 		if !slices.Equal(got, wantAll) {
 			t.Errorf("includeCached, pages of %d: %v, want %v", size, got, wantAll)
+		}
+	}
+}
+
+// TestDescribeRepositoriesIsAlwaysAPage: asked without maxResults, with
+// or without the cached repositories, describe-repositories answers at
+// most 1000 repositories and a nextToken to the rest: no request reads
+// every repository of a large store.
+func TestDescribeRepositoriesIsAlwaysAPage(t *testing.T) {
+	n := admintest.New(t)
+	for i := range 1001 {
+		if err := n.Store.PutRepository(t.Context(), &store.Repository{Name: fmt.Sprintf("private/r%04d", i), Mutability: "MUTABLE"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Cache("docker-hub", "library/alpine", admintest.Epoch, admintest.NewImage("alpine", 1), "v1")
+	for _, cached := range []bool{false, true} {
+		var first admin.DescribeRepositoriesResponse
+		n.OK("describe-repositories", admin.DescribeRepositoriesRequest{IncludeCached: cached}, &first)
+		if len(first.Repositories) != 1000 || first.NextToken == "" || first.Repositories[999].RepositoryName != "private/r0999" {
+			t.Fatalf("includeCached %v: %d repositories, nextToken %q", cached, len(first.Repositories), first.NextToken)
+		}
+		var rest admin.DescribeRepositoriesResponse
+		n.OK("describe-repositories", admin.DescribeRepositoriesRequest{IncludeCached: cached, NextToken: first.NextToken}, &rest)
+		var names []string
+		for _, r := range rest.Repositories {
+			names = append(names, r.RepositoryName)
+		}
+		want := []string{"private/r1000"}
+		if cached {
+			want = append(want, "docker-hub/library/alpine")
+		}
+		if !slices.Equal(names, want) || rest.NextToken != "" {
+			t.Fatalf("includeCached %v: the rest %v (nextToken %q), want %v", cached, names, rest.NextToken, want)
 		}
 	}
 }

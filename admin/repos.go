@@ -158,60 +158,18 @@ func (s *Service) describeRepositories(ctx context.Context, req *DescribeReposit
 		return nil, invalidf("maxResults", "maxResults and nextToken cannot be used with repositoryNames; list by names, or page through every repository")
 	case paged:
 		return s.repositoriesPage(ctx, req, n)
-	}
-	names := req.RepositoryNames
-	all := len(names) == 0
-	if all {
-		var err error
-		if names, err = s.o.Store.ListRepositories(ctx); err != nil {
-			return nil, err
-		}
+	case len(req.RepositoryNames) == 0:
+		// Every repository: the first page, of at most maxPage, and a
+		// nextToken when there are more (as ECR answers).
+		return s.repositoriesPage(ctx, req, maxPage)
 	}
 	out := &DescribeRepositoriesResponse{Repositories: []Repository{}}
-	for i, name := range names {
-		var rec *store.Repository
-		var err error
-		if all {
-			rec, err = s.o.Repos.Repository(ctx, name)
-			if isNameUnknown(err) {
-				continue // deleted meanwhile
-			}
-		} else {
-			rec, err = s.localRepository(ctx, fmt.Sprintf("repositoryNames[%d]", i), name)
-		}
+	for i, name := range req.RepositoryNames {
+		rec, err := s.localRepository(ctx, fmt.Sprintf("repositoryNames[%d]", i), name)
 		if err != nil {
 			return nil, err
 		}
 		out.Repositories = append(out.Repositories, toRepository(rec))
-	}
-	if all && req.IncludeCached {
-		return s.withCached(ctx, out)
-	}
-	return out, nil
-}
-
-// withCached adds the cached repositories and every image count to a
-// listing of the local repositories.
-func (s *Service) withCached(ctx context.Context, out *DescribeRepositoriesResponse) (*DescribeRepositoriesResponse, error) {
-	stored, err := s.o.Reclaim.StoreRepositories(ctx)
-	if err != nil {
-		return nil, err
-	}
-	local := map[string]int{}
-	for _, r := range stored {
-		n := r.Images
-		if !r.Cached() {
-			local[r.Key.Name] = n
-			continue
-		}
-		out.Repositories = append(out.Repositories, Repository{RepositoryName: s.cachedName(r.Key.Upstream, r.Key.Name),
-			SourceUpstream: r.Key.Upstream, ImageCount: &n})
-	}
-	for i := range out.Repositories {
-		if r := &out.Repositories[i]; r.SourceUpstream == "" {
-			n := local[r.RepositoryName]
-			r.ImageCount = &n
-		}
 	}
 	return out, nil
 }

@@ -54,7 +54,8 @@ type DescribeRepositoriesRequest struct {
 	// too (with their upstream) and every repository's image count.
 	IncludeCached bool `json:"includeCached,omitempty"`
 	// MaxResults and NextToken page the listing as ECR does (see
-	// paging.go); without either, every repository is listed at once.
+	// paging.go); without either, the first 1000 repositories are listed,
+	// with a NextToken when there are more.
 	MaxResults *int   `json:"maxResults,omitempty"`
 	NextToken  string `json:"nextToken,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"berth/admin"
 	"berth/admin/admintest"
+	"berth/store"
 )
 
 // cliRun runs the client against a node and returns stdout and stderr.
@@ -53,6 +55,22 @@ func cliFails(t *testing.T, n *admintest.Node, args ...string) string {
 		t.Fatalf("berth %s succeeded: %s", strings.Join(args, " "), out)
 	}
 	return err.Error()
+}
+
+// describe-repositories lists every repository, page after page of at
+// most 1000 (the API answers no more in one request), as one answer.
+func TestCLIDescribeRepositoriesFollowsPages(t *testing.T) {
+	n := admintest.New(t)
+	for i := range 1001 {
+		if err := n.Store.PutRepository(t.Context(), &store.Repository{Name: fmt.Sprintf("private/r%04d", i), Mutability: "MUTABLE"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dr admin.DescribeRepositoriesResponse
+	cliJSON(t, n, &dr, "describe-repositories")
+	if len(dr.Repositories) != 1001 || dr.NextToken != "" || dr.Repositories[1000].RepositoryName != "private/r1000" {
+		t.Fatalf("described %d repositories, nextToken %q", len(dr.Repositories), dr.NextToken)
+	}
 }
 
 func TestCLIRepositories(t *testing.T) {

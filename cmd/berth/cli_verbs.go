@@ -70,6 +70,7 @@ func repositoryVerbs() map[string]cliVerb {
 				return admin.DescribeRepositoriesRequest{RepositoryNames: names}
 			}),
 			table: tableRepositories,
+			run:   describeEveryRepository,
 		},
 		"delete-repository": {
 			summary: "delete a local repository (--force: with its images)",
@@ -461,5 +462,33 @@ func pinFlags(fs *flag.FlagSet) func() (any, error) {
 			req.ImageID = ids[0]
 		}
 		return req, errors.Join(err, requireFlag("repository-name", *name))
+	}
+}
+
+// describeEveryRepository runs describe-repositories; listing every
+// repository, it follows the pages (each of at most 1000) to the last and
+// prints them as one answer, so no request reads the whole store.
+func describeEveryRepository(ctx context.Context, k *adminCall, req any) ([]byte, error) {
+	r := req.(admin.DescribeRepositoriesRequest)
+	if len(r.RepositoryNames) > 0 {
+		return k.do(ctx, "describe-repositories", r)
+	}
+	page := 1000
+	r.MaxResults = &page
+	all := admin.DescribeRepositoriesResponse{Repositories: []admin.Repository{}}
+	for {
+		body, err := k.do(ctx, "describe-repositories", r)
+		if err != nil {
+			return nil, err
+		}
+		var got admin.DescribeRepositoriesResponse
+		if err := json.Unmarshal(body, &got); err != nil {
+			return nil, fmt.Errorf("describe-repositories answered something that is not its JSON: %w", err)
+		}
+		all.Repositories = append(all.Repositories, got.Repositories...)
+		if got.NextToken == "" {
+			return json.Marshal(all)
+		}
+		r.NextToken = got.NextToken
 	}
 }

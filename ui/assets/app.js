@@ -8,11 +8,12 @@ const POLL_MS = 2000;        // status, fills, upstreams, audit
 const SLOW_MS = 10000;       // config and cluster members (with auth on, every request checks a password)
 const IMAGES_MS = 30000;     // repositories and images (and after every action)
 const PAGE_SIZE = 25;
+const REPO_PAGE = 50;        // repositories whose images one refresh reads (a page of describe-repositories)
 const SOURCES = ["store", "upstream", "peer", "stale", "local"];
 const COLORS = { store: "#1a7f37", upstream: "#0969da", peer: "#8250df", stale: "#9a6700", local: "#57606a" };
 
 const $ = (sel) => document.querySelector(sel);
-const state = { images: [], page: 0, fillsSeen: new Map(), confirm: null, preview: null };
+const state = { images: [], page: 0, repoTokens: [""], repoPage: 0, repoNext: "", repoCount: 0, fillsSeen: new Map(), confirm: null, preview: null };
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -257,8 +258,16 @@ function age(t) {
 
 // ---- repositories and images ----
 
+// refreshImages reads one page of repositories (REPO_PAGE, the page the
+// operator moved to) and their images: never every repository of the
+// store, however many it holds.
 async function refreshImages() {
-  const repos = (await api("describe-repositories", { includeCached: true })).repositories;
+  const req = { includeCached: true, maxResults: REPO_PAGE };
+  if (state.repoTokens[state.repoPage]) req.nextToken = state.repoTokens[state.repoPage];
+  const page = await api("describe-repositories", req);
+  const repos = page.repositories;
+  state.repoNext = page.nextToken || "";
+  state.repoCount = repos.length;
   const all = [];
   for (const r of repos) {
     if (!r.imageCount) continue;
@@ -286,6 +295,10 @@ function renderImages() {
   $("#page-info").textContent = `${rows.length} images · page ${state.page + 1} of ${pages}`;
   $("#prev").disabled = state.page === 0;
   $("#next").disabled = state.page >= pages - 1;
+  const first = state.repoPage * REPO_PAGE;
+  $("#repo-info").textContent = state.repoCount ? `repositories ${first + 1}–${first + state.repoCount}${state.repoNext ? " of more" : ""}` : "";
+  $("#repo-prev").disabled = state.repoPage === 0;
+  $("#repo-next").disabled = !state.repoNext;
   $("#images-empty").hidden = rows.length > 0;
 }
 
@@ -414,6 +427,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#search").addEventListener("input", () => { state.page = 0; renderImages(); });
   $("#prev").addEventListener("click", () => { state.page--; renderImages(); });
   $("#next").addEventListener("click", () => { state.page++; renderImages(); });
+  const repoPage = (delta) => {
+    if (delta > 0) state.repoTokens[state.repoPage + 1] = state.repoNext;
+    state.repoPage += delta;
+    state.page = 0;
+    refreshImages().catch((err) => showError(err.message));
+  };
+  $("#repo-prev").addEventListener("click", () => repoPage(-1));
+  $("#repo-next").addEventListener("click", () => repoPage(1));
   $("#run-lifecycle").addEventListener("click", () => act("run-lifecycle", {}));
   $("#start-gc").addEventListener("click", () => act("start-gc", {}));
   $("#audit-reads").addEventListener("change", () => refreshStatus().catch((err) => showError(err.message)));
