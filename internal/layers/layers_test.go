@@ -18,6 +18,7 @@ var layer = map[string]int{
 	"berth/internal/oci":       0,
 	"berth/internal/semver":    0,
 	"berth/internal/keyfile":   0,
+	"berth/internal/recompute": 0,
 	"berth/internal/testclock": 0, // imported by tests only
 	"berth/scan/scantest":      0, // imported by tests only
 	"berth/errdefs":            0,
