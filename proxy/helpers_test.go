@@ -21,7 +21,6 @@ import (
 	"berth/test/testreg"
 	"berth/upstream"
 
-	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -318,37 +317,12 @@ func membersAlive(nodes []*clusterNode) error {
 	return nil
 }
 
-// pullAll pulls ref as a client does, manifest and every layer, and
-// returns the image's digest.
-func pullAll(ref string) (v1.Hash, error) {
-	img, err := crane.Pull(ref)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			return v1.Hash{}, err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return v1.Hash{}, err
-		}
-	}
-	return img.Digest()
-}
-
 // pullEach pulls path (repository:tag under the node's address) from
 // every node, one after the other, and checks the digest.
 func pullEach(t *testing.T, nodes []*clusterNode, path string, want v1.Hash) {
 	t.Helper()
 	for _, nd := range nodes {
-		if d, err := pullAll(hostOf(nd.berth) + "/" + path); err != nil || d != want {
+		if d, err := testreg.PullAll(hostOf(nd.berth) + "/" + path); err != nil || d != want {
 			t.Fatalf("pull %s from %s: %v %v, want %s", path, nd.name, d, err, want)
 		}
 	}
@@ -362,7 +336,7 @@ func pullConcurrently(t *testing.T, nodes []*clusterNode, path string, want v1.H
 	var wg sync.WaitGroup
 	for i, nd := range nodes {
 		wg.Go(func() {
-			d, err := pullAll(hostOf(nd.berth) + "/" + path)
+			d, err := testreg.PullAll(hostOf(nd.berth) + "/" + path)
 			if err == nil && d != want {
 				err = fmt.Errorf("digest %s, want %s", d, want)
 			}

@@ -55,7 +55,7 @@ func TestCLIAgainstRunningBerth(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
-	if _, err := pullAll(b.Addr + "/alpine:3.20"); err != nil { // a cached image
+	if _, err := testreg.PullAll(b.Addr + "/alpine:3.20"); err != nil { // a cached image
 		t.Fatal(err)
 	}
 

@@ -36,7 +36,7 @@ func TestClusterNodeLoss(t *testing.T) {
 			defer wg.Done()
 			for range 3 {
 				nd := nodes[i%2]
-				d, err := pullAll(nd.Addr + "/team/warm:v1")
+				d, err := testreg.PullAll(nd.Addr + "/team/warm:v1")
 				if err == nil && d != wantWarm {
 					err = fmt.Errorf("digest %s, want %s", d, wantWarm)
 				}

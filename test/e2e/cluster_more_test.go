@@ -121,7 +121,7 @@ func (c cmCounter) Write(p []byte) (int, error) { c.n.Add(int64(len(p))); return
 func cmPullEach(t *testing.T, nodes []*clusterNode, ref string, want v1.Hash) {
 	t.Helper()
 	for _, nd := range nodes {
-		if d, err := pullAll(nd.Addr + "/" + ref); err != nil || d != want {
+		if d, err := testreg.PullAll(nd.Addr + "/" + ref); err != nil || d != want {
 			t.Fatalf("pull %s from %s: %v %v, want %s", ref, nd.Addr, d, err, want)
 		}
 	}
@@ -133,7 +133,7 @@ func cmPullConcurrently(t *testing.T, nodes []*clusterNode, ref string, want v1.
 	errs := make(chan error, len(nodes))
 	for _, nd := range nodes {
 		go func() {
-			d, err := pullAll(nd.Addr + "/" + ref)
+			d, err := testreg.PullAll(nd.Addr + "/" + ref)
 			if err == nil && d != want {
 				err = fmt.Errorf("digest %s, want %s", d, want)
 			}

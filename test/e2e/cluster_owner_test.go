@@ -27,13 +27,13 @@ func TestClusterReplicaRefillsAnEmptyOwner(t *testing.T) {
 			owner = nodes[i]
 		}
 	}
-	if d, err := pullAll(owner.Addr + "/team/replica:v1"); err != nil || d != want {
+	if d, err := testreg.PullAll(owner.Addr + "/team/replica:v1"); err != nil || d != want {
 		t.Fatalf("cold pull on the first owner: %v %v", d, err)
 	}
 	// Its replica holds the layer too once a pull went through it.
 	for _, nd := range nodes {
 		if nd != owner {
-			if _, err := pullAll(nd.Addr + "/team/replica:v1"); err != nil {
+			if _, err := testreg.PullAll(nd.Addr + "/team/replica:v1"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -46,7 +46,7 @@ func TestClusterReplicaRefillsAnEmptyOwner(t *testing.T) {
 	owner.start()
 	waitMembers(t, nodes, 3)
 	up.Reset()
-	if d, err := pullAll(owner.Addr + "/team/replica:v1"); err != nil || d != want {
+	if d, err := testreg.PullAll(owner.Addr + "/team/replica:v1"); err != nil || d != want {
 		t.Fatalf("pull on the emptied owner: %v %v", d, err)
 	}
 	for p, n := range perPath(up) {

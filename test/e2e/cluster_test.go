@@ -169,7 +169,7 @@ func TestClusterMorningStorm(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, err := pullAll(nodes[i%3].Addr + "/team/storm:v1")
+			d, err := testreg.PullAll(nodes[i%3].Addr + "/team/storm:v1")
 			if err == nil && d != want {
 				err = fmt.Errorf("digest %s, want %s", d, want)
 			}
@@ -203,7 +203,7 @@ func TestClusterMorningStorm(t *testing.T) {
 	// Every node now serves the image with no upstream request.
 	up.Reset()
 	for _, nd := range nodes {
-		if d, err := pullAll(nd.Addr + "/team/storm:v1"); err != nil || d != want {
+		if d, err := testreg.PullAll(nd.Addr + "/team/storm:v1"); err != nil || d != want {
 			t.Fatalf("warm pull from %s: %v %v", nd.Addr, d, err)
 		}
 	}
@@ -219,12 +219,12 @@ func TestClusterPeersServeEachOther(t *testing.T) {
 	img := twentyLayers(t, 42)
 	want := up.Push(t, "team/peer", "v1", img)
 	nodes := startCluster(t, 3, up.URL, "")
-	if d, err := pullAll(nodes[0].Addr + "/team/peer:v1"); err != nil || d != want {
+	if d, err := testreg.PullAll(nodes[0].Addr + "/team/peer:v1"); err != nil || d != want {
 		t.Fatalf("pull on A: %v %v", d, err)
 	}
 	up.Reset()
 	for _, nd := range nodes[1:] {
-		if d, err := pullAll(nd.Addr + "/team/peer:v1"); err != nil || d != want {
+		if d, err := testreg.PullAll(nd.Addr + "/team/peer:v1"); err != nil || d != want {
 			t.Fatalf("pull on %s: %v %v", nd.Addr, d, err)
 		}
 	}

@@ -65,11 +65,11 @@ func TestClusterPeerMutualTLS(t *testing.T) {
 		cert, key := ctIssuePeer(t, ca, fmt.Sprintf("127.0.0.%d", i+1), int64(100+i), dir)
 		return fmt.Sprintf("  tls:\n    caFile: %q\n    certFile: %q\n    keyFile: %q\n", caFile, cert, key)
 	})
-	if d, err := pullAll(nodes[0].Addr + "/team/mtls:v1"); err != nil || d != want {
+	if d, err := testreg.PullAll(nodes[0].Addr + "/team/mtls:v1"); err != nil || d != want {
 		t.Fatalf("pull on A: %v %v", d, err)
 	}
 	up.Reset()
-	if d, err := pullAll(nodes[1].Addr + "/team/mtls:v1"); err != nil || d != want {
+	if d, err := testreg.PullAll(nodes[1].Addr + "/team/mtls:v1"); err != nil || d != want {
 		t.Fatalf("pull on B: %v %v", d, err)
 	}
 	if n := up.Count("total"); n != 0 {

@@ -16,30 +16,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// pullAll pulls ref and reads every layer (which verifies its digest).
-func pullAll(ref string) (v1.Hash, error) {
-	img, err := crane.Pull(ref)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			return v1.Hash{}, err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return v1.Hash{}, err
-		}
-	}
-	return img.Digest()
-}
-
 // TestEvictionLRU fills a store capped at 200 MiB with pushed and cached
 // images past its watermark: cached images go least recently pulled first,
 // pushed ones stay, pulls running meanwhile complete, and every remaining
@@ -63,7 +39,7 @@ func TestEvictionLRU(t *testing.T) {
 	}
 	pull := func(i int) {
 		t.Helper()
-		d, err := pullAll(fmt.Sprintf("%s/team/img%d:v1", b.Addr, i))
+		d, err := testreg.PullAll(fmt.Sprintf("%s/team/img%d:v1", b.Addr, i))
 		if err != nil || d != cached[i] {
 			t.Fatalf("pull img%d: %v %v", i, d, err)
 		}
@@ -80,7 +56,7 @@ func TestEvictionLRU(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, err := pullAll(fmt.Sprintf("%s/team/img%d:v1", b.Addr, i))
+			d, err := testreg.PullAll(fmt.Sprintf("%s/team/img%d:v1", b.Addr, i))
 			if err == nil && d != cached[i] {
 				err = fmt.Errorf("img%d digest %s", i, d)
 			}
@@ -104,7 +80,7 @@ func TestEvictionLRU(t *testing.T) {
 		t.Fatalf("recently pulled images were evicted: %d upstream blob GETs: %v\n%s", n, up.Requests(), lastLines(b.Log(), 30))
 	}
 	for i, d := range pushed {
-		got, err := pullAll(fmt.Sprintf("%s/private/app%d:v1", b.Addr, i))
+		got, err := testreg.PullAll(fmt.Sprintf("%s/private/app%d:v1", b.Addr, i))
 		if err != nil || got != d {
 			t.Fatalf("pushed image %d after eviction: %v %v", i, got, err)
 		}
@@ -155,7 +131,7 @@ func TestStoreFullAnswers507(t *testing.T) {
 		t.Fatalf("got %d %s, want 507 INSUFFICIENT_STORAGE", resp.StatusCode, body)
 	}
 	// The pushed image is untouched.
-	if _, err := pullAll(b.Addr + "/private/big:v1"); err != nil {
+	if _, err := testreg.PullAll(b.Addr + "/private/big:v1"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -49,7 +49,7 @@ func TestReloadConfigOnSIGHUP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := pullAll(b.Addr + "/two/team/other:v1"); err != nil {
+	if _, err := testreg.PullAll(b.Addr + "/two/team/other:v1"); err != nil {
 		t.Fatalf("new rule after reload: %v", err)
 	}
 	if two.Count("GET manifests") != 1 {
@@ -73,7 +73,7 @@ func TestReloadConfigOnSIGHUP(t *testing.T) {
 	if !strings.Contains(b.Log(), "rateLimit.burst") {
 		t.Fatal("the refusal does not say why")
 	}
-	if _, err := pullAll(b.Addr + "/two/team/other:v1"); err != nil {
+	if _, err := testreg.PullAll(b.Addr + "/two/team/other:v1"); err != nil {
 		t.Fatalf("running config lost after a refused reload: %v", err)
 	}
 }

@@ -201,3 +201,28 @@ func (w *Throttle) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// PullAll pulls ref as a client does, the manifest and every layer (which
+// verifies each layer's digest), and returns the image's digest.
+func PullAll(ref string) (v1.Hash, error) {
+	img, err := crane.Pull(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	return img.Digest()
+}
