@@ -205,6 +205,8 @@ type Service struct {
 	wg     sync.WaitGroup
 	// counts are describe-cache's repository and image counts.
 	counts *storeCounter
+	// gc are start-gc's collections, shared by the requests that wait.
+	gc gcFlights
 }
 
 // New returns the admin API over a node's store and repositories.
@@ -219,15 +221,19 @@ func New(o Options) *Service {
 		o.MaxPreviews = 64
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{o: o, log: o.Logger, previews: map[string]*preview{}, base: ctx, cancel: cancel}
+	s := &Service{o: o, log: o.Logger, previews: map[string]*preview{}, base: ctx, cancel: cancel,
+		gc: gcFlights{pending: map[time.Duration]*gcCall{}, run: make(chan struct{}, 1)}}
 	s.counts = newStoreCounter(s)
 	return s
 }
 
-// Close stops the previews still running and waits for them.
+// Close stops the previews and collections still running and waits for
+// them.
 func (s *Service) Close() {
-	s.previewMu.Lock() // no preview starts after this
+	s.previewMu.Lock() // no preview or collection starts after this
+	s.gc.mu.Lock()
 	s.cancel()
+	s.gc.mu.Unlock()
 	s.previewMu.Unlock()
 	s.wg.Wait()
 }

@@ -57,12 +57,11 @@ func (s *Service) startGC(ctx context.Context, req *StartGCRequest) (*StartGCRes
 		}
 		grace = d
 	}
-	start := time.Now()
-	rep, err := s.o.Reclaim.GC(ctx, grace)
+	c, err := s.sharedGC(ctx, grace)
 	if err != nil {
 		return nil, err
 	}
-	return &StartGCResponse{GCReport: rep, DurationSeconds: time.Since(start).Seconds()}, nil
+	return &StartGCResponse{GCReport: c.rep, DurationSeconds: c.took.Seconds()}, nil
 }
 
 // HitRatio is the share of lookups served from the store (hits,
