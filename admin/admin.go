@@ -34,6 +34,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"berth/errdefs"
@@ -207,6 +208,9 @@ type Service struct {
 	counts *storeCounter
 	// gc are start-gc's collections, shared by the requests that wait.
 	gc gcFlights
+	// repoWalks, when set (tests), counts the lifecycle's walks of every
+	// repository.
+	repoWalks *atomic.Int64
 }
 
 // New returns the admin API over a node's store and repositories.

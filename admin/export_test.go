@@ -16,3 +16,10 @@ func CountWalks(s *Service) *atomic.Int64 {
 	}
 	return &n
 }
+
+// CountRepositoryWalks makes every walk of every repository that a
+// lifecycle run or preview does count in the result.
+func CountRepositoryWalks(s *Service) *atomic.Int64 {
+	s.repoWalks = new(atomic.Int64)
+	return s.repoWalks
+}

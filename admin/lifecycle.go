@@ -245,6 +245,9 @@ func (s *Service) describeLifecyclePolicies(ctx context.Context, _ *struct{}) (*
 // the local ones and the cached ones holding images, by the names clients
 // use.
 func (s *Service) allRepositories(ctx context.Context) ([]reclaim.ImageRepo, error) {
+	if s.repoWalks != nil {
+		s.repoWalks.Add(1)
+	}
 	names, err := s.o.Store.ListRepositories(ctx)
 	if err != nil {
 		return nil, err
@@ -261,6 +264,30 @@ func (s *Service) allRepositories(ctx context.Context) ([]reclaim.ImageRepo, err
 		if r.Cached() {
 			ir := r.ImageRepo
 			ir.Name = s.cachedName(ir.Key.Upstream, ir.Key.Name)
+			out = append(out, ir)
+		}
+	}
+	return out, nil
+}
+
+// lifecycleTargets are the repositories a lifecycle run in scope
+// evaluates: every repository ("" or a pattern, which may match any), or
+// the one named, read alone.
+func (s *Service) lifecycleTargets(ctx context.Context, scope string) ([]reclaim.ImageRepo, error) {
+	if scope != "" && !isPattern(scope) {
+		ir, err := s.target("repositoryName", scope)
+		if err != nil {
+			return nil, err
+		}
+		return []reclaim.ImageRepo{ir}, nil
+	}
+	all, err := s.allRepositories(ctx)
+	if err != nil || scope == "" {
+		return all, err
+	}
+	var out []reclaim.ImageRepo
+	for _, ir := range all {
+		if matchScope(scope, ir.Name) {
 			out = append(out, ir)
 		}
 	}
@@ -292,16 +319,13 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 	if err != nil || len(ps) == 0 {
 		return run, err
 	}
-	repos, err := s.allRepositories(ctx)
+	repos, err := s.lifecycleTargets(ctx, scope)
 	if err != nil {
 		return run, err
 	}
 	var refs []reclaim.ImageRef
 	used := map[string]bool{}
 	for _, ir := range repos {
-		if scope != "" && !matchScope(scope, ir.Name) {
-			continue
-		}
 		p := ps.effective(ir.Name)
 		if p == nil {
 			continue
@@ -317,6 +341,9 @@ func (s *Service) runLifecycleIn(ctx context.Context, scope string) (LifecycleRu
 			}
 			run.Errors = append(run.Errors, fmt.Sprintf("%s: %v", ir.Name, err))
 			continue
+		}
+		if ir.Cached() && len(images) == 0 {
+			continue // a cached repository is one while it holds images
 		}
 		used[p.scope] = true
 		run.RepositoriesEvaluated++

@@ -347,4 +347,16 @@ func TestLifecyclePreviewAndApply(t *testing.T) {
 	if len(scoped.ExpiredImages) != 2 { // y and z, no longer pulled
 		t.Fatalf("scoped run %+v", expiries(scoped.ExpiredImages))
 	}
+	// A run for one repository reads that repository alone, never the
+	// list of every repository; a pattern's run walks them once.
+	walks := admin.CountRepositoryWalks(n.Service)
+	var one admin.LifecycleRun
+	n.OK("run-lifecycle", admin.RunLifecycleRequest{RepositoryName: "private/app"}, &one)
+	if walks.Load() != 0 || one.RepositoriesEvaluated != 1 {
+		t.Fatalf("a run for private/app: %d walks, %d repositories evaluated", walks.Load(), one.RepositoriesEvaluated)
+	}
+	n.OK("run-lifecycle", admin.RunLifecycleRequest{RepositoryName: "private/*"}, &one)
+	if walks.Load() != 1 || one.RepositoriesEvaluated < 2 {
+		t.Fatalf("a run for private/*: %d walks, %d repositories evaluated", walks.Load(), one.RepositoriesEvaluated)
+	}
 }
