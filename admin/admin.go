@@ -206,8 +206,10 @@ type Service struct {
 	wg     sync.WaitGroup
 	// counts are describe-cache's repository and image counts.
 	counts *storeCounter
-	// gc are start-gc's collections, shared by the requests that wait.
-	gc gcFlights
+	// gc are start-gc's collections, and lifecycle run-lifecycle's runs,
+	// by grace and scope, shared by the requests that wait (gc.go).
+	gc        *flights[time.Duration, gcResult]
+	lifecycle *flights[string, LifecycleRun]
 	// repoWalks, when set (tests), counts the lifecycle's walks of every
 	// repository.
 	repoWalks *atomic.Int64
@@ -226,7 +228,7 @@ func New(o Options) *Service {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{o: o, log: o.Logger, previews: map[string]*preview{}, base: ctx, cancel: cancel,
-		gc: gcFlights{pending: map[time.Duration]*gcCall{}, run: make(chan struct{}, 1)}}
+		gc: newFlights[time.Duration, gcResult](), lifecycle: newFlights[string, LifecycleRun]()}
 	s.counts = newStoreCounter(s)
 	return s
 }
@@ -236,7 +238,9 @@ func New(o Options) *Service {
 func (s *Service) Close() {
 	s.previewMu.Lock() // no preview or collection starts after this
 	s.gc.mu.Lock()
+	s.lifecycle.mu.Lock()
 	s.cancel()
+	s.lifecycle.mu.Unlock()
 	s.gc.mu.Unlock()
 	s.previewMu.Unlock()
 	s.wg.Wait()

@@ -8,69 +8,80 @@ import (
 	"berth/reclaim"
 )
 
-// A garbage collection walks the whole store, so start-gc requests share
-// them: the requests that come while one runs all wait for the next one,
-// which starts when it ends (so each request's collection begins after
-// the request came); however many requests come, at most one collection
-// runs and one waits, per grace period asked. A collection runs to its
-// end even when its requests gave up waiting.
+// A garbage collection, and a lifecycle run, walk the whole store, so the
+// requests that ask for one share them: the requests that come while one
+// runs all wait for the next one, which starts when it ends (so each
+// request's run begins after the request came); however many requests
+// come, one runs at a time and one waits per kind of run (grace period,
+// scope). A run goes on to its end when its requests gave up waiting.
 
-// gcCall is one collection and what the requests sharing it get.
-type gcCall struct {
-	grace time.Duration
-	done  chan struct{} // closed when rep, took and err are set
-	rep   reclaim.GCReport
-	took  time.Duration
-	err   error
+// flight is one run and what the requests sharing it get.
+type flight[T any] struct {
+	done chan struct{} // closed when val and err are set
+	val  T
+	err  error
 }
 
-// gcFlights are the collections start-gc runs.
-type gcFlights struct {
+// flights are the runs of one operation, by kind.
+type flights[K comparable, T any] struct {
 	mu      sync.Mutex
-	pending map[time.Duration]*gcCall // not started yet, by grace
-	// run holds a token while a collection runs (a channel rather than a
-	// mutex, so a collection waiting its turn is blocked durably, as
-	// testing/synctest tells).
+	pending map[K]*flight[T] // not started yet
+	// run holds a token while a run runs (a channel rather than a mutex,
+	// so a run waiting its turn is blocked durably, as testing/synctest
+	// tells).
 	run chan struct{}
 }
 
-// sharedGC waits for a collection with grace that starts after this call:
-// the one waiting to start, or a new one.
-func (s *Service) sharedGC(ctx context.Context, grace time.Duration) (*gcCall, error) {
-	f := &s.gc
+func newFlights[K comparable, T any]() *flights[K, T] {
+	return &flights[K, T]{pending: map[K]*flight[T]{}, run: make(chan struct{}, 1)}
+}
+
+// share waits for a run of kind k that starts after this call, the one
+// waiting to start or a new one, and returns what it returned. fn runs
+// under the Service's base context, tracked by its wait group.
+func share[K comparable, T any](s *Service, f *flights[K, T], ctx context.Context, k K, fn func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
 	f.mu.Lock()
 	if s.base.Err() != nil {
 		f.mu.Unlock()
-		return nil, &Error{Status: 503, Code: CodeServer, Message: "the node is shutting down"}
+		return zero, &Error{Status: 503, Code: CodeServer, Message: "the node is shutting down"}
 	}
-	c := f.pending[grace]
+	c := f.pending[k]
 	if c == nil {
-		c = &gcCall{grace: grace, done: make(chan struct{})}
-		f.pending[grace] = c
+		c = &flight[T]{done: make(chan struct{})}
+		f.pending[k] = c
 		s.wg.Add(1)
-		go s.runGC(c)
+		go func() {
+			defer s.wg.Done()
+			f.run <- struct{}{}
+			defer func() { <-f.run }()
+			f.mu.Lock()
+			delete(f.pending, k) // from now on, new requests wait for the next
+			f.mu.Unlock()
+			c.val, c.err = fn(s.base)
+			close(c.done)
+		}()
 	}
 	f.mu.Unlock()
 	select {
 	case <-c.done:
-		return c, c.err
+		return c.val, c.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 
-// runGC runs c once the collection before it ended; from its start, new
-// requests wait for the next one.
-func (s *Service) runGC(c *gcCall) {
-	defer s.wg.Done()
-	f := &s.gc
-	f.run <- struct{}{}
-	defer func() { <-f.run }()
-	f.mu.Lock()
-	delete(f.pending, c.grace)
-	f.mu.Unlock()
-	start := time.Now()
-	c.rep, c.err = s.o.Reclaim.GC(s.base, c.grace)
-	c.took = time.Since(start)
-	close(c.done)
+// gcResult is a collection's report and how long it took.
+type gcResult struct {
+	rep  reclaim.GCReport
+	took time.Duration
+}
+
+// sharedGC waits for a collection with grace that starts after this call.
+func (s *Service) sharedGC(ctx context.Context, grace time.Duration) (gcResult, error) {
+	return share(s, s.gc, ctx, grace, func(ctx context.Context) (gcResult, error) {
+		start := time.Now()
+		rep, err := s.o.Reclaim.GC(ctx, grace)
+		return gcResult{rep: rep, took: time.Since(start)}, err
+	})
 }

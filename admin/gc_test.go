@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"berth/reclaim"
+	"berth/store"
 )
 
 // blockingReclaim counts collections; each waits until release is closed.
@@ -85,6 +86,58 @@ func TestStartGCRequestsShareCollections(t *testing.T) {
 		}
 		if n := rc.calls.Load(); n != 4 {
 			t.Fatalf("%d collections, want 4", n)
+		}
+	})
+}
+
+// policyStore counts the reads of the lifecycle policies, which start a
+// lifecycle run; each waits until release is closed, and finds none.
+type policyStore struct {
+	statsStore
+	reads   atomic.Int64
+	release chan struct{}
+}
+
+func (p *policyStore) ListPolicies(ctx context.Context, kind string) ([]store.PolicyEntry, error) {
+	p.reads.Add(1)
+	select {
+	case <-p.release:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// run-lifecycle requests share runs as start-gc's do, by scope.
+func TestRunLifecycleRequestsShareRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &policyStore{release: make(chan struct{})}
+		s := New(Options{Store: st})
+		defer s.Close()
+		var wg sync.WaitGroup
+		run := func(scope string) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.runLifecycle(t.Context(), &RunLifecycleRequest{RepositoryName: scope}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		run("")
+		synctest.Wait()
+		for range 20 {
+			run("")
+		}
+		run("private/*")
+		synctest.Wait()
+		if n := st.reads.Load(); n != 1 {
+			t.Fatalf("22 requests while one runs: %d runs started, want the one running", n)
+		}
+		close(st.release)
+		wg.Wait()
+		if n := st.reads.Load(); n != 3 {
+			t.Fatalf("%d runs for 21 requests over everything and one for private/*, want 3", n)
 		}
 	})
 }

@@ -397,7 +397,10 @@ func (s *Service) runLifecycle(ctx context.Context, req *RunLifecycleRequest) (*
 			return nil, err
 		}
 	}
-	run, err := s.runLifecycleIn(ctx, scope)
+	// Requests share runs (gc.go); the run goes on if the request leaves.
+	run, err := share(s, s.lifecycle, ctx, scope, func(ctx context.Context) (LifecycleRun, error) {
+		return s.runLifecycleIn(ctx, scope)
+	})
 	if err != nil {
 		return nil, err
 	}
