@@ -183,7 +183,8 @@ type Options struct {
 	// Scan, when its Scanner is set, serves the image scanning operations.
 	Scan ScanOptions
 	// MaxPreviews bounds the lifecycle policy previews kept in memory
-	// (default 64); the oldest finished one goes first.
+	// (default 64), the oldest finished one going first, and those in
+	// progress (a new one is refused); they compute one at a time.
 	MaxPreviews int
 	// Now is the clock lifecycle policies are evaluated at (tests).
 	Now    func() time.Time
@@ -200,6 +201,8 @@ type Service struct {
 	// previews are the lifecycle policy previews by scope.
 	previewMu sync.Mutex
 	previews  map[string]*preview
+	// previewRun holds a token while a preview computes: one at a time.
+	previewRun chan struct{}
 	// base is the parent context of previews; Close cancels it and waits.
 	base   context.Context
 	cancel context.CancelFunc
@@ -228,7 +231,7 @@ func New(o Options) *Service {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{o: o, log: o.Logger, previews: map[string]*preview{}, base: ctx, cancel: cancel,
-		gc: newFlights[time.Duration, gcResult](), lifecycle: newFlights[string, LifecycleRun]()}
+		gc: newFlights[time.Duration, gcResult](), lifecycle: newFlights[string, LifecycleRun](), previewRun: make(chan struct{}, 1)}
 	s.counts = newStoreCounter(s)
 	return s
 }

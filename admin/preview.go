@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -74,6 +76,10 @@ func (s *Service) startLifecyclePolicyPreview(ctx context.Context, req *StartLif
 	if s.base.Err() != nil {
 		return nil, &Error{Status: 503, Code: CodeServer, Message: "the node is shutting down"}
 	}
+	if n := s.previewsRunning(); n >= s.o.MaxPreviews {
+		return nil, &Error{Status: http.StatusTooManyRequests, Code: CodeLimitExceeded,
+			Message: fmt.Sprintf("%d lifecycle policy previews are in progress; wait for one to finish", n)}
+	}
 	s.evictPreviews()
 	pv := &preview{resp: LifecyclePolicyPreview{RepositoryName: scope, LifecyclePolicyText: p.rec.Text,
 		Status: PreviewInProgress, Progress: &PreviewProgress{}}}
@@ -85,6 +91,19 @@ func (s *Service) startLifecyclePolicyPreview(ctx context.Context, req *StartLif
 		s.runPreview(s.base, pv, scope, ps, p, now)
 	}()
 	return pv.snapshot(), nil
+}
+
+// previewsRunning counts the previews in progress. previewMu is held.
+func (s *Service) previewsRunning() int {
+	n := 0
+	for _, pv := range s.previews {
+		pv.mu.Lock()
+		if pv.finished.IsZero() {
+			n++
+		}
+		pv.mu.Unlock()
+	}
+	return n
 }
 
 // evictPreviews drops the oldest finished previews beyond MaxPreviews.
@@ -113,6 +132,15 @@ func (s *Service) runPreview(ctx context.Context, pv *preview, scope string, ps 
 		pv.resp.Status, pv.resp.FailureReason, pv.finished = PreviewFailed, err.Error(), time.Now()
 		pv.mu.Unlock()
 		s.log.Warn("lifecycle policy preview failed", zap.String("scope", scope), zap.Error(err))
+	}
+	// One preview computes at a time (a pattern's reads every repository);
+	// the others wait their turn, in progress.
+	select {
+	case s.previewRun <- struct{}{}:
+		defer func() { <-s.previewRun }()
+	case <-ctx.Done():
+		fail(ctx.Err())
+		return
 	}
 	var targets []reclaim.ImageRepo
 	if isPattern(scope) {
