@@ -37,11 +37,7 @@ func countReads(r *Replicator) *atomic.Int64 {
 func TestReplicationGaugesReadNoQueue(t *testing.T) {
 	ctx := context.Background()
 	zl := zaptest.NewLogger(t)
-	st, err := store.Open(ctx, t.TempDir(), store.Options{Logger: zl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, zl)
 	clock := testclock.New()
 	dest := config.Destination{URL: "http://127.0.0.1:1", Prefix: "site-a"}
 	rules := []config.Replication{{Repositories: []string{"private/*"}, Destinations: []config.Destination{dest}}}

@@ -16,6 +16,7 @@ import (
 	"berth/test/testreg"
 
 	"github.com/google/go-containerregistry/pkg/crane"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -26,11 +27,7 @@ import (
 func TestReplicateSurvivesFailuresAndRestarts(t *testing.T) {
 	ctx := context.Background()
 	zl := zaptest.NewLogger(t)
-	st, err := store.Open(ctx, t.TempDir(), store.Options{Logger: zl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, zl)
 	src := httptest.NewServer(registry.New(local.New(st, local.Options{AutoCreate: true, DefaultMutability: "MUTABLE", Logger: zl}), registry.WithLogger(zl)))
 	t.Cleanup(src.Close)
 	img := testreg.Image(t, 5, 3000, 4000)
@@ -88,4 +85,15 @@ func TestReplicateSurvivesFailuresAndRestarts(t *testing.T) {
 	if left, err := r.RunOnce(ctx); err != nil || left != 0 || dest.Count("PATCH uploads")+dest.Count("PUT uploads") != 0 {
 		t.Fatalf("a second copy: %d left, %v, requests %v", left, err, dest.Requests())
 	}
+}
+
+// openStore opens a store in a directory of the test's, closed with it.
+func openStore(t *testing.T, log *zap.Logger) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.Context(), t.TempDir(), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

@@ -107,7 +107,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	for _, name := range rank[1:] {
 		counts[name] = &atomic.Int64{}
 		go func() {
-			d, err := cmPullCounting(byName[name].Addr+"/team/big:v1", counts[name])
+			d, err := testreg.PullInto(byName[name].Addr+"/team/big:v1", cmCounter{counts[name]})
 			res <- result{name, d, err}
 		}()
 	}

@@ -23,7 +23,6 @@ import (
 	"berth/test/testport"
 	"berth/test/testreg"
 
-	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -87,30 +86,6 @@ func cmWaitAlive(t *testing.T, nodes []*clusterNode, want int, limit time.Durati
 		}
 	}
 	return time.Since(start)
-}
-
-// cmPullCounting is pullAll that adds the layer bytes read to n.
-func cmPullCounting(ref string, n *atomic.Int64) (v1.Hash, error) {
-	img, err := crane.Pull(ref)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed() // verifies the digest at EOF
-		if err != nil {
-			return v1.Hash{}, err
-		}
-		_, err = io.Copy(cmCounter{n}, rc)
-		rc.Close()
-		if err != nil {
-			return v1.Hash{}, err
-		}
-	}
-	return img.Digest()
 }
 
 type cmCounter struct{ n *atomic.Int64 }

@@ -204,7 +204,10 @@ func (w *Throttle) Write(p []byte) (int, error) {
 
 // PullAll pulls ref as a client does, the manifest and every layer (which
 // verifies each layer's digest), and returns the image's digest.
-func PullAll(ref string) (v1.Hash, error) {
+func PullAll(ref string) (v1.Hash, error) { return PullInto(ref, io.Discard) }
+
+// PullInto is PullAll writing the layers' bytes to w.
+func PullInto(ref string, w io.Writer) (v1.Hash, error) {
 	img, err := crane.Pull(ref)
 	if err != nil {
 		return v1.Hash{}, err
@@ -218,7 +221,7 @@ func PullAll(ref string) (v1.Hash, error) {
 		if err != nil {
 			return v1.Hash{}, err
 		}
-		_, err = io.Copy(io.Discard, rc)
+		_, err = io.Copy(w, rc)
 		rc.Close()
 		if err != nil {
 			return v1.Hash{}, err
