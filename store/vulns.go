@@ -32,7 +32,7 @@ func (k VulnKey) Encode() []byte {
 func ParseVulnKey(b []byte) (VulnKey, error) {
 	rest, ok := bytes.CutPrefix(b, prefixVuln)
 	if !ok || len(rest) < 8 {
-		return VulnKey{}, fmt.Errorf("vulnerability key %q: not vul/<version>...", b)
+		return VulnKey{}, fmt.Errorf("vulnerability key %q: does not start with vul/<version>", b)
 	}
 	parts := strings.Split(string(rest[8:]), "\x00")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
