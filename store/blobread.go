@@ -168,12 +168,13 @@ func (s *Store) quarantine(digest string, fileID []byte, why string) error {
 	if err == nil && rec.keys != nil && bytes.Equal(rec.keys.fileID, fileID) {
 		_, hx, _ := strings.Cut(digest, ":")
 		dst := filepath.Join(dir, hx+"."+hex.EncodeToString(fileID)+".enc")
-		if err := os.MkdirAll(dir, 0o750); err == nil {
-			err = os.Rename(s.encPath(digest), dst)
+		moveErr := os.MkdirAll(dir, 0o750)
+		if moveErr == nil {
+			moveErr = os.Rename(s.encPath(digest), dst)
 		}
 		s.dropIndexLocked(digest, rec.info)
 		s.log.Error("encrypted blob is corrupt on disk; it is never served, its file was moved to quarantine",
-			zap.String("digest", digest), zap.String("why", why), zap.String("file", dst), zap.Error(err))
+			zap.String("digest", digest), zap.String("why", why), zap.String("file", dst), zap.Error(moveErr))
 	}
 	return fmt.Errorf("%w: blob %s %s; it was taken out of service (its file moved to %s): a cached blob is fetched again on the next pull, a pushed one must be pushed again",
 		ErrCorrupt, digest, why, dir)
