@@ -13,11 +13,12 @@ import (
 // entries added or removed meanwhile never make a page repeat or skip
 // the others. A request with neither maxResults nor nextToken gets the
 // whole listing of one repository's images (list-images), and the first
-// maxPage repositories (describe-repositories, with a nextToken when
-// there are more): no request reads every repository of the store.
+// defaultPage repositories (describe-repositories, with a nextToken when
+// there are more, as ECR answers): no request reads every repository of
+// the store.
 
 const (
-	// defaultPage is a page's size with a nextToken but no maxResults.
+	// defaultPage is a page's size without maxResults (ECR's).
 	defaultPage = 100
 	maxPage     = 1000
 	tokenMagic  = "berth-page-1"

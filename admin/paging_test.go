@@ -69,11 +69,11 @@ func TestDescribeRepositoriesPages(t *testing.T) {
 
 // TestDescribeRepositoriesIsAlwaysAPage: asked without maxResults, with
 // or without the cached repositories, describe-repositories answers at
-// most 1000 repositories and a nextToken to the rest: no request reads
-// every repository of a large store.
+// most 100 repositories (ECR's default page) and a nextToken to the
+// rest: no request reads every repository of a large store.
 func TestDescribeRepositoriesIsAlwaysAPage(t *testing.T) {
 	n := admintest.New(t)
-	for i := range 1001 {
+	for i := range 101 {
 		if err := n.Store.PutRepository(t.Context(), &store.Repository{Name: fmt.Sprintf("private/r%04d", i), Mutability: "MUTABLE"}); err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestDescribeRepositoriesIsAlwaysAPage(t *testing.T) {
 	for _, cached := range []bool{false, true} {
 		var first admin.DescribeRepositoriesResponse
 		n.OK("describe-repositories", admin.DescribeRepositoriesRequest{IncludeCached: cached}, &first)
-		if len(first.Repositories) != 1000 || first.NextToken == "" || first.Repositories[999].RepositoryName != "private/r0999" {
+		if len(first.Repositories) != 100 || first.NextToken == "" || first.Repositories[99].RepositoryName != "private/r0099" {
 			t.Fatalf("includeCached %v: %d repositories, nextToken %q", cached, len(first.Repositories), first.NextToken)
 		}
 		var rest admin.DescribeRepositoriesResponse
@@ -91,7 +91,7 @@ func TestDescribeRepositoriesIsAlwaysAPage(t *testing.T) {
 		for _, r := range rest.Repositories {
 			names = append(names, r.RepositoryName)
 		}
-		want := []string{"private/r1000"}
+		want := []string{"private/r0100"}
 		if cached {
 			want = append(want, "docker-hub/library/alpine")
 		}

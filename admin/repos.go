@@ -159,9 +159,9 @@ func (s *Service) describeRepositories(ctx context.Context, req *DescribeReposit
 	case paged:
 		return s.repositoriesPage(ctx, req, n)
 	case len(req.RepositoryNames) == 0:
-		// Every repository: the first page, of at most maxPage, and a
-		// nextToken when there are more (as ECR answers).
-		return s.repositoriesPage(ctx, req, maxPage)
+		// Every repository: the first page, of defaultPage as ECR's
+		// (up to 100 results and a nextToken when there are more).
+		return s.repositoriesPage(ctx, req, defaultPage)
 	}
 	out := &DescribeRepositoriesResponse{Repositories: []Repository{}}
 	for i, name := range req.RepositoryNames {

@@ -54,7 +54,7 @@ type DescribeRepositoriesRequest struct {
 	// too (with their upstream) and every repository's image count.
 	IncludeCached bool `json:"includeCached,omitempty"`
 	// MaxResults and NextToken page the listing as ECR does (see
-	// paging.go); without either, the first 1000 repositories are listed,
+	// paging.go); without either, the first 100 repositories are listed (ECR's page),
 	// with a NextToken when there are more.
 	MaxResults *int   `json:"maxResults,omitempty"`
 	NextToken  string `json:"nextToken,omitempty"`

@@ -57,8 +57,8 @@ func cliFails(t *testing.T, n *admintest.Node, args ...string) string {
 	return err.Error()
 }
 
-// describe-repositories lists every repository, page after page of at
-// most 1000 (the API answers no more in one request), as one answer.
+// describe-repositories lists every repository, page after page, as one
+// answer.
 func TestCLIDescribeRepositoriesFollowsPages(t *testing.T) {
 	n := admintest.New(t)
 	for i := range 1001 {
