@@ -40,7 +40,7 @@ func TestClusterTagRevalidatedOncePerTTL(t *testing.T) {
 	}
 	check := func(what string, wantHead, wantGet int) {
 		t.Helper()
-		c := perPath(up)
+		c := up.PerPath()
 		if c[head] != wantHead || c[get] != wantGet {
 			t.Errorf("%s: upstream saw %d HEAD and %d GET of the tag, want %d and %d: %v", what, c[head], c[get], wantHead, wantGet, up.Requests())
 		}
@@ -79,7 +79,7 @@ func TestClusterTagRevalidatedOncePerTTL(t *testing.T) {
 	reset()
 	pullConcurrently(t, nodes, ref, want2)
 	check("pulls after a retag", 1, 1)
-	for p, n := range perPath(up) {
+	for p, n := range up.PerPath() {
 		if strings.Contains(p, "/blobs/") && n != 1 {
 			t.Errorf("%s: %d upstream requests, want 1", p, n)
 		}
@@ -91,14 +91,4 @@ func TestClusterTagRevalidatedOncePerTTL(t *testing.T) {
 	if n := up.Count("total"); n != 0 {
 		t.Errorf("pulls within the TTL reached the upstream %d times: %v", n, up.Requests())
 	}
-}
-
-// perPath counts the upstream's requests by "METHOD /path" (no query).
-func perPath(up *testreg.Registry) map[string]int {
-	out := map[string]int{}
-	for _, r := range up.Requests() {
-		p, _, _ := strings.Cut(r, "?")
-		out[p]++
-	}
-	return out
 }

@@ -131,10 +131,10 @@ func TestClusterNodeLoss(t *testing.T) {
 			t.Fatal("pulls of the cold image did not finish within 45s")
 		}
 	}
-	t.Logf("upstream requests for the cold image: %v", perPath(up))
+	t.Logf("upstream requests for the cold image: %v", up.PerPath())
 	// F's fetch, cut when it died, and the second owner's resume; the
 	// other node resumed from the second owner.
-	if n := perPath(up)["GET /v2/team/big/blobs/"+ld.String()]; n < 1 || n > 2 {
+	if n := up.PerPath()["GET /v2/team/big/blobs/"+ld.String()]; n < 1 || n > 2 {
 		t.Errorf("upstream saw %d GETs of the cold layer, want 1 or 2", n)
 	}
 	if t.Failed() {
@@ -184,7 +184,7 @@ func TestClusterPartition(t *testing.T) {
 	cmPullEach(t, nodes[2:], "team/cold:v1", wantCold)
 	t.Logf("C filled the cold image alone in %v", time.Since(t0).Round(10*time.Millisecond))
 	blobGets := 0
-	for p, n := range perPath(up) {
+	for p, n := range up.PerPath() {
 		if strings.HasPrefix(p, "GET ") && strings.Contains(p, "/blobs/") {
 			blobGets++
 			if n != 1 {
@@ -193,7 +193,7 @@ func TestClusterPartition(t *testing.T) {
 		}
 	}
 	if blobGets != 20 { // the layers (crane reads no config here)
-		t.Errorf("C made %d distinct blob GETs upstream, want 20: %v", blobGets, perPath(up))
+		t.Errorf("C made %d distinct blob GETs upstream, want 20: %v", blobGets, up.PerPath())
 	}
 	if t.Failed() {
 		t.FailNow()

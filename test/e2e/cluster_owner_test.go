@@ -49,7 +49,7 @@ func TestClusterReplicaRefillsAnEmptyOwner(t *testing.T) {
 	if d, err := testreg.PullAll(owner.Addr + "/team/replica:v1"); err != nil || d != want {
 		t.Fatalf("pull on the emptied owner: %v %v", d, err)
 	}
-	for p, n := range perPath(up) {
+	for p, n := range up.PerPath() {
 		if strings.Contains(p, "/blobs/"+ld.String()) {
 			t.Fatalf("the emptied owner fetched the layer from the upstream (%s: %d) although a replica holds it", p, n)
 		}

@@ -136,16 +136,6 @@ func ownedSettled(t *testing.T, nd *clusterNode) (membersBody, int64) {
 	}
 }
 
-// perPath counts the upstream's requests by "METHOD path".
-func perPath(up *testreg.Registry) map[string]int {
-	out := map[string]int{}
-	for _, r := range up.Requests() {
-		p, _, _ := strings.Cut(r, "?")
-		out[p]++
-	}
-	return out
-}
-
 func twentyLayers(t *testing.T, seed uint64) v1.Image {
 	sizes := make([]int, 20)
 	for i := range sizes {
@@ -183,7 +173,7 @@ func TestClusterMorningStorm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	counts := perPath(up)
+	counts := up.PerPath()
 	blobGets, manifestGets := 0, 0
 	for p, n := range counts {
 		switch {

@@ -103,6 +103,16 @@ func (r *Registry) Requests() []string {
 	return append([]string(nil), r.requests...)
 }
 
+// PerPath counts the requests seen by "METHOD /path" (no query).
+func (r *Registry) PerPath() map[string]int {
+	out := map[string]int{}
+	for _, req := range r.Requests() {
+		p, _, _ := strings.Cut(req, "?")
+		out[p]++
+	}
+	return out
+}
+
 // Reset forgets the counts.
 func (r *Registry) Reset() {
 	r.mu.Lock()
