@@ -35,31 +35,26 @@ type storeCounts struct {
 // storeCounter computes storeCounts off the request path.
 type storeCounter struct {
 	// walk counts the store once; tests wrap it to count the walks.
-	walk  func(ctx context.Context) (*storeCounts, error)
-	stats func() store.Stats
-	now   func() time.Time
-	log   *zap.Logger
-	loop  *recompute.Loop
-	last  atomic.Pointer[storeCounts]
-	// started are the store's totals when the last pass began (the
-	// loop's goroutine, or a caller of Count, only).
-	started atomic.Pointer[store.Stats]
+	walk func(ctx context.Context) (*storeCounts, error)
+	now  func() time.Time
+	log  *zap.Logger
+	loop *recompute.Loop
+	last atomic.Pointer[storeCounts]
+	// totals are the store's totals as the last pass began.
+	totals *recompute.Since[store.Stats]
 }
 
 func newStoreCounter(s *Service) *storeCounter {
-	c := &storeCounter{walk: s.countStore, stats: s.o.Store.Stats, now: s.o.Now, log: s.log}
-	c.loop = recompute.New(countsSchedule, func() time.Time { return c.now() }, func() bool {
-		st := c.started.Load()
-		return st == nil || *st != c.stats()
-	}, c.count)
+	c := &storeCounter{walk: s.countStore, now: s.o.Now, log: s.log, totals: recompute.NewSince(s.o.Store.Stats)}
+	c.loop = recompute.New(countsSchedule, func() time.Time { return c.now() }, c.totals.Changed, c.count)
 	return c
 }
 
 // count walks the store once and publishes the counts, dated when the
 // walk began. A failed walk keeps the counts there were.
 func (c *storeCounter) count(ctx context.Context) error {
-	start, st := c.now(), c.stats()
-	c.started.Store(&st)
+	start := c.now()
+	c.totals.Mark()
 	got, err := c.walk(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

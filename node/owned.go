@@ -35,14 +35,12 @@ type ownedTracker struct {
 	// walk calls fn for every blob of the store; tests wrap it to count.
 	walk   func(ctx context.Context, fn func(digest string, size int64) error) error
 	owners func(digest string) []string // the names of the digest's owners
-	stats  func() store.Stats
 	now    func() time.Time
 	log    *zap.Logger
 	loop   *recompute.Loop
 	last   atomic.Pointer[cluster.Owned]
-	// started are the store's totals when the last walk began (the
-	// loop's goroutine only).
-	started store.Stats
+	// totals are the store's totals as the last walk began.
+	totals *recompute.Since[store.Stats]
 }
 
 func newOwnedTracker(st *store.Store, owners func(digest string) []string, log *zap.Logger) *ownedTracker {
@@ -50,10 +48,9 @@ func newOwnedTracker(st *store.Store, owners func(digest string) []string, log *
 		walk: func(ctx context.Context, fn func(digest string, size int64) error) error {
 			return st.Sweep().Blobs(ctx, func(digest string, size int64, _ time.Time) error { return fn(digest, size) })
 		},
-		owners: owners, stats: st.Stats, now: time.Now, log: log,
+		owners: owners, now: time.Now, log: log, totals: recompute.NewSince(st.Stats),
 	}
-	t.loop = recompute.New(ownedSchedule, func() time.Time { return t.now() },
-		func() bool { return t.stats() != t.started }, t.compute)
+	t.loop = recompute.New(ownedSchedule, func() time.Time { return t.now() }, t.totals.Changed, t.compute)
 	return t
 }
 
@@ -77,7 +74,7 @@ func (t *ownedTracker) Run(ctx context.Context) { t.loop.Run(ctx) }
 // walk began. A failed walk keeps the figures there were and is retried.
 func (t *ownedTracker) compute(ctx context.Context) error {
 	start := t.now()
-	t.started = t.stats()
+	t.totals.Mark()
 	bytes := map[string]int64{}
 	err := t.walk(ctx, func(digest string, size int64) error {
 		for _, name := range t.owners(digest) {

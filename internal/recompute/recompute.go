@@ -7,6 +7,7 @@ package recompute
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,4 +103,28 @@ func (l *Loop) wait(s *state) time.Duration {
 		return rest
 	}
 	return 0
+}
+
+// Since is a Loop's stale function for a result computed from data with a
+// cheap summary (a store's totals): Changed reports whether the summary
+// differs from the one Mark read when the last computation began.
+type Since[S comparable] struct {
+	read func() S
+	at   atomic.Pointer[S]
+}
+
+// NewSince watches the summary read returns.
+func NewSince[S comparable](read func() S) *Since[S] { return &Since[S]{read: read} }
+
+// Mark notes the summary; a computation calls it as it begins.
+func (w *Since[S]) Mark() {
+	v := w.read()
+	w.at.Store(&v)
+}
+
+// Changed reports whether the summary changed since Mark, or Mark was
+// never called.
+func (w *Since[S]) Changed() bool {
+	p := w.at.Load()
+	return p == nil || *p != w.read()
 }

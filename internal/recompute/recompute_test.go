@@ -88,3 +88,25 @@ func TestLoopRetriesAFailure(t *testing.T) {
 		<-done
 	})
 }
+
+// Since is changed before the first Mark and whenever the summary moved
+// after the last.
+func TestSince(t *testing.T) {
+	var v atomic.Int64
+	w := NewSince(v.Load)
+	if !w.Changed() {
+		t.Fatal("not changed before the first Mark")
+	}
+	w.Mark()
+	if w.Changed() {
+		t.Fatal("changed right after Mark")
+	}
+	v.Add(1)
+	if !w.Changed() {
+		t.Fatal("not changed after the summary moved")
+	}
+	w.Mark()
+	if w.Changed() {
+		t.Fatal("changed after Mark noted the new summary")
+	}
+}
