@@ -142,25 +142,13 @@ func (s *Service) runPreview(ctx context.Context, pv *preview, scope string, ps 
 		fail(ctx.Err())
 		return
 	}
-	var targets []reclaim.ImageRepo
-	if isPattern(scope) {
-		all, err := s.allRepositories(ctx)
-		if err != nil {
-			fail(err)
-			return
-		}
-		for _, ir := range all {
-			if matchScope(scope, ir.Name) && ps.effective(ir.Name) == p {
-				targets = append(targets, ir)
-			}
-		}
-	} else {
-		ir, err := s.target("repositoryName", scope)
-		if err != nil {
-			fail(err)
-			return
-		}
-		targets = []reclaim.ImageRepo{ir}
+	targets, err := s.lifecycleTargets(ctx, scope)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if isPattern(scope) { // the repositories the pattern's policy governs
+		targets = slices.DeleteFunc(targets, func(ir reclaim.ImageRepo) bool { return ps.effective(ir.Name) != p })
 	}
 	pv.mu.Lock()
 	pv.resp.Progress.RepositoriesTotal = len(targets)
