@@ -81,6 +81,11 @@ type pacedRows struct {
 	thr, ttfb, tail, cpu, floor, dist *Row
 	// recvGB and relayGB are relayFloor's figures, measured once per run.
 	recvGB, relayGB float64
+	// The CPU per GB of the other two processes on the machine's cores,
+	// in Berth's runs and in the direct ones: the upstream's (its
+	// process) and the client's (this process, which verifies the digest
+	// as it reads, as a real client does, in both).
+	upGB, clientGB, upDirectGB, clientDirectGB Sample
 }
 
 func (h *harness) pacedRowsFor(s *Section, rate float64) pacedRows {
@@ -126,9 +131,11 @@ func (h *harness) coldPaced(ctx context.Context, s *Section) error {
 		"are paced at a link's speed (125 MB/s is a 1 Gbit/s link), against the client pulling the same blob directly "+
 		"through the same pacing and against Distribution's proxy through it; and once unpaced on loopback, against the "+
 		"lower of the direct pull and one core's sha256 rate (measured in the same run). %d run(s) per pacing, Berth, "+
-		"direct and Distribution alternating, each Berth and Distribution fresh. Server CPU per GB is the Berth process's "+
+		"direct and Distribution alternating, each Berth and Distribution fresh; the client verifies the digest as it "+
+		"reads in both Berth's and the direct pulls, as a real client does. Server CPU per GB is the Berth process's "+
 		"user+system time (/proc/<pid>/stat) over the bytes, against what sha256 alone costs a thread (getrusage) in the "+
-		"same run. Targets: throughput ≥ 0.97× direct through the pacing (≥ 0.9× of min(direct, sha256) unpaced), time "+
+		"same run; the upstream's and the client's CPU per GB are measured the same way, to say how many cores the three "+
+		"need between them. Targets: throughput ≥ 0.97× direct through the pacing (≥ 0.9× of min(direct, sha256) unpaced), time "+
 		"to first byte within +5 ms, the wait for the last byte ≤ 10 ms, CPU ≤ 1.5× sha256's.", sizeLabel(h.cold.Size), h.cfg.PacedReps)
 	s.Bound = "The link while it is slower than Berth's CPU per byte: Berth passes each byte on as it arrives, so the " +
 		"client waits only for the link; unpaced, or with a link faster than the fill, CPU per byte (receive, sha256, " +
@@ -155,32 +162,38 @@ func (h *harness) coldPaced(ctx context.Context, s *Section) error {
 				return err
 			}
 			h.ref = paced
-			err = h.pacedRuns(ctx, rows, rate)
+			err = h.pacedRuns(ctx, &rows, rate)
 			h.ref = ref
 			paced.Stop()
 			if err != nil {
 				return err
 			}
-		} else if err := h.pacedRuns(ctx, rows, 0); err != nil {
+		} else if err := h.pacedRuns(ctx, &rows, 0); err != nil {
 			return err
 		}
-		h.pacedWhy(rows, rate)
+		h.pacedWhy(&rows, rate)
 	}
 	return nil
 }
 
 // pacedRuns measures one pacing: direct, Berth and Distribution in turn.
-func (h *harness) pacedRuns(ctx context.Context, rows pacedRows, rate float64) error {
+func (h *harness) pacedRuns(ctx context.Context, rows *pacedRows, rate float64) error {
 	b := h.cold
 	buf := make([]byte, readBuf)
 	if err := h.warmClient(ctx, h.direct, h.ref.Upstream); err != nil {
 		return err
 	}
 	for rep := 0; rep < h.cfg.PacedReps; rep++ {
-		r, err := h.get(ctx, h.direct, h.blobURL(h.ref.Upstream, b), b.Size, buf, false)
+		up0, cl0 := cpuTime(h.ref.Pid()), selfCPU()
+		r, err := h.get(ctx, h.direct, h.blobURL(h.ref.Upstream, b), b.Size, buf, true)
+		if err == nil && r.Digest != b.Digest {
+			err = fmt.Errorf("direct pull of %s: the body is %s", b.Digest, r.Digest)
+		}
 		if err != nil {
 			return err
 		}
+		rows.upDirectGB.Add(cpuPerGB(cpuTime(h.ref.Pid())-up0, r.Bytes))
+		rows.clientDirectGB.Add(cpuPerGB(selfCPU()-cl0, r.Bytes))
 		direct := r.MBps()
 		rows.ttfb.Ref.Add(ms(r.TTFB))
 		rows.tail.Ref.Add(ms(r.Tail))
@@ -195,9 +208,11 @@ func (h *harness) pacedRuns(ctx context.Context, rows pacedRows, rate float64) e
 		if err != nil {
 			return err
 		}
-		c0 := cpuTime(bp.Pid())
+		c0, up0, cl0 := cpuTime(bp.Pid()), cpuTime(h.ref.Pid()), selfCPU()
 		r, err = h.get(ctx, c, h.blobURL(bp.URL, b), b.Size, buf, true)
 		cpu := cpuTime(bp.Pid()) - c0
+		rows.upGB.Add(cpuPerGB(cpuTime(h.ref.Pid())-up0, r.Bytes))
+		rows.clientGB.Add(cpuPerGB(selfCPU()-cl0, r.Bytes))
 		bp.Stop()
 		closeIdle(c)
 		if err == nil && r.Digest != b.Digest {
@@ -227,7 +242,7 @@ func (h *harness) pacedRuns(ctx context.Context, rows pacedRows, rate float64) e
 }
 
 // pacedWhy says what bounds the pacing's figures, for the rows that miss.
-func (h *harness) pacedWhy(rows pacedRows, rate float64) {
+func (h *harness) pacedWhy(rows *pacedRows, rate float64) {
 	bound := "the link: the upstream's pacing, which Berth passes on as it arrives"
 	switch {
 	case rate == 0:
@@ -245,10 +260,7 @@ func (h *harness) pacedWhy(rows pacedRows, rate float64) {
 	if at == 0 {
 		at = rows.thr.Ref.Median() * 1e6
 	}
-	need, floor := rows.cpu.Berth.Median()/1e3*at/1e9, rows.relayGB/1e3*at/1e9
-	rows.thr.Why += fmt.Sprintf(" Keeping up with %s MB/s takes Berth %.2f cores (the minimal verifying relay %.2f), "+
-		"on a machine of %d cores that the client and the upstream share.", fmtNum(at/1e6, 0), need, floor,
-		runtime.NumCPU())
+	rows.thr.Why += " " + coresToKeepUp(rows, at)
 	rows.tail.Why = "The last byte is released once the digest verified; the file's fsync, rename and index write " +
 		"follow it. What remains is the hash's final block and the wakeup of the reader."
 	rows.cpu.Why = fmt.Sprintf("Per byte, a fill receives from the upstream socket, hashes, writes the page cache and "+
@@ -264,4 +276,28 @@ func (h *harness) pacedWhy(rows pacedRows, rate float64) {
 		rows.dist.Why = "Distribution's client gets every byte before its copy is verified or committed; Berth's gets the " +
 			"last byte once it verified."
 	}
+}
+
+// coresToKeepUp says, from the CPU per GB each process spent in the runs,
+// how many cores Berth, the upstream and the client take between them to
+// keep up with at bytes per second, against the machine's cores, the
+// direct pull's and what the minimal verifying relay would take in
+// Berth's place.
+func coresToKeepUp(rows *pacedRows, at float64) string {
+	cores := func(perGB float64) float64 { return perGB / 1e3 * at / 1e9 }
+	berth, up, client := cores(rows.cpu.Berth.Median()), cores(rows.upGB.Median()), cores(rows.clientGB.Median())
+	relay := cores(rows.relayGB) + up + client
+	direct := cores(rows.upDirectGB.Median()) + cores(rows.clientDirectGB.Median())
+	s := fmt.Sprintf("Keeping up with %s MB/s takes Berth %.2f cores, the upstream %.2f and the client %.2f (it "+
+		"verifies the digest as it reads, as in the direct pull): %.2f of this machine's %d cores, which the three "+
+		"share. The direct pull takes %.2f; with the minimal verifying relay in Berth's place it would take %.2f.",
+		fmtNum(at/1e6, 0), berth, up, client, berth+up+client, runtime.NumCPU(), direct, relay)
+	if relay > float64(runtime.NumCPU()) {
+		s += " No fill that receives, hashes, writes and sends each byte keeps up with this link on these cores while " +
+			"the client and the upstream run on them too; on separate machines, as at a site, Berth alone needs " +
+			fmt.Sprintf("%.2f cores.", berth)
+	} else {
+		s += " What Berth spends beyond the relay is what keeps it from keeping up here."
+	}
+	return s
 }
