@@ -322,7 +322,7 @@ func (b *Batch) Commit() error {
 		return err
 	}
 	for _, e := range b.m {
-		b.s.hot.Set(e.digest, e.m, int64(len(e.m.Body)))
+		b.s.hot.Set(e.digest, e.m, hotCost(e.m))
 	}
 	for _, e := range b.tags {
 		b.s.cacheTag(e.key, e.t, e.set)

@@ -305,6 +305,20 @@ type Manifest struct {
 	Body      []byte
 }
 
+// hotEntryOverhead is what a hot manifest holds beyond its body and media
+// type: the Manifest value, the allocations' rounding and ristretto's maps.
+// With the media type counted twice (in the record the body is cut from,
+// and as a string) and ristretto's own 48 bytes an entry, an entry of a
+// 10-byte body comes to the 267 bytes of heap measured for one.
+const hotEntryOverhead = 128
+
+// hotCost is a manifest's cost in the hot cache: the memory it holds
+// there, so that cache.hotManifestBytes bounds many small manifests as
+// strictly as a few large ones, not only their bodies.
+func hotCost(m *Manifest) int64 {
+	return int64(len(m.Body) + 2*len(m.MediaType) + hotEntryOverhead)
+}
+
 // GetManifest returns the manifest with the given digest, from memory when
 // it is hot.
 func (s *Store) GetManifest(ctx context.Context, digest string) (*Manifest, error) {
@@ -338,7 +352,7 @@ func (s *Store) readManifest(digest string, keep bool) (*Manifest, error) {
 	}
 	m := &Manifest{MediaType: string(v[2 : 2+n]), Body: v[2+n:]}
 	if keep {
-		s.hot.Set(digest, m, int64(len(m.Body)))
+		s.hot.Set(digest, m, hotCost(m))
 	}
 	return m, nil
 }
@@ -384,7 +398,7 @@ func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) err
 	if err := s.db.Set(manifestKey(digest), v, pebble.Sync); err != nil {
 		return err
 	}
-	s.hot.Set(digest, m, int64(len(m.Body)))
+	s.hot.Set(digest, m, hotCost(m))
 	return nil
 }
 
