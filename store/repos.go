@@ -205,6 +205,8 @@ type Batch struct {
 	// images is set by a write of an image record: Commit then holds
 	// the store's imageMu shared.
 	images bool
+	// refs is what the batch makes referenced (see Store.writeRefs).
+	refs Referenced
 }
 
 type manifestEntry struct {
@@ -229,6 +231,7 @@ func (b *Batch) PutManifest(digest string, m *Manifest) error {
 	// Written at Commit: whether it is encrypted depends on the image
 	// records of the batch (see Commit).
 	b.m = append(b.m, manifestEntry{digest, m})
+	b.refs.Manifests = append(b.refs.Manifests, digest)
 	return nil
 }
 
@@ -265,6 +268,8 @@ type tagEntry struct {
 func (b *Batch) PutImage(repo RepoKey, digest string, im Image) error {
 	b.local = b.local || !repo.Cached()
 	b.images = true
+	b.refs.Images = append(b.refs.Images, ImageKey{repo, digest})
+	b.refs.Manifests = append(b.refs.Manifests, digest)
 	return b.b.Set(imageKey(repo, digest), encodeImage(im), nil)
 }
 
@@ -282,6 +287,7 @@ func (b *Batch) Link(repo RepoKey, digests ...string) error {
 			return err
 		}
 	}
+	b.refs.Blobs = append(b.refs.Blobs, digests...)
 	return nil
 }
 
@@ -313,6 +319,9 @@ func (b *Batch) Commit() error {
 		if err != nil {
 			return err
 		}
+	}
+	if !b.refs.empty() {
+		defer b.s.writeRefs(&b.refs)()
 	}
 	if b.images {
 		b.s.imageMu.RLock()
@@ -357,7 +366,8 @@ func (s *Store) RefreshBlob(ctx context.Context, digest string) error {
 // DeleteBlob removes a committed blob's bytes, index entry, access time,
 // origin records and its link records in the repositories links names, in
 // one batch. Callers (garbage collection, eviction) make sure nothing
-// references it.
+// references it, with the writes that could reference it held off
+// (Watch.Hold).
 func (s *Store) DeleteBlob(ctx context.Context, digest string, links []RepoKey) error {
 	if _, _, err := splitDigest(digest); err != nil {
 		return err

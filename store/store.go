@@ -65,6 +65,15 @@ type Store struct {
 	// record deleted after it read it.
 	imageMu sync.RWMutex
 
+	// refMu is held shared by every write that makes content referenced
+	// (a blob commit, a batch with manifests, image records or links)
+	// around its commit, and exclusively by a deleter making one deletion
+	// (Watch.Hold, refwatch.go); watches, written under it exclusively,
+	// are the deleters' records of those writes. Taken before blobMu and
+	// imageMu.
+	refMu   sync.RWMutex
+	watches []*Watch
+
 	// commitMu orders blob index writes with the totals they change.
 	commitMu sync.Mutex
 	// blobMu serializes, per digest (striped), the moves of a blob's file
@@ -395,6 +404,7 @@ func (s *Store) PutManifest(ctx context.Context, digest string, m *Manifest) err
 	if err != nil {
 		return err
 	}
+	defer s.writeRefs(&Referenced{Manifests: []string{digest}})()
 	if err := s.db.Set(manifestKey(digest), v, pebble.Sync); err != nil {
 		return err
 	}

@@ -203,6 +203,7 @@ func (s *Store) moveIntoPlace(path, digest string, size int64, o *Origin, keys *
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
+	defer s.writeRefs(&Referenced{Blobs: []string{digest}})()
 	defer s.lockBlob(digest)()
 	old, oldErr := s.getBlobRecord(digest)
 	if oldErr == nil && old.keys != nil && keys == nil {

@@ -58,6 +58,7 @@ func (b *Batch) LinkOrigin(o Origin, digests ...string) error {
 	for _, d := range digests {
 		o.write(b.b, d, now)
 	}
+	b.refs.Blobs = append(b.refs.Blobs, digests...)
 	return nil
 }
 
