@@ -9,10 +9,16 @@ import (
 	"berth/internal/oci"
 	"berth/reclaim"
 	"berth/store"
+	"berth/test/testreg"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // pullAll pulls ref of team/app the way a client does: the manifest, an
@@ -135,4 +141,39 @@ func TestEvictionKeepsPinnedIndexPlatforms(t *testing.T) {
 	if n := e.up.Count("total"); n != 0 {
 		t.Fatalf("the pinned index after an eviction to nothing asked the upstream %d times: %v", n, e.up.Requests())
 	}
+}
+
+// TestPullDuringEvictionSurvivesIt: a client pulls an image while an
+// eviction runs (after its walk: pulls do not wait for deleters), and the
+// eviction takes another image that shares the pulled one's base layer.
+// With the upstream down afterwards, the image pulled is served whole
+// from the store: the eviction took nothing it needs.
+func TestPullDuringEvictionSurvivesIt(t *testing.T) {
+	e := newEnv(t, envOpts{ttl: 1000 * time.Hour, storeClock: true})
+	base := static.NewLayer(testreg.Bytes(4096, 1), types.DockerLayer)
+	image := func(seed uint64) v1.Image {
+		img, err := mutate.AppendLayers(empty.Image, base, static.NewLayer(testreg.Bytes(4096, seed), types.DockerLayer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	e.pushImage(t, "team/app", "old", image(2))
+	e.pushImage(t, "team/app", "new", image(3))
+	e.pullAll(t, "old")
+	e.clock.Add(time.Hour)
+
+	r := reclaim.New(e.store, reclaim.Options{Planned: func() { e.pullAll(t, "new") }})
+	rep, err := r.Evict(t.Context(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ImagesEvicted != 1 {
+		t.Fatalf("evicted %+v, want the old image, the one image the eviction planned for", rep)
+	}
+	e.up.Mutate(func(w http.ResponseWriter, _ *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	e.pullAll(t, "new")
 }

@@ -53,6 +53,8 @@ func (r *Reclaimer) Evict(ctx context.Context, target int64, pinned Pinned) (Evi
 }
 
 func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep *EvictReport) error {
+	w := r.store.Watch() // before the walk: see guard
+	defer w.Close()
 	g, err := r.walk(ctx)
 	if err != nil {
 		return err
@@ -62,6 +64,8 @@ func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep 
 		return err
 	}
 	p := r.planEviction(ctx, g, l, pinned)
+	r.hasPlanned()
+	gd := newGuard(w, g)
 	for _, c := range p.cands {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -70,36 +74,55 @@ func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep 
 			break
 		}
 		if c.blob >= 0 {
-			if err := r.dropCachedBlob(ctx, g, l, c.blob, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
+			if err := r.dropCachedBlob(ctx, gd, l, c.blob, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := r.dropImage(ctx, g.repos[c.image.repo], g.manDigest(c.image.man)); err != nil {
+		if err := r.evictImage(ctx, gd, l, &p, c.image, rep); err != nil {
 			return err
-		}
-		rep.ImagesEvicted++
-		// What the plan counted: the graph keeps every manifest's
-		// edges as read then.
-		blobs, mans := g.closure(ctx, c.image.man)
-		for _, b := range blobs {
-			if p.blobRefs[b]--; p.blobRefs[b] == 0 && !p.pinned.has(b) {
-				if err := r.dropCachedBlob(ctx, g, l, b, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
-					return err
-				}
-			}
-		}
-		for _, m := range mans {
-			if p.manRefs[m]--; p.manRefs[m] == 0 {
-				if err := r.store.Sweep().DeleteManifest(ctx, g.manDigest(m)); err != nil {
-					return err
-				}
-			}
 		}
 	}
 	rep.Remaining = r.store.Stats().BlobBytes
 	r.log.Info("evicted cached content", zap.Int("images", rep.ImagesEvicted), zap.Int("blobs", rep.BlobsEvicted),
 		zap.Int64("bytesFreed", rep.BytesFreed), zap.Int64("remaining", rep.Remaining), zap.Int64("target", target))
+	return nil
+}
+
+// evictImage drops image im, then the blobs and manifests no other image
+// of the plan needs. An image a pull stored again since the walk stays,
+// and so does what it needs.
+func (r *Reclaimer) evictImage(ctx context.Context, gd *guard, l *links, p *evictionPlan, im image, rep *EvictReport) error {
+	g := gd.g
+	repo, digest := g.repos[im.repo], g.manDigest(im.man)
+	var kept bool
+	err := gd.do(ctx, func() error {
+		if kept = gd.image(repo, digest); kept {
+			return nil
+		}
+		return r.dropImage(ctx, repo, digest)
+	})
+	if err != nil || kept {
+		return err
+	}
+	rep.ImagesEvicted++
+	// What the plan counted: the graph keeps every manifest's edges as
+	// read then.
+	blobs, mans := g.closure(ctx, im.man)
+	for _, b := range blobs {
+		if p.blobRefs[b]--; p.blobRefs[b] == 0 && !p.pinned.has(b) {
+			if err := r.dropCachedBlob(ctx, gd, l, b, &rep.BlobsEvicted, &rep.BytesFreed); err != nil {
+				return err
+			}
+		}
+	}
+	for _, m := range mans {
+		if p.manRefs[m]--; p.manRefs[m] == 0 {
+			if _, err := r.dropManifest(ctx, gd, m); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -186,26 +209,46 @@ func at(s *[]int32, id int32) *int32 {
 }
 
 // dropCachedBlob deletes blob id, which no image needs any more, with
-// its links and origin records, unless a local repository links it; it
-// counts what it freed.
-func (r *Reclaimer) dropCachedBlob(ctx context.Context, g *graph, l *links, id int32, blobs *int, bytes *int64) error {
+// its links and origin records, unless a local repository links it or a
+// write since the walk made it referenced (guard); it counts what it
+// freed.
+func (r *Reclaimer) dropCachedBlob(ctx context.Context, gd *guard, l *links, id int32, blobs *int, bytes *int64) error {
 	if l.local.has(id) {
 		return nil
 	}
-	d := g.blobDigest(id)
-	info, err := r.store.StatBlob(ctx, d)
-	if errors.Is(err, store.ErrNotFound) {
+	return gd.do(ctx, func() error {
+		if gd.blob(id) {
+			return nil
+		}
+		d := gd.g.blobDigest(id)
+		info, err := r.store.StatBlob(ctx, d)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// Its links (cached ones, and local ones it was deleted from) and
+		// its origin records go in the same write.
+		if err := r.store.DeleteBlob(ctx, d, l.all(id)); err != nil {
+			return err
+		}
+		*blobs++
+		*bytes += info.Size
 		return nil
-	}
-	if err != nil {
-		return err
-	}
-	// Its links (cached ones, and local ones it was deleted from) and its
-	// origin records go in the same write.
-	if err := r.store.DeleteBlob(ctx, d, l.all(id)); err != nil {
-		return err
-	}
-	*blobs++
-	*bytes += info.Size
-	return nil
+	})
+}
+
+// dropManifest deletes manifest id, which no image needs any more, unless
+// a write since the walk made it referenced (guard). It reports whether
+// it deleted it.
+func (r *Reclaimer) dropManifest(ctx context.Context, gd *guard, id int32) (deleted bool, err error) {
+	err = gd.do(ctx, func() error {
+		if gd.manifest(id) {
+			return nil
+		}
+		deleted = true
+		return r.store.Sweep().DeleteManifest(ctx, gd.g.manDigest(id))
+	})
+	return deleted, err
 }

@@ -79,6 +79,8 @@ func (r *Reclaimer) ExpireImages(ctx context.Context, refs []ImageRef) (ExpireRe
 // cached images that no remaining image needs and no local repository
 // links.
 func (r *Reclaimer) reclaimCached(ctx context.Context, digests []string, rep *ExpireReport) error {
+	w := r.store.Watch() // before the walk: see guard
+	defer w.Close()
 	g, err := r.walk(ctx)
 	if err != nil {
 		return err
@@ -98,12 +100,14 @@ func (r *Reclaimer) reclaimCached(ctx context.Context, digests []string, rep *Ex
 	if err != nil {
 		return err
 	}
+	r.hasPlanned()
+	gd := newGuard(w, g)
 	for _, b := range g.sorted(candBlobs, &g.blobs) {
 		// A blob no cached repository links is not cached content.
 		if needBlobs.has(b) || !l.cached.has(b) {
 			continue
 		}
-		if err := r.dropCachedBlob(ctx, g, l, b, &rep.BlobsDeleted, &rep.BytesFreed); err != nil {
+		if err := r.dropCachedBlob(ctx, gd, l, b, &rep.BlobsDeleted, &rep.BytesFreed); err != nil {
 			return err
 		}
 	}
@@ -111,10 +115,13 @@ func (r *Reclaimer) reclaimCached(ctx context.Context, digests []string, rep *Ex
 		if needMans.has(m) {
 			continue
 		}
-		if err := r.store.Sweep().DeleteManifest(ctx, g.manDigest(m)); err != nil {
+		deleted, err := r.dropManifest(ctx, gd, m)
+		if err != nil {
 			return err
 		}
-		rep.ManifestsDeleted++
+		if deleted {
+			rep.ManifestsDeleted++
+		}
 	}
 	return nil
 }

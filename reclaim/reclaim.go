@@ -3,7 +3,9 @@
 // lifecycle expiry of images, repository deletes and manifest deletes.
 // They share one reachability walk (walk.go), so they agree on what an
 // image needs, and one lock, which pushes hold shared (Push) so a deleter
-// never takes a blob a push is about to reference.
+// never takes a blob a push is about to reference. Writes through the
+// cache do not take it; each deletion is checked against what they made
+// referenced since the pass's walk instead (guard.go).
 package reclaim
 
 import (
@@ -20,13 +22,19 @@ import (
 type Options struct {
 	Logger *zap.Logger
 	Now    func() time.Time
+	// Planned, when set, is called by eviction, expiry and garbage
+	// collection once a pass has walked the store and planned what it
+	// deletes, before its first deletion: tests write there what a pull
+	// writes meanwhile.
+	Planned func()
 }
 
 // Reclaimer deletes from a store. A node has one per store.
 type Reclaimer struct {
-	store *store.Store
-	log   *zap.Logger
-	now   func() time.Time
+	store   *store.Store
+	log     *zap.Logger
+	now     func() time.Time
+	planned func()
 
 	// mu is held shared by pushes (Push) and exclusively by every
 	// deleter.
@@ -41,7 +49,7 @@ func New(st *store.Store, opts Options) *Reclaimer {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Reclaimer{store: st, log: opts.Logger, now: opts.Now}
+	return &Reclaimer{store: st, log: opts.Logger, now: opts.Now, planned: opts.Planned}
 }
 
 // Push holds off every deleter while a push makes blobs referenced
@@ -50,6 +58,13 @@ func New(st *store.Store, opts Options) *Reclaimer {
 func (r *Reclaimer) Push() (done func()) {
 	r.mu.RLock()
 	return r.mu.RUnlock
+}
+
+// hasPlanned calls the Planned hook, if any.
+func (r *Reclaimer) hasPlanned() {
+	if r.planned != nil {
+		r.planned()
+	}
 }
 
 // release returns the memory of a pass's graph once the pass is done. The
