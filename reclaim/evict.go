@@ -79,7 +79,7 @@ func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep 
 			}
 			continue
 		}
-		if err := r.evictImage(ctx, gd, l, &p, c.image, rep); err != nil {
+		if err := r.evictImage(ctx, gd, l, &p, c, rep); err != nil {
 			return err
 		}
 	}
@@ -89,15 +89,16 @@ func (r *Reclaimer) evict(ctx context.Context, target int64, pinned Pinned, rep 
 	return nil
 }
 
-// evictImage drops image im, then the blobs and manifests no other image
-// of the plan needs. An image a pull stored again since the walk stays,
-// and so does what it needs.
-func (r *Reclaimer) evictImage(ctx context.Context, gd *guard, l *links, p *evictionPlan, im image, rep *EvictReport) error {
-	g := gd.g
+// evictImage drops the image of candidate c, then the blobs and manifests
+// no other image of the plan needs. An image a pull stored again since the
+// walk stays, and so does what it needs; so does one pulled since the
+// plan, which is no longer the least recently used.
+func (r *Reclaimer) evictImage(ctx context.Context, gd *guard, l *links, p *evictionPlan, c candidate, rep *EvictReport) error {
+	g, im := gd.g, c.image
 	repo, digest := g.repos[im.repo], g.manDigest(im.man)
 	var kept bool
 	err := gd.do(ctx, func() error {
-		if kept = gd.image(repo, digest); kept {
+		if kept = gd.image(repo, digest) || r.pulledSince(ctx, repo, digest, c.lastUsed); kept {
 			return nil
 		}
 		return r.dropImage(ctx, repo, digest)
@@ -124,6 +125,14 @@ func (r *Reclaimer) evictImage(ctx context.Context, gd *guard, l *links, p *evic
 		}
 	}
 	return nil
+}
+
+// pulledSince reports whether the image of digest in repo was pulled
+// after planned, its family's last use when the plan was made: the plan
+// read every last pull, so one later than its family's is a pull since.
+func (r *Reclaimer) pulledSince(ctx context.Context, repo store.RepoKey, digest string, planned time.Time) bool {
+	rec, err := r.store.GetImage(ctx, repo, digest)
+	return err == nil && rec.LastPulledAt.After(planned)
 }
 
 // evictionPlan is what eviction works through: the cached images and

@@ -152,6 +152,32 @@ func TestEvictionKeepsWhatAPullStoresMeanwhile(t *testing.T) {
 	}
 }
 
+// TestEvictionSkipsAnImagePulledMeanwhile: the least recently used image,
+// pulled after the plan chose it, is no longer the least recently used:
+// it stays whole, and eviction goes on to the next.
+func TestEvictionSkipsAnImagePulledMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	oldest := f.image(hubB, "v1", time.Now().Add(-time.Hour), "config b", "layer of b")
+	older := f.image(hubA, "v1", time.Now().Add(-30*time.Minute), "config a", "layer of a")
+	f.onPlanned(func() {
+		if err := f.st.TouchImage(ctx, hubB, oldest); err != nil {
+			t.Fatal(err)
+		}
+	})
+	rep, err := f.r.Evict(ctx, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ImagesEvicted != 1 {
+		t.Fatalf("evicted %+v, want only the image not pulled meanwhile", rep)
+	}
+	f.servable(hubB, oldest, "an image pulled after eviction planned to evict it")
+	if f.hasManifest(older) {
+		t.Error("the image next in line stayed")
+	}
+}
+
 // TestEvictionKeepsABlobFilledMeanwhile: blobs the plan counts as
 // cached content no image needs become needed after the walk: one is
 // filled again for another repository, the others are listed by a
