@@ -13,7 +13,12 @@ const SOURCES = ["store", "upstream", "peer", "stale", "local"];
 const COLORS = { store: "#1a7f37", upstream: "#0969da", peer: "#8250df", stale: "#9a6700", local: "#57606a" };
 
 const $ = (sel) => document.querySelector(sel);
-const state = { images: [], page: 0, repoTokens: [""], repoPage: 0, repoNext: "", repoCount: 0, fillsSeen: new Map(), confirm: null, preview: null };
+// repoPage is the page of repositories the operator asked for, repoShown
+// the one the table shows (they differ while the next is read); every
+// refresh of the images has a number, imagesSeq, so one overtaken by a
+// newer refresh shows nothing.
+const state = { images: [], page: 0, repoTokens: [""], repoPage: 0, repoShown: 0, repoNext: "", repoCount: 0, imagesSeq: 0,
+  fillsSeen: new Map(), confirm: null, preview: null };
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -260,14 +265,35 @@ function age(t) {
 
 // refreshImages reads one page of repositories (REPO_PAGE, the page the
 // operator moved to) and their images: never every repository of the
-// store, however many it holds.
+// store, however many it holds. Only the latest refresh shows what it
+// read; when a move to another page fails, the page shown stays.
 async function refreshImages() {
-  const req = { includeCached: true, maxResults: REPO_PAGE };
-  if (state.repoTokens[state.repoPage]) req.nextToken = state.repoTokens[state.repoPage];
-  const page = await api("describe-repositories", req);
-  const repos = page.repositories;
+  const seq = ++state.imagesSeq, to = state.repoPage;
+  let page, all;
+  try {
+    const req = { includeCached: true, maxResults: REPO_PAGE };
+    if (state.repoTokens[to]) req.nextToken = state.repoTokens[to];
+    page = await api("describe-repositories", req);
+    all = await repositoryImages(page.repositories);
+  } catch (err) {
+    if (seq === state.imagesSeq && to !== state.repoShown) {
+      state.repoPage = state.repoShown; // the move failed: stay on the page shown
+      renderImages();
+    }
+    throw err;
+  }
+  if (seq !== state.imagesSeq) return; // a newer refresh overtook this one
+  if (to !== state.repoShown) state.page = 0;
+  state.repoShown = to;
   state.repoNext = page.nextToken || "";
-  state.repoCount = repos.length;
+  state.repoCount = page.repositories.length;
+  state.images = all;
+  renderImages();
+}
+
+// repositoryImages reads the images of repos, sorted by repository, then
+// newest first.
+async function repositoryImages(repos) {
   const all = [];
   for (const r of repos) {
     if (!r.imageCount) continue;
@@ -279,8 +305,19 @@ async function refreshImages() {
     }
   }
   all.sort((a, b) => a.repositoryName.localeCompare(b.repositoryName) || (b.imagePushedAt || "").localeCompare(a.imagePushedAt || ""));
-  state.images = all;
+  return all;
+}
+
+// moveRepoPage moves to the previous (-1) or next (1) page of
+// repositories; the buttons stay disabled until it is read, so a double
+// click moves one page.
+function moveRepoPage(delta) {
+  const to = state.repoShown + delta;
+  if (state.repoPage !== state.repoShown || to < 0 || (delta > 0 && !state.repoNext)) return;
+  if (delta > 0) state.repoTokens[to] = state.repoNext;
+  state.repoPage = to;
   renderImages();
+  refreshImages().catch((err) => showError(err.message));
 }
 
 function renderImages() {
@@ -295,10 +332,10 @@ function renderImages() {
   $("#page-info").textContent = `${rows.length} images · page ${state.page + 1} of ${pages}`;
   $("#prev").disabled = state.page === 0;
   $("#next").disabled = state.page >= pages - 1;
-  const first = state.repoPage * REPO_PAGE;
+  const first = state.repoShown * REPO_PAGE, moving = state.repoPage !== state.repoShown;
   $("#repo-info").textContent = state.repoCount ? `repositories ${first + 1}–${first + state.repoCount}${state.repoNext ? " of more" : ""}` : "";
-  $("#repo-prev").disabled = state.repoPage === 0;
-  $("#repo-next").disabled = !state.repoNext;
+  $("#repo-prev").disabled = moving || state.repoShown === 0;
+  $("#repo-next").disabled = moving || !state.repoNext;
   $("#images-empty").hidden = rows.length > 0;
 }
 
@@ -427,14 +464,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#search").addEventListener("input", () => { state.page = 0; renderImages(); });
   $("#prev").addEventListener("click", () => { state.page--; renderImages(); });
   $("#next").addEventListener("click", () => { state.page++; renderImages(); });
-  const repoPage = (delta) => {
-    if (delta > 0) state.repoTokens[state.repoPage + 1] = state.repoNext;
-    state.repoPage += delta;
-    state.page = 0;
-    refreshImages().catch((err) => showError(err.message));
-  };
-  $("#repo-prev").addEventListener("click", () => repoPage(-1));
-  $("#repo-next").addEventListener("click", () => repoPage(1));
+  $("#repo-prev").addEventListener("click", () => moveRepoPage(-1));
+  $("#repo-next").addEventListener("click", () => moveRepoPage(1));
   $("#run-lifecycle").addEventListener("click", () => act("run-lifecycle", {}));
   $("#start-gc").addEventListener("click", () => act("start-gc", {}));
   $("#audit-reads").addEventListener("change", () => refreshStatus().catch((err) => showError(err.message)));
