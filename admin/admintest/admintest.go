@@ -42,24 +42,34 @@ const (
 	MediaLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
 )
 
-// Clock is a settable clock, used for push times and for lifecycle
-// evaluation.
+// Clock is a settable clock, used for push times, for lifecycle
+// evaluation and for the schedule of describe-cache's counts. It stands
+// still, or runs (NewInProcess).
 type Clock struct {
 	mu sync.Mutex
 	t  time.Time
+	// since, on a running clock, is when t was set: the clock reads t
+	// and the time.Now passed since.
+	since time.Time
 }
 
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.t
+	if c.since.IsZero() {
+		return c.t
+	}
+	return c.t.Add(time.Since(c.since))
 }
 
-// Set sets the clock.
+// Set sets the clock; a running clock runs on from t.
 func (c *Clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.t = t
+	if !c.since.IsZero() {
+		c.since = time.Now()
+	}
 	c.mu.Unlock()
 }
 
@@ -109,11 +119,34 @@ type Node struct {
 	Scanner *scan.Scanner
 }
 
-// New starts a node; it stops when the test ends.
+// New starts a node, its clock standing at Epoch; it stops when the test
+// ends.
 func New(t testing.TB) *Node {
 	t.Helper()
+	n := newNode(t, &Clock{t: Epoch})
+	mux := http.NewServeMux()
+	mux.Handle("/", n.Service.Handler())
+	mux.Handle("POST "+admin.Prefix+"import-vulndb", n.Service.ImportVulnDBHandler())
+	n.Server = httptest.NewServer(mux)
+	t.Cleanup(n.Server.Close)
+	return n
+}
+
+// NewInProcess starts a node for a test inside a testing/synctest bubble
+// (call it there): Call and OK serve in-process, without the HTTP server
+// whose connections would keep synctest.Wait from returning, and the clock
+// runs from Epoch with the bubble's. The test runs what the daemon would
+// in the background (Service.Run).
+func NewInProcess(t testing.TB) *Node {
+	t.Helper()
+	return newNode(t, &Clock{t: Epoch, since: time.Now()})
+}
+
+// newNode opens a node's store and builds its parts over it.
+func newNode(t testing.TB, clock *Clock) *Node {
+	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	n := &Node{T: t, Dir: t.TempDir(), Clock: &Clock{t: Epoch}, Counters: &Counters{}}
+	n := &Node{T: t, Dir: t.TempDir(), Clock: clock, Counters: &Counters{}}
 	// Everything is encrypted at rest, so every admin test runs over an
 	// encrypted store; rotate-key reads raw 32-byte key files.
 	enc := &store.Encryption{Key: bytes.Repeat([]byte{0x5a}, store.KeySize), KeyFile: "admintest.key", All: true, ReadKey: os.ReadFile}
@@ -161,12 +194,7 @@ func New(t testing.TB) *Node {
 			}
 			return st.RotateKey(ctx, key, file)
 		}})
-	mux := http.NewServeMux()
-	mux.Handle("/", n.Service.Handler())
-	mux.Handle("POST "+admin.Prefix+"import-vulndb", n.Service.ImportVulnDBHandler())
-	n.Server = httptest.NewServer(mux)
 	t.Cleanup(func() {
-		n.Server.Close()
 		n.Service.Close()
 		n.Scanner.Close()
 		if err := st.Close(); err != nil {
@@ -176,16 +204,23 @@ func New(t testing.TB) *Node {
 	return n
 }
 
-// URL is the admin API's base URL.
+// URL is the admin API's base URL (New).
 func (n *Node) URL() string { return n.Server.URL }
 
 // Call posts req (JSON) to /admin/v1/<verb> and returns the status and
-// body.
+// body; without a server (NewInProcess), to the Service's handler.
 func (n *Node) Call(verb string, req any) (int, []byte) {
 	n.T.Helper()
 	b, err := json.Marshal(req)
 	if err != nil {
 		n.T.Fatal(err)
+	}
+	if n.Server == nil {
+		hr := httptest.NewRequest(http.MethodPost, admin.Prefix+verb, bytes.NewReader(b))
+		hr.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		n.Service.Handler().ServeHTTP(w, hr)
+		return w.Code, w.Body.Bytes()
 	}
 	hr, err := http.NewRequest(http.MethodPost, n.Server.URL+admin.Prefix+verb, bytes.NewReader(b))
 	if err != nil {
