@@ -1,13 +1,19 @@
 package admin_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"berth/admin"
 	"berth/admin/admintest"
+	"berth/reclaim"
 )
 
 // keepOnePolicy expires all but the newest image.
@@ -84,4 +90,56 @@ func TestAdminCallsRecountAtOnce(t *testing.T) {
 			check(c.verb, c.local, c.hub)
 		}
 	})
+}
+
+// failAfterOne expires the first image it is asked to, then fails.
+type failAfterOne struct{ admin.Reclaim }
+
+func (r failAfterOne) ExpireImages(ctx context.Context, refs []reclaim.ImageRef) (reclaim.ExpireReport, error) {
+	rep, err := r.Reclaim.ExpireImages(ctx, refs[:1])
+	if err != nil {
+		return rep, err
+	}
+	return rep, errors.New("disk on fire")
+}
+
+// A batch-delete-image that fails after deleting some of its images has
+// them counted again at once too.
+func TestFailedDeleteRecountsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := admintest.NewInProcess(t)
+		n.Push("private/app", admintest.Epoch, admintest.NewImage("a", 1), "a")
+		n.Push("private/app", admintest.Epoch, admintest.NewImage("b", 1), "b")
+		s := admin.New(admin.Options{Store: n.Store, Repos: n.Repos, Reclaim: failAfterOne{n.Reclaim}, Now: n.Clock.Now})
+		defer s.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); s.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		synctest.Wait()
+		time.Sleep(3 * time.Second) // as in TestAdminCallsRecountAtOnce
+		req := admin.BatchDeleteImageRequest{RepositoryName: "private/app", ImageIDs: []admin.ImageID{{ImageTag: "a"}, {ImageTag: "b"}}}
+		if status, body := serve(s, "batch-delete-image", req); status != http.StatusInternalServerError {
+			t.Fatalf("batch-delete-image: status %d, want the failure: %s", status, body)
+		}
+		synctest.Wait()
+		status, body := serve(s, "describe-cache", struct{}{})
+		var dc admin.DescribeCacheResponse
+		if err := json.Unmarshal(body, &dc); status != http.StatusOK || err != nil {
+			t.Fatalf("describe-cache: %d %s", status, body)
+		}
+		if now := n.Clock.Now(); dc.Local != (admin.RepositoryStats{Repositories: 1, Images: 1}) || dc.CountsAsOf == nil || !dc.CountsAsOf.Equal(now) {
+			t.Fatalf("after a delete that failed after one image: local %+v as of %v, want 1 image counted at %v", dc.Local, dc.CountsAsOf, now)
+		}
+	})
+}
+
+// serve calls verb on s in-process.
+func serve(s *admin.Service, verb string, req any) (int, []byte) {
+	b, _ := json.Marshal(req)
+	r := httptest.NewRequest(http.MethodPost, admin.Prefix+verb, bytes.NewReader(b))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, r)
+	return w.Code, w.Body.Bytes()
 }

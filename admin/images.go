@@ -234,10 +234,12 @@ func (s *Service) batchDeleteImage(ctx context.Context, req *BatchDeleteImageReq
 		}
 	}
 	if len(refs) > 0 {
-		if _, err := s.o.Reclaim.ExpireImages(ctx, refs); err != nil {
+		_, err := s.o.Reclaim.ExpireImages(ctx, refs)
+		// Images may have gone before a failure: counted again either way.
+		s.storeChanged()
+		if err != nil {
 			return nil, err
 		}
-		s.storeChanged()
 	}
 	return out, nil
 }
