@@ -144,17 +144,44 @@ func TestFillCommitFailingAfterVerificationKeepsNothing(t *testing.T) {
 type fileTaker struct {
 	bytes.Buffer
 	fromFiles int64
+	// release, when set, is called once: when the first span of a file
+	// comes, or, failing that, once every byte before heldAt came by copy,
+	// so that a fill held there goes on either way.
+	release func()
+	heldAt  int64
+}
+
+func (w *fileTaker) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	w.releaseOnceCopied()
+	return n, err
 }
 
 func (w *fileTaker) ReadFrom(src io.Reader) (int64, error) {
 	if lr, ok := src.(*io.LimitedReader); ok {
 		if _, ok := lr.R.(*os.File); ok {
+			w.releaseNow()
 			n, err := io.Copy(&w.Buffer, src)
 			w.fromFiles += n
 			return n, err
 		}
 	}
-	return io.Copy(&w.Buffer, src)
+	n, err := io.Copy(&w.Buffer, src)
+	w.releaseOnceCopied()
+	return n, err
+}
+
+func (w *fileTaker) releaseOnceCopied() {
+	if int64(w.Len()) >= w.heldAt-1 {
+		w.releaseNow()
+	}
+}
+
+func (w *fileTaker) releaseNow() {
+	if w.release != nil {
+		w.release()
+		w.release = nil
+	}
 }
 
 // A client that follows a fill into a writer that takes files gets the
@@ -166,13 +193,15 @@ func TestFillFollowedIntoAFileTaker(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	release := make(chan struct{})
 	f, rc := e.openHeldFill(t, data, release, half)
-	w := &fileTaker{}
+	// The fill goes on once the follower took its first span of the file
+	// (while the fill still held it at half, so its temporary file was
+	// there to open), or, when it takes none, once it copied all it could.
+	w := &fileTaker{release: func() { close(release) }, heldAt: half}
 	done := make(chan error, 1)
 	go func() {
 		_, err := rc.(io.WriterTo).WriteTo(w)
 		done <- err
 	}()
-	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
