@@ -71,23 +71,18 @@ func (s *Store) DeletePolicy(ctx context.Context, kind, name string) error {
 
 // ListPolicies returns the settings of a kind, sorted by name.
 func (s *Store) ListPolicies(ctx context.Context, kind string) ([]PolicyEntry, error) {
-	if kind == "" || strings.ContainsRune(kind, 0) {
-		return nil, fmt.Errorf("invalid setting kind %q", kind)
-	}
-	var out []PolicyEntry
-	err := s.scan(ctx, append(join(prefixPolicy, kind), 0), func(k, v []byte) error {
-		out = append(out, PolicyEntry{Name: string(k), Value: bytes.Clone(v)})
-		return nil
-	})
-	return out, err
+	return s.ListPoliciesPrefix(ctx, kind, "")
 }
 
 // ListPoliciesPrefix returns the settings of a kind whose names begin
 // with prefix, sorted by name: a read of those entries only, however many
 // others the kind has.
 func (s *Store) ListPoliciesPrefix(ctx context.Context, kind, prefix string) ([]PolicyEntry, error) {
-	if kind == "" || strings.ContainsRune(kind, 0) || strings.ContainsRune(prefix, 0) {
-		return nil, fmt.Errorf("invalid setting kind %q or prefix %q", kind, prefix)
+	if kind == "" || strings.ContainsRune(kind, 0) {
+		return nil, fmt.Errorf("invalid setting kind %q", kind)
+	}
+	if strings.ContainsRune(prefix, 0) {
+		return nil, fmt.Errorf("invalid setting name prefix %q", prefix)
 	}
 	var out []PolicyEntry
 	err := s.scan(ctx, append(append(join(prefixPolicy, kind), 0), prefix...), func(k, v []byte) error {
