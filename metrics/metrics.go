@@ -5,6 +5,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"berth/registry"
@@ -24,6 +25,36 @@ type Metrics struct {
 	UpstreamErrors  *prometheus.CounterVec
 	Evictions       prometheus.Counter
 	reg             prometheus.Registerer
+
+	// The series a request updates, found once per label set: a label
+	// lookup hashes and compares every value, on every request. Every
+	// label is one of a few values the server picks (RequestInfo.Method is
+	// registry.MethodName's), so these stay small.
+	requests sync.Map // requestLabels → *requestSeries
+	served   sync.Map // registry.Source → prometheus.Counter
+	results  sync.Map // cacheLabels → prometheus.Counter
+}
+
+type requestLabels struct {
+	kind   registry.Kind
+	method string
+	status int
+}
+
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+type cacheLabels struct{ kind, result string }
+
+// series returns the value m holds for key, made by mk the first time.
+func series[K comparable, V any](m *sync.Map, key K, mk func() V) V {
+	if v, ok := m.Load(key); ok {
+		return v.(V)
+	}
+	v, _ := m.LoadOrStore(key, mk())
+	return v.(V)
 }
 
 // New registers Berth's collectors with reg.
@@ -89,11 +120,19 @@ func (m *Metrics) UpstreamFuncs(upstream string, throttled, backoff, remaining f
 // ObserveRequest records a finished registry request; it is the registry
 // server's observer.
 func (m *Metrics) ObserveRequest(info registry.RequestInfo) {
-	route := info.Kind.String()
-	m.Requests.WithLabelValues(route, info.Method, strconv.Itoa(info.Status)).Inc()
-	m.RequestDuration.WithLabelValues(route, info.Method).Observe(info.Duration.Seconds())
+	rs := series(&m.requests, requestLabels{info.Kind, info.Method, info.Status}, func() *requestSeries {
+		route := info.Kind.String()
+		return &requestSeries{
+			count:    m.Requests.WithLabelValues(route, info.Method, strconv.Itoa(info.Status)),
+			duration: m.RequestDuration.WithLabelValues(route, info.Method),
+		}
+	})
+	rs.count.Inc()
+	rs.duration.Observe(info.Duration.Seconds())
 	if info.Bytes > 0 && info.Source != registry.SourceNone {
-		m.BytesServed.WithLabelValues(string(info.Source)).Add(float64(info.Bytes))
+		series(&m.served, info.Source, func() prometheus.Counter {
+			return m.BytesServed.WithLabelValues(string(info.Source))
+		}).Add(float64(info.Bytes))
 	}
 	if info.Status == http.StatusTooManyRequests {
 		m.RateLimited.Inc()
@@ -103,7 +142,9 @@ func (m *Metrics) ObserveRequest(info registry.RequestInfo) {
 // CacheResult counts a cached-namespace lookup.
 func (m *Metrics) CacheResult(kind, result string) {
 	if m != nil {
-		m.Cache.WithLabelValues(kind, result).Inc()
+		series(&m.results, cacheLabels{kind, result}, func() prometheus.Counter {
+			return m.Cache.WithLabelValues(kind, result)
+		}).Inc()
 	}
 }
 

@@ -33,6 +33,7 @@ type Server struct {
 
 // RequestInfo describes a finished request, for metrics.
 type RequestInfo struct {
+	// Method is MethodName of the request's: never a client's own string.
 	Method    string
 	Kind      Kind
 	Repo      Repo
@@ -169,7 +170,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dur := time.Since(start)
 	if ce := s.log.Check(zap.InfoLevel, "request"); ce != nil { // no fields built when not logged
 		ce.Write(
-			zap.String("method", r.Method),
+			zap.String("method", MethodName(r.Method)),
 			zap.String("path", r.URL.Path),
 			zap.String("ns", route.Repo.NS),
 			zap.Int("status", status),
@@ -183,7 +184,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		)
 	}
 	if s.observe != nil {
-		s.observe(RequestInfo{Method: r.Method, Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
+		s.observe(RequestInfo{Method: MethodName(r.Method), Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
 			UploadID: route.UploadID, Status: status, Code: code, Principal: principal, User: presentedUser(r, principal),
 			Bytes: rec.bytes, Duration: dur, Source: rec.source, Client: client, Crashed: crashed})
 	}
