@@ -133,11 +133,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = s.resolve(r, &route)
 	}
 	if err == nil {
-		// Keys in canonical form, which Set would otherwise build anew
-		// on every request; they go out the same.
-		rec.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+		// Keys in canonical form, set directly (Set would check their
+		// form again on every request); they go out the same.
+		h := rec.Header()
+		h["Docker-Distribution-Api-Version"] = []string{"registry/2.0"}
 		if route.Repo.NS != "" {
-			rec.Header().Set("Oci-Namespace", route.Repo.NS)
+			h["Oci-Namespace"] = []string{route.Repo.NS}
 		}
 		if s.guard != nil {
 			principal, r, err = s.authorize(r, &route, client)
@@ -337,12 +338,15 @@ func (s *Server) serveManifest(w *recorder, r *http.Request, rt Route) error {
 		return err
 	}
 	w.source = m.Source
-	h := w.Header()
-	h.Set("Content-Type", m.MediaType)
+	// Keys in canonical form, set directly: Set would check each key's
+	// form again on every request. The values share one allocation.
 	d := m.Digest.String()
-	h.Set("Docker-Content-Digest", d)
-	h.Set("Etag", `"`+d+`"`)
-	h.Set("Content-Length", strconv.Itoa(len(m.Body)))
+	v := []string{m.MediaType, d, `"` + d + `"`, strconv.Itoa(len(m.Body))}
+	h := w.Header()
+	h["Content-Type"] = v[0:1:1]
+	h["Docker-Content-Digest"] = v[1:2:2]
+	h["Etag"] = v[2:3:3]
+	h["Content-Length"] = v[3:4:4]
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(m.Body)
