@@ -201,3 +201,40 @@ func BenchmarkGetManifestCold(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkRepoManifest is a manifest GET by digest of a warm image: the
+// manifest hot, its image record read before, in a cached repository and
+// in a local one.
+func BenchmarkRepoManifest(b *testing.B) {
+	s := sbOpen(b, Options{})
+	ctx := context.Background()
+	digests := sbPutManifests(b, s, 100)
+	repos := []RepoKey{CachedKey("hub", "library/app"), LocalKey("team/app")}
+	bt := s.NewBatch()
+	for _, r := range repos {
+		for _, d := range digests {
+			if err := bt.PutImage(r, d, Image{PushedAt: time.Now(), MediaType: "application/vnd.oci.image.manifest.v1+json"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := bt.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range repos {
+		for _, d := range digests {
+			if _, err := s.RepoManifest(ctx, r, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	s.hot.Wait()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := s.RepoManifest(ctx, repos[i%2], digests[(i/2)%len(digests)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
