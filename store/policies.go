@@ -125,6 +125,6 @@ func (s *Store) PurgeRepository(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	s.forgetTags(string(tagPrefix("", name)))
+	s.tags.forget(tagPrefix("", name))
 	return nil
 }

@@ -245,21 +245,21 @@ func (b *Batch) DeleteManifest(digest string) error {
 // PutTag maps a tag.
 func (b *Batch) PutTag(ns, repo, tag string, t Tag) error {
 	key := tagKey(ns, repo, tag)
-	b.s.cacheTag(string(key), Tag{}, false)
-	b.tags = append(b.tags, tagEntry{string(key), t, true})
+	b.s.tags.set(key, Tag{}, false)
+	b.tags = append(b.tags, tagEntry{key, t, true})
 	return b.b.Set(key, encodeTag(t), nil)
 }
 
 // DeleteTag removes a tag.
 func (b *Batch) DeleteTag(ns, repo, tag string) error {
 	key := tagKey(ns, repo, tag)
-	b.s.cacheTag(string(key), Tag{}, false)
-	b.tags = append(b.tags, tagEntry{string(key), Tag{}, false})
+	b.s.tags.set(key, Tag{}, false)
+	b.tags = append(b.tags, tagEntry{key, Tag{}, false})
 	return b.b.Delete(key, nil)
 }
 
 type tagEntry struct {
-	key string
+	key []byte
 	t   Tag
 	set bool
 }
@@ -334,7 +334,7 @@ func (b *Batch) Commit() error {
 		b.s.hot.Set(e.digest, e.m, hotCost(e.m))
 	}
 	for _, e := range b.tags {
-		b.s.cacheTag(e.key, e.t, e.set)
+		b.s.tags.set(e.key, e.t, e.set)
 	}
 	return nil
 }

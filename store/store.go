@@ -52,10 +52,8 @@ type Store struct {
 	blobCount atomic.Int64
 
 	// tags caches tag records in memory (they are read on every pull by
-	// tag); every write of a tag goes through it.
-	tagMu  sync.RWMutex
-	tags   map[string]Tag
-	tagGen uint64 // bumped by every tag write, under tagMu
+	// tag); every write of a tag goes through it (readcache.go).
+	tags readCache[Tag]
 
 	// access holds the access times not yet written (access.go).
 	access *accessTable
@@ -100,49 +98,6 @@ func (s *Store) lockBlob(digest string) func() {
 	mu := &s.blobMu[h%uint32(len(s.blobMu))]
 	mu.Lock()
 	return mu.Unlock
-}
-
-// maxCached bounds the in-memory tag map; past it it starts over.
-const maxCached = 100_000
-
-func (s *Store) cacheTag(key string, t Tag, ok bool) {
-	s.tagMu.Lock()
-	defer s.tagMu.Unlock()
-	s.tagGen++
-	s.storeTagLocked(key, t, ok)
-}
-
-// forgetTags drops the cached tags whose keys start with prefix.
-func (s *Store) forgetTags(prefix string) {
-	s.tagMu.Lock()
-	defer s.tagMu.Unlock()
-	s.tagGen++
-	for k := range s.tags {
-		if strings.HasPrefix(k, prefix) {
-			delete(s.tags, k)
-		}
-	}
-}
-
-// cacheReadTag caches a tag read from pebble unless a tag was written
-// since the read began (gen), which could have made it stale.
-func (s *Store) cacheReadTag(key string, t Tag, gen uint64) {
-	s.tagMu.Lock()
-	defer s.tagMu.Unlock()
-	if s.tagGen == gen {
-		s.storeTagLocked(key, t, true)
-	}
-}
-
-func (s *Store) storeTagLocked(key string, t Tag, ok bool) {
-	if !ok {
-		delete(s.tags, key)
-		return
-	}
-	if s.tags == nil || len(s.tags) >= maxCached {
-		s.tags = map[string]Tag{}
-	}
-	s.tags[key] = t
 }
 
 // Stats are the store's totals.
@@ -252,15 +207,12 @@ type Tag struct {
 
 // GetTag returns the tag of repo in namespace ns.
 func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
-	key := string(tagKey(ns, repo, tag))
-	s.tagMu.RLock()
-	t, ok := s.tags[key]
-	gen := s.tagGen
-	s.tagMu.RUnlock()
+	key := tagKey(ns, repo, tag)
+	t, ok, gen := s.tags.get(key)
 	if ok {
 		return t, nil
 	}
-	err := s.view([]byte(key), func(v []byte) error {
+	err := s.view(key, func(v []byte) error {
 		if len(v) < 8 {
 			return fmt.Errorf("tag %s:%s: corrupt record", repo, tag)
 		}
@@ -270,7 +222,7 @@ func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
 	if err != nil {
 		return Tag{}, err
 	}
-	s.cacheReadTag(key, t, gen)
+	s.tags.cacheRead(key, t, gen)
 	return t, nil
 }
 
@@ -278,18 +230,18 @@ func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
 // manifest a crash lost, so callers store the manifest first.
 func (s *Store) PutTag(ctx context.Context, ns, repo, tag string, t Tag) error {
 	key := tagKey(ns, repo, tag)
-	s.cacheTag(string(key), Tag{}, false)
+	s.tags.set(key, Tag{}, false)
 	if err := s.db.Set(key, encodeTag(t), pebble.Sync); err != nil {
 		return err
 	}
-	s.cacheTag(string(key), t, true)
+	s.tags.set(key, t, true)
 	return nil
 }
 
 // DeleteTag removes a tag mapping.
 func (s *Store) DeleteTag(ctx context.Context, ns, repo, tag string) error {
 	key := tagKey(ns, repo, tag)
-	s.cacheTag(string(key), Tag{}, false)
+	s.tags.set(key, Tag{}, false)
 	return s.db.Delete(key, pebble.Sync)
 }
 

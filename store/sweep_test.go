@@ -29,7 +29,7 @@ func TestSweepLeavesCachesAlone(t *testing.T) {
 	}
 	// Start cold: what the batch cached is dropped.
 	s.hot.Clear()
-	s.forgetTags("")
+	s.tags.forget(nil)
 	s.hot.Wait()
 
 	if m, err := s.Sweep().Manifest(ctx, d); err != nil || string(m.Body) != string(body) {
@@ -53,10 +53,7 @@ func TestSweepLeavesCachesAlone(t *testing.T) {
 	if _, ok := s.hot.Get(d); ok {
 		t.Errorf("a sweep made the manifest hot")
 	}
-	s.tagMu.RLock()
-	n := len(s.tags)
-	s.tagMu.RUnlock()
-	if n != 0 {
+	if n := s.tags.len(); n != 0 {
 		t.Errorf("a sweep cached %d tags", n)
 	}
 	// A pull does make it hot.
