@@ -54,6 +54,15 @@ package store
 //	    repository's name, or for a cached one 0x01 <upstream rule name>
 //	    "/" <name at the upstream>. Names never start with 0x01, so the
 //	    two never collide.
+//	    Whether a record exists, and its media type, are cached in memory
+//	    for manifest GETs (Store.imageType, readcache.go). So every writer
+//	    of img/ keys drops the cached copies before its write and again
+//	    after its commit: Batch.PutImage and Batch.DeleteImage (pushes,
+//	    pulls, deletes of images, eviction, lifecycle expiry) and
+//	    PurgeRepository's range delete. The access flusher's rewrites of
+//	    lastPulledAt need not: it rewrites only records it finds, under
+//	    imageMu, keeping their media type. A writer that skipped it would
+//	    leave a deleted image servable.
 //	lnk/<repo>\x00<digest>               -> state (1: 1 linked, 0 deleted) | at (8)
 //	    A blob of a repository: for a local one uploaded, mounted or
 //	    referenced by one of its manifests; for a cached one fetched for it
@@ -145,7 +154,19 @@ func blobKey(digest string) []byte     { return join(prefixBlob, digest) }
 func accessKey(digest string) []byte   { return join(prefixAccess, digest) }
 func repoKey(name string) []byte       { return join(prefixRepo, name) }
 func imageKey(repo RepoKey, digest string) []byte {
-	return join(prefixImage, repo.Encode(), digest)
+	n := len(prefixImage) + len(cachedMark) + len(repo.Upstream) + 1 + len(repo.Name) + 1 + len(digest)
+	return appendImageKey(make([]byte, 0, n), repo, digest)
+}
+
+// appendImageKey appends imageKey(repo, digest) to dst, allocating
+// nothing when dst has room.
+func appendImageKey(dst []byte, repo RepoKey, digest string) []byte {
+	dst = append(dst, prefixImage...)
+	if repo.Cached() {
+		dst = append(append(append(dst, cachedMark...), repo.Upstream...), '/')
+	}
+	dst = append(append(dst, repo.Name...), 0)
+	return append(dst, digest...)
 }
 func linkKey(repo RepoKey, digest string) []byte { return join(prefixLink, repo.Encode(), digest) }
 func referrerKey(repo RepoKey, subject, digest string) []byte {

@@ -109,8 +109,9 @@ func (s *Store) PurgeRepository(ctx context.Context, name string) error {
 		return err
 	}
 	key := LocalKey(name).Encode()
+	images := append(join(prefixImage, key), 0)
 	for _, p := range [][]byte{
-		append(join(prefixImage, key), 0),
+		images,
 		tagPrefix("", name),
 		append(join(prefixLink, key), 0),
 		append(join(prefixReferrer, key), 0),
@@ -119,9 +120,11 @@ func (s *Store) PurgeRepository(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	s.imageTypes.forget(images) // and again after the commit (readcache.go)
 	s.imageMu.RLock()
 	err := b.Commit(pebble.Sync)
 	s.imageMu.RUnlock()
+	s.imageTypes.forget(images)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,13 @@ import (
 // maxCached bounds each readCache; past it the cache starts over.
 const maxCached = 100_000
 
+// imageEntryBytes is the heap an entry of the image cache takes, measured
+// (TestImageCacheEntryBytes) with the 100-byte key of a cached
+// repository's image: its key (112 bytes allocated) and its share of the
+// map; its media type is one of the constants (mediaType). So a full
+// image cache holds some 16 MB.
+const imageEntryBytes = 164
+
 // readCache is an in-memory copy of records read from pebble, by their
 // pebble key: tags (store.go) and what a manifest GET needs of image
 // records (imageCache, visible.go). It never answers for a record that

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"time"
 
+	"berth/internal/oci"
+
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -108,7 +110,30 @@ func decodeImage(v []byte) (Image, bool) {
 	if len(v) < 16 {
 		return Image{}, false
 	}
-	return Image{PushedAt: getTime(v), LastPulledAt: getTime(v[8:]), MediaType: string(v[16:])}, true
+	return Image{PushedAt: getTime(v), LastPulledAt: getTime(v[8:]), MediaType: mediaType(v[16:])}, true
+}
+
+// mediaType is b as a string: one of the manifest media types Berth knows
+// without allocating (every image record holds one of them, and the
+// image cache keeps many), any other copied.
+func mediaType(b []byte) string {
+	switch string(b) {
+	case "":
+		return ""
+	case oci.MediaTypeImageManifest:
+		return oci.MediaTypeImageManifest
+	case oci.MediaTypeImageIndex:
+		return oci.MediaTypeImageIndex
+	case oci.MediaTypeDockerManifest:
+		return oci.MediaTypeDockerManifest
+	case oci.MediaTypeDockerList:
+		return oci.MediaTypeDockerList
+	case oci.MediaTypeDockerSchema1:
+		return oci.MediaTypeDockerSchema1
+	case oci.MediaTypeDockerSchema1Signed:
+		return oci.MediaTypeDockerSchema1Signed
+	}
+	return string(b)
 }
 
 // GetImage returns the image record of digest in repo, or ErrNotFound.
@@ -122,8 +147,8 @@ func (s *Store) GetImage(ctx context.Context, repo RepoKey, digest string) (Imag
 	return im, nil
 }
 
-// imageRecord is the image record as written, for the paths that need
-// only its media type or rewrite it (a manifest GET, a touch).
+// imageRecord is the image record as written. A manifest GET reads what
+// it needs of it through the image cache instead (Store.imageType).
 func (s *Store) imageRecord(repo RepoKey, digest string) (Image, error) {
 	var im Image
 	err := s.view(imageKey(repo, digest), func(v []byte) error {
@@ -203,8 +228,10 @@ type Batch struct {
 	// manifests are then encrypted when encryption is on.
 	local bool
 	// images is set by a write of an image record: Commit then holds
-	// the store's imageMu shared.
-	images bool
+	// the store's imageMu shared. imageKeys are the records written, for
+	// the image cache.
+	images    bool
+	imageKeys [][]byte
 	// refs is what the batch makes referenced (see Store.writeRefs).
 	refs Referenced
 }
@@ -270,13 +297,22 @@ func (b *Batch) PutImage(repo RepoKey, digest string, im Image) error {
 	b.images = true
 	b.refs.Images = append(b.refs.Images, ImageKey{repo, digest})
 	b.refs.Manifests = append(b.refs.Manifests, digest)
-	return b.b.Set(imageKey(repo, digest), encodeImage(im), nil)
+	return b.b.Set(b.imageKey(repo, digest), encodeImage(im), nil)
 }
 
 // DeleteImage removes digest from repo.
 func (b *Batch) DeleteImage(repo RepoKey, digest string) error {
+	return b.b.Delete(b.imageKey(repo, digest), nil)
+}
+
+// imageKey is the key of an image record the batch writes: its cached
+// copy is dropped now, and again after Commit (readcache.go).
+func (b *Batch) imageKey(repo RepoKey, digest string) []byte {
+	key := imageKey(repo, digest)
+	b.s.imageTypes.set(key, "", false)
 	b.images = true
-	return b.b.Delete(imageKey(repo, digest), nil)
+	b.imageKeys = append(b.imageKeys, key)
+	return key
 }
 
 // Link links blobs to repo.
@@ -327,7 +363,13 @@ func (b *Batch) Commit() error {
 		b.s.imageMu.RLock()
 		defer b.s.imageMu.RUnlock()
 	}
-	if err := b.b.Commit(pebble.Sync); err != nil {
+	err := b.b.Commit(pebble.Sync)
+	// Dropped, not set: of two batches writing one record, the one
+	// that commits first could set it last.
+	for _, k := range b.imageKeys {
+		b.s.imageTypes.set(k, "", false)
+	}
+	if err != nil {
 		return err
 	}
 	for _, e := range b.m {

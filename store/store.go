@@ -54,6 +54,13 @@ type Store struct {
 	// tags caches tag records in memory (they are read on every pull by
 	// tag); every write of a tag goes through it (readcache.go).
 	tags readCache[Tag]
+	// imageTypes caches what a manifest GET needs of an image record (that
+	// it exists, and its media type: visible.go), by its key; every write
+	// or delete of image records goes through it (keys.go lists them).
+	imageTypes readCache[string]
+	// readHook, when set (tests), is called with the key of every point
+	// read of pebble (view), after the read.
+	readHook atomic.Pointer[func(key []byte)]
 
 	// access holds the access times not yet written (access.go).
 	access *accessTable
@@ -175,6 +182,9 @@ func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Fatalf(format, ar
 // ErrNotFound.
 func (s *Store) view(key []byte, fn func(v []byte) error) error {
 	v, closer, err := s.db.Get(key)
+	if h := s.readHook.Load(); h != nil {
+		(*h)(key)
+	}
 	if errors.Is(err, pebble.ErrNotFound) {
 		return ErrNotFound
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,7 +118,7 @@ func (s *Store) RepoManifest(ctx context.Context, repo RepoKey, digest string) (
 
 // repoManifest is RepoManifest, making the manifest hot when keep is set.
 func (s *Store) repoManifest(ctx context.Context, repo RepoKey, digest string, keep bool) (*Manifest, error) {
-	im, err := s.imageRecord(repo, digest)
+	mt, err := s.imageType(repo, digest, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -125,10 +126,47 @@ func (s *Store) repoManifest(ctx context.Context, repo RepoKey, digest string, k
 	if err != nil {
 		return nil, err
 	}
-	if im.MediaType != "" && im.MediaType != m.MediaType {
-		return &Manifest{MediaType: im.MediaType, Body: m.Body}, nil
+	if mt != "" && mt != m.MediaType {
+		return &Manifest{MediaType: mt, Body: m.Body}, nil
 	}
 	return m, nil
+}
+
+// imageType is what a manifest GET needs of repo's image record of
+// digest: its media type ("" in records of older versions), or
+// ErrNotFound when there is none. It is read from the image cache, and
+// from pebble into it (keep) on a miss. The access flusher's rewrites of
+// records leave both alone (it rewrites only records it finds, keeping
+// their type), so they need not go through the cache.
+func (s *Store) imageType(repo RepoKey, digest string, keep bool) (string, error) {
+	var buf [160]byte
+	key := appendImageKey(buf[:0], repo, digest)
+	mt, ok, gen := s.imageTypes.get(key)
+	if ok {
+		return mt, nil
+	}
+	return s.readImageType(bytes.Clone(key), repo, digest, keep, gen)
+}
+
+// readImageType is imageType's read of pebble, with a key of its own:
+// one passed to pebble goes to the heap, imageType's stays on its stack.
+func (s *Store) readImageType(key []byte, repo RepoKey, digest string, keep bool, gen uint64) (string, error) {
+	var mt string
+	err := s.view(key, func(v []byte) error {
+		im, ok := decodeImage(v)
+		if !ok {
+			return fmt.Errorf("image %s@%s: corrupt record", repo, digest)
+		}
+		mt = im.MediaType
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if keep {
+		s.imageTypes.cacheRead(key, mt, gen)
+	}
+	return mt, nil
 }
 
 // firstType returns m with the media type of the stored record of digest,
