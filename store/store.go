@@ -252,7 +252,11 @@ func (s *Store) PutTag(ctx context.Context, ns, repo, tag string, t Tag) error {
 func (s *Store) DeleteTag(ctx context.Context, ns, repo, tag string) error {
 	key := tagKey(ns, repo, tag)
 	s.tags.set(key, Tag{}, false)
-	return s.db.Delete(key, pebble.Sync)
+	err := s.db.Delete(key, pebble.Sync)
+	// Again: a GET that looked the tag up after the first drop and read
+	// it before the delete may have cached it meanwhile.
+	s.tags.set(key, Tag{}, false)
+	return err
 }
 
 // ListTags returns the tags of repo in namespace ns, sorted.
