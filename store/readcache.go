@@ -17,7 +17,7 @@ const imageEntryBytes = 164
 
 // readCache is an in-memory copy of records read from pebble, by their
 // pebble key: tags (store.go) and what a manifest GET needs of image
-// records (imageCache, visible.go). It never answers for a record that
+// records (Store.imageTypes, visible.go). It never answers for a record that
 // was written since it was cached, given that its writers follow the
 // protocol:
 //
@@ -30,6 +30,11 @@ const imageEntryBytes = 164
 // the lookup, so a read that raced a write (and may have read the old
 // value) is never cached. One that read before a write's commit and
 // offered it before the write's second step is dropped by that step.
+// Setting the new value in that step is right only for writers of a key
+// that do not race: of two, the one that committed first may set last.
+// Tags set it, as they always have, and so may keep the older of two
+// racing writes of one tag until it is written again; image records,
+// whose presence is visibility, are dropped instead (repos.go).
 type readCache[V any] struct {
 	mu  sync.RWMutex
 	m   map[string]V
