@@ -295,10 +295,17 @@ func (n *Node) observe(info registry.RequestInfo) {
 func (n *Node) registryHandler() http.Handler {
 	reg := registry.New(n.backend, registry.WithLogger(n.log.Named("http")), registry.WithObserver(n.observe),
 		registry.WithLimiter(n.limiter), registry.WithGuard(liveGuard{n}), registry.WithShaper(n.shaper))
-	mux := http.NewServeMux()
-	mux.Handle("/token", n.audited(http.HandlerFunc(n.serveToken), tokenAction))
-	mux.Handle("/", reg)
-	return mux
+	token := n.audited(http.HandlerFunc(n.serveToken), tokenAction)
+	// Two routes need no ServeMux, whose pattern matching was a tenth of
+	// a warm manifest request's handling. A path it would have cleaned
+	// and redirected reaches the registry, which refuses it.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			token.ServeHTTP(w, r)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	})
 }
 
 // Handler is the registry API with the token endpoint.
