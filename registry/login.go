@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 )
 
@@ -44,13 +46,29 @@ func (g *Logins) Hold(addr, user string, now time.Time) (*LoginHold, error) {
 		}
 		h.done = append(h.done, done)
 	}
-	done, err := g.failures.Hold(addr+"\x00"+user, now)
+	done, err := g.failures.Hold(failureKey(addr, user), now)
 	if err != nil {
 		h.Succeeded(now) // nothing was checked: charge nothing
 		return nil, err
 	}
 	h.done = append(h.done, done)
 	return h, nil
+}
+
+// maxKeptUser is the longest user name a failure bucket is named by as it
+// is; far longer than any account's name.
+const maxKeptUser = 64
+
+// failureKey names the bucket of failed logins by user from addr. The
+// client picks the user name, as long as the header limit (1 MB) allows,
+// and a bucket is kept for minutes, so a longer name is kept as its hash:
+// still one bucket per name, a few dozen bytes each.
+func failureKey(addr, user string) string {
+	if len(user) <= maxKeptUser {
+		return addr + "\x00" + user
+	}
+	sum := sha256.Sum256([]byte(user))
+	return addr + "\x01" + hex.EncodeToString(sum[:16])
 }
 
 // Succeeded ends the hold without charge: the credentials were good.

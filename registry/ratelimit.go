@@ -185,12 +185,32 @@ func (l *Limiter) bucket(client string, now time.Time) *clientBucket {
 	l.sweep(now)
 	c := l.clients[client]
 	if c == nil {
+		if len(l.clients) >= maxClients {
+			l.dropOne()
+		}
 		rps, burst := l.settingsFor(client)
 		c = &clientBucket{lim: rate.NewLimiter(rps, burst), rps: rps, burst: burst}
 		l.clients[client] = c
 	}
 	c.lastSeen = now
 	return c
+}
+
+// maxClients bounds the buckets a limiter keeps: far more clients than
+// send requests within the idle period, and few enough that clients with
+// endless addresses (an IPv6 prefix), or endless user names for the
+// failed-login buckets, hold a bounded amount of memory (about 300 bytes
+// a bucket).
+const maxClients = 1 << 16
+
+// dropOne makes room for a new bucket by dropping one the map's iteration
+// picks at random. A dropped bucket only ever errs on the lenient side:
+// its client starts again with a full bucket. Callers hold l.mu.
+func (l *Limiter) dropOne() {
+	for k := range l.clients {
+		delete(l.clients, k)
+		return
+	}
 }
 
 // take takes a token from c now, or refuses. Callers hold l.mu.

@@ -270,6 +270,29 @@ var attacks = []attack{
 			}
 		},
 	},
+	{
+		name:   "long-user-names",
+		attack: "20 guesses from one address for a user name of 64 KiB, at the registry and at the token endpoint",
+		safe:   "the name's failed logins back off like any other's (the bucket is named by the name's hash, not the 64 KiB)",
+		run: func(t *testing.T, tg *target) {
+			for _, where := range []string{"registry", "token endpoint"} {
+				user := where + strings.Repeat("u", 64<<10)
+				counts := map[int]int{}
+				for i := range 20 {
+					var st int
+					if where == "registry" {
+						st, _ = tg.do(t, http.MethodGet, "/v2/", basic(user, fmt.Sprintf("guess-%d", i)), nil)
+					} else {
+						st, _ = tg.token(t, user, fmt.Sprintf("guess-%d", i), url.Values{})
+					}
+					counts[st]++
+				}
+				if counts[http.StatusUnauthorized] != 5 || counts[http.StatusTooManyRequests] != 15 {
+					t.Errorf("%s: statuses %v, want 5 401s then 429s", where, counts)
+				}
+			}
+		},
+	},
 }
 
 func TestAttacks(t *testing.T) {
