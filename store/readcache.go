@@ -21,24 +21,23 @@ const imageEntryBytes = 164
 // was written since it was cached, given that its writers follow the
 // protocol:
 //
-//   - before the write, set(key, zero, false) (or forget a prefix): the
-//     old value goes, and gen moves on;
-//   - after the commit, set or forget again: the new value, or nothing.
+//   - before the write, drop(key) (or forget a prefix): the old value
+//     goes, and gen moves on;
+//   - after the commit, drop (or forget) again.
 //
 // A reader that missed takes gen with its lookup (get), reads pebble, and
 // offers what it read with cacheRead: kept only when no write began since
 // the lookup, so a read that raced a write (and may have read the old
 // value) is never cached. One that read before a write's commit and
 // offered it before the write's second step is dropped by that step.
-// Setting the new value in that step is right only for writers of a key
-// that do not race: of two, the one that committed first may set last.
-// Tags set it, as they always have, and so may keep the older of two
-// racing writes of one tag until it is written again; image records,
-// whose presence is visibility, are dropped instead (repos.go).
+// The second step drops rather than sets the new value: of two writes of
+// one key, the one that committed first could set it last, and the cache
+// would keep the older value until the key was written again. The next
+// read after a write reads pebble once.
 type readCache[V any] struct {
 	mu  sync.RWMutex
 	m   map[string]V
-	gen uint64 // bumped by every set and forget, under mu
+	gen uint64 // bumped by every drop and forget, under mu
 }
 
 // get returns the cached value of key, and the generation a read of
@@ -51,13 +50,13 @@ func (c *readCache[V]) get(key []byte) (v V, ok bool, gen uint64) {
 	return v, ok, gen
 }
 
-// set caches v for key (ok), or drops key's entry (!ok), for a writer of
-// key.
-func (c *readCache[V]) set(key []byte, v V, ok bool) {
+// drop drops key's entry, for a writer of key (before its write and again
+// after the commit).
+func (c *readCache[V]) drop(key []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.storeLocked(key, v, ok)
+	delete(c.m, string(key))
 }
 
 // forget drops the entries whose keys start with prefix, for a writer of
@@ -80,15 +79,11 @@ func (c *readCache[V]) cacheRead(key []byte, v V, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen == gen {
-		c.storeLocked(key, v, true)
+		c.storeLocked(key, v)
 	}
 }
 
-func (c *readCache[V]) storeLocked(key []byte, v V, ok bool) {
-	if !ok {
-		delete(c.m, string(key))
-		return
-	}
+func (c *readCache[V]) storeLocked(key []byte, v V) {
 	if c.m == nil || len(c.m) >= maxCached {
 		c.m = map[string]V{}
 	}

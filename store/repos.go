@@ -219,7 +219,7 @@ type Batch struct {
 	s    *Store
 	b    *pebble.Batch
 	m    []manifestEntry
-	tags []tagEntry
+	tags [][]byte // keys of the tags written, dropped from the cache again after Commit
 	// done is set by Commit and Close: the pebble batch goes back to its
 	// pool on the first, and must not be closed again (another goroutine
 	// may already be using it).
@@ -272,23 +272,17 @@ func (b *Batch) DeleteManifest(digest string) error {
 // PutTag maps a tag.
 func (b *Batch) PutTag(ns, repo, tag string, t Tag) error {
 	key := tagKey(ns, repo, tag)
-	b.s.tags.set(key, Tag{}, false)
-	b.tags = append(b.tags, tagEntry{key, t, true})
+	b.s.tags.drop(key)
+	b.tags = append(b.tags, key)
 	return b.b.Set(key, encodeTag(t), nil)
 }
 
 // DeleteTag removes a tag.
 func (b *Batch) DeleteTag(ns, repo, tag string) error {
 	key := tagKey(ns, repo, tag)
-	b.s.tags.set(key, Tag{}, false)
-	b.tags = append(b.tags, tagEntry{key, Tag{}, false})
+	b.s.tags.drop(key)
+	b.tags = append(b.tags, key)
 	return b.b.Delete(key, nil)
-}
-
-type tagEntry struct {
-	key []byte
-	t   Tag
-	set bool
 }
 
 // PutImage records that digest belongs to repo.
@@ -309,7 +303,7 @@ func (b *Batch) DeleteImage(repo RepoKey, digest string) error {
 // copy is dropped now, and again after Commit (readcache.go).
 func (b *Batch) imageKey(repo RepoKey, digest string) []byte {
 	key := imageKey(repo, digest)
-	b.s.imageTypes.set(key, "", false)
+	b.s.imageTypes.drop(key)
 	b.images = true
 	b.imageKeys = append(b.imageKeys, key)
 	return key
@@ -367,16 +361,16 @@ func (b *Batch) Commit() error {
 	// Dropped, not set: of two batches writing one record, the one
 	// that commits first could set it last.
 	for _, k := range b.imageKeys {
-		b.s.imageTypes.set(k, "", false)
+		b.s.imageTypes.drop(k)
+	}
+	for _, k := range b.tags {
+		b.s.tags.drop(k)
 	}
 	if err != nil {
 		return err
 	}
 	for _, e := range b.m {
 		b.s.hot.Set(e.digest, e.m, hotCost(e.m))
-	}
-	for _, e := range b.tags {
-		b.s.tags.set(e.key, e.t, e.set)
 	}
 	return nil
 }

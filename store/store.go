@@ -240,22 +240,22 @@ func (s *Store) GetTag(ctx context.Context, ns, repo, tag string) (Tag, error) {
 // manifest a crash lost, so callers store the manifest first.
 func (s *Store) PutTag(ctx context.Context, ns, repo, tag string, t Tag) error {
 	key := tagKey(ns, repo, tag)
-	s.tags.set(key, Tag{}, false)
-	if err := s.db.Set(key, encodeTag(t), pebble.Sync); err != nil {
-		return err
-	}
-	s.tags.set(key, t, true)
-	return nil
+	s.tags.drop(key)
+	err := s.db.Set(key, encodeTag(t), pebble.Sync)
+	// Dropped, not set: of two writes of one tag, the one that commits
+	// first could set it last. The next GET reads it.
+	s.tags.drop(key)
+	return err
 }
 
 // DeleteTag removes a tag mapping.
 func (s *Store) DeleteTag(ctx context.Context, ns, repo, tag string) error {
 	key := tagKey(ns, repo, tag)
-	s.tags.set(key, Tag{}, false)
+	s.tags.drop(key)
 	err := s.db.Delete(key, pebble.Sync)
 	// Again: a GET that looked the tag up after the first drop and read
 	// it before the delete may have cached it meanwhile.
-	s.tags.set(key, Tag{}, false)
+	s.tags.drop(key)
 	return err
 }
 
