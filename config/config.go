@@ -44,6 +44,11 @@ type Config struct {
 	// others waiting for a slot.
 	ServeBandwidth int64 `yaml:"serveBandwidth"`
 	MaxBlobStreams int   `yaml:"maxBlobStreams"`
+	// MaxConnections caps the connections each listener holds, and
+	// MaxConnectionsPerAddress those from one address (0: no cap); one
+	// past a cap is answered TOOMANYREQUESTS and closed.
+	MaxConnections           int `yaml:"maxConnections"`
+	MaxConnectionsPerAddress int `yaml:"maxConnectionsPerAddress"`
 	// Sync are the rules that fill the cache ahead of clients.
 	Sync []SyncRule `yaml:"sync"`
 	// Replication copies pushes to local repositories to other registries.
@@ -107,6 +112,9 @@ func Default() Config {
 		ShutdownTimeout: 30 * time.Second,
 		Upstreams:       []Upstream{hub.WithDefaults()},
 		RateLimit:       RateLimit{RequestsPerSecond: 200, Burst: 400},
+		// About 20 KB an idle connection: 160 MB at most per listener.
+		MaxConnections:           8192,
+		MaxConnectionsPerAddress: 512,
 		Cache: Cache{HotManifestBytes: 64 << 20, FillTimeout: time.Hour,
 			HighWatermark: 0.9, LowWatermark: 0.8, EvictInterval: 10 * time.Second},
 		Local: Local{
@@ -206,7 +214,8 @@ func (c Config) problems() []error {
 		errs = append(errs, errors.New("shutdownTimeout: must be positive"))
 	}
 	errs = append(errs, upstreamProblems(c.Upstreams)...)
-	for key, v := range map[string]int64{"upstreamBandwidth": c.UpstreamBandwidth, "serveBandwidth": c.ServeBandwidth, "maxBlobStreams": int64(c.MaxBlobStreams)} {
+	for key, v := range map[string]int64{"upstreamBandwidth": c.UpstreamBandwidth, "serveBandwidth": c.ServeBandwidth, "maxBlobStreams": int64(c.MaxBlobStreams),
+		"maxConnections": int64(c.MaxConnections), "maxConnectionsPerAddress": int64(c.MaxConnectionsPerAddress)} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative (0 is no cap)", key))
 		}

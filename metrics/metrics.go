@@ -24,6 +24,7 @@ type Metrics struct {
 	UpstreamReqs    *prometheus.CounterVec
 	UpstreamErrors  *prometheus.CounterVec
 	Evictions       prometheus.Counter
+	ConnsRefused    *prometheus.CounterVec
 	reg             prometheus.Registerer
 
 	// The series a request updates, found once per label set: a label
@@ -90,15 +91,31 @@ func New(reg prometheus.Registerer) *Metrics {
 		Evictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_evictions_total", Help: "Blobs evicted from the cache to stay under its capacity.",
 		}),
+		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_connections_refused_total",
+			Help: "Connections answered TOOMANYREQUESTS and closed, by listener and the cap they were past (max, per-address).",
+		}, []string{"listener", "reason"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.RateLimited, m.Cache,
-		m.FillDuration, m.UpstreamReqs, m.UpstreamErrors, m.Evictions)
+		m.FillDuration, m.UpstreamReqs, m.UpstreamErrors, m.Evictions, m.ConnsRefused)
 	return m
 }
 
 // Gauge registers a gauge whose value is read at scrape time.
 func (m *Metrics) Gauge(name, help string, f func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+// ConnectionRefused counts a connection listener refused for reason.
+func (m *Metrics) ConnectionRefused(listener, reason string) {
+	m.ConnsRefused.WithLabelValues(listener, reason).Inc()
+}
+
+// ConnectionsOpen registers the gauge of the connections listener holds,
+// read at scrape time.
+func (m *Metrics) ConnectionsOpen(listener string, f func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_connections_open",
+		Help: "Connections a listener holds.", ConstLabels: prometheus.Labels{"listener": listener}}, f))
 }
 
 // UpstreamFuncs registers, for one upstream, a counter of the requests

@@ -103,6 +103,9 @@ func (n *Node) servers(cfg config.Config) []*namedServer {
 		servers = append(servers, &namedServer{name: "admin", addr: cfg.Admin.Listen,
 			srv: &http.Server{Handler: n.AdminHandler(), ReadTimeout: smallBodyTimeout}})
 	}
+	for _, s := range servers {
+		s.conns = n.connLimiter(s.name, s.srv.TLSConfig)
+	}
 	return servers
 }
 
@@ -201,6 +204,9 @@ const peerDrain = 2 * time.Second
 type namedServer struct {
 	name, addr string
 	srv        *http.Server
+	// conns wraps the server's TCP listener to cap its connections; nil:
+	// no caps (tests that build servers by hand).
+	conns func(net.Listener) net.Listener
 }
 
 // listenAll binds every server's listener before any serves, so that a
@@ -229,6 +235,9 @@ func (s *namedServer) listen(log *zap.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", s.name, err)
+	}
+	if s.conns != nil {
+		ln = s.conns(ln)
 	}
 	if s.srv.TLSConfig != nil {
 		ln = tls.NewListener(ln, s.srv.TLSConfig)
