@@ -50,6 +50,12 @@ type TokenHandlerConfig struct {
 	// admitted by before they are checked (see registry.Logins); nil: a
 	// limiter of its own, DefaultLoginRate per address.
 	Limiter *registry.Limiter
+	// Requests holds the per-client buckets every token request is
+	// admitted by, as registry requests are: an anonymous one by its
+	// address's, a good login by its user's (a failed one is charged to
+	// Limiter's). Each token is signed and audited, so without a bucket an
+	// anonymous client could ask for them without end. Nil: no limit.
+	Requests *registry.Limiter
 }
 
 // The token endpoint's own per-address limit on credential checks when it
@@ -87,6 +93,7 @@ type TokenHandler struct {
 	clientIP func(*http.Request) netip.Addr
 	realm    string
 	logins   *registry.Logins
+	requests *registry.Limiter
 	log      *zap.Logger
 }
 
@@ -100,7 +107,7 @@ func NewTokenHandler(cfg TokenHandlerConfig, log *zap.Logger) (*TokenHandler, er
 	}
 	h := &TokenHandler{
 		issuer: cfg.Issuer, authz: cfg.Authorizer, resolver: cfg.Resolver,
-		ttl: cfg.TTL, clientIP: cfg.ClientIP, realm: cfg.Realm, log: log,
+		ttl: cfg.TTL, clientIP: cfg.ClientIP, realm: cfg.Realm, requests: cfg.Requests, log: log,
 	}
 	switch u := cfg.Users.(type) {
 	case nil:
@@ -167,7 +174,7 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		h.log.Warn("token request with bad credentials", zap.String("user", p.Name), zap.Stringer("ip", ip), zap.Error(err))
+		h.log.Warn("token request with bad credentials", zap.String("user", registry.Clip(p.Name)), zap.Stringer("ip", ip), zap.Error(err))
 		w.Header().Set("WWW-Authenticate", `Basic realm=`+quote(h.realm))
 		writeError(w, r, http.StatusUnauthorized, codeUnauthorized, "authentication required: "+err.Error())
 		return
@@ -251,6 +258,9 @@ func (h *TokenHandler) grant(r *http.Request, p Principal, ip netip.Addr, want [
 func (h *TokenHandler) admitAndAuthenticate(r *http.Request, ip netip.Addr) (Principal, *Claims, error) {
 	user, _, ok := r.BasicAuth()
 	if !ok {
+		if err := h.admit("ip:" + ip.String()); err != nil {
+			return Principal{Anonymous: true}, nil, err
+		}
 		return h.authenticate(r)
 	}
 	hold, err := h.logins.Hold(ip.String(), user, h.issuer.now())
@@ -260,10 +270,22 @@ func (h *TokenHandler) admitAndAuthenticate(r *http.Request, ip netip.Addr) (Pri
 	p, parent, err := h.authenticate(r)
 	if err != nil {
 		hold.Failed(h.issuer.now())
-	} else {
-		hold.Succeeded(h.issuer.now())
+		return p, parent, err
 	}
-	return p, parent, err
+	hold.Succeeded(h.issuer.now())
+	if err := h.admit("user:" + p.Name); err != nil {
+		return p, nil, err
+	}
+	return p, parent, nil
+}
+
+// admit takes a token of key's bucket in Requests (keys as the registry
+// names its clients), or returns its 429 *registry.Error.
+func (h *TokenHandler) admit(key string) error {
+	if h.requests == nil {
+		return nil
+	}
+	return h.requests.Admit(key, registry.Route{Kind: registry.KindBase}, h.issuer.now())
 }
 
 // authenticate returns the principal of r: anonymous without an

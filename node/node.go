@@ -138,6 +138,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.mirror = mirror.New(n.proxy, n.repos, n.store, mirror.Options{Reserve: n.cap.Reserve,
 		MaxUploadBytes: func() int64 { return n.Live().Config.Local.MaxUploadBytes },
 		MaxOpenUploads: func() int { return n.Live().Config.Local.MaxOpenUploads }})
+	// Before the runtime: its token endpoint admits by these buckets too.
+	n.limiter = registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)
 	rt, err := n.build(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -149,7 +151,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.repl = replicate.New(replicate.Options{Store: n.store, Rules: func() []config.Replication { return n.Live().Config.Replication },
 		Registerer: n.prom, Logger: log.Named("replication")})
 	n.backend = replicating{Mirror: n.mirror, r: n.repl, log: log.Named("replication"), pushed: n.manifestPushed}
-	n.limiter = registry.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst)
 	n.shaper = registry.NewShaper(func() registry.ShapeLimits {
 		c := n.Live().Config
 		return registry.ShapeLimits{BytesPerSecond: c.ServeBandwidth, MaxStreams: c.MaxBlobStreams}

@@ -42,7 +42,7 @@ func (n *Node) build(ctx context.Context, cfg config.Config) (*Runtime, error) {
 	}
 	rt := &Runtime{Config: cfg, Router: router}
 	if cfg.Auth.Enabled {
-		if rt.Security, err = newSecurity(ctx, cfg.Auth, cfg.DataDir, n.resolver(), n.store, n.log.Named("auth")); err != nil {
+		if rt.Security, err = newSecurity(ctx, cfg.Auth, cfg.DataDir, n.resolver(), n.store, n.limiter, n.log.Named("auth")); err != nil {
 			return nil, err
 		}
 	}

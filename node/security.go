@@ -25,7 +25,7 @@ type security struct {
 	token  http.Handler
 }
 
-func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, resolver registry.Resolver, st *store.Store, log *zap.Logger) (*security, error) {
+func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, resolver registry.Resolver, st *store.Store, requests *registry.Limiter, log *zap.Logger) (*security, error) {
 	users, err := auth.NewReloadable(auth.UsersSource{HtpasswdPath: cfg.Htpasswd, GroupsPath: cfg.GroupsFile, Groups: cfg.Groups}, log)
 	if err != nil {
 		return nil, err
@@ -85,7 +85,7 @@ func newSecurity(ctx context.Context, cfg config.Auth, dataDir string, resolver 
 	}
 	token, err := auth.NewTokenHandler(auth.TokenHandlerConfig{
 		Issuer: issuer, Authorizer: ev, Resolver: resolver,
-		Users: auth.TokenAuthenticator{Users: creds, Issuer: issuer}, TTL: cfg.TokenTTL,
+		Users: auth.TokenAuthenticator{Users: creds, Issuer: issuer}, TTL: cfg.TokenTTL, Requests: requests,
 	}, log)
 	if err != nil {
 		return nil, err

@@ -161,7 +161,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		re := WriteError(rec, r, err)
 		code = re.Code
 		if re.Status >= 500 {
-			s.log.Warn("request failed", zap.String("path", r.URL.Path), zap.Error(err))
+			s.log.Warn("request failed", zap.String("path", Clip(r.URL.Path)), zap.Error(err))
 		}
 	}
 	status := rec.status
@@ -172,7 +172,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ce := s.log.Check(zap.InfoLevel, "request"); ce != nil { // no fields built when not logged
 		ce.Write(
 			zap.String("method", MethodName(r.Method)),
-			zap.String("path", r.URL.Path),
+			zap.String("path", Clip(r.URL.Path)),
 			zap.String("ns", route.Repo.NS),
 			zap.Int("status", status),
 			zap.String("code", code),
