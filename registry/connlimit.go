@@ -202,3 +202,21 @@ func (c *countedConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
 }
+
+// ReadFrom is the TCP connection's: net/http sends a file body with
+// sendfile only when its connection is an io.ReaderFrom.
+func (c *countedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// CloseWrite is the TCP connection's, which net/http uses to end a
+// response cleanly before it closes.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

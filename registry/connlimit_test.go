@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -135,5 +137,49 @@ func TestConnListenerCapsAll(t *testing.T) {
 	st, code, msg := readRefusal(t, bufio.NewReader(tc))
 	if st != http.StatusServiceUnavailable || code != CodeTooManyRequests || !strings.Contains(msg, "maxConnections") {
 		t.Errorf("refusal: %d %s %q", st, code, msg)
+	}
+}
+
+// TestConnListenerKeepsSendfile: a file body goes out through the TCP
+// connection's own ReadFrom (sendfile), and a response can still end with
+// CloseWrite: net/http finds both by type assertion on the connection the
+// listener returns.
+func TestConnListenerKeepsSendfile(t *testing.T) {
+	ct := startConnTarget(t, ConnLimits{PerAddress: 4}, nil)
+	c, s, reason := ct.dial(t)
+	if reason != "" {
+		t.Fatal(reason)
+	}
+	if _, ok := s.(io.ReaderFrom); !ok {
+		t.Fatal("the accepted connection is no io.ReaderFrom: net/http would copy file bodies through user space")
+	}
+	if _, ok := s.(interface{ CloseWrite() error }); !ok {
+		t.Fatal("the accepted connection has no CloseWrite")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Repeat("berth ", 100_000)
+	if _, err := f.WriteString(want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.(io.ReaderFrom).ReadFrom(f)
+		if err == nil {
+			err = s.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		done <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != want {
+		t.Fatalf("read %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
