@@ -35,20 +35,12 @@ func TestClientMethodsMakeNoSeries(t *testing.T) {
 			t.Fatalf("method %d: %d %.200s, want 405 UNSUPPORTED", i, resp.StatusCode, body)
 		}
 	}
-	resp, err := http.Get(n.Admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	metrics, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(metrics), "QQQQ") {
+	metrics := scrape(t, n)
+	if strings.Contains(metrics, "QQQQ") {
 		t.Errorf("/metrics carries a client's method (%d bytes in all)", len(metrics))
 	}
 	want := fmt.Sprintf(`berth_http_requests_total{method="OTHER",route="manifest",status="405"} %d`, sent)
-	if !strings.Contains(string(metrics), want+"\n") {
+	if !strings.Contains(metrics, want+"\n") {
 		t.Errorf("/metrics lacks %q", want)
 	}
 	if strings.Contains(n.logText(), "QQQQ") {
