@@ -232,6 +232,9 @@ type Batch struct {
 	// the image cache.
 	images    bool
 	imageKeys [][]byte
+	// droppedManifests are the manifests deleted, dropped from hot again
+	// after Commit (dropHot).
+	droppedManifests []string
 	// refs is what the batch makes referenced (see Store.writeRefs).
 	refs Referenced
 }
@@ -264,7 +267,8 @@ func (b *Batch) PutManifest(digest string, m *Manifest) error {
 
 // DeleteManifest removes a manifest body.
 func (b *Batch) DeleteManifest(digest string) error {
-	b.s.hot.Del(digest)
+	b.s.dropHot(digest)
+	b.droppedManifests = append(b.droppedManifests, digest)
 	b.m = slices.DeleteFunc(b.m, func(e manifestEntry) bool { return e.digest == digest })
 	return b.b.Delete(manifestKey(digest), nil)
 }
@@ -365,6 +369,9 @@ func (b *Batch) Commit() error {
 	}
 	for _, k := range b.tags {
 		b.s.tags.drop(k)
+	}
+	for _, d := range b.droppedManifests {
+		b.s.dropHot(d)
 	}
 	if err != nil {
 		return err

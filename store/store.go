@@ -58,6 +58,14 @@ type Store struct {
 	// it exists, and its media type: visible.go), by its key; every write
 	// or delete of image records goes through it (keys.go lists them).
 	imageTypes readCache[string]
+	// hotMu and hotGen keep a manifest read from pebble before a delete
+	// committed out of hot: a delete bumps hotGen and drops the digest
+	// (before its write and again after), under hotMu held exclusively;
+	// a read that missed puts what it read in hot only if hotGen has not
+	// moved since its lookup, under hotMu held shared, so its Set is
+	// queued before the delete's last Del.
+	hotMu  sync.RWMutex
+	hotGen uint64
 	// readHook, when set (tests), is called with the key of every point
 	// read of pebble (view), after the read.
 	readHook atomic.Pointer[func(key []byte)]
@@ -309,6 +317,9 @@ func (s *Store) readManifest(digest string, keep bool) (*Manifest, error) {
 	if m, ok := s.hot.Get(digest); ok {
 		return m, nil
 	}
+	s.hotMu.RLock()
+	gen := s.hotGen
+	s.hotMu.RUnlock()
 	v, err := s.get(manifestKey(digest))
 	if err != nil {
 		return nil, err
@@ -327,9 +338,22 @@ func (s *Store) readManifest(digest string, keep bool) (*Manifest, error) {
 	}
 	m := &Manifest{MediaType: string(v[2 : 2+n]), Body: v[2+n:]}
 	if keep {
-		s.hot.Set(digest, m, hotCost(m))
+		s.hotMu.RLock()
+		if s.hotGen == gen {
+			s.hot.Set(digest, m, hotCost(m))
+		}
+		s.hotMu.RUnlock()
 	}
 	return m, nil
+}
+
+// dropHot takes digest out of the hot manifests for a delete of it:
+// before the delete's write, and again after it.
+func (s *Store) dropHot(digest string) {
+	s.hotMu.Lock()
+	defer s.hotMu.Unlock()
+	s.hotGen++
+	s.hot.Del(digest)
 }
 
 // encodeManifest is a manifest record: len(mediaType) (2) | mediaType | body.

@@ -111,6 +111,8 @@ func (w Sweep) Manifests(ctx context.Context, fn func(digest string) error) erro
 
 // DeleteManifest removes a manifest body no image references.
 func (w Sweep) DeleteManifest(ctx context.Context, digest string) error {
-	w.s.hot.Del(digest)
-	return w.s.db.Delete(manifestKey(digest), pebble.Sync)
+	w.s.dropHot(digest)
+	err := w.s.db.Delete(manifestKey(digest), pebble.Sync)
+	w.s.dropHot(digest) // a read before the delete may have made it hot since
+	return err
 }
