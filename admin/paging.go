@@ -20,16 +20,18 @@ import (
 const (
 	// defaultPage is a page's size without maxResults (ECR's).
 	defaultPage = 100
-	maxPage     = 1000
 	tokenMagic  = "berth-page-1"
 )
+
+// MaxPage is the largest maxResults a paged listing accepts.
+const MaxPage = 1000
 
 // pageSize checks maxResults; paged is false when the request gives
 // neither maxResults nor nextToken.
 func pageSize(maxResults *int, token string) (n int, paged bool, err error) {
 	switch {
-	case maxResults != nil && (*maxResults < 1 || *maxResults > maxPage):
-		return 0, false, invalidf("maxResults", "must be between 1 and %d, got %d", maxPage, *maxResults)
+	case maxResults != nil && (*maxResults < 1 || *maxResults > MaxPage):
+		return 0, false, invalidf("maxResults", "must be between 1 and %d, got %d", MaxPage, *maxResults)
 	case maxResults != nil:
 		return *maxResults, true, nil
 	case token != "":

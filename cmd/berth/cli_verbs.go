@@ -466,14 +466,14 @@ func pinFlags(fs *flag.FlagSet) func() (any, error) {
 }
 
 // describeEveryRepository runs describe-repositories; listing every
-// repository, it follows the pages (each of at most 1000) to the last and
+// repository, it follows the pages (each of admin.MaxPage) to the last and
 // prints them as one answer, so no request reads the whole store.
 func describeEveryRepository(ctx context.Context, k *adminCall, req any) ([]byte, error) {
 	r := req.(admin.DescribeRepositoriesRequest)
 	if len(r.RepositoryNames) > 0 {
 		return k.do(ctx, "describe-repositories", r)
 	}
-	page := 1000
+	page := admin.MaxPage
 	r.MaxResults = &page
 	all := admin.DescribeRepositoriesResponse{Repositories: []admin.Repository{}}
 	for {
