@@ -152,7 +152,7 @@ func TestRateLimitPerUser(t *testing.T) {
 
 	// Each user from two source addresses: the bucket follows the user.
 	clientsByIP := []*http.Client{auClient("127.0.0.1"), auClient("127.0.0.3")}
-	drain := func(user string) {
+	drain := func(user string, want int) {
 		t.Helper()
 		start := time.Now()
 		admitted, limited := 0, 0
@@ -171,16 +171,19 @@ func TestRateLimitPerUser(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d admitted, %d refused with 429 in %v", user, admitted, limited, time.Since(start).Round(time.Millisecond))
-		if admitted != burst {
-			t.Errorf("%s: %d requests admitted, want the burst %d", user, admitted, burst)
+		if admitted != want {
+			t.Errorf("%s: %d requests admitted, want %d", user, admitted, want)
 		}
 		if limited == 0 {
 			t.Errorf("%s: no 429 after %d requests", user, burst+50)
 		}
 	}
-	drain("alice")
+	// A token request is charged to the user's bucket like any request:
+	// alice's, taken first, leaves her the burst less one.
+	tok := auToken(ctx, t, clientsByIP[1], b, auBasic("alice"), "repository:library/alpine:pull")
+	drain("alice", burst-1)
 	// alice's empty bucket is not bob's, nor the anonymous clients'.
-	drain("bob")
+	drain("bob", burst)
 	for _, c := range clientsByIP {
 		st, h, body := request(ctx, t, c, http.MethodGet, b.URL+"/v2/library/alpine/manifests/latest", cred{},
 			http.Header{"Accept": {allManifestTypes}}, nil)
@@ -188,12 +191,16 @@ func TestRateLimitPerUser(t *testing.T) {
 			t.Errorf("anonymous pull after the users' buckets emptied: %d %s, want 200", st, body)
 		}
 	}
-	// Still limited: by name, whatever the address or credential form.
-	tok := auToken(ctx, t, clientsByIP[1], b, auBasic("alice"), "repository:library/alpine:pull")
+	// Still limited: by name, whatever the address or credential form,
+	// and at the token endpoint too.
 	st, _, body := request(ctx, t, clientsByIP[1], http.MethodGet, b.URL+"/v2/library/alpine/manifests/latest", cred{bearer: tok},
 		http.Header{"Accept": {allManifestTypes}}, nil)
 	if st != http.StatusTooManyRequests {
 		t.Errorf("alice with a bearer token after her bucket emptied: %d %s, want 429", st, body)
+	}
+	st, _, body = request(ctx, t, clientsByIP[0], http.MethodGet, b.URL+"/token?service=berth", auBasic("alice"), nil, nil)
+	if code, _ := pushErrCode(body); st != http.StatusTooManyRequests || code != "TOOMANYREQUESTS" {
+		t.Errorf("alice's token request after her bucket emptied: %d %s, want 429 TOOMANYREQUESTS", st, body)
 	}
 
 	// An anonymous address has a bucket of its own: drain 127.0.0.4's.
