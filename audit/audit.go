@@ -90,10 +90,12 @@ func Open(path string, opts Options) (*Log, error) {
 // Log records an event without blocking.
 func (l *Log) Log(e Event) {
 	// What waits in memory and stays in the file holds at most
-	// registry.Clip of a text a client chose: a failed login's user name
-	// or a token request's scopes run to the header limit (1 MB).
-	e.User, e.Target = registry.Clip(e.User), registry.Clip(e.Target)
-	e.Repository, e.Reference = registry.Clip(e.Repository), registry.Clip(e.Reference)
+	// registry.Clip of a text a client chose: a failed login's user name,
+	// a token request's scopes or an admin request's path (its action)
+	// run to the header limit (1 MB).
+	for _, f := range []*string{&e.Principal, &e.User, &e.Action, &e.Target, &e.Repository, &e.Reference, &e.Digest} {
+		*f = registry.Clip(*f)
+	}
 	select {
 	case l.events <- e:
 	default:

@@ -63,12 +63,16 @@ func readAudit(t *testing.T, path string) []audit.Event {
 	defer f.Close()
 	var out []audit.Event
 	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 4<<20) // a line longer than the default 64 KiB must fail the test, not end the scan
 	for sc.Scan() {
 		var ev audit.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
+			t.Fatalf("audit line %.200q: %v", sc.Text(), err)
 		}
 		out = append(out, ev)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading the audit log: %v", err)
 	}
 	return out
 }
