@@ -80,6 +80,9 @@ func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
 	return s.base.RoundTrip(r)
 }
 
+// peerConnsPerHost bounds the connections a node opens to one peer.
+const peerConnsPerHost = 256
+
 func newPeerClient(c *Cluster) (*http.Transport, *http.Client) {
 	t := &http.Transport{
 		Proxy:                 nil, // peers are on the site network
@@ -89,8 +92,12 @@ func newPeerClient(c *Cluster) (*http.Transport, *http.Client) {
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
-		DisableCompression:    true, // blobs are passed through byte for byte
-		TLSClientConfig:       c.set.peerTLS,
+		// Within a peer's maxConnectionsPerAddress (512 by default), so a
+		// storm of fills never has a node refused by its peer; requests
+		// past it wait for a connection.
+		MaxConnsPerHost:    peerConnsPerHost,
+		DisableCompression: true, // blobs are passed through byte for byte
+		TLSClientConfig:    c.set.peerTLS,
 	}
 	client := &http.Client{
 		Transport: &signer{name: c.set.name, key: c.set.peerKey, now: c.opts.now, base: t},
