@@ -61,8 +61,8 @@ func (l *ConnListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr := connAddr(c)
-		if reason := l.admit(addr); reason != "" {
-			l.refuse(c, addr, reason)
+		if reason, lim := l.admit(addr); reason != "" {
+			l.refuse(c, addr, reason, lim)
 			continue
 		}
 		return &countedConn{Conn: c, release: func() { l.release(addr) }}, nil
@@ -76,22 +76,24 @@ func (l *ConnListener) Open() int {
 	return l.total
 }
 
-func (l *ConnListener) admit(addr string) (reason string) {
-	lim := l.Limits()
+// admit counts a connection from addr, or says which of the limits in
+// force (lim) refuses it.
+func (l *ConnListener) admit(addr string) (reason string, lim ConnLimits) {
+	lim = l.Limits()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case lim.PerAddress > 0 && l.byAddr[addr] >= lim.PerAddress:
-		return RefusedPerAddress
+		return RefusedPerAddress, lim
 	case lim.Max > 0 && l.total >= lim.Max:
-		return RefusedMax
+		return RefusedMax, lim
 	}
 	if l.byAddr == nil {
 		l.byAddr = map[string]int{}
 	}
 	l.byAddr[addr]++
 	l.total++
-	return ""
+	return "", lim
 }
 
 func (l *ConnListener) release(addr string) {
@@ -103,10 +105,10 @@ func (l *ConnListener) release(addr string) {
 	}
 }
 
-// refuse answers c with the refusal of reason and closes it, in the
-// background and within refuseWithin; with refusing answers under way it
-// closes c at once.
-func (l *ConnListener) refuse(c net.Conn, addr, reason string) {
+// refuse answers c with the refusal of reason by lim and closes it, in
+// the background and within refuseWithin; with refusing answers under way
+// it closes c at once.
+func (l *ConnListener) refuse(c net.Conn, addr, reason string, lim ConnLimits) {
 	if l.OnRefuse != nil {
 		l.OnRefuse(addr, reason)
 	}
@@ -122,7 +124,6 @@ func (l *ConnListener) refuse(c net.Conn, addr, reason string) {
 		c.Close()
 		return
 	}
-	lim := l.Limits()
 	go func() {
 		defer func() { <-answers }()
 		answer(c, l.TLS, refusalBytes(reason, lim))

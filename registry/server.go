@@ -169,9 +169,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	dur := time.Since(start)
+	method := MethodName(r.Method)
 	if ce := s.log.Check(zap.InfoLevel, "request"); ce != nil { // no fields built when not logged
 		ce.Write(
-			zap.String("method", MethodName(r.Method)),
+			zap.String("method", method),
 			zap.String("path", Clip(r.URL.Path)),
 			zap.String("ns", route.Repo.NS),
 			zap.Int("status", status),
@@ -185,7 +186,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		)
 	}
 	if s.observe != nil {
-		s.observe(RequestInfo{Method: MethodName(r.Method), Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
+		s.observe(RequestInfo{Method: method, Kind: route.Kind, Repo: route.Repo, Reference: route.Reference,
 			UploadID: route.UploadID, Status: status, Code: code, Principal: principal, User: presentedUser(r, principal),
 			Bytes: rec.bytes, Duration: dur, Source: rec.source, Client: client, Crashed: crashed})
 	}
